@@ -1,0 +1,48 @@
+// Communication between ranks: c10d's process groups behind a small interface.
+//
+// The trainer hands raw buffers (host or CUDA memory) and never sees c10d; one rank alone uses
+// SoloCommunicator, which copies and returns. Collectives block until done and throw CommError
+// when a peer is lost or the timeout passes.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "khsgd/launch.hpp"
+#include "khsgd/torch_ops.hpp"
+
+namespace khsgd {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual std::string backend() const = 0;  // "none", "gloo" or "nccl"
+
+  // data[0..count) <- sum over ranks, in place.
+  virtual void all_reduce_sum(float* data, int64_t count, Device where) = 0;
+  // gathered[r * count .. (r + 1) * count) <- rank r's local[0..count).
+  virtual void all_gather(const float* local, float* gathered, int64_t count, Device where) = 0;
+  // Every rank's value, indexed by rank (host memory; for agreement checks, not the hot loop).
+  virtual std::vector<int64_t> all_gather_value(int64_t value) = 0;
+  virtual void barrier() = 0;
+};
+
+std::unique_ptr<Communicator> make_solo_communicator();
+
+// Joins the job described by `launch` through a c10d TCPStore (rank 0 serves it unless torchrun's
+// agent does) and opens ProcessGroupGloo or ProcessGroupNCCL. `cuda_device` is this rank's GPU for
+// NCCL. Throws UserError for a backend this build lacks and CommError when peers do not join
+// within `timeout`.
+std::unique_ptr<Communicator> connect_process_group(const Launch& launch,
+                                                    const std::string& backend, int cuda_device,
+                                                    std::chrono::milliseconds timeout);
+
+// Backends this build can open ("gloo", "nccl").
+std::vector<std::string> available_backends();
+
+}  // namespace khsgd

@@ -1,0 +1,50 @@
+// Settings of one training run and the command line that sets them.
+//
+// Flag names and defaults follow the published main-LR-HMDA.py so that its launch lines work
+// unchanged; the flags the reference lacks are documented in README.md.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace khsgd {
+
+inline const std::vector<std::string>& sorter_names() {
+  static const std::vector<std::string> names = {"CD-GraB", "D-RR", "KH-SGD", "SBW"};
+  return names;
+}
+
+// CD-GraB, KH-SGD and SBW balance pairs of examples; D-RR only reshuffles.
+bool is_pair_sorter(const std::string& sorter);
+
+struct Config {
+  std::string sorter = "CD-GraB";
+  int64_t seed = 0;
+  double lr = 1e-2;
+  int64_t B = 16;  // global batch: every rank takes B / world_size examples per step
+  double momentum = 0.9;
+  int64_t epochs = 50;
+  int64_t node_cnt = 0;          // 0 = not given: the world size
+  std::string backend = "auto";  // auto = nccl on cuda, gloo on cpu
+  std::string exp = "LR-HMDA";
+  std::string local_rank;        // accepted for launcher compatibility; LOCAL_RANK wins
+  std::string device = "auto";   // auto = cuda when this build and machine have one
+  std::string data_dir = "data/HMDA";
+  std::string results_dir = "results";
+  std::string dataset = "hmda";  // hmda (files in data_dir) or synthetic (generated in-process)
+  bool save_orders = false;
+};
+
+// Parses argv. Returns false when --help was asked for (help text in *help). Throws UserError with
+// one line naming the offending flag for anything malformed or out of range.
+bool parse_command_line(int argc, const char* const* argv, Config* config, std::string* help);
+
+// Checks what depends on the launch: --node_cnt against the world size and --B against the ranks.
+// Fills node_cnt when it was not given. Throws UserError.
+void check_against_world(Config* config, int world_size);
+
+// Python's repr() of a float ("0.005", "1e-05"), as the reference writes --lr into folder names.
+std::string python_float_repr(double value);
+
+}  // namespace khsgd

@@ -1,0 +1,59 @@
+// The data: loading the HMDA tensors, the synthetic stand-in, and SPEC §1's preparation
+// (truncation to an even number of full batches, one contiguous shard per rank).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "khsgd/pt_file.hpp"
+
+namespace khsgd {
+
+struct Dataset {
+  int64_t d = 0;  // features per example
+  int64_t n_train = 0;
+  int64_t n_test = 0;
+  std::vector<float> train_x;  // [n_train, d] row-major
+  std::vector<float> train_y;  // [n_train] in {0, 1}
+  std::vector<float> test_x;   // [n_test, d]
+  std::vector<float> test_y;   // [n_test]
+  std::string source;          // where it came from, for config.json
+};
+
+inline constexpr const char* kFeaturesFile = "features-processed-NY-2017.pt";
+inline constexpr const char* kTargetsFile = "targets-processed-NY-2017.pt";
+
+// Loads data_dir/features-processed-NY-2017.pt and data_dir/targets-processed-NY-2017.pt.
+// Throws UserError with one line naming the file and what was expected.
+Dataset load_hmda(const std::string& data_dir);
+
+// Checks shapes, lengths, finiteness and labels of a loaded (train_X, test_X), (train_y, test_y)
+// pair; exposed for tests. Throws UserError naming `features_path` or `targets_path`.
+Dataset assemble_dataset(const std::vector<HostTensor>& features, const std::string& features_path,
+                         const std::vector<HostTensor>& targets, const std::string& targets_path);
+
+// Size of the real NY-2017 split; the synthetic set has the same shape.
+inline constexpr int64_t kHmdaTrainRows = 195285;
+inline constexpr int64_t kHmdaTestRows = 48822;
+inline constexpr int64_t kHmdaFeatures = 20;
+
+// A deterministic HMDA-shaped set (see README "Synthetic data"): 10 Gaussian and 10 binary
+// features, labels drawn from a fixed logistic model with about 77 % positives, so that logistic
+// regression reaches roughly 83 % test accuracy. The same arguments give the same bytes.
+Dataset make_synthetic(int64_t n_train = kHmdaTrainRows, int64_t n_test = kHmdaTestRows);
+
+// SPEC §1 "Preparation".
+struct Partition {
+  int64_t ranks = 1;        // n
+  int64_t batch = 16;       // B, global
+  int64_t microbatch = 16;  // B / n examples per rank and step
+  int64_t num_batches = 0;  // steps per epoch: the largest even number <= N / B
+  int64_t used_rows = 0;    // N' = num_batches * B; train rows [0, N') are used
+  int64_t shard_rows = 0;   // m = N' / n; rank r owns rows [r m, (r + 1) m)
+};
+
+// Throws UserError when the data holds too few rows for two batches.
+Partition plan_partition(int64_t train_rows, int64_t batch, int64_t ranks);
+
+}  // namespace khsgd

@@ -1,0 +1,30 @@
+// Reading Python torch.save files without Python.
+//
+// The HMDA files are torch.save((a, b)) archives written from CUDA tensors. LibTorch's
+// torch::pickle_load would try to rebuild them on the GPU and fails on a CPU-only build, so the
+// archive is read with PyTorchStreamReader and every storage is mapped to the CPU.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace khsgd {
+
+// A tensor copied to host memory as float32, row-major.
+struct HostTensor {
+  std::vector<int64_t> shape;
+  std::vector<float> values;
+  std::string dtype;  // dtype in the file ("float32", "float64"); values are float32 either way
+};
+
+// The elements of the tuple saved in `path`. Throws UserError naming the file for a missing or
+// unreadable file, a pre-1.6 (non-zip) torch.save file, anything but a tuple of tensors, and
+// tensors of a dtype other than float32/float64.
+std::vector<HostTensor> read_tensor_tuple(const std::string& path);
+
+// Writes `tensors` the way Python's torch.save((t0, t1, ...)) does (zip container), as float32
+// unless dtype says "float64". For tests and for saving gradient matrices.
+void write_tensor_tuple(const std::string& path, const std::vector<HostTensor>& tensors);
+
+}  // namespace khsgd

@@ -1,0 +1,44 @@
+// Sorters: who decides the order of each rank's examples in the next epoch (SPEC §4).
+//
+// One interface, chosen by name: D-RR reshuffles at random; CD-GraB, SBW and KH-SGD balance pairs
+// of per-example gradients (the trainer then gathers them from all ranks every step and hands
+// them to step()). All ranks hold identical sorter state and each returns its own row of the
+// n x m order matrix.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "khsgd/torch_ops.hpp"
+
+namespace khsgd {
+
+struct SorterShape {
+  int64_t ranks = 1;        // n
+  int64_t shard_rows = 0;   // m, examples per rank
+  int64_t microbatch = 16;  // examples per rank and step
+  int64_t D = 21;           // gradient length
+  int64_t epochs = 1;       // E, for SBW's and KH-SGD's tables
+  int64_t rank = 0;         // whose row sort() returns
+};
+
+class Sorter {
+ public:
+  virtual ~Sorter() = default;
+  virtual std::string name() const = 0;
+  // True for CD-GraB, SBW and KH-SGD: they need every step's gathered per-example gradients.
+  virtual bool balances_pairs() const = 0;
+  // Starts an epoch: this rank's order of its m local examples (indices 0 .. m-1).
+  virtual const std::vector<int64_t>& sort() = 0;
+  // Step k's gradients from all ranks, G [n, microbatch, D] row-major. Called in step order.
+  virtual void step(const float* G, int64_t k) = 0;
+};
+
+// name: CD-GraB, D-RR, KH-SGD or SBW. Draws what the sorter needs at construction from `ops`
+// (SPEC's order: KH-SGD uniform_(-1, 1) of T, SBW rand(m n E / 2)); keeps `ops` for later epochs.
+std::unique_ptr<Sorter> make_sorter(const std::string& name, const SorterShape& shape,
+                                    DeviceOps& ops);
+
+}  // namespace khsgd

@@ -1,0 +1,47 @@
+// The few numbers whose exact bits must come from LibTorch itself.
+//
+// A seed reproduces the reference only if every random draw comes from the same generator, in the
+// same order, through the same algorithm (SPEC §4 "Random numbers"): the Linear init from the CPU
+// generator, randperm and uniform_ from the training device's generator. KH-SGD's float32 log
+// table is computed by torch.log on the device too, so it is taken from there as well.
+// Everything else in khsgd runs on plain arrays.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace khsgd {
+
+enum class Device { Cpu, Cuda };
+
+const char* device_name(Device device);
+
+// What the sorters draw from the training device. An interface so that tests can script draws.
+class DeviceOps {
+ public:
+  virtual ~DeviceOps() = default;
+  // torch.randperm(m, device=...)
+  virtual std::vector<int64_t> randperm(int64_t m) = 0;
+  // torch.empty(count, device=...).uniform_(from, to); torch.rand(count) is uniform(count, 0, 1)
+  virtual std::vector<float> uniform(int64_t count, double from, double to) = 0;
+  // torch.log(constant * torch.arange(1, count + 1, dtype=float32, device=...))
+  virtual std::vector<float> log_of_multiples(double constant, int64_t count) = 0;
+};
+
+// DeviceOps backed by LibTorch's default generator of `device` (CUDA: the current device's).
+std::unique_ptr<DeviceOps> make_torch_ops(Device device);
+
+// torch.manual_seed(seed): the CPU generator and, where there is one, every CUDA generator.
+void seed_generators(uint64_t seed);
+
+// theta = [w; b] of torch::nn::Linear(d, 1) freshly constructed: draws d + 1 numbers from the CPU
+// generator, weight first.
+std::vector<float> init_linear_parameters(int64_t d);
+
+bool cuda_available();
+int cuda_device_count();
+std::string torch_version();
+
+}  // namespace khsgd

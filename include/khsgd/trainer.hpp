@@ -1,0 +1,14 @@
+// A whole run, from checked flags to results on disk: join the other ranks, load the data, agree
+// that every rank is ready, seed, build model, sorter and engine, then train and evaluate epoch
+// by epoch, writing each epoch's metrics as soon as it is known.
+#pragma once
+
+#include "khsgd/config.hpp"
+#include "khsgd/launch.hpp"
+
+namespace khsgd {
+
+// Throws UserError for bad input (before anything is written) and CommError when a peer is lost.
+void run_training(Config config, const Launch& launch);
+
+}  // namespace khsgd

@@ -1,0 +1,275 @@
+#include "khsgd/comm.hpp"
+
+#include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef USE_C10D_GLOO
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+#ifdef USE_C10D_NCCL
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <map>
+#include <tuple>
+
+#include "khsgd/errors.hpp"
+
+namespace khsgd {
+
+namespace {
+
+class SoloCommunicator final : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  std::string backend() const override { return "none"; }
+  void all_reduce_sum(float*, int64_t, Device) override {}
+  void all_gather(const float* local, float* gathered, int64_t count, Device where) override {
+    if (local == gathered) return;
+    if (where == Device::Cpu) {
+      std::memcpy(gathered, local, count * sizeof(float));
+    } else {
+      const auto options = at::TensorOptions().dtype(at::kFloat).device(at::kCUDA);
+      at::from_blob(gathered, {count}, options)
+          .copy_(at::from_blob(const_cast<float*>(local), {count}, options));
+    }
+  }
+  std::vector<int64_t> all_gather_value(int64_t value) override { return {value}; }
+  void barrier() override {}
+};
+
+std::string first_line(const std::string& text) {
+  const size_t end = text.find('\n');
+  return end == std::string::npos ? text : text.substr(0, end);
+}
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
+}
+
+// The address of this machine's interface that routes to `host`: a UDP socket "connected" to it
+// sends nothing but lets the kernel pick the source address. Gloo binds there, so ranks on other
+// hosts can reach it; "" when it cannot be told.
+std::string local_address_towards(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0 || !found)
+    return "";
+  std::string address;
+  const int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  if (fd >= 0 && connect(fd, found->ai_addr, found->ai_addrlen) == 0) {
+    sockaddr_in local{};
+    socklen_t length = sizeof local;
+    char text[INET_ADDRSTRLEN] = {0};
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) == 0 &&
+        inet_ntop(AF_INET, &local.sin_addr, text, sizeof text))
+      address = text;
+  }
+  if (fd >= 0) close(fd);
+  freeaddrinfo(found);
+  return address;
+}
+
+// ProcessGroupGloo or ProcessGroupNCCL behind the Communicator interface. Host buffers are wrapped
+// once as tensors and the wrappers reused, so a step's collective costs what c10d costs. A
+// template because LibTorch 1.13 derives the groups from c10d::ProcessGroup and 2.x from
+// c10d::Backend; both have the same collective methods.
+template <typename Group>
+class ProcessGroupCommunicator final : public Communicator {
+ public:
+  ProcessGroupCommunicator(c10::intrusive_ptr<Group> group, std::string backend,
+                           int rank, int size, int cuda_device)
+      : group_(std::move(group)),
+        backend_(std::move(backend)),
+        rank_(rank),
+        size_(size),
+        cuda_device_(cuda_device) {}
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::string backend() const override { return backend_; }
+
+  void all_reduce_sum(float* data, int64_t count, Device where) override {
+    std::vector<at::Tensor> tensors = {wrap(data, count, where)};
+    if (stages_through_host(where)) {
+      at::Tensor host = tensors[0].to(at::kCPU);
+      std::vector<at::Tensor> staged = {host};
+      run("all-reduce", [&] { return group_->allreduce(staged); });
+      tensors[0].copy_(host);
+      return;
+    }
+    run("all-reduce", [&] { return group_->allreduce(tensors); });
+  }
+
+  void all_gather(const float* local, float* gathered, int64_t count, Device where) override {
+    const auto key = std::make_tuple(local, gathered, count, where);
+    auto found = gathers_.find(key);
+    if (found == gathers_.end()) {
+      Gather g;
+      const Device staged_on = stages_through_host(where) ? Device::Cpu : where;
+      if (staged_on != where) {
+        g.host_in = at::empty({count}, at::kFloat);
+        g.host_out = at::empty({size_ * count}, at::kFloat);
+        g.device_in = wrap(const_cast<float*>(local), count, where);
+        g.device_out = wrap(gathered, size_ * count, where);
+        g.inputs = {g.host_in};
+        g.outputs = {std::vector<at::Tensor>()};
+        for (int r = 0; r < size_; ++r) g.outputs[0].push_back(g.host_out.narrow(0, r * count, count));
+      } else {
+        g.inputs = {wrap(const_cast<float*>(local), count, where)};
+        const at::Tensor out = wrap(gathered, size_ * count, where);
+        g.outputs = {std::vector<at::Tensor>()};
+        for (int r = 0; r < size_; ++r) g.outputs[0].push_back(out.narrow(0, r * count, count));
+      }
+      found = gathers_.emplace(key, std::move(g)).first;
+    }
+    Gather& g = found->second;
+    if (g.host_in.defined()) g.host_in.copy_(g.device_in);
+    // Gloo in LibTorch 1.13 has no _allgather_base: gather into views of one [n, count] buffer.
+    run("all-gather", [&] { return group_->allgather(g.outputs, g.inputs); });
+    if (g.host_out.defined()) g.device_out.copy_(g.host_out);
+  }
+
+  std::vector<int64_t> all_gather_value(int64_t value) override {
+    const Device where = backend_ == "nccl" ? Device::Cuda : Device::Cpu;
+    const auto options = at::TensorOptions().dtype(at::kLong).device(
+        where == Device::Cuda ? at::Device(at::kCUDA, cuda_device_) : at::Device(at::kCPU));
+    std::vector<at::Tensor> input = {at::full({1}, value, options)};
+    const at::Tensor out = at::empty({size_}, options);
+    std::vector<std::vector<at::Tensor>> outputs(1);
+    for (int r = 0; r < size_; ++r) outputs[0].push_back(out.narrow(0, r, 1));
+    run("all-gather", [&] { return group_->allgather(outputs, input); });
+    const at::Tensor host = out.to(at::kCPU);
+    return std::vector<int64_t>(host.data_ptr<int64_t>(), host.data_ptr<int64_t>() + size_);
+  }
+
+  void barrier() override {
+    run("barrier", [&] { return group_->barrier(); });
+  }
+
+ private:
+  struct Gather {
+    std::vector<at::Tensor> inputs;
+    std::vector<std::vector<at::Tensor>> outputs;
+    at::Tensor host_in, host_out, device_in, device_out;  // only when staging CUDA data for Gloo
+  };
+
+  // Gloo moves host memory; CUDA buffers are copied through it rather than relying on the
+  // installed Gloo having been built with CUDA support.
+  bool stages_through_host(Device where) const { return where == Device::Cuda && backend_ == "gloo"; }
+
+  at::Tensor wrap(float* data, int64_t count, Device where) const {
+    const auto options = at::TensorOptions().dtype(at::kFloat).device(
+        where == Device::Cuda ? at::Device(at::kCUDA, cuda_device_) : at::Device(at::kCPU));
+    return at::from_blob(data, {count}, options);
+  }
+
+  template <typename Launch>
+  void run(const char* what, Launch&& launch) {
+    try {
+      auto work = launch();
+      work->wait();
+    } catch (const std::exception& e) {
+      throw CommError("rank " + std::to_string(rank_) + ": " + what + " over " + backend_ +
+                      " failed: " + first_line(e.what()));
+    }
+  }
+
+  c10::intrusive_ptr<Group> group_;
+  std::string backend_;
+  int rank_, size_, cuda_device_;
+  std::map<std::tuple<const float*, float*, int64_t, Device>, Gather> gathers_;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_solo_communicator() {
+  return std::make_unique<SoloCommunicator>();
+}
+
+std::vector<std::string> available_backends() {
+  std::vector<std::string> backends;
+#ifdef USE_C10D_GLOO
+  backends.push_back("gloo");
+#endif
+#ifdef USE_C10D_NCCL
+  backends.push_back("nccl");
+#endif
+  return backends;
+}
+
+std::unique_ptr<Communicator> connect_process_group(const Launch& launch,
+                                                    const std::string& backend, int cuda_device,
+                                                    std::chrono::milliseconds timeout) {
+  const auto backends = available_backends();
+  if (std::find(backends.begin(), backends.end(), backend) == backends.end())
+    throw UserError("--backend " + backend + " is not available in this build" +
+                    (backend == "nccl" ? " (it needs LibTorch with CUDA and NCCL); use --backend gloo"
+                                       : ""));
+  c10::intrusive_ptr<c10d::Store> store;
+  try {
+    c10d::TCPStoreOptions options;
+    options.port = static_cast<uint16_t>(launch.master_port);
+    options.isServer = launch.rank == 0 && !launch.agent_store;
+    options.numWorkers = launch.world_size;
+    options.waitWorkers = !launch.agent_store;
+    options.timeout = timeout;
+    store = c10::make_intrusive<c10d::TCPStore>(launch.master_addr, options);
+    if (launch.agent_store) store = c10::make_intrusive<c10d::PrefixStore>(launch.store_prefix, store);
+  } catch (const std::exception& e) {
+    throw CommError("rank " + std::to_string(launch.rank) + ": cannot join the rendezvous at " +
+                    launch.master_addr + ":" + std::to_string(launch.master_port) + " within " +
+                    std::to_string(timeout.count() / 1000) + " s (" + first_line(e.what()) +
+                    "); are all ranks started with the same MASTER_ADDR/MASTER_PORT?");
+  }
+
+  try {
+#ifdef USE_C10D_GLOO
+    if (backend == "gloo") {
+      auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+      const char* interface = std::getenv("GLOO_SOCKET_IFNAME");
+      if (interface != nullptr && interface[0] != '\0') {
+        options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(interface));
+      } else if (is_loopback(launch.master_addr)) {
+        options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+      } else {
+        const std::string local = local_address_towards(launch.master_addr, launch.master_port);
+        options->devices.push_back(
+            local.empty() ? c10d::ProcessGroupGloo::createDefaultDevice()
+                          : c10d::ProcessGroupGloo::createDeviceForHostname(local));
+      }
+      auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, launch.rank,
+                                                               launch.world_size, options);
+      return std::make_unique<ProcessGroupCommunicator<c10d::ProcessGroupGloo>>(
+          group, backend, launch.rank, launch.world_size, cuda_device);
+    }
+#endif
+#ifdef USE_C10D_NCCL
+    if (backend == "nccl") {
+      c10::cuda::set_device(static_cast<c10::DeviceIndex>(cuda_device));
+      auto options = c10d::ProcessGroupNCCL::Options::create();
+      options->timeout = timeout;
+      auto group = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, launch.rank,
+                                                               launch.world_size, options);
+      return std::make_unique<ProcessGroupCommunicator<c10d::ProcessGroupNCCL>>(
+          group, backend, launch.rank, launch.world_size, cuda_device);
+    }
+#endif
+  } catch (const std::exception& e) {
+    throw CommError("rank " + std::to_string(launch.rank) + ": cannot open the " + backend +
+                    " process group: " + first_line(e.what()));
+  }
+  throw UserError("--backend " + backend + " is not available in this build");
+}
+
+}  // namespace khsgd

@@ -1,0 +1,231 @@
+#include "khsgd/config.hpp"
+
+#include <cxxopts.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+
+#include "khsgd/errors.hpp"
+
+namespace khsgd {
+
+bool is_pair_sorter(const std::string& sorter) { return sorter != "D-RR"; }
+
+namespace {
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+void require_one_of(const std::string& flag, const std::string& value,
+                    const std::vector<std::string>& choices) {
+  if (std::find(choices.begin(), choices.end(), value) == choices.end())
+    throw UserError("--" + flag + " '" + value + "' is not one of: " + join(choices));
+}
+
+// cxxopts takes a single-letter name only as a short option ("-B"), while the reference's users
+// write "--B 16" or "--B=16": rewrite those spellings before parsing.
+std::vector<std::string> normalize_arguments(int argc, const char* const* argv) {
+  std::vector<std::string> args;
+  for (int i = 0; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (i > 0 && arg.size() >= 3 && arg.compare(0, 2, "--") == 0 &&
+        (arg.size() == 3 || arg[3] == '=') && std::isalpha(static_cast<unsigned char>(arg[2]))) {
+      args.push_back("-" + arg.substr(2, 1));
+      if (arg.size() > 3) args.push_back(arg.substr(4));
+      continue;
+    }
+    args.push_back(arg);
+  }
+  return args;
+}
+
+// cxxopts quotes names with typographic quotes; keep our messages plain ASCII.
+std::string plain_quotes(std::string text) {
+  for (const char* fancy : {"\xE2\x80\x98", "\xE2\x80\x99"}) {
+    for (size_t at = text.find(fancy); at != std::string::npos; at = text.find(fancy))
+      text.replace(at, 3, "'");
+  }
+  return text;
+}
+
+const char* kHelp = R"(khsgd_train: logistic regression on HMDA with SGD whose example order each epoch is chosen
+by a sorter (Low-Rank Thinning, ICML 2025). Launch one process, or several with torchrun,
+mpirun or scripts/launch.sh.
+
+Options (defaults in brackets):
+  --sorter NAME        CD-GraB, D-RR, KH-SGD or SBW [CD-GraB]
+  --seed N             seed of every generator [0]
+  --lr X               learning rate [0.01]
+  --B N                global batch; each rank takes B / ranks examples per step [16]
+  --momentum X         SGD momentum [0.9]
+  --epochs N           training epochs [50]
+  --node_cnt N         number of ranks; must equal the launched world size [world size]
+  --backend NAME       auto, gloo or nccl; auto = nccl on cuda, gloo on cpu [auto]
+  --device NAME        auto, cpu or cuda [auto]
+  --dataset NAME       hmda (the .pt files in --data_dir) or synthetic (generated) [hmda]
+  --data_dir DIR       folder with features-/targets-processed-NY-2017.pt [data/HMDA]
+  --results_dir DIR    where run folders are written [results]
+  --exp NAME           experiment name, the first folder level [LR-HMDA]
+  --save_orders        write orders-rankR.csv: line e = the local order of epoch e
+  --local_rank N       accepted for launcher compatibility (LOCAL_RANK wins)
+  -h, --help           this text
+
+Results: RESULTS_DIR/EXP-EPOCHS/LR-hmda-SORTER-node-N-lr-LR-B-B-seed-SEED/ with metrics.csv and
+config.json (LR-synthetic-... for --dataset synthetic).
+)";
+
+}  // namespace
+
+std::string python_float_repr(double value) {
+  if (std::isnan(value)) return "nan";
+  if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
+  // Shortest decimal digits that read back as the same double, as Python's repr() finds them.
+  char buffer[64];
+  int precision = 1;
+  for (; precision <= 17; ++precision) {
+    std::snprintf(buffer, sizeof buffer, "%.*e", precision - 1, value);
+    if (std::strtod(buffer, nullptr) == value) break;
+  }
+  std::string text = buffer;
+  std::string sign;
+  if (text[0] == '-') {
+    sign = "-";
+    text.erase(0, 1);
+  }
+  const size_t e_at = text.find('e');
+  const int exponent = std::atoi(text.c_str() + e_at + 1);
+  std::string digits = text.substr(0, e_at);
+  digits.erase(std::remove(digits.begin(), digits.end(), '.'), digits.end());
+  while (digits.size() > 1 && digits.back() == '0') digits.pop_back();
+  if (value == 0.0) return sign + "0.0";
+  const int point = exponent + 1;  // position of the decimal point relative to the digits
+  if (point > -4 && point <= 16) {
+    if (point <= 0) return sign + "0." + std::string(-point, '0') + digits;
+    if (point >= static_cast<int>(digits.size()))
+      return sign + digits + std::string(point - digits.size(), '0') + ".0";
+    return sign + digits.substr(0, point) + "." + digits.substr(point);
+  }
+  std::string mantissa = digits.substr(0, 1);
+  if (digits.size() > 1) mantissa += "." + digits.substr(1);
+  const int e = point - 1;
+  char exp_text[16];
+  std::snprintf(exp_text, sizeof exp_text, "e%c%02d", e < 0 ? '-' : '+', std::abs(e));
+  return sign + mantissa + exp_text;
+}
+
+bool parse_command_line(int argc, const char* const* argv, Config* config, std::string* help) {
+  Config& c = *config;
+  cxxopts::Options options("khsgd_train");
+  // Values are read as strings and checked here, so that every message names the flag.
+  options.add_options()
+      ("sorter", "", cxxopts::value<std::string>())
+      ("seed", "", cxxopts::value<std::string>())
+      ("lr", "", cxxopts::value<std::string>())
+      ("B", "", cxxopts::value<std::string>())
+      ("momentum", "", cxxopts::value<std::string>())
+      ("epochs", "", cxxopts::value<std::string>())
+      ("node_cnt", "", cxxopts::value<std::string>())
+      ("backend", "", cxxopts::value<std::string>())
+      ("exp", "", cxxopts::value<std::string>())
+      ("local_rank,local-rank", "", cxxopts::value<std::string>())
+      ("device", "", cxxopts::value<std::string>())
+      ("data_dir", "", cxxopts::value<std::string>())
+      ("results_dir", "", cxxopts::value<std::string>())
+      ("dataset", "", cxxopts::value<std::string>())
+      ("save_orders", "", cxxopts::value<bool>())
+      ("h,help", "");
+
+  const std::vector<std::string> args = normalize_arguments(argc, argv);
+  std::vector<const char*> arg_ptrs;
+  for (const auto& a : args) arg_ptrs.push_back(a.c_str());
+
+  cxxopts::ParseResult result;
+  try {
+    result = options.parse(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
+  } catch (const cxxopts::exceptions::exception& e) {
+    throw UserError(plain_quotes(e.what()) + " (see khsgd_train --help)");
+  }
+  if (!result.unmatched().empty())
+    throw UserError("unexpected argument '" + result.unmatched().front() +
+                    "': every setting is a --flag (see khsgd_train --help)");
+  if (result.count("help")) {
+    *help = kHelp;
+    return false;
+  }
+
+  auto text = [&](const char* flag, std::string* out) {
+    if (result.count(flag)) *out = result[flag].as<std::string>();
+  };
+  auto integer = [&](const char* flag, int64_t* out, int64_t lo, int64_t hi) {
+    if (!result.count(flag)) return;
+    const std::string value = result[flag].as<std::string>();
+    char* end = nullptr;
+    errno = 0;
+    const long long parsed = std::strtoll(value.c_str(), &end, 10);
+    if (value.empty() || *end != '\0' || errno == ERANGE || parsed < lo || parsed > hi) {
+      std::ostringstream msg;
+      msg << "--" << flag << " '" << value << "' must be an integer in [" << lo << ", " << hi << "]";
+      throw UserError(msg.str());
+    }
+    *out = parsed;
+  };
+  auto real = [&](const char* flag, double* out, const char* what, bool (*ok)(double)) {
+    if (!result.count(flag)) return;
+    const std::string value = result[flag].as<std::string>();
+    char* end = nullptr;
+    const double parsed = std::strtod(value.c_str(), &end);
+    if (value.empty() || *end != '\0' || !std::isfinite(parsed) || !ok(parsed))
+      throw UserError("--" + std::string(flag) + " '" + value + "' must be " + what);
+    *out = parsed;
+  };
+
+  text("sorter", &c.sorter);
+  require_one_of("sorter", c.sorter, sorter_names());
+  integer("seed", &c.seed, 0, INT64_MAX);
+  real("lr", &c.lr, "a finite number > 0", [](double x) { return x > 0; });
+  integer("B", &c.B, 1, 1 << 20);
+  real("momentum", &c.momentum, "a finite number in [0, 1]",
+       [](double x) { return x >= 0 && x <= 1; });
+  integer("epochs", &c.epochs, 1, 100000);
+  integer("node_cnt", &c.node_cnt, 1, 1 << 16);
+  text("backend", &c.backend);
+  require_one_of("backend", c.backend, {"auto", "gloo", "nccl"});
+  text("exp", &c.exp);
+  if (c.exp.empty() || c.exp.find('/') != std::string::npos)
+    throw UserError("--exp '" + c.exp + "' must be a non-empty name without '/'");
+  text("local_rank", &c.local_rank);
+  text("device", &c.device);
+  require_one_of("device", c.device, {"auto", "cpu", "cuda"});
+  text("data_dir", &c.data_dir);
+  text("results_dir", &c.results_dir);
+  if (c.results_dir.empty()) throw UserError("--results_dir must not be empty");
+  text("dataset", &c.dataset);
+  require_one_of("dataset", c.dataset, {"hmda", "synthetic"});
+  if (result.count("save_orders")) c.save_orders = result["save_orders"].as<bool>();
+  return true;
+}
+
+void check_against_world(Config* config, int world_size) {
+  Config& c = *config;
+  if (c.node_cnt == 0) c.node_cnt = world_size;
+  if (c.node_cnt != world_size)
+    throw UserError("--node_cnt " + std::to_string(c.node_cnt) + " does not match the " +
+                    std::to_string(world_size) +
+                    " launched rank(s); launch --node_cnt processes or drop the flag");
+  if (c.B % world_size != 0)
+    throw UserError("--B " + std::to_string(c.B) + " is not divisible by the " +
+                    std::to_string(world_size) + " rank(s): each rank takes B / ranks examples");
+  const int64_t microbatch = c.B / world_size;
+  if (is_pair_sorter(c.sorter) && microbatch % 2 != 0)
+    throw UserError("--sorter " + c.sorter + " balances pairs, so B / ranks must be even; got B " +
+                    std::to_string(c.B) + " over " + std::to_string(world_size) +
+                    " rank(s) = " + std::to_string(microbatch));
+}
+
+}  // namespace khsgd

@@ -1,0 +1,43 @@
+// khsgd_train: the command-line entry point. Everything here is about exits: one line per error,
+// status 2 for bad input, 3 for a lost peer, 1 for anything unexpected.
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <exception>
+#include <string>
+
+#include "khsgd/config.hpp"
+#include "khsgd/errors.hpp"
+#include "khsgd/launch.hpp"
+#include "khsgd/trainer.hpp"
+
+int main(int argc, char** argv) {
+  spdlog::set_pattern("%v");
+  int rank = 0;
+  auto report = [&rank](const char* kind, const std::string& message) {
+    std::fprintf(stderr, "khsgd_train%s: %s: %s\n",
+                 rank ? (" [rank " + std::to_string(rank) + "]").c_str() : "", kind,
+                 message.c_str());
+  };
+  try {
+    khsgd::Config config;
+    std::string help;
+    if (!khsgd::parse_command_line(argc, argv, &config, &help)) {
+      std::fputs(help.c_str(), stdout);
+      return 0;
+    }
+    const khsgd::Launch launch = khsgd::detect_launch();
+    rank = launch.rank;
+    khsgd::run_training(config, launch);
+    return 0;
+  } catch (const khsgd::UserError& e) {
+    report("error", e.what());
+    return 2;
+  } catch (const khsgd::CommError& e) {
+    report("communication error", e.what());
+    return 3;
+  } catch (const std::exception& e) {
+    report("internal error", e.what());
+    return 1;
+  }
+}

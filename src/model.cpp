@@ -1,0 +1,72 @@
+#include "khsgd/model.hpp"
+
+#include <algorithm>
+
+namespace khsgd {
+
+void per_example_gradients(const float* X, const float* y, const int64_t* rows, int64_t count,
+                           int64_t d, const float* theta, float* G) {
+  const int64_t D = d + 1;
+  for (int64_t i = 0; i < count; ++i) {
+    const float* x = X + rows[i] * d;
+    const float r = sigmoid(logit(x, theta, d)) - y[rows[i]];
+    float* g = G + i * D;
+    for (int64_t j = 0; j < d; ++j) g[j] = r * x[j];
+    g[d] = r;
+  }
+}
+
+void mean_loss_gradient(const float* X, const float* y, const int64_t* rows, int64_t count,
+                        int64_t d, const float* theta, float* grad) {
+  // Autograd scales each residual by 1 / count (binary_cross_entropy_with_logits_backward with
+  // mean reduction) and then sums the scaled rows (the matmul of linear's backward).
+  std::fill(grad, grad + d + 1, 0.0f);
+  const float n = static_cast<float>(count);
+  for (int64_t i = 0; i < count; ++i) {
+    const float* x = X + rows[i] * d;
+    const float r = (sigmoid(logit(x, theta, d)) - y[rows[i]]) / n;
+    for (int64_t j = 0; j < d; ++j) grad[j] += r * x[j];
+    grad[d] += r;
+  }
+}
+
+void mean_of_rows(const float* G, int64_t rows, int64_t D, float* mean) {
+  std::copy(G, G + D, mean);
+  for (int64_t i = 1; i < rows; ++i)
+    for (int64_t j = 0; j < D; ++j) mean[j] += G[i * D + j];
+  const float n = static_cast<float>(rows);
+  for (int64_t j = 0; j < D; ++j) mean[j] /= n;
+}
+
+MomentumSGD::MomentumSGD(int64_t D, double lr, double momentum)
+    : neg_lr_(static_cast<float>(-lr)), momentum_(static_cast<float>(momentum)), velocity_(D, 0.0f) {}
+
+void MomentumSGD::step(float* theta, const float* grad) {
+  // torchopt: trace t.mul_(momentum).add_(g); scale updates.mul_(-lr); apply p.add_(update).
+  const int64_t D = static_cast<int64_t>(velocity_.size());
+  for (int64_t j = 0; j < D; ++j) {
+    velocity_[j] = velocity_[j] * momentum_ + grad[j];
+    const float update = velocity_[j] * neg_lr_;
+    theta[j] = theta[j] + update;
+  }
+}
+
+Evaluation evaluate(const float* X, const float* y, int64_t rows, int64_t d, const float* theta) {
+  Evaluation out;
+  double loss = 0.0;
+  int64_t correct = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float z = logit(X + r * d, theta, d);
+    const double zd = z;
+    // log(1 + exp(-|z|)) + max(z, 0) - z y: the stable form of BCE with logits.
+    loss += std::log1p(std::exp(-std::fabs(zd))) + std::max(zd, 0.0) - zd * y[r];
+    correct += ((z > 0.0f) == (y[r] == 1.0f)) ? 1 : 0;
+  }
+  out.rows = rows;
+  out.correct = correct;
+  out.loss = rows ? loss / rows : 0.0;
+  out.accuracy = rows ? static_cast<double>(correct) / rows : 0.0;
+  return out;
+}
+
+}  // namespace khsgd

@@ -1,0 +1,77 @@
+#include "khsgd/torch_ops.hpp"
+
+#include <ATen/ATen.h>
+#include <torch/cuda.h>
+#include <torch/nn/init.h>
+#include <torch/version.h>
+
+#include <cmath>
+
+namespace khsgd {
+
+const char* device_name(Device device) { return device == Device::Cuda ? "cuda" : "cpu"; }
+
+namespace {
+
+template <typename T>
+std::vector<T> to_vector(const at::Tensor& tensor) {
+  const at::Tensor host = tensor.to(at::kCPU).contiguous();
+  return std::vector<T>(host.data_ptr<T>(), host.data_ptr<T>() + host.numel());
+}
+
+class TorchOps final : public DeviceOps {
+ public:
+  explicit TorchOps(Device device)
+      : device_(device == Device::Cuda ? at::Device(at::kCUDA) : at::Device(at::kCPU)) {}
+
+  std::vector<int64_t> randperm(int64_t m) override {
+    return to_vector<int64_t>(at::randperm(m, at::TensorOptions().dtype(at::kLong).device(device_)));
+  }
+
+  std::vector<float> uniform(int64_t count, double from, double to) override {
+    return to_vector<float>(
+        at::empty({count}, at::TensorOptions().dtype(at::kFloat).device(device_)).uniform_(from, to));
+  }
+
+  std::vector<float> log_of_multiples(double constant, int64_t count) override {
+    const at::Tensor t =
+        at::arange(1, count + 1, at::TensorOptions().dtype(at::kFloat).device(device_));
+    return to_vector<float>(at::log(t * constant));
+  }
+
+ private:
+  at::Device device_;
+};
+
+}  // namespace
+
+std::unique_ptr<DeviceOps> make_torch_ops(Device device) {
+  return std::make_unique<TorchOps>(device);
+}
+
+void seed_generators(uint64_t seed) {
+  // at::manual_seed seeds the CPU generator and every CUDA device's (as torch.manual_seed does).
+  at::manual_seed(seed);
+}
+
+std::vector<float> init_linear_parameters(int64_t d) {
+  // torch::nn::LinearImpl::reset_parameters: kaiming_uniform_(weight, a = sqrt(5)), then bias
+  // uniform_(-1/sqrt(fan_in), 1/sqrt(fan_in)), both on the CPU generator.
+  at::Tensor weight = at::empty({1, d}, at::kFloat);
+  at::Tensor bias = at::empty({1}, at::kFloat);
+  torch::NoGradGuard no_grad;
+  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+  const double bound = 1.0 / std::sqrt(static_cast<double>(d));
+  torch::nn::init::uniform_(bias, -bound, bound);
+  std::vector<float> theta = to_vector<float>(weight.reshape({d}));
+  theta.push_back(bias.item<float>());
+  return theta;
+}
+
+bool cuda_available() { return torch::cuda::is_available(); }
+
+int cuda_device_count() { return static_cast<int>(torch::cuda::device_count()); }
+
+std::string torch_version() { return TORCH_VERSION; }
+
+}  // namespace khsgd

@@ -1,0 +1,260 @@
+#include "khsgd/trainer.hpp"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <memory>
+#include <optional>
+
+#include "khsgd/comm.hpp"
+#include "khsgd/data.hpp"
+#include "khsgd/engine.hpp"
+#include "khsgd/errors.hpp"
+#include "khsgd/results.hpp"
+#include "khsgd/sorters.hpp"
+#include "khsgd/torch_ops.hpp"
+
+namespace khsgd {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+bool build_has_cuda_engine() {
+#ifdef KHSGD_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+Device resolve_device(const std::string& requested) {
+  if (requested == "cpu") return Device::Cpu;
+  if (requested == "auto") return build_has_cuda_engine() && cuda_available() ? Device::Cuda : Device::Cpu;
+  if (!build_has_cuda_engine())
+    throw UserError("--device cuda: this build has no CUDA support (LibTorch " + torch_version() +
+                    " without CUDA); use --device cpu, or rebuild against a CUDA LibTorch");
+  if (!cuda_available()) throw UserError("--device cuda: no CUDA device is visible to this process");
+  return Device::Cuda;
+}
+
+std::string resolve_backend(const std::string& requested, Device device, const Launch& launch) {
+  const std::string backend =
+      requested == "auto" ? (device == Device::Cuda ? "nccl" : "gloo") : requested;
+  if (backend == "nccl" && device != Device::Cuda)
+    throw UserError("--backend nccl moves GPU memory and needs --device cuda; use --backend gloo "
+                    "for CPU training");
+  if (backend == "nccl" && launch.world_size > 1 && launch.local_rank >= cuda_device_count())
+    throw UserError("--backend nccl needs one GPU per rank, but local rank " +
+                    std::to_string(launch.local_rank) + " has only " +
+                    std::to_string(cuda_device_count()) +
+                    " GPU(s) on its machine; use --backend gloo to run several ranks per GPU");
+  return backend;
+}
+
+// FNV-1a over what must be equal on every rank: the flags that shape the run and the data.
+struct Fingerprint {
+  uint64_t value = 1469598103934665603ull;
+  void add(const void* bytes, size_t size) {
+    const auto* p = static_cast<const unsigned char*>(bytes);
+    for (size_t i = 0; i < size; ++i) value = (value ^ p[i]) * 1099511628211ull;
+  }
+  void add(const std::string& text) { add(text.data(), text.size() + 1); }
+  template <typename T>
+  void add_value(T v) { add(&v, sizeof v); }
+  // Floats folded 8 bytes at a time: a cheap checksum of the data, not a cryptographic one.
+  void add_floats(const std::vector<float>& values) {
+    uint64_t h = value;
+    const size_t pairs = values.size() / 2;
+    const auto* words = reinterpret_cast<const uint64_t*>(values.data());
+    for (size_t i = 0; i < pairs; ++i) h = (h ^ words[i]) * 0x9E3779B97F4A7C15ull;
+    value = h;
+    if (values.size() % 2) add(&values.back(), sizeof(float));
+  }
+};
+
+int64_t run_fingerprint(const Config& c, const Dataset& data) {
+  Fingerprint f;
+  for (const std::string* s : {&c.sorter, &c.backend, &c.exp, &c.device, &c.results_dir, &c.dataset})
+    f.add(*s);
+  for (int64_t v : {c.seed, c.B, c.epochs, c.node_cnt, static_cast<int64_t>(c.save_orders)})
+    f.add_value(v);
+  f.add_value(c.lr);
+  f.add_value(c.momentum);
+  f.add_value(data.d);
+  f.add_value(data.n_train);
+  f.add_value(data.n_test);
+  f.add_floats(data.train_x);
+  f.add_floats(data.train_y);
+  f.add_floats(data.test_x);
+  f.add_floats(data.test_y);
+  return static_cast<int64_t>(f.value >> 1);  // non-negative: negative values report failures
+}
+
+// Every rank reports whether it is ready (and with what flags and data) before anyone trains, so
+// that a rank that failed to start stops the others with a clear message instead of a hang.
+void agree_to_start(Communicator& comm, const std::string& own_failure, int64_t fingerprint) {
+  const std::vector<int64_t> all = comm.all_gather_value(own_failure.empty() ? fingerprint : -1);
+  if (!own_failure.empty()) throw UserError(own_failure);
+  for (int r = 0; r < comm.size(); ++r) {
+    if (all[r] < 0)
+      throw UserError("rank " + std::to_string(r) +
+                      " could not start (its error is printed above); stopping");
+  }
+  for (int r = 0; r < comm.size(); ++r) {
+    if (all[r] != all[0])
+      throw UserError("rank " + std::to_string(r) +
+                      " was started with different flags or different data than rank 0; every "
+                      "rank must get the same flags and the same data files");
+  }
+}
+
+std::string host_name() {
+  char name[256] = {0};
+  gethostname(name, sizeof name - 1);
+  return name;
+}
+
+std::string utc_now() {
+  const std::time_t now = std::time(nullptr);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  return text;
+}
+
+std::string config_json(const Config& c, const Launch& launch, Device device,
+                        const std::string& backend, const Dataset& data, const Partition& p) {
+  auto str = [](const std::string& s) { return json_string(s); };
+  auto num = [](auto v) { return std::to_string(v); };
+  auto real = [](double v) {
+    char text[40];
+    std::snprintf(text, sizeof text, "%.17g", v);
+    return std::string(text);
+  };
+  return json_object({
+      {"sorter", str(c.sorter)},
+      {"seed", num(c.seed)},
+      {"lr", real(c.lr)},
+      {"B", num(c.B)},
+      {"momentum", real(c.momentum)},
+      {"epochs", num(c.epochs)},
+      {"node_cnt", num(c.node_cnt)},
+      {"backend", str(backend)},
+      {"exp", str(c.exp)},
+      {"device", str(device_name(device))},
+      {"dataset", str(c.dataset)},
+      {"data_dir", str(c.data_dir)},
+      {"results_dir", str(c.results_dir)},
+      {"save_orders", c.save_orders ? "true" : "false"},
+      {"world_size", num(launch.world_size)},
+      {"launcher", str(launch.launcher)},
+      {"master", str(launch.master_addr + ":" + std::to_string(launch.master_port))},
+      {"host", str(host_name())},
+      {"data_source", str(data.source)},
+      {"train_rows", num(data.n_train)},
+      {"test_rows", num(data.n_test)},
+      {"features", num(data.d)},
+      {"used_train_rows", num(p.used_rows)},
+      {"shard_rows", num(p.shard_rows)},
+      {"microbatch", num(p.microbatch)},
+      {"steps_per_epoch", num(p.num_batches)},
+      {"libtorch", str(torch_version())},
+      {"started_utc", str(utc_now())},
+  });
+}
+
+}  // namespace
+
+void run_training(Config config, const Launch& launch) {
+  check_against_world(&config, launch.world_size);
+  const Device device = resolve_device(config.device);
+  const std::string backend = resolve_backend(config.backend, device, launch);
+  const int rank = launch.rank;
+  if (rank != 0) spdlog::set_level(spdlog::level::warn);
+
+  // Join the other ranks first: every later failure can then be agreed on instead of leaving the
+  // others waiting in their first collective.
+  const auto timeout = std::chrono::milliseconds(300 * 1000);
+  std::unique_ptr<Communicator> comm =
+      launch.world_size > 1
+          ? connect_process_group(launch, backend, launch.local_rank, timeout)
+          : make_solo_communicator();
+
+  Dataset data;
+  std::string failure;
+  try {
+    data = config.dataset == "synthetic" ? make_synthetic() : load_hmda(config.data_dir);
+  } catch (const UserError& e) {
+    failure = e.what();
+  }
+  agree_to_start(*comm, failure, failure.empty() ? run_fingerprint(config, data) : 0);
+  const Partition part = plan_partition(data.n_train, config.B, launch.world_size);
+
+  // SPEC's order of random draws: seed, Linear init on the CPU generator, sorter tables on the
+  // training device's generator, then each epoch's sort().
+  seed_generators(static_cast<uint64_t>(config.seed));
+  EngineSetup setup;
+  setup.data = &data;
+  setup.partition = part;
+  setup.rank = rank;
+  setup.theta = init_linear_parameters(data.d);
+  setup.lr = config.lr;
+  setup.momentum = config.momentum;
+  std::unique_ptr<DeviceOps> ops = make_torch_ops(device);
+  SorterShape shape;
+  shape.ranks = part.ranks;
+  shape.shard_rows = part.shard_rows;
+  shape.microbatch = part.microbatch;
+  shape.D = data.d + 1;
+  shape.epochs = config.epochs;
+  shape.rank = rank;
+  std::unique_ptr<Sorter> sorter = make_sorter(config.sorter, shape, *ops);
+  std::unique_ptr<TrainingEngine> engine = make_cpu_engine(setup);
+
+  const std::string dir = run_directory(config);
+  std::optional<MetricsLog> metrics;
+  if (rank == 0) {
+    make_directories(dir);
+    write_file_atomically(dir + "/config.json",
+                          config_json(config, launch, device, backend, data, part));
+    metrics.emplace(dir + "/metrics.csv");
+  }
+  std::optional<OrdersLog> orders;
+  if (config.save_orders) {
+    comm->barrier();  // rank 0 has created the folder
+    orders.emplace(dir + "/orders-rank" + std::to_string(rank) + ".csv");
+  }
+  spdlog::info("{} on {} ({} rank(s), {}), {} train / {} test rows, {} steps of B={} per epoch",
+               config.sorter, device_name(device), launch.world_size, backend, data.n_train,
+               data.n_test, part.num_batches, config.B);
+  spdlog::info("writing {}", dir);
+
+  for (int64_t epoch = 1; epoch <= config.epochs; ++epoch) {
+    const auto start = Clock::now();
+    const std::vector<int64_t>& order = sorter->sort();
+    engine->train_epoch(order, *sorter, *comm);
+    const double train_seconds = seconds_since(start);
+    if (orders) orders->append(order);
+    if (rank != 0) continue;
+    const auto eval_start = Clock::now();
+    EpochRecord record;
+    record.epoch = epoch;
+    std::tie(record.train, record.test) = engine->evaluate();
+    record.eval_seconds = seconds_since(eval_start);
+    record.train_seconds = train_seconds;
+    metrics->append(record);
+    spdlog::info("Epoch {} | full train loss {:.6f} | test acc {:.3f}% | train {:.3f} s | eval {:.3f} s",
+                 epoch, record.train.loss, 100 * record.test.accuracy, train_seconds,
+                 record.eval_seconds);
+  }
+  comm->barrier();
+}
+
+}  // namespace khsgd
