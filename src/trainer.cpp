@@ -1,11 +1,13 @@
 #include "khsgd/trainer.hpp"
 
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstring>
 #include <ctime>
+#include <algorithm>
 #include <memory>
 #include <optional>
 
@@ -129,6 +131,19 @@ std::string utc_now() {
   return text;
 }
 
+double peak_rss_mib() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss / 1024.0;  // Linux reports KiB
+}
+
+double median(std::vector<double> values) {
+  if (values.empty()) return 0.0;
+  std::sort(values.begin(), values.end());
+  const size_t mid = values.size() / 2;
+  return values.size() % 2 ? values[mid] : 0.5 * (values[mid - 1] + values[mid]);
+}
+
 std::string config_json(const Config& c, const Launch& launch, Device device,
                         const std::string& backend, const Dataset& data, const Partition& p) {
   auto str = [](const std::string& s) { return json_string(s); };
@@ -236,6 +251,8 @@ void run_training(Config config, const Launch& launch) {
                data.n_test, part.num_batches, config.B);
   spdlog::info("writing {}", dir);
 
+  const auto run_start = Clock::now();
+  std::vector<double> train_times, eval_times;
   for (int64_t epoch = 1; epoch <= config.epochs; ++epoch) {
     const auto start = Clock::now();
     const std::vector<int64_t>& order = sorter->sort();
@@ -250,11 +267,28 @@ void run_training(Config config, const Launch& launch) {
     record.eval_seconds = seconds_since(eval_start);
     record.train_seconds = train_seconds;
     metrics->append(record);
+    train_times.push_back(train_seconds);
+    eval_times.push_back(record.eval_seconds);
     spdlog::info("Epoch {} | full train loss {:.6f} | test acc {:.3f}% | train {:.3f} s | eval {:.3f} s",
                  epoch, record.train.loss, 100 * record.test.accuracy, train_seconds,
                  record.eval_seconds);
   }
   comm->barrier();
+  if (rank == 0) {
+    // Written last: its presence marks a finished run.
+    auto real = [](double v) {
+      char text[40];
+      std::snprintf(text, sizeof text, "%.6f", v);
+      return std::string(text);
+    };
+    write_file_atomically(dir + "/summary.json",
+                          json_object({{"finished", "true"},
+                                       {"epochs", std::to_string(config.epochs)},
+                                       {"median_train_seconds", real(median(train_times))},
+                                       {"median_eval_seconds", real(median(eval_times))},
+                                       {"wall_seconds", real(seconds_since(run_start))},
+                                       {"peak_rss_mib", real(peak_rss_mib())}}));
+  }
 }
 
 }  // namespace khsgd

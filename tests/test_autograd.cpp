@@ -1,0 +1,157 @@
+// The plain-array model against LibTorch itself: autograd gradients, torch::nn::Linear's init,
+// BCE with logits, the generators, and torch.save files the loader must refuse.
+#include <torch/torch.h>
+
+#include <fstream>
+
+#include "helpers.hpp"
+#include "khsgd/errors.hpp"
+#include "khsgd/model.hpp"
+#include "khsgd/pt_file.hpp"
+#include "khsgd/torch_ops.hpp"
+
+using namespace khsgd;
+using namespace khsgd_test;
+
+namespace {
+
+std::vector<float> to_vector(const torch::Tensor& t) {
+  const torch::Tensor c = t.contiguous().to(torch::kFloat);
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+struct Problem {
+  int64_t rows = 16, d = 20;
+  torch::Tensor X, y, w, b;
+  std::vector<float> Xv, yv, theta;
+  Problem() {
+    torch::manual_seed(7);
+    X = torch::randn({rows, d}) * 1.5;
+    y = (torch::rand({rows}) < 0.77).to(torch::kFloat);
+    w = torch::randn({1, d}) * 0.3;
+    b = torch::randn({1}) * 0.3;
+    Xv = to_vector(X);
+    yv = to_vector(y);
+    theta = to_vector(torch::cat({w.reshape({d}), b}));
+  }
+};
+
+}  // namespace
+
+TEST(Autograd, PerExampleGradientsMatchAutogradOfEachExample) {
+  Problem p;
+  std::vector<int64_t> rows(p.rows);
+  std::iota(rows.begin(), rows.end(), 0);
+  std::reverse(rows.begin(), rows.end());
+  std::vector<float> G(p.rows * (p.d + 1));
+  per_example_gradients(p.Xv.data(), p.yv.data(), rows.data(), p.rows, p.d, p.theta.data(), G.data());
+  for (int64_t i = 0; i < p.rows; ++i) {
+    const int64_t r = rows[i];
+    torch::Tensor w = p.w.clone().requires_grad_(true);
+    torch::Tensor b = p.b.clone().requires_grad_(true);
+    const torch::Tensor z = torch::nn::functional::linear(p.X[r].view({1, p.d}), w, b).squeeze();
+    const torch::Tensor loss = torch::nn::functional::binary_cross_entropy_with_logits(z, p.y[r]);
+    const auto grads = torch::autograd::grad({loss}, {w, b});
+    const std::vector<float> expected = to_vector(torch::cat({grads[0].reshape({p.d}), grads[1]}));
+    for (int64_t j = 0; j <= p.d; ++j)
+      EXPECT_NEAR(G[i * (p.d + 1) + j], expected[j], 1e-6 + 1e-6 * std::fabs(expected[j]))
+          << "example " << r << " component " << j;
+  }
+}
+
+TEST(Autograd, MeanLossGradientMatchesAutogradOfTheBatchMean) {
+  Problem p;
+  std::vector<int64_t> rows(p.rows);
+  std::iota(rows.begin(), rows.end(), 0);
+  std::vector<float> grad(p.d + 1);
+  mean_loss_gradient(p.Xv.data(), p.yv.data(), rows.data(), p.rows, p.d, p.theta.data(), grad.data());
+  torch::Tensor w = p.w.clone().requires_grad_(true);
+  torch::Tensor b = p.b.clone().requires_grad_(true);
+  const torch::Tensor z = torch::nn::functional::linear(p.X, w, b).squeeze();
+  const torch::Tensor loss = torch::nn::functional::binary_cross_entropy_with_logits(z, p.y);
+  const auto grads = torch::autograd::grad({loss}, {w, b});
+  const std::vector<float> expected = to_vector(torch::cat({grads[0].reshape({p.d}), grads[1]}));
+  for (int64_t j = 0; j <= p.d; ++j) EXPECT_NEAR(grad[j], expected[j], 1e-6) << j;
+}
+
+TEST(Autograd, EvaluateMatchesBinaryCrossEntropyWithLogits) {
+  Problem p;
+  const Evaluation e = evaluate(p.Xv.data(), p.yv.data(), p.rows, p.d, p.theta.data());
+  const torch::Tensor z = torch::nn::functional::linear(p.X, p.w, p.b).squeeze();
+  const double loss = torch::nn::functional::binary_cross_entropy_with_logits(z, p.y).item<double>();
+  const double accuracy = ((z > 0).to(torch::kFloat) == p.y).to(torch::kDouble).mean().item<double>();
+  EXPECT_NEAR(e.loss, loss, 1e-6);
+  EXPECT_DOUBLE_EQ(e.accuracy, accuracy);
+}
+
+TEST(TorchOps, InitIsBitForBitTorchNnLinear) {
+  for (const uint64_t seed : {0ull, 1ull, 12345ull}) {
+    seed_generators(seed);
+    const std::vector<float> theta = init_linear_parameters(20);
+    torch::manual_seed(seed);
+    torch::nn::Linear linear(20, 1);
+    const std::vector<float> expected =
+        to_vector(torch::cat({linear->weight.detach().reshape({20}), linear->bias.detach()}));
+    EXPECT_EQ(theta, expected) << "seed " << seed;
+  }
+}
+
+TEST(TorchOps, DrawsAreTheDefaultGeneratorsInOrder) {
+  auto ops = make_torch_ops(Device::Cpu);
+  seed_generators(5);
+  const std::vector<int64_t> perm = ops->randperm(1000);
+  const std::vector<float> u = ops->uniform(100, -1, 1);
+  torch::manual_seed(5);
+  const torch::Tensor expected_perm = torch::randperm(1000, torch::kLong);
+  const torch::Tensor expected_u = torch::empty({100}).uniform_(-1, 1);
+  EXPECT_TRUE(std::equal(perm.begin(), perm.end(), expected_perm.data_ptr<int64_t>()));
+  EXPECT_EQ(u, to_vector(expected_u));
+  std::vector<int64_t> sorted = perm;
+  std::sort(sorted.begin(), sorted.end());
+  for (int64_t i = 0; i < 1000; ++i) ASSERT_EQ(sorted[i], i);
+}
+
+TEST(TorchOps, LogTableIsTorchLogOfFloat32Multiples) {
+  auto ops = make_torch_ops(Device::Cpu);
+  const double c = 8 * (std::log(50.0) + 1) * (std::log(97632.0) + 1);
+  const std::vector<float> table = ops->log_of_multiples(c, 97632);
+  const torch::Tensor expected = torch::log(c * torch::arange(1, 97633, torch::kFloat));
+  EXPECT_EQ(table, to_vector(expected));
+}
+
+namespace {
+
+void save_ivalue(const std::string& path, const c10::IValue& value) {
+  const std::vector<char> bytes = torch::pickle_save(value);
+  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+std::string read_error(const std::string& path) {
+  try {
+    read_tensor_tuple(path);
+  } catch (const UserError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(Loader, RefusesWhatIsNotATupleOfFloatTensors) {
+  TempDir dir;
+  const std::string path = dir / "file.pt";
+  save_ivalue(path, torch::ones({3}));
+  EXPECT_NE(read_error(path).find("holds a Tensor, expected a tuple of tensors"), std::string::npos)
+      << read_error(path);
+  save_ivalue(path, c10::ivalue::Tuple::create({torch::ones({3}), c10::IValue(int64_t{4})}));
+  EXPECT_NE(read_error(path).find("tuple element 1 is a Int, expected a tensor"), std::string::npos)
+      << read_error(path);
+  save_ivalue(path, c10::ivalue::Tuple::create({torch::ones({3}, torch::kLong)}));
+  EXPECT_NE(read_error(path).find("tensor 0 has dtype Long, expected float32"), std::string::npos)
+      << read_error(path);
+  save_ivalue(path, c10::ivalue::Tuple::create({torch::ones({2, 2}, torch::kDouble) * 0.25}));
+  const auto read = read_tensor_tuple(path);
+  ASSERT_EQ(read.size(), 1u);
+  EXPECT_EQ(read[0].dtype, "float64");
+  EXPECT_EQ(read[0].values, std::vector<float>(4, 0.25f));
+}

@@ -1,0 +1,190 @@
+// khsgd_train as a user runs it: outputs, determinism, and one clear line for each bad input
+// with nothing written.
+#include <cmath>
+#include <numeric>
+
+#include "helpers.hpp"
+#include "khsgd/pt_file.hpp"
+
+using namespace khsgd_test;
+
+namespace {
+
+const std::string kRun = "results/LR-HMDA-3/LR-hmda-CD-GraB-node-1-lr-0.005-B-16-seed-1";
+
+std::vector<std::string> golden_args(const TempDir& tmp, std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"--seed", "1", "--lr", "5e-3", "--epochs", "3", "--data_dir",
+                                   test_data("golden/data"), "--results_dir", tmp / "results"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+// One line on stderr naming the problem, status 2, and no results folder.
+void expect_clean_refusal(const RunResult& result, const TempDir& tmp, const std::string& needle) {
+  EXPECT_EQ(result.exit_code, 2) << result.err;
+  EXPECT_EQ(count_lines(result.err), 1) << result.err;
+  EXPECT_EQ(result.err.rfind("khsgd_train: error: ", 0), 0u) << result.err;
+  EXPECT_NE(result.err.find(needle), std::string::npos) << "expected '" << needle << "' in " << result.err;
+  EXPECT_FALSE(file_exists(tmp / "results")) << "a refused run must not create its results folder";
+}
+
+}  // namespace
+
+TEST(Cli, HelpListsTheFlags) {
+  TempDir tmp;
+  const RunResult r = run_train({"--help"}, tmp.path());
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* flag : {"--sorter", "--seed", "--lr", "--B", "--momentum", "--epochs", "--node_cnt",
+                           "--backend", "--exp", "--local_rank", "--device", "--data_dir",
+                           "--results_dir", "--dataset", "--save_orders"})
+    EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
+}
+
+TEST(Cli, WritesConfigMetricsAndOrders) {
+  TempDir tmp;
+  const RunResult r = run_train(golden_args(tmp, {"--save_orders"}), tmp.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // One console line per epoch with the full train loss and test accuracy.
+  EXPECT_NE(r.out.find("Epoch 1 | full train loss 0.3988"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Epoch 3 | full train loss"), std::string::npos);
+  EXPECT_NE(r.out.find("test acc 82.436%"), std::string::npos) << r.out;
+
+  const std::string dir = tmp / kRun;
+  EXPECT_EQ(list_dir(dir), (std::vector<std::string>{"config.json", "metrics.csv", "orders-rank0.csv",
+                                                     "summary.json"}));
+  const std::string summary = read_file(dir + "/summary.json");
+  EXPECT_NE(summary.find("\"finished\": true"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("\"peak_rss_mib\": "), std::string::npos) << summary;
+  const Csv metrics = read_csv(dir + "/metrics.csv");
+  EXPECT_EQ(metrics.header, (std::vector<std::string>{"epoch", "train_loss", "train_acc", "test_loss",
+                                                      "test_acc", "train_seconds", "eval_seconds"}));
+  ASSERT_EQ(metrics.rows.size(), 3u);
+  for (size_t e = 0; e < 3; ++e) {
+    EXPECT_EQ(metrics.at(e, "epoch"), e + 1.0);
+    EXPECT_GT(metrics.at(e, "train_seconds"), 0.0);
+    EXPECT_GT(metrics.at(e, "test_acc"), 0.8);
+    EXPECT_LT(metrics.at(e, "test_acc"), 1.0);
+  }
+  const auto orders = read_orders(dir + "/orders-rank0.csv");
+  ASSERT_EQ(orders.size(), 3u);
+  for (const auto& order : orders) {
+    std::vector<int64_t> sorted = order;
+    std::sort(sorted.begin(), sorted.end());
+    ASSERT_EQ(sorted.size(), 20000u);
+    for (int64_t i = 0; i < 20000; ++i) ASSERT_EQ(sorted[i], i);
+  }
+  const std::string config = read_file(dir + "/config.json");
+  for (const char* field : {"\"sorter\": \"CD-GraB\"", "\"seed\": 1", "\"B\": 16", "\"epochs\": 3",
+                            "\"node_cnt\": 1", "\"world_size\": 1", "\"device\": \"cpu\"",
+                            "\"train_rows\": 20011", "\"used_train_rows\": 20000",
+                            "\"steps_per_epoch\": 1250", "\"libtorch\": \""})
+    EXPECT_NE(config.find(field), std::string::npos) << field << " in\n" << config;
+}
+
+TEST(Cli, SameSeedTwiceGivesIdenticalMetrics) {
+  for (const char* sorter : {"D-RR", "KH-SGD"}) {
+    TempDir a, b;
+    ASSERT_EQ(run_train(golden_args(a, {"--sorter", sorter, "--save_orders"}), a.path()).exit_code, 0);
+    ASSERT_EQ(run_train(golden_args(b, {"--sorter", sorter, "--save_orders"}), b.path()).exit_code, 0);
+    const std::string run = std::string("results/LR-HMDA-3/LR-hmda-") + sorter + "-node-1-lr-0.005-B-16-seed-1";
+    const Csv ma = read_csv(a / run + "/metrics.csv"), mb = read_csv(b / run + "/metrics.csv");
+    ASSERT_EQ(ma.rows.size(), 3u);
+    for (size_t e = 0; e < 3; ++e)
+      for (const char* column : {"train_loss", "train_acc", "test_loss", "test_acc"})
+        EXPECT_EQ(ma.at(e, column), mb.at(e, column)) << sorter << " " << column;
+    EXPECT_EQ(read_file(a / run + "/orders-rank0.csv"), read_file(b / run + "/orders-rank0.csv"));
+  }
+  // A different seed gives different numbers.
+  TempDir c, d;
+  ASSERT_EQ(run_train(golden_args(c, {"--sorter", "D-RR"}), c.path()).exit_code, 0);
+  std::vector<std::string> other = golden_args(d, {"--sorter", "D-RR"});
+  other[1] = "2";
+  ASSERT_EQ(run_train(other, d.path()).exit_code, 0);
+  EXPECT_NE(read_csv(c / "results/LR-HMDA-3/LR-hmda-D-RR-node-1-lr-0.005-B-16-seed-1/metrics.csv").at(0, "train_loss"),
+            read_csv(d / "results/LR-HMDA-3/LR-hmda-D-RR-node-1-lr-0.005-B-16-seed-2/metrics.csv").at(0, "train_loss"));
+}
+
+TEST(Cli, SyntheticSetTrainsToTheDocumentedAccuracy) {
+  TempDir tmp;
+  const RunResult r = run_train({"--dataset", "synthetic", "--epochs", "1", "--lr", "5e-3",
+                                 "--sorter", "KH-SGD", "--results_dir", tmp / "results"},
+                                tmp.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Csv m = read_csv(tmp / "results/LR-HMDA-1/LR-synthetic-KH-SGD-node-1-lr-0.005-B-16-seed-0/metrics.csv");
+  ASSERT_EQ(m.rows.size(), 1u);
+  EXPECT_GT(m.at(0, "test_acc"), 0.80);
+  EXPECT_LT(m.at(0, "test_acc"), 0.86);
+}
+
+TEST(Cli, RunsOnTheCudaSavedFixture) {
+  TempDir tmp;
+  const RunResult r = run_train({"--data_dir", test_data("hmda-small-cuda"), "--epochs", "2",
+                                 "--results_dir", tmp / "results"},
+                                tmp.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Csv m = read_csv(tmp / "results/LR-HMDA-2/LR-hmda-CD-GraB-node-1-lr-0.01-B-16-seed-0/metrics.csv");
+  EXPECT_EQ(m.rows.size(), 2u);
+}
+
+TEST(Cli, BadFlagsAreOneLineAndWriteNothing) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--sorter", "GraB"}, "--sorter 'GraB' is not one of"},
+      {{"--lr", "0"}, "--lr '0' must be a finite number > 0"},
+      {{"--lr", "nan"}, "--lr 'nan'"},
+      {{"--epochs", "0"}, "--epochs '0'"},
+      {{"--B", "0"}, "--B '0'"},
+      {{"--node_cnt", "2"}, "--node_cnt 2 does not match the 1 launched rank(s)"},
+      {{"--backend", "nccl", "--device", "cpu"}, "--backend nccl moves GPU memory"},
+      {{"--B", "15"}, "must be even"},
+      {{"--frobnicate"}, "frobnicate"},
+      {{"--dataset", "mnist"}, "--dataset 'mnist'"},
+  };
+  for (const auto& [extra, needle] : cases) {
+    TempDir tmp;
+    SCOPED_TRACE(needle);
+    expect_clean_refusal(run_train(golden_args(tmp, extra), tmp.path()), tmp, needle);
+  }
+}
+
+TEST(Cli, CudaOnACpuBuildIsAClearError) {
+#ifdef KHSGD_WITH_CUDA
+  GTEST_SKIP() << "this build has CUDA";
+#endif
+  TempDir tmp;
+  expect_clean_refusal(run_train(golden_args(tmp, {"--device", "cuda"}), tmp.path()), tmp,
+                       "--device cuda: this build has no CUDA support");
+}
+
+TEST(Cli, BadDataIsOneLineAndWritesNothing) {
+  {
+    TempDir tmp;
+    expect_clean_refusal(run_train({"--data_dir", tmp / "nowhere", "--results_dir", tmp / "results"}, tmp.path()),
+                         tmp, "nowhere/features-processed-NY-2017.pt: file not found");
+  }
+  {
+    TempDir tmp;
+    // Real features, labels with a 2 in them.
+    khsgd::HostTensor train_y, test_y;
+    train_y.shape = {20011};
+    train_y.values.assign(20011, 1.0f);
+    train_y.values[17] = 2.0f;
+    test_y.shape = {4999};
+    test_y.values.assign(4999, 0.0f);
+    std::system(("mkdir -p " + shell_quote(tmp / "data") + " && cp " +
+                 shell_quote(test_data("golden/data/features-processed-NY-2017.pt")) + " " +
+                 shell_quote(tmp / "data/"))
+                    .c_str());
+    khsgd::write_tensor_tuple(tmp / "data/targets-processed-NY-2017.pt", {train_y, test_y});
+    expect_clean_refusal(run_train({"--data_dir", tmp / "data", "--results_dir", tmp / "results"}, tmp.path()),
+                         tmp, "train_y[17] = 2, expected labels in {0, 1}");
+  }
+}
+
+TEST(Cli, UnwritableResultsFolderIsAClearError) {
+  TempDir tmp;
+  std::ofstream(tmp / "results") << "a file where the folder should be";
+  const RunResult r = run_train(golden_args(tmp), tmp.path());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("cannot create results folder"), std::string::npos) << r.err;
+}

@@ -1,0 +1,211 @@
+// Command line, launch environment and folder naming.
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "khsgd/config.hpp"
+#include "khsgd/errors.hpp"
+#include "khsgd/launch.hpp"
+#include "khsgd/results.hpp"
+
+using namespace khsgd;
+
+namespace {
+
+Config parse(std::vector<std::string> args) {
+  args.insert(args.begin(), "khsgd_train");
+  std::vector<const char*> argv;
+  for (const auto& a : args) argv.push_back(a.c_str());
+  Config config;
+  std::string help;
+  if (!parse_command_line(static_cast<int>(argv.size()), argv.data(), &config, &help))
+    throw std::logic_error("help");
+  return config;
+}
+
+std::string error_of(std::vector<std::string> args) {
+  try {
+    parse(std::move(args));
+  } catch (const UserError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(CommandLine, DefaultsAreTheReferences) {
+  const Config c = parse({});
+  EXPECT_EQ(c.sorter, "CD-GraB");
+  EXPECT_EQ(c.seed, 0);
+  EXPECT_DOUBLE_EQ(c.lr, 1e-2);
+  EXPECT_EQ(c.B, 16);
+  EXPECT_DOUBLE_EQ(c.momentum, 0.9);
+  EXPECT_EQ(c.epochs, 50);
+  EXPECT_EQ(c.exp, "LR-HMDA");
+  EXPECT_EQ(c.node_cnt, 0);
+  EXPECT_EQ(c.data_dir, "data/HMDA");
+  EXPECT_EQ(c.results_dir, "results");
+  EXPECT_EQ(c.dataset, "hmda");
+  EXPECT_EQ(c.device, "auto");
+  EXPECT_FALSE(c.save_orders);
+}
+
+TEST(CommandLine, ReferenceSpellingsAreAccepted) {
+  const Config c = parse({"--sorter", "KH-SGD", "--seed", "3", "--lr", "5e-3", "--B", "32",
+                          "--node_cnt", "1", "--local_rank=0", "--epochs=7", "--save_orders"});
+  EXPECT_EQ(c.sorter, "KH-SGD");
+  EXPECT_EQ(c.seed, 3);
+  EXPECT_DOUBLE_EQ(c.lr, 5e-3);
+  EXPECT_EQ(c.B, 32);
+  EXPECT_EQ(c.node_cnt, 1);
+  EXPECT_EQ(c.epochs, 7);
+  EXPECT_TRUE(c.save_orders);
+  EXPECT_EQ(parse({"--B=8"}).B, 8);
+  EXPECT_EQ(parse({"--local-rank", "2"}).local_rank, "2");
+}
+
+TEST(CommandLine, BadValuesNameTheFlag) {
+  EXPECT_NE(error_of({"--sorter", "GraB"}).find("--sorter 'GraB' is not one of: CD-GraB, D-RR, KH-SGD, SBW"),
+            std::string::npos);
+  EXPECT_NE(error_of({"--lr", "0"}).find("--lr '0' must be a finite number > 0"), std::string::npos);
+  EXPECT_NE(error_of({"--lr", "-1"}).find("--lr"), std::string::npos);
+  EXPECT_NE(error_of({"--lr", "nan"}).find("--lr"), std::string::npos);
+  EXPECT_NE(error_of({"--lr", "inf"}).find("--lr"), std::string::npos);
+  EXPECT_NE(error_of({"--lr", "fast"}).find("--lr"), std::string::npos);
+  EXPECT_NE(error_of({"--epochs", "0"}).find("--epochs '0' must be an integer"), std::string::npos);
+  EXPECT_NE(error_of({"--epochs", "-3"}).find("--epochs"), std::string::npos);
+  EXPECT_NE(error_of({"--B", "1.5"}).find("--B '1.5'"), std::string::npos);
+  EXPECT_NE(error_of({"--seed", "-1"}).find("--seed"), std::string::npos);
+  EXPECT_NE(error_of({"--momentum", "2"}).find("--momentum"), std::string::npos);
+  EXPECT_NE(error_of({"--backend", "mpi"}).find("--backend 'mpi'"), std::string::npos);
+  EXPECT_NE(error_of({"--device", "tpu"}).find("--device 'tpu'"), std::string::npos);
+  EXPECT_NE(error_of({"--dataset", "mnist"}).find("--dataset 'mnist'"), std::string::npos);
+  EXPECT_NE(error_of({"--exp", "a/b"}).find("--exp"), std::string::npos);
+  EXPECT_NE(error_of({"--bogus", "1"}).find("bogus"), std::string::npos);
+  EXPECT_NE(error_of({"--lr"}).find("lr"), std::string::npos);
+  EXPECT_NE(error_of({"stray"}).find("unexpected argument 'stray'"), std::string::npos);
+}
+
+TEST(CommandLine, HelpIsNotAnError) {
+  const char* argv[] = {"khsgd_train", "--help"};
+  Config config;
+  std::string help;
+  EXPECT_FALSE(parse_command_line(2, argv, &config, &help));
+  EXPECT_NE(help.find("--sorter"), std::string::npos);
+  EXPECT_NE(help.find("--save_orders"), std::string::npos);
+}
+
+TEST(CommandLine, WorldChecks) {
+  Config c = parse({});
+  check_against_world(&c, 4);
+  EXPECT_EQ(c.node_cnt, 4);  // defaults to the world size
+
+  Config mismatch = parse({"--node_cnt", "2"});
+  EXPECT_THROW(check_against_world(&mismatch, 1), UserError);
+
+  Config indivisible = parse({"--B", "10"});
+  try {
+    check_against_world(&indivisible, 4);
+    FAIL();
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("not divisible"), std::string::npos);
+  }
+  // B 12 over 4 ranks = 3 per rank: odd, fine for D-RR, not for a pair sorter.
+  Config drr = parse({"--sorter", "D-RR", "--B", "12"});
+  EXPECT_NO_THROW(check_against_world(&drr, 4));
+  Config pairs = parse({"--sorter", "SBW", "--B", "12"});
+  try {
+    check_against_world(&pairs, 4);
+    FAIL();
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("must be even"), std::string::npos);
+  }
+}
+
+TEST(FolderNames, LearningRateIsWrittenLikePythonRepr) {
+  EXPECT_EQ(python_float_repr(0.01), "0.01");
+  EXPECT_EQ(python_float_repr(5e-3), "0.005");
+  EXPECT_EQ(python_float_repr(1e-4), "0.0001");
+  EXPECT_EQ(python_float_repr(1e-5), "1e-05");
+  EXPECT_EQ(python_float_repr(2.5e-7), "2.5e-07");
+  EXPECT_EQ(python_float_repr(0.1), "0.1");
+  EXPECT_EQ(python_float_repr(1.0), "1.0");
+  EXPECT_EQ(python_float_repr(3.0), "3.0");
+  EXPECT_EQ(python_float_repr(0.3), "0.3");
+  EXPECT_EQ(python_float_repr(1e16), "1e+16");
+  EXPECT_EQ(python_float_repr(123.25), "123.25");
+}
+
+TEST(FolderNames, RunFolderFollowsTheReferenceLayoutWithNodeCount) {
+  Config c = parse({"--sorter", "KH-SGD", "--seed", "2", "--lr", "5e-3", "--epochs", "50"});
+  c.node_cnt = 1;
+  EXPECT_EQ(run_directory(c), "results/LR-HMDA-50/LR-hmda-KH-SGD-node-1-lr-0.005-B-16-seed-2");
+  c.dataset = "synthetic";
+  EXPECT_EQ(run_name(c), "LR-synthetic-KH-SGD-node-1-lr-0.005-B-16-seed-2");
+}
+
+namespace {
+
+Launch launch_from(const std::map<std::string, std::string>& vars) {
+  return detect_launch([&vars](const char* name) -> const char* {
+    const auto found = vars.find(name);
+    return found == vars.end() ? nullptr : found->second.c_str();
+  });
+}
+
+}  // namespace
+
+TEST(LaunchEnvironment, PlainProcessIsRankZeroOfOne) {
+  const Launch l = launch_from({});
+  EXPECT_EQ(l.rank, 0);
+  EXPECT_EQ(l.world_size, 1);
+  EXPECT_EQ(l.launcher, "single");
+}
+
+TEST(LaunchEnvironment, TorchrunVariables) {
+  const Launch l = launch_from({{"RANK", "3"}, {"WORLD_SIZE", "4"}, {"LOCAL_RANK", "1"},
+                                {"MASTER_ADDR", "10.0.0.7"}, {"MASTER_PORT", "35500"}});
+  EXPECT_EQ(l.launcher, "torchrun");
+  EXPECT_EQ(l.rank, 3);
+  EXPECT_EQ(l.world_size, 4);
+  EXPECT_EQ(l.local_rank, 1);
+  EXPECT_EQ(l.master_addr, "10.0.0.7");
+  EXPECT_EQ(l.master_port, 35500);
+  EXPECT_FALSE(l.agent_store);
+  const Launch agent = launch_from({{"RANK", "0"}, {"WORLD_SIZE", "2"},
+                                    {"TORCHELASTIC_USE_AGENT_STORE", "True"},
+                                    {"TORCHELASTIC_RESTART_COUNT", "2"}});
+  EXPECT_TRUE(agent.agent_store);
+  EXPECT_EQ(agent.store_prefix, "/worker/attempt_2");
+}
+
+TEST(LaunchEnvironment, OpenMpiVariablesWithDefaultRendezvous) {
+  const Launch l = launch_from({{"OMPI_COMM_WORLD_RANK", "1"}, {"OMPI_COMM_WORLD_SIZE", "2"},
+                                {"OMPI_COMM_WORLD_LOCAL_RANK", "1"}});
+  EXPECT_EQ(l.launcher, "mpirun");
+  EXPECT_EQ(l.rank, 1);
+  EXPECT_EQ(l.world_size, 2);
+  EXPECT_EQ(l.local_rank, 1);
+  EXPECT_EQ(l.master_addr, "127.0.0.1");
+  EXPECT_EQ(l.master_port, 29500);
+}
+
+TEST(LaunchEnvironment, MalformedValuesNameTheVariable) {
+  auto message = [](const std::map<std::string, std::string>& vars) {
+    try {
+      launch_from(vars);
+    } catch (const UserError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(message({{"RANK", "2"}, {"WORLD_SIZE", "2"}}).find("RANK='2'"), std::string::npos);
+  EXPECT_NE(message({{"RANK", "0"}, {"WORLD_SIZE", "two"}}).find("WORLD_SIZE='two'"), std::string::npos);
+  EXPECT_NE(message({{"RANK", "0"}}).find("WORLD_SIZE=''"), std::string::npos);
+  EXPECT_NE(message({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "99999"}}).find("MASTER_PORT"),
+            std::string::npos);
+  EXPECT_NE(message({{"OMPI_COMM_WORLD_SIZE", "2"}, {"OMPI_COMM_WORLD_RANK", "-1"}})
+                .find("OMPI_COMM_WORLD_RANK"),
+            std::string::npos);
+}

@@ -1,0 +1,172 @@
+// Several ranks over c10d's Gloo: the launchers' environments, KH-SGD beyond the reference's one
+// rank, and failures that must stop every rank with a clear message.
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "helpers.hpp"
+
+using namespace khsgd_test;
+
+namespace {
+
+int free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  socklen_t length = sizeof address;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+std::vector<std::string> golden_args(const TempDir& tmp, const std::string& sorter) {
+  return {"--sorter", sorter, "--seed", "1", "--lr", "5e-3", "--epochs", "2", "--data_dir",
+          test_data("golden/data"), "--results_dir", tmp / "results", "--save_orders"};
+}
+
+std::string run_dir(const TempDir& tmp, const std::string& sorter, int ranks) {
+  return tmp / ("results/LR-HMDA-2/LR-hmda-" + sorter + "-node-" + std::to_string(ranks) +
+                "-lr-0.005-B-16-seed-1");
+}
+
+// Starts each rank's command line in the background and waits for all; the status is nonzero if
+// any rank failed. `rank_env(r)` gives the environment assignments of rank r.
+RunResult run_ranks(int ranks, const std::function<std::string(int)>& rank_env,
+                    const std::vector<std::string>& args, const std::string& cwd) {
+  std::string script = "cd " + shell_quote(cwd) + " && status=0; pids=;";
+  for (int r = 0; r < ranks; ++r)
+    script += " env -u RANK -u WORLD_SIZE " + rank_env(r) + " " + shell_quote(KHSGD_TRAIN_BINARY) +
+              join_args(args) + " & pids=\"$pids $!\";";
+  script += " for p in $pids; do wait $p || status=1; done; exit $status";
+  return run_shell(script, cwd);
+}
+
+}  // namespace
+
+TEST(Distributed, OpenMpiEnvironmentMatchesLaunchScript) {
+  TempDir mpi, torchrun_like;
+  const int port = free_port();
+  const RunResult a = run_ranks(
+      2,
+      [port](int r) {
+        return "OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=" + std::to_string(r) +
+               " OMPI_COMM_WORLD_LOCAL_RANK=" + std::to_string(r) +
+               " MASTER_PORT=" + std::to_string(port);
+      },
+      golden_args(mpi, "SBW"), mpi.path());
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  const RunResult b = run_launch(2, golden_args(torchrun_like, "SBW"), torchrun_like.path());
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  const std::string da = run_dir(mpi, "SBW", 2), db = run_dir(torchrun_like, "SBW", 2);
+  EXPECT_EQ(read_csv(da + "/metrics.csv").rows.size(), 2u);
+  for (const char* column : {"train_loss", "test_acc"})
+    EXPECT_EQ(read_csv(da + "/metrics.csv").at(1, column), read_csv(db + "/metrics.csv").at(1, column));
+  EXPECT_EQ(read_file(da + "/orders-rank1.csv"), read_file(db + "/orders-rank1.csv"));
+  EXPECT_NE(read_file(da + "/config.json").find("\"launcher\": \"mpirun\""), std::string::npos);
+}
+
+TEST(Distributed, RealMpirunWhenInstalled) {
+  if (std::system("command -v mpirun >/dev/null 2>&1") != 0) GTEST_SKIP() << "mpirun not installed";
+  TempDir tmp;
+  const RunResult r = run_shell(
+      "cd " + shell_quote(tmp.path()) + " && MASTER_PORT=" + std::to_string(free_port()) +
+          " mpirun --allow-run-as-root --oversubscribe -x MASTER_PORT -np 2 " +
+          shell_quote(KHSGD_TRAIN_BINARY) + join_args(golden_args(tmp, "CD-GraB")),
+      tmp.path());
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const auto golden = read_orders(test_data("golden/cpu/n2-CD-GraB/orders-rank1.csv.gz"));
+  const auto ours = read_orders(run_dir(tmp, "CD-GraB", 2) + "/orders-rank1.csv");
+  ASSERT_EQ(ours.size(), 2u);
+  EXPECT_EQ(ours[1], golden[1]);
+}
+
+TEST(Distributed, TorchrunAgentStoreIsJoinedAsAClient) {
+  // torchrun's elastic agent serves the TCPStore on MASTER_PORT and tells workers so with
+  // TORCHELASTIC_USE_AGENT_STORE=True; the workers must not start a server of their own.
+  TempDir tmp;
+  const int port = free_port();
+  const std::string server = shell_quote(KHSGD_STORE_SERVER) + " " + std::to_string(port) + " 60";
+  const RunResult r = run_shell(
+      "cd " + shell_quote(tmp.path()) + " && " + server + " & server=$!; sleep 0.5; status=0; pids=;" +
+          " for rank in 0 1; do env RANK=$rank WORLD_SIZE=2 LOCAL_RANK=$rank MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
+          std::to_string(port) + " TORCHELASTIC_USE_AGENT_STORE=True TORCHELASTIC_RESTART_COUNT=0 " +
+          shell_quote(KHSGD_TRAIN_BINARY) + join_args(golden_args(tmp, "D-RR")) +
+          " & pids=\"$pids $!\"; done; for p in $pids; do wait $p || status=1; done; kill $server; exit $status",
+      tmp.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto golden = read_orders(test_data("golden/cpu/n2-D-RR/orders-rank0.csv.gz"));
+  const auto ours = read_orders(run_dir(tmp, "D-RR", 2) + "/orders-rank0.csv");
+  ASSERT_EQ(ours.size(), 2u);
+  EXPECT_EQ(ours[0], golden[0]);
+  EXPECT_EQ(ours[1], golden[1]);
+}
+
+TEST(Distributed, KernelHalvingRunsOnSeveralRanks) {
+  // The reference's KH-SGD indexes past its tables with n > 1; here T = n m / 2.
+  TempDir tmp;
+  const RunResult r = run_launch(2, golden_args(tmp, "KH-SGD"), tmp.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Csv m = read_csv(run_dir(tmp, "KH-SGD", 2) + "/metrics.csv");
+  ASSERT_EQ(m.rows.size(), 2u);
+  EXPECT_LT(m.at(1, "train_loss"), 0.40);
+  for (int rank = 0; rank < 2; ++rank) {
+    const auto orders = read_orders(run_dir(tmp, "KH-SGD", 2) + "/orders-rank" + std::to_string(rank) + ".csv");
+    ASSERT_EQ(orders.size(), 2u);
+    std::vector<int64_t> sorted = orders[1];
+    std::sort(sorted.begin(), sorted.end());
+    for (int64_t i = 0; i < 10000; ++i) ASSERT_EQ(sorted[i], i);
+    EXPECT_NE(orders[1], orders[0]) << "epoch 2 must be reordered";
+  }
+}
+
+TEST(Distributed, ARankThatCannotLoadItsDataStopsEveryRank) {
+  TempDir tmp;
+  const int port = free_port();
+  // Same flags except the data folder: rank 1 is pointed at a folder without the files.
+  std::string wrapped = "cd " + shell_quote(tmp.path()) + " && status=0; pids=;";
+  for (int r = 0; r < 2; ++r)
+    wrapped += " env RANK=" + std::to_string(r) + " WORLD_SIZE=2 MASTER_PORT=" + std::to_string(port) + " " +
+               shell_quote(KHSGD_TRAIN_BINARY) + " --data_dir " +
+               (r == 0 ? shell_quote(test_data("golden/data")) : shell_quote(tmp / "empty")) +
+               " --results_dir " + shell_quote(tmp / "results") + " --epochs 2 2>>" +
+               shell_quote(tmp / ("err" + std::to_string(r))) + " & pids=\"$pids $!\";";
+  wrapped += " for p in $pids; do wait $p || status=$?; done; exit $status";
+  const RunResult r = run_shell(wrapped, tmp.path());
+  EXPECT_NE(r.exit_code, 0);
+  const std::string err0 = read_file(tmp / "err0"), err1 = read_file(tmp / "err1");
+  EXPECT_NE(err1.find("empty/features-processed-NY-2017.pt: file not found"), std::string::npos) << err1;
+  EXPECT_NE(err0.find("rank 1 could not start"), std::string::npos) << err0;
+  EXPECT_EQ(count_lines(err0), 1) << err0;
+  EXPECT_FALSE(file_exists(tmp / "results"));
+}
+
+TEST(Distributed, RanksWithDifferentFlagsAreRefused) {
+  TempDir tmp;
+  const int port = free_port();
+  std::string script = "cd " + shell_quote(tmp.path()) + " && status=0; pids=;";
+  for (int r = 0; r < 2; ++r)
+    script += " env RANK=" + std::to_string(r) + " WORLD_SIZE=2 MASTER_PORT=" + std::to_string(port) + " " +
+              shell_quote(KHSGD_TRAIN_BINARY) + " --data_dir " + shell_quote(test_data("golden/data")) +
+              " --results_dir " + shell_quote(tmp / "results") + " --epochs 2 --seed " +
+              std::to_string(r + 1) + " 2>>" + shell_quote(tmp / ("err" + std::to_string(r))) +
+              " & pids=\"$pids $!\";";
+  script += " for p in $pids; do wait $p || status=$?; done; exit $status";
+  const RunResult r = run_shell(script, tmp.path());
+  EXPECT_EQ(r.exit_code, 2);
+  const std::string err0 = read_file(tmp / "err0");
+  EXPECT_NE(err0.find("rank 1 was started with different flags or different data"), std::string::npos) << err0;
+  EXPECT_FALSE(file_exists(tmp / "results"));
+}
+
+TEST(Distributed, NodeCountMustMatchTheWorld) {
+  TempDir tmp;
+  std::vector<std::string> args = golden_args(tmp, "D-RR");
+  args.push_back("--node_cnt");
+  args.push_back("4");
+  const RunResult r = run_launch(2, args, tmp.path());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--node_cnt 4 does not match the 2 launched rank(s)"), std::string::npos) << r.err;
+}

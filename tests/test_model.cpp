@@ -1,0 +1,83 @@
+// Logistic regression kernels on hand-checked cases (LibTorch autograd checks are in
+// test_autograd.cpp).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "khsgd/model.hpp"
+
+using namespace khsgd;
+
+TEST(Model, PerExampleGradientIsResidualTimesFeaturesAndOne) {
+  // d = 2, theta = [0.5, -0.25; 0.1]; rows: x = (1, 2), y = 1 and x = (-2, 0), y = 0.
+  const std::vector<float> X = {1, 2, -2, 0};
+  const std::vector<float> y = {1, 0};
+  const std::vector<float> theta = {0.5f, -0.25f, 0.1f};
+  const std::vector<int64_t> rows = {1, 0};  // order matters: G follows `rows`
+  std::vector<float> G(6);
+  per_example_gradients(X.data(), y.data(), rows.data(), 2, 2, theta.data(), G.data());
+  const double r1 = 1 / (1 + std::exp(0.9)) - 0.0;  // z = -1 + 0.1 = -0.9, y = 0
+  const double r0 = 1 / (1 + std::exp(-0.1)) - 1.0;  // z = 0.5 - 0.5 + 0.1, y = 1
+  const double expected[6] = {r1 * -2, 0.0, r1, r0 * 1, r0 * 2, r0};
+  for (int i = 0; i < 6; ++i) EXPECT_NEAR(G[i], expected[i], 1e-6) << i;
+}
+
+TEST(Model, MeanLossGradientAveragesPerExampleGradients) {
+  const std::vector<float> X = {1, 2, -2, 0, 0.5f, -1};
+  const std::vector<float> y = {1, 0, 1};
+  const std::vector<float> theta = {0.3f, -0.7f, 0.2f};
+  const std::vector<int64_t> rows = {0, 1, 2};
+  std::vector<float> G(9), mean(3), grad(3);
+  per_example_gradients(X.data(), y.data(), rows.data(), 3, 2, theta.data(), G.data());
+  mean_of_rows(G.data(), 3, 3, mean.data());
+  mean_loss_gradient(X.data(), y.data(), rows.data(), 3, 2, theta.data(), grad.data());
+  for (int j = 0; j < 3; ++j) {
+    const double by_hand = (G[j] + G[3 + j] + G[6 + j]) / 3.0;
+    EXPECT_NEAR(mean[j], by_hand, 1e-7);
+    EXPECT_NEAR(grad[j], by_hand, 1e-7);
+  }
+}
+
+TEST(Model, MomentumSgdMatchesTorchoptRecurrence) {
+  // v1 = g1 = 1, theta1 = 2 - 0.1 * 1; v2 = 0.9 * 1 + 2 = 2.9, theta2 = 1.9 - 0.29.
+  MomentumSGD sgd(1, 0.1, 0.9);
+  float theta = 2.0f;
+  const float g1 = 1.0f, g2 = 2.0f;
+  sgd.step(&theta, &g1);
+  EXPECT_FLOAT_EQ(sgd.velocity()[0], 1.0f);
+  EXPECT_FLOAT_EQ(theta, 1.9f);
+  sgd.step(&theta, &g2);
+  EXPECT_FLOAT_EQ(sgd.velocity()[0], 2.9f);
+  EXPECT_NEAR(theta, 1.61f, 1e-6);
+}
+
+TEST(Model, MomentumSgdRoundsEachOpInFloat32) {
+  // theta + (-lr * v) with each product rounded to float32 on its own, as two separate tensor ops
+  // do: recompute the same rounding by hand for awkward values.
+  MomentumSGD sgd(1, 5e-3, 0.9);
+  float theta = 0.123456789f;
+  const float g = 0.987654321f;
+  const float neg_lr = static_cast<float>(-5e-3);
+  volatile float update = g * neg_lr;  // v = 0.9 * 0 + g = g
+  const float expected = theta + update;
+  sgd.step(&theta, &g);
+  EXPECT_EQ(theta, expected);
+}
+
+TEST(Model, EvaluateComputesMeanBceAndAccuracy) {
+  // d = 1, w = 1, b = -1: z = x - 1. Rows x = 2 (z = 1), x = 0 (z = -1), x = 1 (z = 0).
+  const std::vector<float> X = {2, 0, 1, 2};
+  const std::vector<float> y = {1, 1, 0, 0};
+  const std::vector<float> theta = {1, -1};
+  const Evaluation e = evaluate(X.data(), y.data(), 4, 1, theta.data());
+  const double l1 = std::log1p(std::exp(-1.0));  // y = 1, z = 1
+  const double l2 = 1 + l1;                      // y = 1, z = -1
+  const double l3 = std::log(2.0);               // z = 0
+  const double l4 = 1 + l1;                      // y = 0, z = 1
+  EXPECT_NEAR(e.loss, (l1 + l2 + l3 + l4) / 4, 1e-12);
+  // Predictions (z > 0): 1, 0, 0 (z = 0 is not > 0), 1 -> correct: yes, no, yes, no.
+  EXPECT_EQ(e.correct, 2);
+  EXPECT_EQ(e.rows, 4);
+  EXPECT_DOUBLE_EQ(e.accuracy, 0.5);
+}
