@@ -48,7 +48,7 @@ stop_all() {
 trap 'stop_all; exit 130' INT TERM
 
 for ((rank = 0; rank < nproc_arg; rank++)); do
-  RANK=$rank LOCAL_RANK=$rank "$train" "$@" &
+  RANK=$rank LOCAL_RANK=$rank LOCAL_WORLD_SIZE=$nproc_arg "$train" "$@" &
   pids+=($!)
 done
 

@@ -74,6 +74,7 @@ Options (defaults in brackets):
   --exp NAME           experiment name, the first folder level [LR-HMDA]
   --save_orders        write orders-rankR.csv: line e = the local order of epoch e
   --local_rank N       accepted for launcher compatibility (LOCAL_RANK wins)
+  --version            this build's version, LibTorch, CUDA support and backends
   -h, --help           this text
 
 Results: RESULTS_DIR/EXP-EPOCHS/LR-hmda-SORTER-node-N-lr-LR-B-B-seed-SEED/ with metrics.csv and
@@ -139,6 +140,7 @@ bool parse_command_line(int argc, const char* const* argv, Config* config, std::
       ("results_dir", "", cxxopts::value<std::string>())
       ("dataset", "", cxxopts::value<std::string>())
       ("save_orders", "", cxxopts::value<bool>())
+      ("version", "")
       ("h,help", "");
 
   const std::vector<std::string> args = normalize_arguments(argc, argv);
@@ -158,6 +160,7 @@ bool parse_command_line(int argc, const char* const* argv, Config* config, std::
     *help = kHelp;
     return false;
   }
+  c.version = result.count("version") > 0;
 
   auto text = [&](const char* flag, std::string* out) {
     if (result.count(flag)) *out = result[flag].as<std::string>();

@@ -38,6 +38,9 @@ Launch detect_launch(const EnvLookup& env) {
     launch.world_size = read_int(env, "WORLD_SIZE", 1, kMaxRanks);
     launch.rank = read_int(env, "RANK", 0, launch.world_size - 1);
     launch.local_rank = has(env, "LOCAL_RANK") ? read_int(env, "LOCAL_RANK", 0, kMaxRanks) : 0;
+    launch.local_world_size = has(env, "LOCAL_WORLD_SIZE")
+                                  ? read_int(env, "LOCAL_WORLD_SIZE", 1, kMaxRanks)
+                                  : launch.local_rank + 1;
   } else if (has(env, "OMPI_COMM_WORLD_SIZE")) {
     launch.launcher = "mpirun";
     launch.world_size = read_int(env, "OMPI_COMM_WORLD_SIZE", 1, kMaxRanks);
@@ -45,9 +48,15 @@ Launch detect_launch(const EnvLookup& env) {
     launch.local_rank = has(env, "OMPI_COMM_WORLD_LOCAL_RANK")
                             ? read_int(env, "OMPI_COMM_WORLD_LOCAL_RANK", 0, kMaxRanks)
                             : 0;
+    launch.local_world_size = has(env, "OMPI_COMM_WORLD_LOCAL_SIZE")
+                                  ? read_int(env, "OMPI_COMM_WORLD_LOCAL_SIZE", 1, kMaxRanks)
+                                  : launch.local_rank + 1;
   } else {
     return launch;  // one plain process
   }
+  if (launch.local_rank >= launch.local_world_size)
+    throw UserError("the local rank " + std::to_string(launch.local_rank) +
+                    " is not below the local world size " + std::to_string(launch.local_world_size));
   if (has(env, "MASTER_ADDR")) launch.master_addr = env("MASTER_ADDR");
   if (has(env, "MASTER_PORT")) launch.master_port = read_int(env, "MASTER_PORT", 1, 65535);
   const char* agent = env("TORCHELASTIC_USE_AGENT_STORE");

@@ -26,6 +26,10 @@ int main(int argc, char** argv) {
       std::fputs(help.c_str(), stdout);
       return 0;
     }
+    if (config.version) {
+      std::printf("%s\n", khsgd::build_info().c_str());
+      return 0;
+    }
     const khsgd::Launch launch = khsgd::detect_launch();
     rank = launch.rank;
     khsgd::run_training(config, launch);

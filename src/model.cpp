@@ -9,7 +9,7 @@ void per_example_gradients(const float* X, const float* y, const int64_t* rows, 
   const int64_t D = d + 1;
   for (int64_t i = 0; i < count; ++i) {
     const float* x = X + rows[i] * d;
-    const float r = sigmoid(logit(x, theta, d)) - y[rows[i]];
+    const float r = residual(logit(x, theta, d), y[rows[i]]);
     float* g = G + i * D;
     for (int64_t j = 0; j < d; ++j) g[j] = r * x[j];
     g[d] = r;
@@ -24,7 +24,7 @@ void mean_loss_gradient(const float* X, const float* y, const int64_t* rows, int
   const float n = static_cast<float>(count);
   for (int64_t i = 0; i < count; ++i) {
     const float* x = X + rows[i] * d;
-    const float r = (sigmoid(logit(x, theta, d)) - y[rows[i]]) / n;
+    const float r = residual(logit(x, theta, d), y[rows[i]]) / n;
     for (int64_t j = 0; j < d; ++j) grad[j] += r * x[j];
     grad[d] += r;
   }
@@ -57,9 +57,7 @@ Evaluation evaluate(const float* X, const float* y, int64_t rows, int64_t d, con
   int64_t correct = 0;
   for (int64_t r = 0; r < rows; ++r) {
     const float z = logit(X + r * d, theta, d);
-    const double zd = z;
-    // log(1 + exp(-|z|)) + max(z, 0) - z y: the stable form of BCE with logits.
-    loss += std::log1p(std::exp(-std::fabs(zd))) + std::max(zd, 0.0) - zd * y[r];
+    loss += bce_with_logits(z, y[r]);
     correct += ((z > 0.0f) == (y[r] == 1.0f)) ? 1 : 0;
   }
   out.rows = rows;

@@ -23,6 +23,7 @@ class RandomReshuffle final : public Sorter {
     return order_;
   }
   void step(const float*, int64_t) override {}
+  void balance_epoch(const float*, int64_t) override {}
 
  private:
   SorterShape shape_;
@@ -89,6 +90,11 @@ class PairBalancer : public Sorter {
       ++left_;
       --right_;
     }
+  }
+
+  void balance_epoch(const float* G_all, int64_t num_batches) override {
+    const int64_t stride = shape_.ranks * shape_.microbatch * shape_.D;
+    for (int64_t k = 0; k < num_batches; ++k) step(G_all + k * stride, k);
   }
 
  protected:
@@ -194,6 +200,13 @@ class KernelHalving final : public PairBalancer {
 std::unique_ptr<Sorter> make_sorter(const std::string& name, const SorterShape& shape,
                                     DeviceOps& ops) {
   if (name == "D-RR") return std::make_unique<RandomReshuffle>(shape, ops);
+  if (shape.device == Device::Cuda) {
+#ifdef KHSGD_WITH_CUDA
+    return make_cuda_pair_sorter(name, shape, ops);
+#else
+    throw UserError("--device cuda: this build has no CUDA support");
+#endif
+  }
   if (name == "CD-GraB") return std::make_unique<CDGraB>(shape);
   if (name == "SBW") return std::make_unique<SelfBalancingWalk>(shape, ops);
   if (name == "KH-SGD") return std::make_unique<KernelHalving>(shape, ops);

@@ -21,8 +21,9 @@ std::vector<T> to_vector(const at::Tensor& tensor) {
 
 class TorchOps final : public DeviceOps {
  public:
-  explicit TorchOps(Device device)
-      : device_(device == Device::Cuda ? at::Device(at::kCUDA) : at::Device(at::kCPU)) {}
+  TorchOps(Device device, int cuda_index)
+      : device_(device == Device::Cuda ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(cuda_index))
+                                       : at::Device(at::kCPU)) {}
 
   std::vector<int64_t> randperm(int64_t m) override {
     return to_vector<int64_t>(at::randperm(m, at::TensorOptions().dtype(at::kLong).device(device_)));
@@ -45,8 +46,8 @@ class TorchOps final : public DeviceOps {
 
 }  // namespace
 
-std::unique_ptr<DeviceOps> make_torch_ops(Device device) {
-  return std::make_unique<TorchOps>(device);
+std::unique_ptr<DeviceOps> make_torch_ops(Device device, int cuda_index) {
+  return std::make_unique<TorchOps>(device, cuda_index);
 }
 
 void seed_generators(uint64_t seed) {

@@ -53,12 +53,22 @@ std::string resolve_backend(const std::string& requested, Device device, const L
   if (backend == "nccl" && device != Device::Cuda)
     throw UserError("--backend nccl moves GPU memory and needs --device cuda; use --backend gloo "
                     "for CPU training");
-  if (backend == "nccl" && launch.world_size > 1 && launch.local_rank >= cuda_device_count())
-    throw UserError("--backend nccl needs one GPU per rank, but local rank " +
-                    std::to_string(launch.local_rank) + " has only " +
-                    std::to_string(cuda_device_count()) +
-                    " GPU(s) on its machine; use --backend gloo to run several ranks per GPU");
+  // NCCL refuses two ranks on one GPU; say so before anyone waits for it.
+  const int gpus = device == Device::Cuda ? cuda_device_count() : 0;
+  if (backend == "nccl" && launch.world_size > 1 &&
+      std::max(launch.local_world_size, launch.local_rank + 1) > gpus)
+    throw UserError("--backend nccl needs one GPU per rank, but this machine runs " +
+                    std::to_string(std::max(launch.local_world_size, launch.local_rank + 1)) +
+                    " ranks on " + std::to_string(gpus) +
+                    " GPU(s); use --backend gloo to run several ranks per GPU");
   return backend;
+}
+
+// The reference's dev_id: one GPU per local rank, ranks sharing GPUs round-robin.
+int cuda_index_for(const Launch& launch, Device device) {
+  if (device != Device::Cuda) return 0;
+  const int gpus = cuda_device_count();
+  return gpus > 0 ? launch.local_rank % gpus : 0;
 }
 
 // FNV-1a over what must be equal on every rank: the flags that shape the run and the data.
@@ -185,13 +195,34 @@ std::string config_json(const Config& c, const Launch& launch, Device device,
   });
 }
 
+std::unique_ptr<TrainingEngine> make_engine(const EngineSetup& setup, Device device, int cuda_index) {
+#ifdef KHSGD_WITH_CUDA
+  if (device == Device::Cuda) return make_cuda_engine(setup, cuda_index);
+#endif
+  (void)cuda_index;
+  if (device != Device::Cpu) throw UserError("--device cuda: this build has no CUDA support");
+  return make_cpu_engine(setup);
+}
+
 }  // namespace
+
+std::string build_info() {
+  std::string backends;
+  for (const auto& b : available_backends()) backends += (backends.empty() ? "" : ", ") + b;
+  return std::string("khsgd_train ") + KHSGD_VERSION + " (LibTorch " + torch_version() +
+         "; CUDA engine: " + (build_has_cuda_engine() ? "yes" : "no") +
+         "; backends: " + (backends.empty() ? "none" : backends) + ")";
+}
 
 void run_training(Config config, const Launch& launch) {
   check_against_world(&config, launch.world_size);
   const Device device = resolve_device(config.device);
   const std::string backend = resolve_backend(config.backend, device, launch);
   const int rank = launch.rank;
+  const int cuda_index = cuda_index_for(launch, device);
+#ifdef KHSGD_WITH_CUDA
+  if (device == Device::Cuda) select_cuda_device(cuda_index);
+#endif
   if (rank != 0) spdlog::set_level(spdlog::level::warn);
 
   // Join the other ranks first: every later failure can then be agreed on instead of leaving the
@@ -199,7 +230,7 @@ void run_training(Config config, const Launch& launch) {
   const auto timeout = std::chrono::milliseconds(300 * 1000);
   std::unique_ptr<Communicator> comm =
       launch.world_size > 1
-          ? connect_process_group(launch, backend, launch.local_rank, timeout)
+          ? connect_process_group(launch, backend, cuda_index, timeout)
           : make_solo_communicator();
 
   Dataset data;
@@ -222,7 +253,7 @@ void run_training(Config config, const Launch& launch) {
   setup.theta = init_linear_parameters(data.d);
   setup.lr = config.lr;
   setup.momentum = config.momentum;
-  std::unique_ptr<DeviceOps> ops = make_torch_ops(device);
+  std::unique_ptr<DeviceOps> ops = make_torch_ops(device, cuda_index);
   SorterShape shape;
   shape.ranks = part.ranks;
   shape.shard_rows = part.shard_rows;
@@ -230,8 +261,9 @@ void run_training(Config config, const Launch& launch) {
   shape.D = data.d + 1;
   shape.epochs = config.epochs;
   shape.rank = rank;
+  shape.device = device;
   std::unique_ptr<Sorter> sorter = make_sorter(config.sorter, shape, *ops);
-  std::unique_ptr<TrainingEngine> engine = make_cpu_engine(setup);
+  std::unique_ptr<TrainingEngine> engine = make_engine(setup, device, cuda_index);
 
   const std::string dir = run_directory(config);
   std::optional<MetricsLog> metrics;

@@ -34,6 +34,7 @@ struct Config {
   std::string results_dir = "results";
   std::string dataset = "hmda";  // hmda (files in data_dir) or synthetic (generated in-process)
   bool save_orders = false;
+  bool version = false;  // --version: print what this build can do and exit
 };
 
 // Parses argv. Returns false when --help was asked for (help text in *help). Throws UserError with

@@ -39,4 +39,11 @@ class TrainingEngine {
 
 std::unique_ptr<TrainingEngine> make_cpu_engine(const EngineSetup& setup);
 
+#ifdef KHSGD_WITH_CUDA
+// The GPU engine (src/cuda/cuda_engine.cu) on device `cuda_index`.
+std::unique_ptr<TrainingEngine> make_cuda_engine(const EngineSetup& setup, int cuda_index);
+// Makes `cuda_index` the current device, so that every later allocation lands there.
+void select_cuda_device(int cuda_index);
+#endif
+
 }  // namespace khsgd

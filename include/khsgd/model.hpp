@@ -6,24 +6,16 @@
 // op costs microseconds of dispatch, longer than the arithmetic of a whole step.
 //
 // Rounding follows the reference (float32 everywhere, one rounding per PyTorch op) so the same seed
-// reproduces its numbers; dot products are accumulated in double and rounded once, which is as
-// close as any fixed summation order gets to the reference's BLAS.
+// reproduces its numbers; the per-example arithmetic is in logistic.hpp, shared with the CUDA
+// kernels.
 #pragma once
 
-#include <cmath>
 #include <cstdint>
 #include <vector>
 
+#include "khsgd/logistic.hpp"
+
 namespace khsgd {
-
-// z = w.x + b, as torch.nn.Linear computes it in float32.
-inline float logit(const float* x, const float* theta, int64_t d) {
-  double dot = 0.0;
-  for (int64_t j = 0; j < d; ++j) dot += static_cast<double>(x[j]) * theta[j];
-  return static_cast<float>(dot) + theta[d];
-}
-
-inline float sigmoid(float z) { return 1.0f / (1.0f + std::exp(-z)); }
 
 // Per-example gradients of binary cross-entropy with logits, g_i = (sigma(z_i) - y_i) [x_i; 1],
 // for the examples rows[0..count): G is [count, d + 1].

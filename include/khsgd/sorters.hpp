@@ -22,6 +22,7 @@ struct SorterShape {
   int64_t D = 21;           // gradient length
   int64_t epochs = 1;       // E, for SBW's and KH-SGD's tables
   int64_t rank = 0;         // whose row sort() returns
+  Device device = Device::Cpu;  // where the pair sorters keep their state (D-RR: whose generator)
 };
 
 class Sorter {
@@ -32,13 +33,27 @@ class Sorter {
   virtual bool balances_pairs() const = 0;
   // Starts an epoch: this rank's order of its m local examples (indices 0 .. m-1).
   virtual const std::vector<int64_t>& sort() = 0;
-  // Step k's gradients from all ranks, G [n, microbatch, D] row-major. Called in step order.
+  // Step k's gradients from all ranks, G [n, microbatch, D] row-major, in the sorter's memory
+  // (device()). Called in step order.
   virtual void step(const float* G, int64_t k) = 0;
+  // All steps of an epoch at once, G_all [num_batches, n, microbatch, D]: the same decisions as
+  // step() for k = 0, 1, ... The decisions only shape the next epoch's order, so an engine may
+  // run the whole pass after the epoch's SGD steps.
+  virtual void balance_epoch(const float* G_all, int64_t num_batches) = 0;
+  // Where step() and balance_epoch() read gradients from: host memory or the GPU.
+  virtual Device device() const { return Device::Cpu; }
 };
 
 // name: CD-GraB, D-RR, KH-SGD or SBW. Draws what the sorter needs at construction from `ops`
 // (SPEC's order: KH-SGD uniform_(-1, 1) of T, SBW rand(m n E / 2)); keeps `ops` for later epochs.
+// With shape.device == Device::Cuda the pair sorters keep their state on the GPU (CUDA builds).
 std::unique_ptr<Sorter> make_sorter(const std::string& name, const SorterShape& shape,
                                     DeviceOps& ops);
+
+#ifdef KHSGD_WITH_CUDA
+// The pair-balancing family on the GPU (src/cuda/cuda_sorters.cu): name CD-GraB, KH-SGD or SBW.
+std::unique_ptr<Sorter> make_cuda_pair_sorter(const std::string& name, const SorterShape& shape,
+                                              DeviceOps& ops);
+#endif
 
 }  // namespace khsgd

@@ -30,8 +30,8 @@ class DeviceOps {
   virtual std::vector<float> log_of_multiples(double constant, int64_t count) = 0;
 };
 
-// DeviceOps backed by LibTorch's default generator of `device` (CUDA: the current device's).
-std::unique_ptr<DeviceOps> make_torch_ops(Device device);
+// DeviceOps backed by LibTorch's default generator of `device` (CUDA: device `cuda_index`'s).
+std::unique_ptr<DeviceOps> make_torch_ops(Device device, int cuda_index = 0);
 
 // torch.manual_seed(seed): the CPU generator and, where there is one, every CUDA generator.
 void seed_generators(uint64_t seed);

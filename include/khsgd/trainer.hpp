@@ -11,4 +11,7 @@ namespace khsgd {
 // Throws UserError for bad input (before anything is written) and CommError when a peer is lost.
 void run_training(Config config, const Launch& launch);
 
+// One line: khsgd's version, LibTorch's, whether the CUDA engine is built, the c10d backends.
+std::string build_info();
+
 }  // namespace khsgd

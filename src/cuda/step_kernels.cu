@@ -1,0 +1,186 @@
+// SGD steps and evaluation on the GPU: the CUDA twins of cpu_engine.cpp's loop and model.cpp.
+#include "cuda_util.cuh"
+#include "kernels.cuh"
+#include "khsgd/logistic.hpp"
+
+namespace khsgd::cuda {
+
+namespace {
+
+// Sum over the warp; every lane gets the same total (each butterfly level adds the same two
+// partial sums on both partners, and addition commutes).
+__device__ inline double warp_sum(double value) {
+  for (int offset = 16; offset > 0; offset >>= 1)
+    value += __shfl_xor_sync(0xffffffffu, value, offset);
+  return value;
+}
+
+// One step's gradient rows for this block: warp w takes examples w, w + warps, ... of the step.
+// Pair sorters get g_i = (sigma(z_i) - y_i) [x_i; 1]; D-RR gets rows scaled by 1 / microbatch, as
+// autograd of the batch-mean loss does before linear's backward sums them.
+__device__ inline void gradient_rows(const EpochArgs& a, int64_t k, const float* theta, bool per_example,
+                                     float* rows) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  const int64_t d = a.d, D = d + 1;
+  for (int64_t i = warp; i < a.microbatch; i += warps) {
+    const int64_t row = a.order[k * a.microbatch + i];
+    const float* x = a.X + row * d;
+    double dot = 0.0;
+    for (int64_t j = lane; j < d; j += 32) dot += static_cast<double>(x[j]) * theta[j];
+    dot = warp_sum(dot);
+    float r = residual(logit_from_dot(dot, theta[d]), a.y[row]);
+    if (!per_example) r = r / static_cast<float>(a.microbatch);
+    for (int64_t j = lane; j < d; j += 32) rows[i * D + j] = r * x[j];
+    if (lane == 0) rows[i * D + d] = r;
+  }
+}
+
+// theta_j <- theta_j + (-lr v_j) after v_j <- mu v_j + g_j, each op rounded on its own.
+__device__ inline void sgd_update(float g, float* velocity_j, float* theta_j, float momentum,
+                                  float neg_lr) {
+  const float v = *velocity_j * momentum + g;
+  *velocity_j = v;
+  const float update = v * neg_lr;
+  *theta_j = *theta_j + update;
+}
+
+__global__ void fused_epoch_kernel(EpochArgs a) {
+  extern __shared__ float shared[];
+  const int64_t d = a.d, D = d + 1, mb = a.microbatch;
+  float* theta = shared;     // [D]
+  float* rows = shared + D;  // [mb, D]
+  float* velocity = rows + mb * D;  // [D]
+  for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+    theta[j] = a.theta[j];
+    velocity[j] = a.velocity[j];
+  }
+  __syncthreads();
+  const bool per_example = a.gradients != nullptr;
+  for (int64_t k = 0; k < a.steps; ++k) {
+    gradient_rows(a, k, theta, per_example, rows);
+    __syncthreads();
+    // Column sums in row order, one thread per parameter, as mean_of_rows / mean_loss_gradient.
+    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+      float g;
+      if (per_example) {
+        g = rows[j];
+        for (int64_t i = 1; i < mb; ++i) g += rows[i * D + j];
+        g = g / static_cast<float>(mb);
+      } else {
+        g = 0.0f;
+        for (int64_t i = 0; i < mb; ++i) g += rows[i * D + j];
+      }
+      sgd_update(g, &velocity[j], &theta[j], a.momentum, a.neg_lr);
+    }
+    if (per_example) {
+      float* out = a.gradients + k * mb * D;
+      for (int64_t i = threadIdx.x; i < mb * D; i += blockDim.x) out[i] = rows[i];
+    }
+    __syncthreads();
+  }
+  for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+    a.theta[j] = theta[j];
+    a.velocity[j] = velocity[j];
+  }
+}
+
+__global__ void step_gradients_kernel(EpochArgs a, int64_t k, bool per_example, float* out) {
+  extern __shared__ float shared[];
+  const int64_t D = a.d + 1, mb = a.microbatch;
+  float* theta = shared;
+  float* rows = shared + D;
+  for (int64_t j = threadIdx.x; j < D; j += blockDim.x) theta[j] = a.theta[j];
+  __syncthreads();
+  gradient_rows(a, k, theta, per_example, rows);
+  __syncthreads();
+  if (per_example) {
+    for (int64_t i = threadIdx.x; i < mb * D; i += blockDim.x) out[i] = rows[i];
+  } else {
+    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+      float g = 0.0f;
+      for (int64_t i = 0; i < mb; ++i) g += rows[i * D + j];
+      out[j] = g;
+    }
+  }
+}
+
+__global__ void step_update_kernel(EpochArgs a, const float* combined, int64_t rows, bool mean_rows,
+                                   float ranks) {
+  const int64_t D = a.d + 1;
+  for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+    float g;
+    if (mean_rows) {
+      g = combined[j];
+      for (int64_t i = 1; i < rows; ++i) g += combined[i * D + j];
+      g = g / static_cast<float>(rows);
+    } else {
+      g = combined[j] / ranks;  // the all-reduced sum, averaged as the reference's avg_grads /= n
+    }
+    sgd_update(g, &a.velocity[j], &a.theta[j], a.momentum, a.neg_lr);
+  }
+}
+
+__global__ void evaluate_kernel(const float* X, const float* y, int64_t rows, int64_t d,
+                                const float* theta, EvalTotals* totals) {
+  __shared__ double loss_part[kBlockThreads];
+  __shared__ unsigned long long correct_part[kBlockThreads];
+  double loss = 0.0;
+  unsigned long long correct = 0;
+  for (int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; r < rows;
+       r += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float z = logit(X + r * d, theta, d);
+    loss += bce_with_logits(z, y[r]);
+    correct += ((z > 0.0f) == (y[r] == 1.0f)) ? 1ull : 0ull;
+  }
+  loss_part[threadIdx.x] = loss;
+  correct_part[threadIdx.x] = correct;
+  __syncthreads();
+  for (int half = blockDim.x / 2; half > 0; half >>= 1) {
+    if (threadIdx.x < half) {
+      loss_part[threadIdx.x] += loss_part[threadIdx.x + half];
+      correct_part[threadIdx.x] += correct_part[threadIdx.x + half];
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    atomicAdd(&totals->loss, loss_part[0]);
+    atomicAdd(&totals->correct, correct_part[0]);
+  }
+}
+
+size_t fused_shared_bytes(int64_t d, int64_t mb) { return ((mb + 2) * (d + 1)) * sizeof(float); }
+
+}  // namespace
+
+bool fits_fused_kernel(int64_t d, int64_t microbatch) {
+  return static_cast<int64_t>(fused_shared_bytes(d, microbatch) / sizeof(float)) <= kMaxSharedFloats;
+}
+
+void launch_fused_epoch(const EpochArgs& args, cudaStream_t stream) {
+  fused_epoch_kernel<<<1, kBlockThreads, fused_shared_bytes(args.d, args.microbatch), stream>>>(args);
+  check_launch("fused_epoch_kernel");
+}
+
+void launch_step_gradients(const EpochArgs& args, int64_t k, bool per_example, float* out,
+                           cudaStream_t stream) {
+  step_gradients_kernel<<<1, kBlockThreads, fused_shared_bytes(args.d, args.microbatch), stream>>>(
+      args, k, per_example, out);
+  check_launch("step_gradients_kernel");
+}
+
+void launch_step_update(const EpochArgs& args, const float* combined, int64_t rows, bool mean_rows,
+                        float ranks, cudaStream_t stream) {
+  step_update_kernel<<<1, 128, 0, stream>>>(args, combined, rows, mean_rows, ranks);
+  check_launch("step_update_kernel");
+}
+
+void launch_evaluate(const float* X, const float* y, int64_t rows, int64_t d, const float* theta,
+                     EvalTotals* totals, cudaStream_t stream) {
+  check(cudaMemsetAsync(totals, 0, sizeof(EvalTotals), stream), "cudaMemsetAsync");
+  const int64_t wanted = (rows + kBlockThreads - 1) / kBlockThreads;
+  const int blocks = static_cast<int>(wanted < 1024 ? (wanted > 0 ? wanted : 1) : 1024);
+  evaluate_kernel<<<blocks, kBlockThreads, 0, stream>>>(X, y, rows, d, theta, totals);
+  check_launch("evaluate_kernel");
+}
+
+}  // namespace khsgd::cuda
