@@ -73,6 +73,11 @@ Options (defaults in brackets):
   --results_dir DIR    where run folders are written [results]
   --exp NAME           experiment name, the first folder level [LR-HMDA]
   --save_orders        write orders-rankR.csv: line e = the local order of epoch e
+  --save_grads LIST    write grads-epochE.pt, the gathered per-example gradients [N', D] of
+                       the listed epochs (1,5,10-12 or all); see plots/grad_spectrum.py
+  --synthetic_rows N   with --dataset synthetic: N train rows (N/4 test) instead of 195285
+  --quiet              no progress display
+  --profile            exact per-category times in time-rankR.csv (synchronises every step)
   --local_rank N       accepted for launcher compatibility (LOCAL_RANK wins)
   --version            this build's version, LibTorch, CUDA support and backends
   -h, --help           this text
@@ -140,6 +145,10 @@ bool parse_command_line(int argc, const char* const* argv, Config* config, std::
       ("results_dir", "", cxxopts::value<std::string>())
       ("dataset", "", cxxopts::value<std::string>())
       ("save_orders", "", cxxopts::value<bool>())
+      ("save_grads", "", cxxopts::value<std::string>())
+      ("synthetic_rows", "", cxxopts::value<std::string>())
+      ("quiet", "", cxxopts::value<bool>())
+      ("profile", "", cxxopts::value<bool>())
       ("version", "")
       ("h,help", "");
 
@@ -211,7 +220,46 @@ bool parse_command_line(int argc, const char* const* argv, Config* config, std::
   text("dataset", &c.dataset);
   require_one_of("dataset", c.dataset, {"hmda", "synthetic"});
   if (result.count("save_orders")) c.save_orders = result["save_orders"].as<bool>();
+  if (result.count("save_grads"))
+    c.save_grads = parse_epoch_list(result["save_grads"].as<std::string>(), c.epochs);
+  integer("synthetic_rows", &c.synthetic_rows, 32, int64_t{1} << 30);
+  if (c.synthetic_rows && c.dataset != "synthetic")
+    throw UserError("--synthetic_rows applies to --dataset synthetic only");
+  if (result.count("quiet")) c.quiet = result["quiet"].as<bool>();
+  if (result.count("profile")) c.profile = result["profile"].as<bool>();
   return true;
+}
+
+std::vector<int64_t> parse_epoch_list(const std::string& text, int64_t epochs) {
+  std::vector<int64_t> list;
+  auto bad = [&](const std::string& why) {
+    return UserError("--save_grads '" + text + "': " + why +
+                     " (expected epochs like 1,5,10-12 or 'all', within 1.." + std::to_string(epochs) + ")");
+  };
+  if (text == "all") {
+    for (int64_t e = 1; e <= epochs; ++e) list.push_back(e);
+    return list;
+  }
+  size_t at = 0;
+  while (at <= text.size()) {
+    const size_t comma = text.find(',', at);
+    const std::string item = text.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+    const size_t dash = item.find('-');
+    auto number = [&](const std::string& digits) {
+      if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9)
+        throw bad("'" + item + "' is not an epoch");
+      return static_cast<int64_t>(std::stoll(digits));
+    };
+    const int64_t first = number(item.substr(0, dash));
+    const int64_t last = dash == std::string::npos ? first : number(item.substr(dash + 1));
+    if (first < 1 || last > epochs || first > last) throw bad("'" + item + "' is out of range");
+    for (int64_t e = first; e <= last; ++e) list.push_back(e);
+    if (comma == std::string::npos) break;
+    at = comma + 1;
+  }
+  std::sort(list.begin(), list.end());
+  list.erase(std::unique(list.begin(), list.end()), list.end());
+  return list;
 }
 
 void check_against_world(Config* config, int world_size) {

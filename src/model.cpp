@@ -30,6 +30,13 @@ void mean_loss_gradient(const float* X, const float* y, const int64_t* rows, int
   }
 }
 
+double microbatch_loss(const float* X, const float* y, const int64_t* rows, int64_t count,
+                       int64_t d, const float* theta) {
+  double loss = 0.0;
+  for (int64_t i = 0; i < count; ++i) loss += bce_with_logits(logit(X + rows[i] * d, theta, d), y[rows[i]]);
+  return count ? loss / count : 0.0;
+}
+
 void mean_of_rows(const float* G, int64_t rows, int64_t D, float* mean) {
   std::copy(G, G + D, mean);
   for (int64_t i = 1; i < rows; ++i)

@@ -9,12 +9,15 @@
 #include <ctime>
 #include <algorithm>
 #include <memory>
+#include <fstream>
 #include <optional>
 
 #include "khsgd/comm.hpp"
 #include "khsgd/data.hpp"
 #include "khsgd/engine.hpp"
 #include "khsgd/errors.hpp"
+#include "khsgd/progress.hpp"
+#include "khsgd/pt_file.hpp"
 #include "khsgd/results.hpp"
 #include "khsgd/sorters.hpp"
 #include "khsgd/torch_ops.hpp"
@@ -154,6 +157,33 @@ double median(std::vector<double> values) {
   return values.size() % 2 ? values[mid] : 0.5 * (values[mid - 1] + values[mid]);
 }
 
+std::string epoch_list_text(const std::vector<int64_t>& epochs) {
+  std::string text;
+  for (int64_t e : epochs) text += (text.empty() ? "" : ",") + std::to_string(e);
+  return text;
+}
+
+// time-rankR.csv: where each epoch's seconds went on this rank.
+class TimeLog {
+ public:
+  explicit TimeLog(const std::string& path) : out_(path, std::ios::trunc) {
+    if (!out_) throw UserError("cannot write '" + path + "'");
+    out_ << "epoch,sorter,communication,dataset,forward_backward,sgd,train_seconds,estimated\n";
+    out_.flush();
+  }
+  void append(int64_t epoch, const EpochTimes& t, double train_seconds) {
+    char line[256];
+    std::snprintf(line, sizeof line, "%lld,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%d\n",
+                  static_cast<long long>(epoch), t.sorter, t.communication, t.dataset,
+                  t.forward_backward, t.sgd, train_seconds, t.estimated ? 1 : 0);
+    out_ << line;
+    out_.flush();
+  }
+
+ private:
+  std::ofstream out_;
+};
+
 std::string config_json(const Config& c, const Launch& launch, Device device,
                         const std::string& backend, const Dataset& data, const Partition& p) {
   auto str = [](const std::string& s) { return json_string(s); };
@@ -178,6 +208,9 @@ std::string config_json(const Config& c, const Launch& launch, Device device,
       {"data_dir", str(c.data_dir)},
       {"results_dir", str(c.results_dir)},
       {"save_orders", c.save_orders ? "true" : "false"},
+      {"save_grads", str(epoch_list_text(c.save_grads))},
+      {"synthetic_rows", num(c.synthetic_rows)},
+      {"profile", c.profile ? "true" : "false"},
       {"world_size", num(launch.world_size)},
       {"launcher", str(launch.launcher)},
       {"master", str(launch.master_addr + ":" + std::to_string(launch.master_port))},
@@ -236,7 +269,11 @@ void run_training(Config config, const Launch& launch) {
   Dataset data;
   std::string failure;
   try {
-    data = config.dataset == "synthetic" ? make_synthetic() : load_hmda(config.data_dir);
+    if (config.dataset == "synthetic")
+      data = config.synthetic_rows ? make_synthetic(config.synthetic_rows, config.synthetic_rows / 4)
+                                   : make_synthetic();
+    else
+      data = load_hmda(config.data_dir);
   } catch (const UserError& e) {
     failure = e.what();
   }
@@ -273,11 +310,14 @@ void run_training(Config config, const Launch& launch) {
                           config_json(config, launch, device, backend, data, part));
     metrics.emplace(dir + "/metrics.csv");
   }
+  comm->barrier();  // rank 0 has created the folder: every rank may write its own files now
   std::optional<OrdersLog> orders;
-  if (config.save_orders) {
-    comm->barrier();  // rank 0 has created the folder
-    orders.emplace(dir + "/orders-rank" + std::to_string(rank) + ".csv");
-  }
+  if (config.save_orders) orders.emplace(dir + "/orders-rank" + std::to_string(rank) + ".csv");
+  TimeLog time_log(dir + "/time-rank" + std::to_string(rank) + ".csv");
+  Progress progress(rank == 0 && !config.quiet, stderr, part.used_rows, part.num_batches,
+                    config.epochs);
+  std::vector<float> captured;
+  if (!config.save_grads.empty()) captured.resize(part.used_rows * (data.d + 1));
   spdlog::info("{} on {} ({} rank(s), {}), {} train / {} test rows, {} steps of B={} per epoch",
                config.sorter, device_name(device), launch.world_size, backend, data.n_train,
                data.n_test, part.num_batches, config.B);
@@ -287,11 +327,26 @@ void run_training(Config config, const Launch& launch) {
   std::vector<double> train_times, eval_times;
   for (int64_t epoch = 1; epoch <= config.epochs; ++epoch) {
     const auto start = Clock::now();
+    progress.start_epoch(epoch);
     const std::vector<int64_t>& order = sorter->sort();
-    engine->train_epoch(order, *sorter, *comm);
+    const double sort_seconds = seconds_since(start);
+    EpochHooks hooks;
+    hooks.observer = progress.mode() == Progress::Mode::Off ? nullptr : &progress;
+    hooks.profile = config.profile;
+    const bool save_grads = std::binary_search(config.save_grads.begin(), config.save_grads.end(), epoch);
+    hooks.capture = save_grads ? captured.data() : nullptr;
+    EpochTimes times = engine->train_epoch(order, *sorter, *comm, hooks);
     const double train_seconds = seconds_since(start);
+    times.sorter += sort_seconds;
+    time_log.append(epoch, times, train_seconds);
     if (orders) orders->append(order);
     if (rank != 0) continue;
+    if (save_grads) {
+      HostTensor grads;
+      grads.shape = {part.used_rows, data.d + 1};
+      grads.values = captured;
+      write_tensor(dir + "/grads-epoch" + std::to_string(epoch) + ".pt", grads);
+    }
     const auto eval_start = Clock::now();
     EpochRecord record;
     record.epoch = epoch;
@@ -301,10 +356,15 @@ void run_training(Config config, const Launch& launch) {
     metrics->append(record);
     train_times.push_back(train_seconds);
     eval_times.push_back(record.eval_seconds);
-    spdlog::info("Epoch {} | full train loss {:.6f} | test acc {:.3f}% | train {:.3f} s | eval {:.3f} s",
-                 epoch, record.train.loss, 100 * record.test.accuracy, train_seconds,
-                 record.eval_seconds);
+    progress.end_epoch(record.train.loss);
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "Epoch %lld | full train loss %.6f | test acc %.3f%% | train %.3f s | eval %.3f s",
+                  static_cast<long long>(epoch), record.train.loss, 100 * record.test.accuracy,
+                  train_seconds, record.eval_seconds);
+    progress.print_line(line);
   }
+  progress.finish();
   comm->barrier();
   if (rank == 0) {
     // Written last: its presence marks a finished run.

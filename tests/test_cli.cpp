@@ -51,7 +51,7 @@ TEST(Cli, WritesConfigMetricsAndOrders) {
 
   const std::string dir = tmp / kRun;
   EXPECT_EQ(list_dir(dir), (std::vector<std::string>{"config.json", "metrics.csv", "orders-rank0.csv",
-                                                     "summary.json"}));
+                                                     "summary.json", "time-rank0.csv"}));
   const std::string summary = read_file(dir + "/summary.json");
   EXPECT_NE(summary.find("\"finished\": true"), std::string::npos) << summary;
   EXPECT_NE(summary.find("\"peak_rss_mib\": "), std::string::npos) << summary;
@@ -187,4 +187,64 @@ TEST(Cli, UnwritableResultsFolderIsAClearError) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(count_lines(r.err), 1) << r.err;
   EXPECT_NE(r.err.find("cannot create results folder"), std::string::npos) << r.err;
+}
+
+TEST(Cli, TimeBreakdownPerEpochAndRank) {
+  for (const bool profile : {false, true}) {
+    TempDir tmp;
+    std::vector<std::string> extra = {"--sorter", "KH-SGD"};
+    if (profile) extra.push_back("--profile");
+    const RunResult r = run_train(golden_args(tmp, extra), tmp.path());
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const Csv t = read_csv(tmp / "results/LR-HMDA-3/LR-hmda-KH-SGD-node-1-lr-0.005-B-16-seed-1/time-rank0.csv");
+    EXPECT_EQ(t.header, (std::vector<std::string>{"epoch", "sorter", "communication", "dataset",
+                                                  "forward_backward", "sgd", "train_seconds", "estimated"}));
+    ASSERT_EQ(t.rows.size(), 3u);
+    for (size_t e = 0; e < 3; ++e) {
+      double parts = 0;
+      for (const char* c : {"sorter", "communication", "dataset", "forward_backward", "sgd"}) {
+        EXPECT_GE(t.at(e, c), 0.0) << c;
+        parts += t.at(e, c);
+      }
+      EXPECT_GT(t.at(e, "forward_backward"), 0.0);
+      EXPECT_GT(t.at(e, "sorter"), 0.0);
+      EXPECT_EQ(t.at(e, "estimated"), profile ? 0.0 : 1.0);
+      if (profile) EXPECT_LE(parts, t.at(e, "train_seconds") * 1.001);
+    }
+  }
+}
+
+TEST(Cli, ProgressBarOnATerminalAndQuietTurnsItOff) {
+  if (std::system("command -v script >/dev/null 2>&1") != 0) GTEST_SKIP() << "no script(1)";
+  TempDir tmp;
+  // script(1) gives the run a pseudo-terminal, as an interactive shell would.
+  const std::string line = shell_quote(KHSGD_TRAIN_BINARY) + join_args(golden_args(tmp));
+  const RunResult bar = run_shell("script -qfec " + shell_quote(line) + " /dev/null", tmp.path());
+  ASSERT_EQ(bar.exit_code, 0) << bar.out;
+  EXPECT_NE(bar.out.find("[########################] 100% epoch 3/3, 60.0k/60.0k examples"),
+            std::string::npos) << bar.out;
+  EXPECT_NE(bar.out.find(" ex/s, ETA "), std::string::npos);
+  EXPECT_NE(bar.out.find(", loss 0."), std::string::npos);
+  TempDir quiet_tmp;
+  const std::string quiet = shell_quote(KHSGD_TRAIN_BINARY) + join_args(golden_args(quiet_tmp, {"--quiet"}));
+  const RunResult off = run_shell("script -qfec " + shell_quote(quiet) + " /dev/null", quiet_tmp.path());
+  ASSERT_EQ(off.exit_code, 0);
+  EXPECT_EQ(off.out.find("ex/s"), std::string::npos) << off.out;
+  EXPECT_NE(off.out.find("Epoch 3 | full train loss"), std::string::npos);
+}
+
+TEST(Cli, SaveGradsListsAreChecked) {
+  for (const auto& [value, needle] : std::vector<std::pair<std::string, std::string>>{
+           {"0", "'0' is out of range"}, {"4", "'4' is out of range"}, {"2-1", "'2-1' is out of range"},
+           {"x", "'x' is not an epoch"}, {"1,,2", "'' is not an epoch"}}) {
+    TempDir tmp;
+    SCOPED_TRACE(value);
+    expect_clean_refusal(run_train(golden_args(tmp, {"--save_grads", value}), tmp.path()), tmp, needle);
+  }
+  TempDir tmp;
+  ASSERT_EQ(run_train(golden_args(tmp, {"--save_grads", "1,3", "--sorter", "D-RR"}), tmp.path()).exit_code, 0);
+  const auto files = list_dir(tmp / "results/LR-HMDA-3/LR-hmda-D-RR-node-1-lr-0.005-B-16-seed-1");
+  EXPECT_NE(std::find(files.begin(), files.end(), "grads-epoch1.pt"), files.end());
+  EXPECT_EQ(std::find(files.begin(), files.end(), "grads-epoch2.pt"), files.end());
+  EXPECT_NE(std::find(files.begin(), files.end(), "grads-epoch3.pt"), files.end());
 }

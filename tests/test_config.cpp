@@ -6,6 +6,7 @@
 #include "khsgd/config.hpp"
 #include "khsgd/errors.hpp"
 #include "khsgd/launch.hpp"
+#include "khsgd/progress.hpp"
 #include "khsgd/results.hpp"
 
 using namespace khsgd;
@@ -208,4 +209,27 @@ TEST(LaunchEnvironment, MalformedValuesNameTheVariable) {
   EXPECT_NE(message({{"OMPI_COMM_WORLD_SIZE", "2"}, {"OMPI_COMM_WORLD_RANK", "-1"}})
                 .find("OMPI_COMM_WORLD_RANK"),
             std::string::npos);
+}
+
+TEST(CommandLine, EpochLists) {
+  EXPECT_EQ(parse_epoch_list("1,5,10-12", 50), (std::vector<int64_t>{1, 5, 10, 11, 12}));
+  EXPECT_EQ(parse_epoch_list("3,1,3", 5), (std::vector<int64_t>{1, 3}));
+  EXPECT_EQ(parse_epoch_list("all", 3), (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_THROW(parse_epoch_list("0", 3), UserError);
+  EXPECT_THROW(parse_epoch_list("1-9", 3), UserError);
+  EXPECT_THROW(parse_epoch_list("a", 3), UserError);
+  EXPECT_THROW(parse_epoch_list("", 3), UserError);
+  EXPECT_EQ(parse({"--dataset", "synthetic", "--synthetic_rows", "2000"}).synthetic_rows, 2000);
+  EXPECT_NE(error_of({"--synthetic_rows", "2000"}).find("--dataset synthetic only"), std::string::npos);
+}
+
+TEST(ProgressDisplay, BarAndLineTexts) {
+  // Half of 2 epochs of 1000 examples after 2 s: 500 ex/s, 2 s to go.
+  EXPECT_EQ(Progress::render(1000, 2000, 2.0, 0.41234, 1, 2, true),
+            "[############............]  50% epoch 1/2, 1.0k/2.0k examples, 500 ex/s, ETA 0:00:02, "
+            "loss 0.4123");
+  EXPECT_EQ(Progress::render(2000000, 4000000, 1.0, -1, 3, 6, false),
+            "progress:  50% epoch 3/6, 2.00M/4.00M examples, 2.00M ex/s, ETA 0:00:01");
+  EXPECT_EQ(Progress::render(0, 100, 0.0, -1, 1, 1, false),
+            "progress:   0% epoch 1/1, 0/100 examples, 0 ex/s, ETA ?");
 }

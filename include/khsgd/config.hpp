@@ -34,8 +34,15 @@ struct Config {
   std::string results_dir = "results";
   std::string dataset = "hmda";  // hmda (files in data_dir) or synthetic (generated in-process)
   bool save_orders = false;
-  bool version = false;  // --version: print what this build can do and exit
+  std::vector<int64_t> save_grads;  // epochs whose gathered per-example gradients are saved
+  int64_t synthetic_rows = 0;       // 0: the full HMDA shape; else train rows (test: a quarter)
+  bool quiet = false;               // no progress display
+  bool profile = false;             // exact per-category times (synchronises every step)
+  bool version = false;             // --version: print what this build can do and exit
 };
+
+// "1,5,10-12" or "all" -> the epochs listed (sorted, unique), each in [1, epochs]. Throws UserError.
+std::vector<int64_t> parse_epoch_list(const std::string& text, int64_t epochs);
 
 // Parses argv. Returns false when --help was asked for (help text in *help). Throws UserError with
 // one line naming the offending flag for anything malformed or out of range.

@@ -23,6 +23,35 @@ struct EngineSetup {
   double momentum = 0.9;
 };
 
+// Seconds an epoch spent per category, the reference's EventTimer names. Without --profile the
+// CPU engine times every 64th step and scales up, and the CUDA engine times whole kernels (the
+// fused epoch kernel counts as forward-backward): `estimated` says so.
+struct EpochTimes {
+  double sorter = 0.0;
+  double communication = 0.0;
+  double dataset = 0.0;
+  double forward_backward = 0.0;
+  double sgd = 0.0;
+  bool estimated = false;
+};
+
+// Told about the epoch's progress every few hundred steps (rank 0's progress display).
+class StepObserver {
+ public:
+  virtual ~StepObserver() = default;
+  // steps_done of this epoch; the mean loss of the last step's examples (NaN when not known).
+  virtual void on_steps(int64_t steps_done, double sampled_loss) = 0;
+};
+
+// What the trainer wants from an epoch besides the training itself.
+struct EpochHooks {
+  StepObserver* observer = nullptr;
+  bool profile = false;
+  // When set: the gathered per-example gradients of every step, [num_batches * n * microbatch, D]
+  // in step order (host memory, N' rows), for --save_grads.
+  float* capture = nullptr;
+};
+
 class TrainingEngine {
  public:
   virtual ~TrainingEngine() = default;
@@ -30,8 +59,8 @@ class TrainingEngine {
   // The epoch's num_batches steps: step k trains on order[k mb .. (k+1) mb) of this rank's shard.
   // Pair sorters get every step's gathered per-example gradients; D-RR's gradients are averaged
   // by an all-reduce.
-  virtual void train_epoch(const std::vector<int64_t>& order, Sorter& sorter,
-                           Communicator& comm) = 0;
+  virtual EpochTimes train_epoch(const std::vector<int64_t>& order, Sorter& sorter,
+                                 Communicator& comm, const EpochHooks& hooks) = 0;
   // (full-train over the N' used rows, test over all rows).
   virtual std::pair<Evaluation, Evaluation> evaluate() = 0;
   virtual std::vector<float> parameters() const = 0;

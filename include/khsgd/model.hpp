@@ -27,6 +27,10 @@ void per_example_gradients(const float* X, const float* y, const int64_t* rows, 
 void mean_loss_gradient(const float* X, const float* y, const int64_t* rows, int64_t count,
                         int64_t d, const float* theta, float* grad);
 
+// Mean binary cross-entropy of the examples rows[0..count) (the progress display's running loss).
+double microbatch_loss(const float* X, const float* y, const int64_t* rows, int64_t count,
+                       int64_t d, const float* theta);
+
 // Column means of G [rows, D]: gathered.mean(dim=(0, 1)) with rows summed in order.
 void mean_of_rows(const float* G, int64_t rows, int64_t D, float* mean);
 

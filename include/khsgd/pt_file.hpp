@@ -24,7 +24,10 @@ struct HostTensor {
 std::vector<HostTensor> read_tensor_tuple(const std::string& path);
 
 // Writes `tensors` the way Python's torch.save((t0, t1, ...)) does (zip container), as float32
-// unless dtype says "float64". For tests and for saving gradient matrices.
+// unless dtype says "float64". Atomic: written beside `path`, then renamed over it.
 void write_tensor_tuple(const std::string& path, const std::vector<HostTensor>& tensors);
+
+// torch.save(t): one tensor, not a tuple (torch.load gives the tensor back).
+void write_tensor(const std::string& path, const HostTensor& tensor);
 
 }  // namespace khsgd

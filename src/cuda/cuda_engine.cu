@@ -3,6 +3,9 @@
 //
 // Everything runs on the legacy default stream, which LibTorch's current stream is unless changed:
 // c10d's NCCL work orders itself after it, and our kernels after the work.
+#include <algorithm>
+#include <chrono>
+#include <limits>
 #include <utility>
 
 #include "cuda_util.cuh"
@@ -15,6 +18,24 @@ namespace khsgd {
 namespace {
 
 using cuda::DeviceBuffer;
+
+// Wall-clock laps for --profile: synchronises the device before each reading, so each phase's
+// kernels are counted in their own category. Without --profile it only reads the clock.
+class Stopwatch {
+ public:
+  explicit Stopwatch(bool synchronise) : synchronise_(synchronise), last_(Clock::now()) {}
+  void lap(double* category) {
+    if (synchronise_) KHSGD_CUDA_CHECK(cudaDeviceSynchronize());
+    const auto now = Clock::now();
+    *category += std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  bool synchronise_;
+  Clock::time_point last_;
+};
 
 class CudaEngine final : public TrainingEngine {
  public:
@@ -34,7 +55,10 @@ class CudaEngine final : public TrainingEngine {
     velocity_.zero();
     order_.resize(part_.shard_rows);
     local_.resize(part_.microbatch * D_);
+    mean_.resize(D_);
     totals_.resize(1);
+    KHSGD_CUDA_CHECK(cudaEventCreate(&kernel_start_));
+    KHSGD_CUDA_CHECK(cudaEventCreate(&kernel_end_));
     args_.X = train_x_.data() + rank_ * part_.shard_rows * d_;
     args_.y = train_y_.data() + rank_ * part_.shard_rows;
     args_.order = order_.data();
@@ -47,31 +71,58 @@ class CudaEngine final : public TrainingEngine {
     args_.momentum = static_cast<float>(setup.momentum);
   }
 
+  ~CudaEngine() override {
+    cudaEventDestroy(kernel_start_);
+    cudaEventDestroy(kernel_end_);
+  }
+
   Device device() const override { return Device::Cuda; }
 
-  void train_epoch(const std::vector<int64_t>& order, Sorter& sorter,
-                   Communicator& comm) override {
+  EpochTimes train_epoch(const std::vector<int64_t>& order, Sorter& sorter, Communicator& comm,
+                         const EpochHooks& hooks) override {
     const bool pairs = sorter.balances_pairs();
+    const bool capture = hooks.capture != nullptr;
     const int64_t n = part_.ranks, mb = part_.microbatch, steps = part_.num_batches;
     const int64_t step_floats = n * mb * D_;
-    if (pairs && gradients_.size() == 0) gradients_.resize(steps * step_floats);
-    order_.upload(order.data(), order.size());
-    args_.gradients = pairs ? gradients_.data() : nullptr;
+    // Pair sorters keep every step's gathered rows for their pass; D-RR only when they are saved.
+    if ((pairs || capture) && gradients_.size() == 0) gradients_.resize(steps * step_floats);
+    EpochTimes times;
+    Stopwatch watch(hooks.profile);
 
-    if (n == 1) {
+    order_.upload(order.data(), order.size());
+    watch.lap(&times.dataset);
+    args_.gradients = pairs ? gradients_.data() : nullptr;
+    args_.captured = !pairs && capture && n == 1 && !hooks.profile ? gradients_.data() : nullptr;
+
+    if (n == 1 && !hooks.profile) {
+      // One persistent kernel; timed by events, so no synchronisation inside the epoch.
+      KHSGD_CUDA_CHECK(cudaEventRecord(kernel_start_, nullptr));
       cuda::launch_fused_epoch(args_, nullptr);
+      KHSGD_CUDA_CHECK(cudaEventRecord(kernel_end_, nullptr));
     } else {
       for (int64_t k = 0; k < steps; ++k) {
-        cuda::launch_step_gradients(args_, k, pairs, local_.data(), nullptr);
+        float* gathered = (pairs || capture) ? gradients_.data() + k * step_floats : nullptr;
+        if (pairs || capture) {
+          float* rows_out = n == 1 ? gathered : local_.data();
+          if (pairs)
+            cuda::launch_step_gradients(args_, k, /*per_example=*/true, rows_out, nullptr);
+          else
+            cuda::launch_step_rows(args_, k, rows_out, nullptr);
+          watch.lap(&times.forward_backward);
+          if (n > 1) comm.all_gather(local_.data(), gathered, mb * D_, Device::Cuda);
+          watch.lap(&times.communication);
+        }
         if (pairs) {
-          float* gathered = gradients_.data() + k * step_floats;
-          comm.all_gather(local_.data(), gathered, mb * D_, Device::Cuda);
           cuda::launch_step_update(args_, gathered, n * mb, /*mean_rows=*/true, 1.0f, nullptr);
         } else {
-          comm.all_reduce_sum(local_.data(), D_, Device::Cuda);
-          cuda::launch_step_update(args_, local_.data(), 1, /*mean_rows=*/false,
+          cuda::launch_step_gradients(args_, k, /*per_example=*/false, mean_.data(), nullptr);
+          watch.lap(&times.forward_backward);
+          if (n > 1) comm.all_reduce_sum(mean_.data(), D_, Device::Cuda);
+          watch.lap(&times.communication);
+          cuda::launch_step_update(args_, mean_.data(), 1, /*mean_rows=*/false,
                                    static_cast<float>(n), nullptr);
         }
+        watch.lap(&times.sgd);
       }
     }
     if (pairs) {
@@ -83,6 +134,21 @@ class CudaEngine final : public TrainingEngine {
       }
     }
     KHSGD_CUDA_CHECK(cudaDeviceSynchronize());
+    watch.lap(&times.sorter);
+    if (n == 1 && !hooks.profile) {
+      float kernel_ms = 0.0f;
+      KHSGD_CUDA_CHECK(cudaEventElapsedTime(&kernel_ms, kernel_start_, kernel_end_));
+      times.forward_backward = kernel_ms / 1000.0;  // the whole fused epoch: data, fwd-bwd, SGD
+      times.sorter = std::max(0.0, times.sorter - times.forward_backward);
+    }
+    // Without --profile, host clocks see kernels only when the device is waited for.
+    times.estimated = !hooks.profile;
+    if (capture) {
+      KHSGD_CUDA_CHECK(cudaMemcpy(hooks.capture, gradients_.data(), steps * step_floats * sizeof(float),
+                                  cudaMemcpyDeviceToHost));
+    }
+    if (hooks.observer) hooks.observer->on_steps(steps, std::numeric_limits<double>::quiet_NaN());
+    return times;
   }
 
   std::pair<Evaluation, Evaluation> evaluate() override {
@@ -109,7 +175,8 @@ class CudaEngine final : public TrainingEngine {
   int rank_;
   int64_t d_, D_;
   DeviceBuffer<float> train_x_, train_y_, test_x_, test_y_;
-  DeviceBuffer<float> theta_, velocity_, local_, gradients_;
+  DeviceBuffer<float> theta_, velocity_, local_, mean_, gradients_;
+  cudaEvent_t kernel_start_ = nullptr, kernel_end_ = nullptr;
   DeviceBuffer<int64_t> order_;
   DeviceBuffer<cuda::EvalTotals> totals_;
   cuda::EpochArgs args_;

@@ -27,6 +27,9 @@ struct EpochArgs {
   // Pair sorters: every step's per-example gradients [steps, microbatch, d + 1] are written here
   // for the sorter's pass. nullptr for D-RR (mean gradient only).
   float* gradients = nullptr;
+  // D-RR under --save_grads: its per-example gradients [steps, microbatch, d + 1] are written
+  // here as well (the update still uses the mean-loss rows).
+  float* captured = nullptr;
 };
 
 // Largest d + 1 and microbatch the kernels take: the block keeps theta and one step's gradient
@@ -43,6 +46,8 @@ void launch_fused_epoch(const EpochArgs& args, cudaStream_t stream);
 // rows [microbatch, d + 1] (pair sorters) or the mean-loss gradient [d + 1] (D-RR) into `out`.
 void launch_step_gradients(const EpochArgs& args, int64_t k, bool per_example, float* out,
                            cudaStream_t stream);
+// D-RR under --save_grads, several ranks or --profile: step k's per-example rows into `out`.
+void launch_step_rows(const EpochArgs& args, int64_t k, float* out, cudaStream_t stream);
 // Then the update from the collective's result: pair sorters pass the gathered rows
 // [rows, d + 1] and get their mean; D-RR passes the all-reduced sum (rows = 1) divided by `ranks`.
 void launch_step_update(const EpochArgs& args, const float* combined, int64_t rows, bool mean_rows,

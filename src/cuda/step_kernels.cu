@@ -19,7 +19,7 @@ __device__ inline double warp_sum(double value) {
 // Pair sorters get g_i = (sigma(z_i) - y_i) [x_i; 1]; D-RR gets rows scaled by 1 / microbatch, as
 // autograd of the batch-mean loss does before linear's backward sums them.
 __device__ inline void gradient_rows(const EpochArgs& a, int64_t k, const float* theta, bool per_example,
-                                     float* rows) {
+                                     float* rows, float* captured = nullptr) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   const int64_t d = a.d, D = d + 1;
   for (int64_t i = warp; i < a.microbatch; i += warps) {
@@ -28,10 +28,14 @@ __device__ inline void gradient_rows(const EpochArgs& a, int64_t k, const float*
     double dot = 0.0;
     for (int64_t j = lane; j < d; j += 32) dot += static_cast<double>(x[j]) * theta[j];
     dot = warp_sum(dot);
-    float r = residual(logit_from_dot(dot, theta[d]), a.y[row]);
-    if (!per_example) r = r / static_cast<float>(a.microbatch);
+    const float full = residual(logit_from_dot(dot, theta[d]), a.y[row]);
+    const float r = per_example ? full : full / static_cast<float>(a.microbatch);
     for (int64_t j = lane; j < d; j += 32) rows[i * D + j] = r * x[j];
     if (lane == 0) rows[i * D + d] = r;
+    if (captured != nullptr) {
+      for (int64_t j = lane; j < d; j += 32) captured[i * D + j] = full * x[j];
+      if (lane == 0) captured[i * D + d] = full;
+    }
   }
 }
 
@@ -56,8 +60,39 @@ __global__ void fused_epoch_kernel(EpochArgs a) {
   }
   __syncthreads();
   const bool per_example = a.gradients != nullptr;
+  // Common shape (B / ranks <= 16 warps, d <= 32): each warp owns one example per step and loads
+  // the next step's row while this step's dependent chain runs; the rows do not depend on theta.
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  const bool prefetch = mb <= warps && d <= 32;
+  const bool owner = prefetch && warp < mb;
+  float x_next = 0.0f, y_next = 0.0f;
+  auto load = [&](int64_t step) {
+    const int64_t row = a.order[step * mb + warp];
+    x_next = lane < d ? a.X[row * d + lane] : 0.0f;
+    y_next = a.y[row];
+  };
+  if (owner && a.steps > 0) load(0);
   for (int64_t k = 0; k < a.steps; ++k) {
-    gradient_rows(a, k, theta, per_example, rows);
+    if (prefetch) {
+      const float x = x_next, y = y_next;
+      if (owner && k + 1 < a.steps) load(k + 1);
+      if (owner) {
+        double dot = lane < d ? static_cast<double>(x) * theta[lane] : 0.0;
+        dot = warp_sum(dot);
+        const float full = residual(logit_from_dot(dot, theta[d]), y);
+        const float r = per_example ? full : full / static_cast<float>(mb);
+        if (lane < d) rows[warp * D + lane] = r * x;
+        if (lane == 0) rows[warp * D + d] = r;
+        if (a.captured != nullptr) {
+          float* out = a.captured + (k * mb + warp) * D;
+          if (lane < d) out[lane] = full * x;
+          if (lane == 0) out[d] = full;
+        }
+      }
+    } else {
+      gradient_rows(a, k, theta, per_example, rows,
+                    a.captured != nullptr ? a.captured + k * mb * D : nullptr);
+    }
     __syncthreads();
     // Column sums in row order, one thread per parameter, as mean_of_rows / mean_loss_gradient.
     for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
@@ -102,6 +137,16 @@ __global__ void step_gradients_kernel(EpochArgs a, int64_t k, bool per_example, 
       out[j] = g;
     }
   }
+}
+
+__global__ void step_rows_kernel(EpochArgs a, int64_t k, float* out) {
+  extern __shared__ float shared[];
+  const int64_t D = a.d + 1;
+  float* theta = shared;
+  float* rows = shared + D;
+  for (int64_t j = threadIdx.x; j < D; j += blockDim.x) theta[j] = a.theta[j];
+  __syncthreads();
+  gradient_rows(a, k, theta, /*per_example=*/true, rows, out);
 }
 
 __global__ void step_update_kernel(EpochArgs a, const float* combined, int64_t rows, bool mean_rows,
@@ -166,6 +211,11 @@ void launch_step_gradients(const EpochArgs& args, int64_t k, bool per_example, f
   step_gradients_kernel<<<1, kBlockThreads, fused_shared_bytes(args.d, args.microbatch), stream>>>(
       args, k, per_example, out);
   check_launch("step_gradients_kernel");
+}
+
+void launch_step_rows(const EpochArgs& args, int64_t k, float* out, cudaStream_t stream) {
+  step_rows_kernel<<<1, kBlockThreads, fused_shared_bytes(args.d, args.microbatch), stream>>>(args, k, out);
+  check_launch("step_rows_kernel");
 }
 
 void launch_step_update(const EpochArgs& args, const float* combined, int64_t rows, bool mean_rows,

@@ -1,0 +1,50 @@
+// Progress of a run on rank 0: a bar on a terminal (examples/s, ETA, running loss), a plain line
+// every few seconds when the output is a file, nothing with --quiet.
+//
+// The engine reports every few hundred steps; a report costs a clock read, and the bar is drawn
+// at most ten times a second, so the training loop does not notice it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+#include "khsgd/engine.hpp"
+
+namespace khsgd {
+
+class Progress final : public StepObserver {
+ public:
+  enum class Mode { Off, Bar, Lines };
+  // Bar when `stream` is a terminal, Lines otherwise; Off when disabled.
+  Progress(bool enabled, std::FILE* stream, int64_t examples_per_epoch, int64_t steps_per_epoch,
+           int64_t epochs);
+  Mode mode() const { return mode_; }
+
+  void start_epoch(int64_t epoch);  // 1-based
+  void on_steps(int64_t steps_done, double sampled_loss) override;
+  // After the epoch's evaluation: its full-train loss stands in where no sampled loss exists.
+  void end_epoch(double train_loss);
+  // Prints a log line (the per-epoch summary) without tearing the bar.
+  void print_line(const std::string& line);
+  void finish();
+
+  // The text of the display for the given state (exposed for tests).
+  static std::string render(int64_t examples_done, int64_t examples_total, double seconds,
+                            double loss, int64_t epoch, int64_t epochs, bool bar);
+
+ private:
+  void draw(bool force);
+  using Clock = std::chrono::steady_clock;
+  Mode mode_;
+  std::FILE* stream_;
+  int64_t examples_per_epoch_, steps_per_epoch_, epochs_;
+  int64_t epoch_ = 0;
+  int64_t examples_done_ = 0;
+  double loss_ = -1.0;
+  Clock::time_point start_, last_draw_;
+  bool drawn_ = false;
+};
+
+}  // namespace khsgd

@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""The paper's two figures from a results folder (Low-Rank Thinning, Figure 4):
+
+  loss_acc_vs_epochs.{png,pdf}   full-train loss and test accuracy against epochs
+  loss_acc_vs_seconds.{png,pdf}  the same against cumulative training seconds
+
+one line per sorter, the mean over seeds with a +-1 standard deviation band.
+
+    python3 plots/plot_figures.py RESULTS_DIR [--out DIR] [--title TEXT]
+        [--loss_range LO HI] [--acc_range LO HI] [--skip_epochs K]
+
+Axis ranges follow the data from epoch K+1 on (K = 1 by default: the first epoch's loss would
+flatten everything else); --loss_range 0.3345 0.3395 --acc_range 81.95 82.45 gives the paper's
+ranges for the real data. A results folder holding several settings (other lr, B, ranks or data)
+needs --setting N to pick one; the list is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from khsgd_results import (SORTER_LABELS, SORTER_ORDER, describe_setting, find_runs,  # noqa: E402
+                           group_by_setting, mean_std)
+
+COLORS = {"D-RR": "tab:gray", "CD-GraB": "tab:blue", "SBW": "tab:green", "KH-SGD": "tab:red"}
+
+
+def curves(runs):
+    """Per sorter: x (epochs), cumulative seconds, and mean/std of loss and accuracy (in %)."""
+    out = {}
+    for sorter in SORTER_ORDER + sorted({r.sorter for r in runs} - set(SORTER_ORDER)):
+        mine = [r for r in runs if r.sorter == sorter and r.epochs_done > 0]
+        if not mine:
+            continue
+        loss_mean, loss_std = mean_std([r.metrics["train_loss"] for r in mine])
+        acc_mean, acc_std = mean_std([100 * r.metrics["test_acc"] for r in mine])
+        seconds, _ = mean_std([np.cumsum(r.metrics["train_seconds"]) for r in mine])
+        out[sorter] = {
+            "epochs": np.arange(1, len(loss_mean) + 1),
+            "seconds": seconds,
+            "loss": (loss_mean, loss_std),
+            "acc": (acc_mean, acc_std),
+            "seeds": len(mine),
+        }
+    return out
+
+
+def data_range(series, skip):
+    """(low, high) covering mean +- std of every curve from index `skip` on, padded by 5 %."""
+    values = []
+    for mean, std in series:
+        start = min(skip, len(mean) - 1)
+        values.extend([(mean - std)[start:], (mean + std)[start:]])
+    low = min(float(v.min()) for v in values)
+    high = max(float(v.max()) for v in values)
+    pad = 0.05 * (high - low) if high > low else max(abs(high) * 1e-3, 1e-6)
+    return low - pad, high + pad
+
+
+def draw(curve_set, x_key, x_label, path_stem, title, loss_range, acc_range, skip, dpi):
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for sorter, c in curve_set.items():
+        x = c[x_key]
+        for ax, key in ((ax_loss, "loss"), (ax_acc, "acc")):
+            mean, std = c[key]
+            n = min(len(x), len(mean))
+            ax.plot(x[:n], mean[:n], color=COLORS.get(sorter), label=SORTER_LABELS.get(sorter, sorter))
+            ax.fill_between(x[:n], (mean - std)[:n], (mean + std)[:n], color=COLORS.get(sorter),
+                            alpha=0.2, linewidth=0)
+    ax_loss.set_ylim(*(loss_range or data_range([c["loss"] for c in curve_set.values()], skip)))
+    ax_acc.set_ylim(*(acc_range or data_range([c["acc"] for c in curve_set.values()], skip)))
+    if x_key == "epochs":
+        last = max(len(c["epochs"]) for c in curve_set.values())
+        for ax in (ax_loss, ax_acc):
+            ax.set_xlim(1 + min(skip, last - 1), last)
+    ax_loss.set_ylabel("Full train loss")
+    ax_acc.set_ylabel("Test accuracy (%)")
+    for ax in (ax_loss, ax_acc):
+        ax.set_xlabel(x_label)
+        ax.grid(alpha=0.3)
+    ax_acc.legend(loc="lower right")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    for extension in ("png", "pdf"):
+        fig.savefig(f"{path_stem}.{extension}", dpi=dpi if extension == "png" else None)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", help="a results folder (or one EXP-EPOCHS folder in it)")
+    parser.add_argument("--out", default=None, help="output folder (default: RESULTS/figures)")
+    parser.add_argument("--setting", type=int, default=None, help="which setting to plot (see the list)")
+    parser.add_argument("--title", default=None)
+    parser.add_argument("--loss_range", type=float, nargs=2, default=None)
+    parser.add_argument("--acc_range", type=float, nargs=2, default=None, help="in percent")
+    parser.add_argument("--dpi", type=int, default=110, help="resolution of the PNG files")
+    parser.add_argument("--skip_epochs", type=int, default=1,
+                        help="epochs left out when choosing the axis ranges (default 1)")
+    args = parser.parse_args()
+
+    groups = list(group_by_setting(find_runs(args.results)).items())
+    if not groups:
+        print(f"plot_figures: no runs (config.json + metrics.csv) under {args.results}", file=sys.stderr)
+        return 1
+    if args.setting is None and len(groups) > 1:
+        print("plot_figures: the folder holds several settings; pick one with --setting N:", file=sys.stderr)
+        for i, (setting, runs) in enumerate(groups):
+            print(f"  {i}: {describe_setting(setting)} ({len(runs)} runs)", file=sys.stderr)
+        return 2
+    index = args.setting or 0
+    if not 0 <= index < len(groups):
+        print(f"plot_figures: --setting {index} is not in 0..{len(groups) - 1}", file=sys.stderr)
+        return 2
+    setting, runs = groups[index]
+    curve_set = curves(runs)
+    out = args.out or os.path.join(args.results, "figures")
+    os.makedirs(out, exist_ok=True)
+    seeds = ", ".join(f"{SORTER_LABELS.get(s, s)} {c['seeds']}" for s, c in curve_set.items())
+    title = args.title or f"{describe_setting(setting)}; seeds per sorter: {seeds}"
+    draw(curve_set, "epochs", "Epoch", os.path.join(out, "loss_acc_vs_epochs"), title,
+         args.loss_range, args.acc_range, args.skip_epochs, args.dpi)
+    draw(curve_set, "seconds", "Cumulative training time (s)", os.path.join(out, "loss_acc_vs_seconds"),
+         title, args.loss_range, args.acc_range, args.skip_epochs, args.dpi)
+    for name in ("loss_acc_vs_epochs", "loss_acc_vs_seconds"):
+        for extension in ("png", "pdf"):
+            print(os.path.join(out, f"{name}.{extension}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

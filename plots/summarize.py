@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Table of a results folder: per setting and sorter, the seeds done, the final full-train loss
+and test accuracy (mean +- std over seeds) and the seconds per training epoch.
+
+    python3 plots/summarize.py RESULTS_DIR [--csv FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+
+import numpy as np
+
+from khsgd_results import (SORTER_LABELS, SORTER_ORDER, describe_setting, find_runs,
+                           group_by_setting)
+
+
+def summarize(root: str) -> list[dict]:
+    rows = []
+    for setting, runs in group_by_setting(find_runs(root)).items():
+        for sorter in SORTER_ORDER + sorted({r.sorter for r in runs} - set(SORTER_ORDER)):
+            mine = [r for r in runs if r.sorter == sorter]
+            if not mine:
+                continue
+            done = [r for r in mine if r.finished]
+            final = done or mine
+            loss = np.array([r.metrics["train_loss"][-1] for r in final if r.epochs_done])
+            acc = np.array([r.metrics["test_acc"][-1] for r in final if r.epochs_done])
+            seconds = np.array([np.median(r.metrics["train_seconds"]) for r in final if r.epochs_done])
+            std = (lambda v: float(v.std(ddof=1)) if len(v) > 1 else 0.0)
+            rows.append({
+                "setting": describe_setting(setting),
+                "sorter": sorter,
+                "label": SORTER_LABELS.get(sorter, sorter),
+                "seeds_done": len(done),
+                "seeds_started": len(mine),
+                "seeds": " ".join(str(r.seed) for r in sorted(done, key=lambda r: r.seed)),
+                "final_train_loss": float(loss.mean()) if len(loss) else float("nan"),
+                "final_train_loss_std": std(loss) if len(loss) else float("nan"),
+                "final_test_acc": float(acc.mean()) if len(acc) else float("nan"),
+                "final_test_acc_std": std(acc) if len(acc) else float("nan"),
+                "seconds_per_epoch": float(seconds.mean()) if len(seconds) else float("nan"),
+            })
+    return rows
+
+
+def print_table(rows: list[dict], out=sys.stdout) -> None:
+    setting = None
+    for row in rows:
+        if row["setting"] != setting:
+            setting = row["setting"]
+            print(f"\n{setting}", file=out)
+            print(f"  {'sorter':<17} {'seeds done':>10}  {'final train loss':>22}  "
+                  f"{'final test acc (%)':>20}  {'s/epoch':>9}", file=out)
+        seeds = f"{row['seeds_done']}/{row['seeds_started']}"
+        print(f"  {row['label']:<17} {seeds:>10}  "
+              f"{row['final_train_loss']:>11.6f} +- {row['final_train_loss_std']:<8.6f}  "
+              f"{100 * row['final_test_acc']:>9.3f} +- {100 * row['final_test_acc_std']:<6.3f}  "
+              f"{row['seconds_per_epoch']:>9.4f}", file=out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", help="a results folder (or one EXP-EPOCHS folder in it)")
+    parser.add_argument("--csv", help="also write the table as CSV")
+    args = parser.parse_args()
+    rows = summarize(args.results)
+    if not rows:
+        print(f"summarize: no runs (config.json + metrics.csv) under {args.results}", file=sys.stderr)
+        return 1
+    print_table(rows)
+    if args.csv:
+        with open(args.csv, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0].keys()))
+            writer.writeheader()
+            writer.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
