@@ -6,7 +6,8 @@
 #                    [--results_dir results] [--exp LR-HMDA] [-- more khsgd_train flags]
 #
 # Runs whose folder holds a finished run (summary.json) are skipped, so an interrupted sweep
-# continues where it stopped; an unfinished one is run again. Each run's output
+# continues where it stopped; an unfinished one resumes from its checkpoint (or starts over when
+# it has none). Each run's output
 # goes to RESULTS_DIR/EXP-EPOCHS/logs/RUN.log. Several ranks per run go through
 # scripts/launch.sh. The binary is $KHSGD_TRAIN or build/khsgd_train.
 set -uo pipefail
@@ -69,6 +70,10 @@ for sorter in $sorters; do
       continue
     fi
     resume=()
+    if [ -d "$run" ]; then
+      # Unfinished: continue from its checkpoint, or start it over when it has none.
+      if [ -f "$run/checkpoint-rank0.bin" ]; then resume=(--resume); else resume=(--overwrite); fi
+    fi
     args=(--sorter "$sorter" --seed "$seed" --epochs "$epochs" --lr "$lr" --B "$batch"
           --dataset "$dataset" --results_dir "$results_dir" --exp "$exp" "${resume[@]}" "${extra[@]}")
     start=$(date +%s.%N)

@@ -78,6 +78,10 @@ Options (defaults in brackets):
   --synthetic_rows N   with --dataset synthetic: N train rows (N/4 test) instead of 195285
   --quiet              no progress display
   --profile            exact per-category times in time-rankR.csv (synchronises every step)
+  --checkpoint_every K write a checkpoint every K epochs (0: none) [1]
+  --resume             continue an unfinished run from its checkpoint
+  --overwrite          replace the results of an earlier run in the same folder
+  --timeout S          seconds after which a lost or silent rank stops the others [300]
   --local_rank N       accepted for launcher compatibility (LOCAL_RANK wins)
   --version            this build's version, LibTorch, CUDA support and backends
   -h, --help           this text
@@ -149,6 +153,10 @@ bool parse_command_line(int argc, const char* const* argv, Config* config, std::
       ("synthetic_rows", "", cxxopts::value<std::string>())
       ("quiet", "", cxxopts::value<bool>())
       ("profile", "", cxxopts::value<bool>())
+      ("checkpoint_every", "", cxxopts::value<std::string>())
+      ("resume", "", cxxopts::value<bool>())
+      ("overwrite", "", cxxopts::value<bool>())
+      ("timeout", "", cxxopts::value<std::string>())
       ("version", "")
       ("h,help", "");
 
@@ -227,6 +235,12 @@ bool parse_command_line(int argc, const char* const* argv, Config* config, std::
     throw UserError("--synthetic_rows applies to --dataset synthetic only");
   if (result.count("quiet")) c.quiet = result["quiet"].as<bool>();
   if (result.count("profile")) c.profile = result["profile"].as<bool>();
+  integer("checkpoint_every", &c.checkpoint_every, 0, 100000);
+  if (result.count("resume")) c.resume = result["resume"].as<bool>();
+  if (result.count("overwrite")) c.overwrite = result["overwrite"].as<bool>();
+  if (c.resume && c.overwrite)
+    throw UserError("--resume and --overwrite contradict each other: pick one");
+  integer("timeout", &c.timeout, 1, 7 * 24 * 3600);
   return true;
 }
 

@@ -123,6 +123,11 @@ class CpuEngine final : public TrainingEngine {
   }
 
   std::vector<float> parameters() const override { return theta_; }
+  std::vector<float> velocity() const override { return sgd_.velocity(); }
+  void restore(const std::vector<float>& theta, const std::vector<float>& velocity) override {
+    theta_ = theta;
+    sgd_.velocity() = velocity;
+  }
 
  private:
   const Dataset& data_;

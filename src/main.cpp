@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <string>
 
@@ -10,6 +11,13 @@
 #include "khsgd/errors.hpp"
 #include "khsgd/launch.hpp"
 #include "khsgd/trainer.hpp"
+
+// After an error, leave without running destructors: a process group whose peer is gone can
+// block in its destructor, and nothing is left to write (every result was flushed as written).
+static int leave(int status) {
+  std::fflush(nullptr);
+  std::_Exit(status);
+}
 
 int main(int argc, char** argv) {
   spdlog::set_pattern("%v");
@@ -36,12 +44,12 @@ int main(int argc, char** argv) {
     return 0;
   } catch (const khsgd::UserError& e) {
     report("error", e.what());
-    return 2;
+    return leave(2);
   } catch (const khsgd::CommError& e) {
     report("communication error", e.what());
-    return 3;
+    return leave(3);
   } catch (const std::exception& e) {
     report("internal error", e.what());
-    return 1;
+    return leave(1);
   }
 }

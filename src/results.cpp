@@ -1,11 +1,14 @@
 #include "khsgd/results.hpp"
 
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 
 #include "khsgd/errors.hpp"
 
@@ -60,9 +63,11 @@ std::ofstream open_for_writing(const std::string& path) {
 
 }  // namespace
 
-MetricsLog::MetricsLog(const std::string& path) : path_(path), out_(open_for_writing(path)) {
-  out_ << kMetricsHeader << '\n';
-  out_.flush();
+MetricsLog::MetricsLog(const std::string& path, const std::string& earlier_rows)
+    : path_(path), rows_(earlier_rows) {
+  write_file_atomically(path, std::string(kMetricsHeader) + "\n" + earlier_rows);
+  out_.open(path, std::ios::app);
+  if (!out_) throw UserError("cannot write '" + path + "': " + std::strerror(errno));
 }
 
 void MetricsLog::append(const EpochRecord& r) {
@@ -73,11 +78,37 @@ void MetricsLog::append(const EpochRecord& r) {
   out_ << line;
   out_.flush();
   if (!out_) throw UserError("cannot append to '" + path_ + "': " + std::strerror(errno));
+  rows_ += line;
 }
 
-OrdersLog::OrdersLog(const std::string& path) : path_(path), out_(open_for_writing(path)) {}
+LineLog::LineLog(const std::string& path, const std::string& header, int64_t keep_lines)
+    : path_(path) {
+  if (keep_lines < 0) {
+    write_file_atomically(path, header.empty() ? "" : header + "\n");
+  } else {
+    std::ifstream in(path);
+    std::string kept, line;
+    int64_t count = 0;
+    while (count < keep_lines && std::getline(in, line)) {
+      kept += line + "\n";
+      ++count;
+    }
+    if (count < keep_lines)
+      throw UserError("'" + path + "' holds " + std::to_string(count) + " lines, the checkpoint needs " +
+                      std::to_string(keep_lines) + "; use --overwrite to start the run over");
+    write_file_atomically(path, kept);
+  }
+  out_.open(path, std::ios::app);
+  if (!out_) throw UserError("cannot write '" + path + "': " + std::strerror(errno));
+}
 
-void OrdersLog::append(const std::vector<int64_t>& order) {
+void LineLog::append(const std::string& line) {
+  out_ << line << '\n';
+  out_.flush();
+  if (!out_) throw UserError("cannot append to '" + path_ + "': " + std::strerror(errno));
+}
+
+std::string order_line(const std::vector<int64_t>& order) {
   std::string line;
   line.reserve(order.size() * 7);
   char number[24];
@@ -86,10 +117,39 @@ void OrdersLog::append(const std::vector<int64_t>& order) {
                                      static_cast<long long>(order[i]));
     line.append(number, length);
   }
-  line += '\n';
-  out_ << line;
-  out_.flush();
-  if (!out_) throw UserError("cannot append to '" + path_ + "': " + std::strerror(errno));
+  return line;
+}
+
+RunFolderState inspect_run_folder(const std::string& dir) {
+  RunFolderState state;
+  struct stat info {};
+  state.exists = ::stat(dir.c_str(), &info) == 0 && S_ISDIR(info.st_mode);
+  if (!state.exists) return state;
+  auto present = [&](const char* name) { return ::access((dir + "/" + name).c_str(), F_OK) == 0; };
+  state.has_results = present("config.json") || present("metrics.csv");
+  state.has_checkpoint = present("checkpoint-rank0.bin");
+  std::ifstream summary(dir + "/summary.json");
+  const std::string text((std::istreambuf_iterator<char>(summary)), std::istreambuf_iterator<char>());
+  state.finished = text.find("\"finished\": true") != std::string::npos;
+  return state;
+}
+
+void remove_run_files(const std::string& dir) {
+  DIR* folder = ::opendir(dir.c_str());
+  if (folder == nullptr) return;
+  std::vector<std::string> doomed;
+  while (const dirent* entry = ::readdir(folder)) {
+    const std::string name = entry->d_name;
+    auto starts = [&](const char* prefix) { return name.rfind(prefix, 0) == 0; };
+    if (name == "config.json" || name == "metrics.csv" || name == "summary.json" ||
+        starts("orders-rank") || starts("time-rank") || starts("grads-epoch") ||
+        starts("checkpoint-rank") || name.find(".partial") != std::string::npos)
+      doomed.push_back(dir + "/" + name);
+  }
+  ::closedir(folder);
+  for (const auto& path : doomed)
+    if (std::remove(path.c_str()) != 0)
+      throw UserError("cannot remove '" + path + "' for --overwrite: " + std::strerror(errno));
 }
 
 std::string json_string(const std::string& text) {

@@ -24,6 +24,9 @@ class RandomReshuffle final : public Sorter {
   }
   void step(const float*, int64_t) override {}
   void balance_epoch(const float*, int64_t) override {}
+  // Each epoch's permutation comes from the generator, whose state the checkpoint holds.
+  void save_state(StateWriter&) const override {}
+  void load_state(StateReader&) override {}
 
  private:
   SorterShape shape_;
@@ -97,11 +100,29 @@ class PairBalancer : public Sorter {
     for (int64_t k = 0; k < num_batches; ++k) step(G_all + k * stride, k);
   }
 
+  // Between epochs the next sort() makes next_orders the order; the running sum, the pointers
+  // and KH-SGD's tau and counter are reset there, so they need no saving.
+  void save_state(StateWriter& out) const override {
+    out.i64(sort_calls_);
+    out.indices(next_orders_);
+    save_extra(out);
+  }
+  void load_state(StateReader& in) override {
+    sort_calls_ = in.i64();
+    if (sort_calls_ < 0) in.corrupt("negative epoch count");
+    std::vector<int64_t> next = in.indices();
+    in.expect_size(next.size(), next_orders_.size(), "the order matrix");
+    next_orders_ = std::move(next);
+    load_extra(in);
+  }
+
  protected:
   // Called by sort() before the order matrices swap; sort_calls() earlier calls have happened.
   virtual void start_epoch() {}
   // The sign of one decision: true = "+" (a to the front, s += delta).
   virtual bool adds(const float* delta, float inner) = 0;
+  virtual void save_extra(StateWriter&) const {}
+  virtual void load_extra(StateReader&) {}
   int64_t sort_calls() const { return sort_calls_; }
 
   SorterShape shape_;
@@ -146,6 +167,11 @@ class SelfBalancingWalk final : public PairBalancer {
  protected:
   // The decision counter runs across the whole run, never reset.
   bool adds(const float*, float inner) override { return sbw_adds(inner, thresholds_[t_++]); }
+  void save_extra(StateWriter& out) const override { out.i64(t_); }
+  void load_extra(StateReader& in) override {
+    t_ = in.i64();
+    if (t_ < 0 || t_ > static_cast<int64_t>(thresholds_.size())) in.corrupt("SBW's counter is out of range");
+  }
 
  private:
   std::vector<float> thresholds_;
@@ -184,6 +210,13 @@ class KernelHalving final : public PairBalancer {
                                  &tau_);
     ++t_;
     return plus;
+  }
+  // The penalties carry every earlier epoch's + ln(1 + 1/c), rounded step by step in float32.
+  void save_extra(StateWriter& out) const override { out.floats(log_penalty_); }
+  void load_extra(StateReader& in) override {
+    std::vector<float> penalties = in.floats();
+    in.expect_size(penalties.size(), log_penalty_.size(), "KH-SGD's log-penalty table");
+    log_penalty_ = std::move(penalties);
   }
 
  private:

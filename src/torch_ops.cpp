@@ -6,6 +6,7 @@
 #include <torch/version.h>
 
 #include <cmath>
+#include <mutex>
 
 namespace khsgd {
 
@@ -67,6 +68,32 @@ std::vector<float> init_linear_parameters(int64_t d) {
   std::vector<float> theta = to_vector<float>(weight.reshape({d}));
   theta.push_back(bias.item<float>());
   return theta;
+}
+
+namespace {
+
+at::Generator default_generator(Device device, int cuda_index) {
+  return device == Device::Cuda
+             ? at::globalContext().defaultGenerator(
+                   at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(cuda_index)))
+             : at::globalContext().defaultGenerator(at::Device(at::kCPU));
+}
+
+}  // namespace
+
+std::vector<uint8_t> generator_state(Device device, int cuda_index) {
+  at::Generator generator = default_generator(device, cuda_index);
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  const at::Tensor state = generator.get_state().contiguous();
+  return std::vector<uint8_t>(state.data_ptr<uint8_t>(), state.data_ptr<uint8_t>() + state.numel());
+}
+
+void set_generator_state(Device device, int cuda_index, const std::vector<uint8_t>& state) {
+  at::Generator generator = default_generator(device, cuda_index);
+  at::Tensor tensor = at::empty({static_cast<int64_t>(state.size())}, at::kByte);
+  std::copy(state.begin(), state.end(), tensor.data_ptr<uint8_t>());
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_state(tensor);
 }
 
 bool cuda_available() { return torch::cuda::is_available(); }

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <fstream>
 #include <optional>
 
+#include "khsgd/checkpoint.hpp"
 #include "khsgd/comm.hpp"
 #include "khsgd/data.hpp"
 #include "khsgd/engine.hpp"
@@ -97,9 +99,10 @@ struct Fingerprint {
 
 int64_t run_fingerprint(const Config& c, const Dataset& data) {
   Fingerprint f;
-  for (const std::string* s : {&c.sorter, &c.backend, &c.exp, &c.device, &c.results_dir, &c.dataset})
+  for (const std::string* s : {&c.sorter, &c.backend, &c.exp, &c.device, &c.dataset})
     f.add(*s);
-  for (int64_t v : {c.seed, c.B, c.epochs, c.node_cnt, static_cast<int64_t>(c.save_orders)})
+  for (int64_t v : {c.seed, c.B, c.epochs, c.node_cnt, static_cast<int64_t>(c.save_orders),
+                    c.synthetic_rows})
     f.add_value(v);
   f.add_value(c.lr);
   f.add_value(c.momentum);
@@ -163,26 +166,53 @@ std::string epoch_list_text(const std::vector<int64_t>& epochs) {
   return text;
 }
 
-// time-rankR.csv: where each epoch's seconds went on this rank.
-class TimeLog {
- public:
-  explicit TimeLog(const std::string& path) : out_(path, std::ios::trunc) {
-    if (!out_) throw UserError("cannot write '" + path + "'");
-    out_ << "epoch,sorter,communication,dataset,forward_backward,sgd,train_seconds,estimated\n";
-    out_.flush();
-  }
-  void append(int64_t epoch, const EpochTimes& t, double train_seconds) {
-    char line[256];
-    std::snprintf(line, sizeof line, "%lld,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%d\n",
-                  static_cast<long long>(epoch), t.sorter, t.communication, t.dataset,
-                  t.forward_backward, t.sgd, train_seconds, t.estimated ? 1 : 0);
-    out_ << line;
-    out_.flush();
-  }
+std::string time_line(int64_t epoch, const EpochTimes& t, double train_seconds) {
+  char line[256];
+  std::snprintf(line, sizeof line, "%lld,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%d",
+                static_cast<long long>(epoch), t.sorter, t.communication, t.dataset,
+                t.forward_backward, t.sgd, train_seconds, t.estimated ? 1 : 0);
+  return line;
+}
 
- private:
-  std::ofstream out_;
-};
+constexpr const char* kTimeHeader =
+    "epoch,sorter,communication,dataset,forward_backward,sgd,train_seconds,estimated";
+
+// Every rank says whether it can go on (and what it failed at); all stop together if one can't.
+void agree(Communicator& comm, const std::string& own_failure, const char* stage) {
+  const std::vector<int64_t> all = comm.all_gather_value(own_failure.empty() ? 0 : 1);
+  if (!own_failure.empty()) throw UserError(own_failure);
+  for (int r = 0; r < comm.size(); ++r)
+    if (all[r] != 0)
+      throw UserError("rank " + std::to_string(r) + " could not " + stage +
+                      " (its error is printed above); stopping");
+}
+
+// The checks that decide, on rank 0, whether this run may write into its folder.
+std::string check_run_folder(const Config& config, const std::string& dir) {
+  const RunFolderState state = inspect_run_folder(dir);
+  if (config.overwrite || !state.exists || !state.has_results) return "";
+  if (state.finished)
+    return "'" + dir + "' already holds a finished run; use --overwrite to replace it (or another "
+           "--results_dir / --exp to keep both)";
+  if (!config.resume)
+    return "'" + dir + "' holds an unfinished run; use --resume to continue it from its last "
+           "checkpoint or --overwrite to start over";
+  if (!state.has_checkpoint)
+    return "'" + dir + "' holds an unfinished run but no checkpoint to resume from; use "
+           "--overwrite to start over";
+  return "";
+}
+
+std::string checkpoint_path(const std::string& dir, int rank) {
+  return dir + "/checkpoint-rank" + std::to_string(rank) + ".bin";
+}
+
+// Test hook for fault injection: KHSGD_STOP_AFTER_EPOCH=N ends the process abruptly (as a kill
+// would) right after epoch N's results and checkpoint are written.
+int64_t stop_after_epoch() {
+  const char* value = std::getenv("KHSGD_STOP_AFTER_EPOCH");
+  return value ? std::atoll(value) : 0;
+}
 
 std::string config_json(const Config& c, const Launch& launch, Device device,
                         const std::string& backend, const Dataset& data, const Partition& p) {
@@ -260,28 +290,31 @@ void run_training(Config config, const Launch& launch) {
 
   // Join the other ranks first: every later failure can then be agreed on instead of leaving the
   // others waiting in their first collective.
-  const auto timeout = std::chrono::milliseconds(300 * 1000);
+  const auto timeout = std::chrono::milliseconds(config.timeout * 1000);
   std::unique_ptr<Communicator> comm =
-      launch.world_size > 1
-          ? connect_process_group(launch, backend, cuda_index, timeout)
-          : make_solo_communicator();
+      launch.world_size > 1 ? connect_process_group(launch, backend, cuda_index, timeout)
+                            : make_solo_communicator();
 
   Dataset data;
   std::string failure;
+  const std::string dir = run_directory(config);
   try {
     if (config.dataset == "synthetic")
       data = config.synthetic_rows ? make_synthetic(config.synthetic_rows, config.synthetic_rows / 4)
                                    : make_synthetic();
     else
       data = load_hmda(config.data_dir);
+    if (rank == 0) failure = check_run_folder(config, dir);
   } catch (const UserError& e) {
     failure = e.what();
   }
-  agree_to_start(*comm, failure, failure.empty() ? run_fingerprint(config, data) : 0);
+  const int64_t fingerprint = failure.empty() ? run_fingerprint(config, data) : 0;
+  agree_to_start(*comm, failure, fingerprint);
   const Partition part = plan_partition(data.n_train, config.B, launch.world_size);
 
   // SPEC's order of random draws: seed, Linear init on the CPU generator, sorter tables on the
-  // training device's generator, then each epoch's sort().
+  // training device's generator, then each epoch's sort(). A resumed run rebuilds the same and
+  // then restores what changed since from its checkpoint.
   seed_generators(static_cast<uint64_t>(config.seed));
   EngineSetup setup;
   setup.data = &data;
@@ -302,18 +335,61 @@ void run_training(Config config, const Launch& launch) {
   std::unique_ptr<Sorter> sorter = make_sorter(config.sorter, shape, *ops);
   std::unique_ptr<TrainingEngine> engine = make_engine(setup, device, cuda_index);
 
-  const std::string dir = run_directory(config);
-  std::optional<MetricsLog> metrics;
-  if (rank == 0) {
-    make_directories(dir);
-    write_file_atomically(dir + "/config.json",
-                          config_json(config, launch, device, backend, data, part));
-    metrics.emplace(dir + "/metrics.csv");
+  // Resume: every rank restores from its own checkpoint (ranks on other hosts keep their own).
+  const bool resuming = config.resume && comm->all_gather_value(
+      rank == 0 ? inspect_run_folder(dir).has_checkpoint : 0)[0] != 0;
+  int64_t done = 0;
+  std::string earlier_metrics;
+  try {
+    if (resuming) {
+      const Checkpoint c = read_checkpoint(checkpoint_path(dir, rank));
+      if (c.fingerprint != fingerprint || c.rank != rank || c.world_size != launch.world_size)
+        throw UserError(checkpoint_path(dir, rank) +
+                        ": written by a run with other flags, other data or other ranks; use "
+                        "--overwrite to start over");
+      StateReader sorter_state(c.sorter_state, checkpoint_path(dir, rank));
+      sorter->load_state(sorter_state);
+      engine->restore(c.theta, c.velocity);
+      set_generator_state(Device::Cpu, 0, c.cpu_generator);
+      if (device == Device::Cuda) set_generator_state(Device::Cuda, cuda_index, c.cuda_generator);
+      done = c.epoch;
+      earlier_metrics = c.metrics_rows;
+    }
+  } catch (const UserError& e) {
+    failure = e.what();
+  } catch (const std::exception& e) {  // a generator state LibTorch refuses
+    failure = checkpoint_path(dir, rank) + ": cannot be restored (" + e.what() +
+              "); use --overwrite to start over";
   }
-  comm->barrier();  // rank 0 has created the folder: every rank may write its own files now
-  std::optional<OrdersLog> orders;
-  if (config.save_orders) orders.emplace(dir + "/orders-rank" + std::to_string(rank) + ".csv");
-  TimeLog time_log(dir + "/time-rank" + std::to_string(rank) + ".csv");
+  agree(*comm, failure, "restore its checkpoint");
+
+  std::optional<MetricsLog> metrics;
+  try {
+    if (rank == 0) {
+      if (config.overwrite) remove_run_files(dir);
+      make_directories(dir);
+      if (!resuming)
+        write_file_atomically(dir + "/config.json",
+                              config_json(config, launch, device, backend, data, part));
+      metrics.emplace(dir + "/metrics.csv", earlier_metrics);
+    }
+  } catch (const UserError& e) {
+    failure = e.what();
+  }
+  agree(*comm, failure, "prepare its results folder");
+  // Rank 0 has made the folder; ranks on other hosts make their own copy of it.
+  std::optional<LineLog> orders, time_log;
+  try {
+    if (rank != 0) make_directories(dir);
+    if (config.save_orders)
+      orders.emplace(dir + "/orders-rank" + std::to_string(rank) + ".csv", "", resuming ? done : -1);
+    time_log.emplace(dir + "/time-rank" + std::to_string(rank) + ".csv", kTimeHeader,
+                     resuming ? done + 1 : -1);
+  } catch (const UserError& e) {
+    failure = e.what();
+  }
+  agree(*comm, failure, "prepare its results folder");
+
   Progress progress(rank == 0 && !config.quiet, stderr, part.used_rows, part.num_batches,
                     config.epochs);
   std::vector<float> captured;
@@ -321,12 +397,15 @@ void run_training(Config config, const Launch& launch) {
   spdlog::info("{} on {} ({} rank(s), {}), {} train / {} test rows, {} steps of B={} per epoch",
                config.sorter, device_name(device), launch.world_size, backend, data.n_train,
                data.n_test, part.num_batches, config.B);
-  spdlog::info("writing {}", dir);
+  spdlog::info("{} {}", resuming ? "resuming after epoch " + std::to_string(done) + " in" : "writing",
+               dir);
 
   const auto run_start = Clock::now();
   std::vector<double> train_times, eval_times;
-  for (int64_t epoch = 1; epoch <= config.epochs; ++epoch) {
+  const int64_t stop_after = stop_after_epoch();
+  for (int64_t epoch = done + 1; epoch <= config.epochs; ++epoch) {
     const auto start = Clock::now();
+    comm->set_progress(epoch);
     progress.start_epoch(epoch);
     const std::vector<int64_t>& order = sorter->sort();
     const double sort_seconds = seconds_since(start);
@@ -338,31 +417,52 @@ void run_training(Config config, const Launch& launch) {
     EpochTimes times = engine->train_epoch(order, *sorter, *comm, hooks);
     const double train_seconds = seconds_since(start);
     times.sorter += sort_seconds;
-    time_log.append(epoch, times, train_seconds);
-    if (orders) orders->append(order);
-    if (rank != 0) continue;
-    if (save_grads) {
-      HostTensor grads;
-      grads.shape = {part.used_rows, data.d + 1};
-      grads.values = captured;
-      write_tensor(dir + "/grads-epoch" + std::to_string(epoch) + ".pt", grads);
+    time_log->append(time_line(epoch, times, train_seconds));
+    if (orders) orders->append(order_line(order));
+    if (rank == 0) {
+      if (save_grads) {
+        HostTensor grads;
+        grads.shape = {part.used_rows, data.d + 1};
+        grads.values = captured;
+        write_tensor(dir + "/grads-epoch" + std::to_string(epoch) + ".pt", grads);
+      }
+      const auto eval_start = Clock::now();
+      EpochRecord record;
+      record.epoch = epoch;
+      std::tie(record.train, record.test) = engine->evaluate();
+      record.eval_seconds = seconds_since(eval_start);
+      record.train_seconds = train_seconds;
+      metrics->append(record);
+      train_times.push_back(train_seconds);
+      eval_times.push_back(record.eval_seconds);
+      progress.end_epoch(record.train.loss);
+      char line[256];
+      std::snprintf(line, sizeof line,
+                    "Epoch %lld | full train loss %.6f | test acc %.3f%% | train %.3f s | eval %.3f s",
+                    static_cast<long long>(epoch), record.train.loss, 100 * record.test.accuracy,
+                    train_seconds, record.eval_seconds);
+      progress.print_line(line);
     }
-    const auto eval_start = Clock::now();
-    EpochRecord record;
-    record.epoch = epoch;
-    std::tie(record.train, record.test) = engine->evaluate();
-    record.eval_seconds = seconds_since(eval_start);
-    record.train_seconds = train_seconds;
-    metrics->append(record);
-    train_times.push_back(train_seconds);
-    eval_times.push_back(record.eval_seconds);
-    progress.end_epoch(record.train.loss);
-    char line[256];
-    std::snprintf(line, sizeof line,
-                  "Epoch %lld | full train loss %.6f | test acc %.3f%% | train %.3f s | eval %.3f s",
-                  static_cast<long long>(epoch), record.train.loss, 100 * record.test.accuracy,
-                  train_seconds, record.eval_seconds);
-    progress.print_line(line);
+    if (config.checkpoint_every > 0 && epoch % config.checkpoint_every == 0 && epoch < config.epochs) {
+      Checkpoint c;
+      c.epoch = epoch;
+      c.fingerprint = fingerprint;
+      c.rank = rank;
+      c.world_size = launch.world_size;
+      c.theta = engine->parameters();
+      c.velocity = engine->velocity();
+      StateWriter sorter_state;
+      sorter->save_state(sorter_state);
+      c.sorter_state = sorter_state.data();
+      c.cpu_generator = generator_state(Device::Cpu);
+      if (device == Device::Cuda) c.cuda_generator = generator_state(Device::Cuda, cuda_index);
+      if (rank == 0) c.metrics_rows = metrics->rows();
+      write_checkpoint(checkpoint_path(dir, rank), c);
+    }
+    if (epoch == stop_after) {
+      std::fflush(nullptr);
+      std::_Exit(9);
+    }
   }
   progress.finish();
   comm->barrier();
@@ -376,11 +476,13 @@ void run_training(Config config, const Launch& launch) {
     write_file_atomically(dir + "/summary.json",
                           json_object({{"finished", "true"},
                                        {"epochs", std::to_string(config.epochs)},
+                                       {"resumed_after_epoch", std::to_string(done)},
                                        {"median_train_seconds", real(median(train_times))},
                                        {"median_eval_seconds", real(median(eval_times))},
                                        {"wall_seconds", real(seconds_since(run_start))},
                                        {"peak_rss_mib", real(peak_rss_mib())}}));
   }
+  std::remove(checkpoint_path(dir, rank).c_str());  // a finished run needs none
 }
 
 }  // namespace khsgd

@@ -5,6 +5,7 @@
 // when a peer is lost or the timeout passes.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -30,6 +31,12 @@ class Communicator {
   // Every rank's value, indexed by rank (host memory; for agreement checks, not the hot loop).
   virtual std::vector<int64_t> all_gather_value(int64_t value) = 0;
   virtual void barrier() = 0;
+  // How far this rank has got (epoch and step, increasing). Published with a heartbeat, so that
+  // when a collective fails the others can tell which rank was lost or stuck.
+  void set_progress(int64_t value) { progress_.store(value, std::memory_order_relaxed); }
+
+ protected:
+  std::atomic<int64_t> progress_{0};
 };
 
 std::unique_ptr<Communicator> make_solo_communicator();
@@ -37,7 +44,8 @@ std::unique_ptr<Communicator> make_solo_communicator();
 // Joins the job described by `launch` through a c10d TCPStore (rank 0 serves it unless torchrun's
 // agent does) and opens ProcessGroupGloo or ProcessGroupNCCL. `cuda_device` is this rank's GPU for
 // NCCL. Throws UserError for a backend this build lacks and CommError when peers do not join
-// within `timeout`.
+// within `timeout`. A collective that fails or waits longer than `timeout` throws CommError
+// naming the rank that was lost, when the heartbeats tell.
 std::unique_ptr<Communicator> connect_process_group(const Launch& launch,
                                                     const std::string& backend, int cuda_device,
                                                     std::chrono::milliseconds timeout);

@@ -64,6 +64,9 @@ class TrainingEngine {
   // (full-train over the N' used rows, test over all rows).
   virtual std::pair<Evaluation, Evaluation> evaluate() = 0;
   virtual std::vector<float> parameters() const = 0;
+  virtual std::vector<float> velocity() const = 0;
+  // Resuming from a checkpoint: parameters and momentum as they were.
+  virtual void restore(const std::vector<float>& theta, const std::vector<float>& velocity) = 0;
 };
 
 std::unique_ptr<TrainingEngine> make_cpu_engine(const EngineSetup& setup);

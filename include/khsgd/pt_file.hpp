@@ -1,8 +1,10 @@
-// Reading Python torch.save files without Python.
+// Reading and writing Python torch.save files without Python.
 //
 // The HMDA files are torch.save((a, b)) archives written from CUDA tensors. LibTorch's
-// torch::pickle_load would try to rebuild them on the GPU and fails on a CPU-only build, so the
-// archive is read with PyTorchStreamReader and every storage is mapped to the CPU.
+// torch::pickle_load would rebuild them on the GPU (and fails on a CPU-only build), and its
+// unpickler crashes on damaged files, so khsgd reads them itself (pt_reader.cpp): the zip
+// directory, a checked pickle machine for the objects torch.save writes, every storage to host
+// memory whatever device it names. Writing goes through LibTorch's pickler (pt_writer.cpp).
 #pragma once
 
 #include <cstdint>

@@ -40,25 +40,48 @@ struct EpochRecord {
 inline constexpr const char* kMetricsHeader =
     "epoch,train_loss,train_acc,test_loss,test_acc,train_seconds,eval_seconds";
 
+// metrics.csv. Starts with the header and `earlier_rows` (a resumed run's rows, from its
+// checkpoint), then appends a flushed row per epoch; rows() is everything after the header.
 class MetricsLog {
  public:
-  explicit MetricsLog(const std::string& path);  // truncates and writes the header
-  void append(const EpochRecord& record);       // one row, flushed
+  explicit MetricsLog(const std::string& path, const std::string& earlier_rows = "");
+  void append(const EpochRecord& record);
+  const std::string& rows() const { return rows_; }
 
  private:
   std::string path_;
   std::ofstream out_;
+  std::string rows_;
 };
 
-class OrdersLog {
+// A file of lines appended as epochs end (orders-rankR.csv, time-rankR.csv). `keep_lines` < 0
+// starts it afresh (with `header`, if any); otherwise the file is cut to its first `keep_lines`
+// lines (a resumed run's), UserError if it holds fewer.
+class LineLog {
  public:
-  explicit OrdersLog(const std::string& path);
-  void append(const std::vector<int64_t>& order);  // one line, flushed
+  LineLog(const std::string& path, const std::string& header, int64_t keep_lines);
+  void append(const std::string& line);  // one line, flushed
 
  private:
   std::string path_;
   std::ofstream out_;
 };
+
+// One epoch's order as a CSV line.
+std::string order_line(const std::vector<int64_t>& order);
+
+// What a run folder holds already.
+struct RunFolderState {
+  bool exists = false;
+  bool finished = false;        // summary.json says so
+  bool has_results = false;     // config.json or metrics.csv
+  bool has_checkpoint = false;  // checkpoint-rank0.bin
+};
+RunFolderState inspect_run_folder(const std::string& dir);
+
+// Removes the files a run writes (config, metrics, orders, times, gradients, checkpoints,
+// summary) from `dir`, nothing else.
+void remove_run_files(const std::string& dir);
 
 // A flat JSON object from (key, already-encoded JSON value) pairs.
 std::string json_object(const std::vector<std::pair<std::string, std::string>>& fields);

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "khsgd/checkpoint.hpp"
 #include "khsgd/torch_ops.hpp"
 
 namespace khsgd {
@@ -42,6 +43,11 @@ class Sorter {
   virtual void balance_epoch(const float* G_all, int64_t num_batches) = 0;
   // Where step() and balance_epoch() read gradients from: host memory or the GPU.
   virtual Device device() const { return Device::Cpu; }
+  // Checkpoints, between epochs: what the next sort() and the epochs after it depend on beyond
+  // the generators (the next epoch's order matrix, counters, KH-SGD's log-penalties).
+  virtual void save_state(StateWriter& out) const = 0;
+  // Into a sorter freshly built with the same shape and seed. Throws UserError if `in` does not fit.
+  virtual void load_state(StateReader& in) = 0;
 };
 
 // name: CD-GraB, D-RR, KH-SGD or SBW. Draws what the sorter needs at construction from `ops`

@@ -40,6 +40,10 @@ void seed_generators(uint64_t seed);
 // generator, weight first.
 std::vector<float> init_linear_parameters(int64_t d);
 
+// The default generator's state of `device` (for checkpoints), and restoring it.
+std::vector<uint8_t> generator_state(Device device, int cuda_index = 0);
+void set_generator_state(Device device, int cuda_index, const std::vector<uint8_t>& state);
+
 bool cuda_available();
 int cuda_device_count();
 std::string torch_version();

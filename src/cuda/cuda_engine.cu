@@ -157,6 +157,11 @@ class CudaEngine final : public TrainingEngine {
   }
 
   std::vector<float> parameters() const override { return theta_.download(D_); }
+  std::vector<float> velocity() const override { return velocity_.download(D_); }
+  void restore(const std::vector<float>& theta, const std::vector<float>& velocity) override {
+    theta_.upload(theta.data(), D_);
+    velocity_.upload(velocity.data(), D_);
+  }
 
  private:
   Evaluation evaluate_rows(const float* X, const float* y, int64_t rows) {

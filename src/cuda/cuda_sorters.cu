@@ -77,6 +77,34 @@ class CudaPairSorter final : public Sorter {
 
   void balance_epoch(const float* G_all, int64_t num_batches) override { run(G_all, 0, num_batches); }
 
+  // As the CPU twin: the next epoch's order matrix, the epoch count, SBW's decision counter and
+  // KH-SGD's log-penalties (the rest is reset by sort()).
+  void save_state(StateWriter& out) const override {
+    out.i64(sort_calls_);
+    out.indices(next_orders_.download(next_orders_.size()));
+    if (rule_ == PairRule::SBW) out.i64(state_.download(1)[0].decision);
+    if (rule_ == PairRule::KHSGD) out.floats(log_penalty_.download(log_penalty_.size()));
+  }
+  void load_state(StateReader& in) override {
+    sort_calls_ = in.i64();
+    if (sort_calls_ < 0) in.corrupt("negative epoch count");
+    const std::vector<int64_t> next = in.indices();
+    in.expect_size(next.size(), next_orders_.size(), "the order matrix");
+    next_orders_.upload(next.data(), next.size());
+    if (rule_ == PairRule::SBW) {
+      PairState state = state_.download(1)[0];
+      state.decision = in.i64();
+      if (state.decision < 0 || static_cast<size_t>(state.decision) > thresholds_.size())
+        in.corrupt("SBW's counter is out of range");
+      state_.upload(&state, 1);
+    }
+    if (rule_ == PairRule::KHSGD) {
+      const std::vector<float> penalties = in.floats();
+      in.expect_size(penalties.size(), log_penalty_.size(), "KH-SGD's log-penalty table");
+      log_penalty_.upload(penalties.data(), penalties.size());
+    }
+  }
+
  private:
   void run(const float* G, int64_t first_step, int64_t steps) {
     cuda::PairBalanceArgs args;

@@ -1,0 +1,80 @@
+// Checkpoints: everything a run depends on after an epoch, so that a stopped run resumes and ends
+// exactly as if it had never stopped (bit for bit on CPU).
+//
+// What is saved: the epoch reached, the parameters and the momentum, the sorter's state (the next
+// epoch's order matrix and its counters), the state of every generator, and a fingerprint of the
+// flags and the data. What is not: what the run rebuilds identically from the seed (the Linear
+// init, SBW's thresholds, KH-SGD's log table) and what sort() resets anyway.
+//
+// The file: "KHSGDCKP" magic, format version, payload length, payload, a 64-bit FNV-1a checksum
+// of the payload (over 8-byte words). Written to a temporary file, synced and renamed, so a crash leaves the previous
+// checkpoint or the new one, never half of one.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace khsgd {
+
+// Appends typed values to a byte buffer.
+class StateWriter {
+ public:
+  void i64(int64_t value);
+  void f64(double value);
+  void bytes(const std::vector<uint8_t>& values);
+  void floats(const std::vector<float>& values);
+  void i64s(const std::vector<int64_t>& values);
+  // int64 indices known to fit in 32 bits, stored in 4 bytes each (order matrices)
+  void indices(const std::vector<int64_t>& values);
+  const std::vector<uint8_t>& data() const { return data_; }
+
+ private:
+  void raw(const void* p, size_t n);
+  std::vector<uint8_t> data_;
+};
+
+// Reads them back in the same order; a read past the end or a length that does not fit is a
+// corrupt checkpoint (UserError naming `source`).
+class StateReader {
+ public:
+  StateReader(const std::vector<uint8_t>& data, std::string source);
+  int64_t i64();
+  double f64();
+  std::vector<uint8_t> bytes();
+  std::vector<float> floats();
+  std::vector<int64_t> i64s();
+  std::vector<int64_t> indices();
+  // `what` must hold exactly `expected` elements (e.g. the order matrix of this run's shape).
+  void expect_size(size_t got, size_t expected, const char* what) const;
+  bool at_end() const { return at_ == data_.size(); }
+  [[noreturn]] void corrupt(const std::string& why) const;
+
+ private:
+  void raw(void* p, size_t n);
+  size_t length(size_t element_size);
+  const std::vector<uint8_t>& data_;
+  std::string source_;
+  size_t at_ = 0;
+};
+
+struct Checkpoint {
+  int64_t epoch = 0;        // epochs finished
+  int64_t fingerprint = 0;  // of the flags that shape the run and of the data
+  int64_t rank = 0;
+  int64_t world_size = 1;
+  std::vector<float> theta;
+  std::vector<float> velocity;
+  std::vector<uint8_t> sorter_state;
+  std::vector<uint8_t> cpu_generator;
+  std::vector<uint8_t> cuda_generator;  // empty on CPU runs
+  std::string metrics_rows;             // rank 0: metrics.csv's rows so far
+};
+
+// Atomic write (temporary file, fsync, rename). Throws UserError when the folder is not writable.
+void write_checkpoint(const std::string& path, const Checkpoint& checkpoint);
+
+// Throws UserError for a missing, truncated, corrupt or foreign file.
+Checkpoint read_checkpoint(const std::string& path);
+
+}  // namespace khsgd

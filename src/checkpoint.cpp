@@ -1,0 +1,204 @@
+#include "khsgd/checkpoint.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <limits>
+
+#include "khsgd/errors.hpp"
+
+namespace khsgd {
+
+namespace {
+
+constexpr char kMagic[8] = {'K', 'H', 'S', 'G', 'D', 'C', 'K', 'P'};
+constexpr int64_t kFormatVersion = 1;
+
+// FNV-1a over 8-byte words (then the tail bytes): catches damaged or truncated files; a checksum,
+// not a cryptographic hash.
+uint64_t fnv1a(const std::vector<uint8_t>& data) {
+  uint64_t h = 1469598103934665603ull;
+  const size_t words = data.size() / 8;
+  for (size_t i = 0; i < words; ++i) {
+    uint64_t word;
+    std::memcpy(&word, data.data() + 8 * i, 8);
+    h = (h ^ word) * 1099511628211ull;
+  }
+  for (size_t i = 8 * words; i < data.size(); ++i) h = (h ^ data[i]) * 1099511628211ull;
+  return h;
+}
+
+}  // namespace
+
+void StateWriter::raw(const void* p, size_t n) {
+  const auto* bytes = static_cast<const uint8_t*>(p);
+  data_.insert(data_.end(), bytes, bytes + n);
+}
+void StateWriter::i64(int64_t value) { raw(&value, sizeof value); }
+void StateWriter::f64(double value) { raw(&value, sizeof value); }
+void StateWriter::bytes(const std::vector<uint8_t>& values) {
+  i64(static_cast<int64_t>(values.size()));
+  raw(values.data(), values.size());
+}
+void StateWriter::floats(const std::vector<float>& values) {
+  i64(static_cast<int64_t>(values.size()));
+  raw(values.data(), values.size() * sizeof(float));
+}
+void StateWriter::i64s(const std::vector<int64_t>& values) {
+  i64(static_cast<int64_t>(values.size()));
+  raw(values.data(), values.size() * sizeof(int64_t));
+}
+void StateWriter::indices(const std::vector<int64_t>& values) {
+  i64(static_cast<int64_t>(values.size()));
+  std::vector<int32_t> narrow(values.begin(), values.end());
+  raw(narrow.data(), narrow.size() * sizeof(int32_t));
+}
+
+StateReader::StateReader(const std::vector<uint8_t>& data, std::string source)
+    : data_(data), source_(std::move(source)) {}
+
+void StateReader::corrupt(const std::string& why) const {
+  throw UserError(source_ + ": corrupt checkpoint (" + why +
+                  "); remove it and use --overwrite to start the run over");
+}
+
+void StateReader::raw(void* p, size_t n) {
+  if (n > data_.size() - at_) corrupt("it ends early");
+  std::memcpy(p, data_.data() + at_, n);
+  at_ += n;
+}
+
+size_t StateReader::length(size_t element_size) {
+  const int64_t count = i64();
+  if (count < 0 || static_cast<uint64_t>(count) > (data_.size() - at_) / element_size)
+    corrupt("a length field is out of range");
+  return static_cast<size_t>(count);
+}
+
+int64_t StateReader::i64() {
+  int64_t value;
+  raw(&value, sizeof value);
+  return value;
+}
+double StateReader::f64() {
+  double value;
+  raw(&value, sizeof value);
+  return value;
+}
+std::vector<uint8_t> StateReader::bytes() {
+  std::vector<uint8_t> values(length(1));
+  raw(values.data(), values.size());
+  return values;
+}
+std::vector<float> StateReader::floats() {
+  std::vector<float> values(length(sizeof(float)));
+  raw(values.data(), values.size() * sizeof(float));
+  return values;
+}
+std::vector<int64_t> StateReader::i64s() {
+  std::vector<int64_t> values(length(sizeof(int64_t)));
+  raw(values.data(), values.size() * sizeof(int64_t));
+  return values;
+}
+std::vector<int64_t> StateReader::indices() {
+  std::vector<int32_t> narrow(length(sizeof(int32_t)));
+  raw(narrow.data(), narrow.size() * sizeof(int32_t));
+  return std::vector<int64_t>(narrow.begin(), narrow.end());
+}
+void StateReader::expect_size(size_t got, size_t expected, const char* what) const {
+  if (got != expected)
+    corrupt(std::string(what) + " holds " + std::to_string(got) + " values, this run needs " +
+            std::to_string(expected));
+}
+
+void write_checkpoint(const std::string& path, const Checkpoint& c) {
+  StateWriter payload;
+  payload.i64(c.epoch);
+  payload.i64(c.fingerprint);
+  payload.i64(c.rank);
+  payload.i64(c.world_size);
+  payload.floats(c.theta);
+  payload.floats(c.velocity);
+  payload.bytes(c.sorter_state);
+  payload.bytes(c.cpu_generator);
+  payload.bytes(c.cuda_generator);
+  payload.bytes(std::vector<uint8_t>(c.metrics_rows.begin(), c.metrics_rows.end()));
+
+  std::vector<uint8_t> bytes(kMagic, kMagic + sizeof kMagic);
+  StateWriter header;
+  header.i64(kFormatVersion);
+  header.i64(static_cast<int64_t>(payload.data().size()));
+  bytes.insert(bytes.end(), header.data().begin(), header.data().end());
+  bytes.insert(bytes.end(), payload.data().begin(), payload.data().end());
+  const uint64_t checksum = fnv1a(payload.data());
+  const auto* sum = reinterpret_cast<const uint8_t*>(&checksum);
+  bytes.insert(bytes.end(), sum, sum + sizeof checksum);
+
+  const std::string partial = path + ".partial";
+  const int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) throw UserError("cannot write checkpoint '" + partial + "': " + std::strerror(errno));
+  size_t written = 0;
+  while (written < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const std::string why = std::strerror(errno);
+      ::close(fd);
+      throw UserError("cannot write checkpoint '" + partial + "': " + why);
+    }
+    written += static_cast<size_t>(n);
+  }
+  // On disk before the rename publishes it: a crash then leaves the old file or the new one.
+  if (::fdatasync(fd) != 0 || ::close(fd) != 0)
+    throw UserError("cannot write checkpoint '" + partial + "': " + std::strerror(errno));
+  if (std::rename(partial.c_str(), path.c_str()) != 0)
+    throw UserError("cannot rename '" + partial + "' to '" + path + "': " + std::strerror(errno));
+}
+
+Checkpoint read_checkpoint(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw UserError(path + ": no checkpoint to resume from");
+  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t header = sizeof kMagic + 2 * sizeof(int64_t);
+  auto corrupt = [&](const std::string& why) -> UserError {
+    return UserError(path + ": corrupt checkpoint (" + why +
+                     "); remove it and use --overwrite to start the run over");
+  };
+  if (bytes.size() < header + sizeof(uint64_t) || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0)
+    throw corrupt("not a khsgd checkpoint");
+  int64_t version, length;
+  std::memcpy(&version, bytes.data() + sizeof kMagic, sizeof version);
+  std::memcpy(&length, bytes.data() + sizeof kMagic + sizeof version, sizeof length);
+  if (version != kFormatVersion)
+    throw corrupt("format version " + std::to_string(version) + ", this build reads " +
+                  std::to_string(kFormatVersion));
+  if (length < 0 || static_cast<uint64_t>(length) != bytes.size() - header - sizeof(uint64_t))
+    throw corrupt("its length field does not match the file size (truncated?)");
+  const std::vector<uint8_t> payload(bytes.begin() + header, bytes.begin() + header + length);
+  uint64_t checksum;
+  std::memcpy(&checksum, bytes.data() + header + length, sizeof checksum);
+  if (checksum != fnv1a(payload)) throw corrupt("checksum mismatch");
+
+  StateReader reader(payload, path);
+  Checkpoint c;
+  c.epoch = reader.i64();
+  c.fingerprint = reader.i64();
+  c.rank = reader.i64();
+  c.world_size = reader.i64();
+  c.theta = reader.floats();
+  c.velocity = reader.floats();
+  c.sorter_state = reader.bytes();
+  c.cpu_generator = reader.bytes();
+  c.cuda_generator = reader.bytes();
+  const std::vector<uint8_t> rows = reader.bytes();
+  c.metrics_rows.assign(rows.begin(), rows.end());
+  if (!reader.at_end()) throw corrupt("trailing bytes");
+  return c;
+}
+
+}  // namespace khsgd

@@ -1,0 +1,314 @@
+// Faults injected on purpose: runs stopped after an epoch and resumed, damaged checkpoints,
+// results folders in the way, and ranks that die or hang in the middle of a run.
+#include <signal.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "helpers.hpp"
+#include "khsgd/pt_file.hpp"
+
+using namespace khsgd_test;
+
+namespace {
+
+std::vector<std::string> golden_args(const TempDir& tmp, const std::string& sorter,
+                                     std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"--sorter", sorter, "--seed", "1", "--lr", "5e-3", "--epochs", "3",
+                                   "--data_dir", test_data("golden/data"), "--results_dir",
+                                   tmp / "results", "--save_orders", "--quiet"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+std::string run_dir(const TempDir& tmp, const std::string& sorter, int ranks = 1, int epochs = 3) {
+  return tmp / ("results/LR-HMDA-" + std::to_string(epochs) + "/LR-hmda-" + sorter + "-node-" +
+                std::to_string(ranks) + "-lr-0.005-B-16-seed-1");
+}
+
+// metrics.csv without its timing columns: what must not change when a run is resumed.
+std::vector<std::vector<double>> metrics_without_times(const std::string& path) {
+  const Csv csv = read_csv(path);
+  std::vector<std::vector<double>> rows;
+  for (const auto& row : csv.rows) rows.emplace_back(row.begin(), row.begin() + 5);
+  return rows;
+}
+
+void expect_same_run(const std::string& resumed, const std::string& uninterrupted, int ranks) {
+  const auto a = metrics_without_times(resumed + "/metrics.csv");
+  const auto b = metrics_without_times(uninterrupted + "/metrics.csv");
+  ASSERT_EQ(a.size(), 3u);
+  EXPECT_EQ(a, b) << "metrics differ after resuming";
+  for (int r = 0; r < ranks; ++r) {
+    const std::string name = "/orders-rank" + std::to_string(r) + ".csv";
+    EXPECT_EQ(read_file(resumed + name), read_file(uninterrupted + name)) << name;
+    EXPECT_EQ(read_csv(resumed + "/time-rank" + std::to_string(r) + ".csv").rows.size(), 3u);
+    EXPECT_FALSE(file_exists(resumed + "/checkpoint-rank" + std::to_string(r) + ".bin"));
+  }
+  EXPECT_NE(read_file(resumed + "/summary.json").find("\"finished\": true"), std::string::npos);
+}
+
+}  // namespace
+
+TEST(Resume, AStoppedRunResumesBitForBit) {
+  for (const std::string sorter : {"D-RR", "CD-GraB", "SBW", "KH-SGD"}) {
+    TempDir whole;
+    ASSERT_EQ(run_train(golden_args(whole, sorter), whole.path()).exit_code, 0);
+    for (const int stop : {1, 2}) {
+      SCOPED_TRACE(sorter + " stopped after epoch " + std::to_string(stop));
+      TempDir tmp;
+      // The hook ends the process abruptly right after epoch `stop`'s checkpoint, as a kill would.
+      const RunResult stopped = run_train(golden_args(tmp, sorter), tmp.path(),
+                                          "KHSGD_STOP_AFTER_EPOCH=" + std::to_string(stop));
+      ASSERT_EQ(stopped.exit_code, 9) << stopped.err;
+      ASSERT_EQ(read_csv(run_dir(tmp, sorter) + "/metrics.csv").rows.size(), static_cast<size_t>(stop));
+      const RunResult resumed = run_train(golden_args(tmp, sorter, {"--resume"}), tmp.path());
+      ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+      EXPECT_NE(resumed.out.find("resuming after epoch " + std::to_string(stop)), std::string::npos);
+      expect_same_run(run_dir(tmp, sorter), run_dir(whole, sorter), 1);
+    }
+  }
+}
+
+TEST(Resume, TwoRanksResumeBitForBit) {
+  TempDir whole, tmp;
+  ASSERT_EQ(run_launch(2, golden_args(whole, "SBW"), whole.path()).exit_code, 0);
+  ASSERT_EQ(run_launch(2, golden_args(tmp, "SBW"), tmp.path(), "KHSGD_STOP_AFTER_EPOCH=2").exit_code, 9);
+  const RunResult resumed = run_launch(2, golden_args(tmp, "SBW", {"--resume"}), tmp.path());
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  expect_same_run(run_dir(tmp, "SBW", 2), run_dir(whole, "SBW", 2), 2);
+}
+
+TEST(Resume, LostResultRowsAreRestoredFromTheCheckpoint) {
+  // A crash can leave metrics.csv ahead of the checkpoint (or damaged): the checkpoint's rows win.
+  TempDir whole, tmp;
+  ASSERT_EQ(run_train(golden_args(whole, "KH-SGD"), whole.path()).exit_code, 0);
+  ASSERT_EQ(run_train(golden_args(tmp, "KH-SGD"), tmp.path(), "KHSGD_STOP_AFTER_EPOCH=2").exit_code, 9);
+  std::ofstream(run_dir(tmp, "KH-SGD") + "/metrics.csv", std::ios::trunc) << "garbage\n";
+  ASSERT_EQ(run_train(golden_args(tmp, "KH-SGD", {"--resume"}), tmp.path()).exit_code, 0);
+  expect_same_run(run_dir(tmp, "KH-SGD"), run_dir(whole, "KH-SGD"), 1);
+}
+
+TEST(Resume, DamagedOrForeignCheckpointsAreRefused) {
+  TempDir tmp;
+  ASSERT_EQ(run_train(golden_args(tmp, "CD-GraB"), tmp.path(), "KHSGD_STOP_AFTER_EPOCH=1").exit_code, 9);
+  const std::string dir = run_dir(tmp, "CD-GraB");
+  const std::string checkpoint = dir + "/checkpoint-rank0.bin";
+  const std::string good = read_file(checkpoint);
+  const std::string metrics_before = read_file(dir + "/metrics.csv");
+  auto refused = [&](const std::string& needle, const std::vector<std::string>& extra = {"--resume"}) {
+    const RunResult r = run_train(golden_args(tmp, "CD-GraB", extra), tmp.path());
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_EQ(count_lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+    EXPECT_EQ(read_file(dir + "/metrics.csv"), metrics_before) << "a refused resume changed the results";
+  };
+  std::string flipped = good;
+  flipped[flipped.size() / 2] ^= 0x40;
+  std::ofstream(checkpoint, std::ios::binary | std::ios::trunc) << flipped;
+  refused("corrupt checkpoint (checksum mismatch)");
+  std::ofstream(checkpoint, std::ios::binary | std::ios::trunc) << good.substr(0, good.size() / 3);
+  refused("corrupt checkpoint (its length field does not match the file size (truncated?))");
+  std::ofstream(checkpoint, std::ios::binary | std::ios::trunc) << "not a checkpoint at all";
+  refused("corrupt checkpoint (not a khsgd checkpoint)");
+  // Other data under the same folder name: one feature value changed.
+  std::ofstream(checkpoint, std::ios::binary | std::ios::trunc) << good;
+  std::system(("mkdir -p " + shell_quote(tmp / "other") + " && cp " +
+               shell_quote(test_data("golden/data/targets-processed-NY-2017.pt")) + " " + shell_quote(tmp / "other"))
+                  .c_str());
+  std::vector<khsgd::HostTensor> features =
+      khsgd::read_tensor_tuple(test_data("golden/data/features-processed-NY-2017.pt"));
+  features[0].values[12345] += 0.5f;
+  khsgd::write_tensor_tuple(tmp / "other/features-processed-NY-2017.pt", features);
+  std::vector<std::string> other_data = {"--resume"};
+  const RunResult r = run_train([&] {
+    auto args = golden_args(tmp, "CD-GraB", other_data);
+    args[9] = tmp / "other";
+    return args;
+  }(), tmp.path());
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("written by a run with other flags, other data or other ranks"), std::string::npos) << r.err;
+  // And the intact checkpoint still resumes.
+  EXPECT_EQ(run_train(golden_args(tmp, "CD-GraB", {"--resume"}), tmp.path()).exit_code, 0);
+}
+
+TEST(ExistingResults, FinishedAndUnfinishedRunsAreNotOverwrittenByAccident) {
+  TempDir tmp;
+  ASSERT_EQ(run_train(golden_args(tmp, "D-RR"), tmp.path()).exit_code, 0);
+  const std::string dir = run_dir(tmp, "D-RR");
+  const std::string metrics = read_file(dir + "/metrics.csv");
+  RunResult again = run_train(golden_args(tmp, "D-RR"), tmp.path());
+  EXPECT_EQ(again.exit_code, 2);
+  EXPECT_EQ(count_lines(again.err), 1) << again.err;
+  EXPECT_NE(again.err.find("already holds a finished run; use --overwrite"), std::string::npos) << again.err;
+  EXPECT_EQ(read_file(dir + "/metrics.csv"), metrics);
+  again = run_train(golden_args(tmp, "D-RR", {"--resume"}), tmp.path());
+  EXPECT_EQ(again.exit_code, 2);
+  EXPECT_NE(again.err.find("already holds a finished run"), std::string::npos);
+  // --overwrite replaces it.
+  const RunResult replaced = run_train(golden_args(tmp, "D-RR", {"--overwrite", "--save_grads", "1"}), tmp.path());
+  EXPECT_EQ(replaced.exit_code, 0) << replaced.err;
+  EXPECT_TRUE(file_exists(dir + "/grads-epoch1.pt"));
+
+  // An unfinished run asks for --resume or --overwrite.
+  TempDir unfinished;
+  ASSERT_EQ(run_train(golden_args(unfinished, "SBW"), unfinished.path(), "KHSGD_STOP_AFTER_EPOCH=1").exit_code, 9);
+  const RunResult asked = run_train(golden_args(unfinished, "SBW"), unfinished.path());
+  EXPECT_EQ(asked.exit_code, 2);
+  EXPECT_NE(asked.err.find("holds an unfinished run; use --resume to continue it from its last checkpoint or "
+                           "--overwrite to start over"),
+            std::string::npos)
+      << asked.err;
+  // Without checkpoints there is nothing to resume from.
+  TempDir no_checkpoints;
+  ASSERT_EQ(run_train(golden_args(no_checkpoints, "SBW", {"--checkpoint_every", "0"}), no_checkpoints.path(),
+                      "KHSGD_STOP_AFTER_EPOCH=1")
+                .exit_code,
+            9);
+  const RunResult nothing = run_train(golden_args(no_checkpoints, "SBW", {"--resume"}), no_checkpoints.path());
+  EXPECT_EQ(nothing.exit_code, 2);
+  EXPECT_NE(nothing.err.find("no checkpoint to resume from; use --overwrite"), std::string::npos) << nothing.err;
+  // --resume on a folder that does not exist yet simply starts.
+  TempDir fresh;
+  EXPECT_EQ(run_train(golden_args(fresh, "SBW", {"--resume"}), fresh.path()).exit_code, 0);
+}
+
+TEST(ExistingResults, ContradictoryAndOutOfRangeFlags) {
+  TempDir tmp;
+  for (const auto& [extra, needle] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--resume", "--overwrite"}, "--resume and --overwrite contradict each other"},
+           {{"--timeout", "0"}, "--timeout '0'"},
+           {{"--checkpoint_every", "-1"}, "--checkpoint_every '-1'"}}) {
+    const RunResult r = run_train(golden_args(tmp, "D-RR", extra), tmp.path());
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+    EXPECT_FALSE(file_exists(tmp / "results"));
+  }
+}
+
+namespace {
+
+// Two ranks started by hand (so that the test can signal one of them), on the golden data,
+// many epochs so that the fault lands mid-run.
+struct TwoRanks {
+  TempDir tmp;
+  pid_t pid[2] = {0, 0};
+  std::string err[2];
+  int status[2] = {-1, -1};
+  double seconds[2] = {0, 0};
+
+  void start(int timeout) {
+    int port = 0;
+    {
+      const RunResult p = run_shell("/usr/bin/env python3 -c 'import socket; s=socket.socket(); "
+                                    "s.bind((\"127.0.0.1\",0)); print(s.getsockname()[1])' 2>/dev/null || echo 29877",
+                                    tmp.path());
+      port = std::stoi(p.out);
+    }
+    for (int r = 0; r < 2; ++r) {
+      pid[r] = fork();
+      if (pid[r] == 0) {
+        setenv("RANK", std::to_string(r).c_str(), 1);
+        setenv("WORLD_SIZE", "2", 1);
+        setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+        const std::string errfile = tmp / ("err" + std::to_string(r));
+        freopen(errfile.c_str(), "w", stderr);
+        freopen("/dev/null", "w", stdout);
+        const std::string results = tmp / "results", data = test_data("golden/data"), t = std::to_string(timeout);
+        execl(KHSGD_TRAIN_BINARY, KHSGD_TRAIN_BINARY, "--sorter", "CD-GraB", "--epochs", "40", "--lr", "5e-3",
+              "--seed", "1", "--data_dir", data.c_str(), "--results_dir", results.c_str(), "--timeout",
+              t.c_str(), "--quiet", static_cast<char*>(nullptr));
+        _exit(127);
+      }
+    }
+  }
+  std::string time_file(int r) const {
+    return tmp / ("results/LR-HMDA-40/LR-hmda-CD-GraB-node-2-lr-0.005-B-16-seed-1/time-rank" +
+                  std::to_string(r) + ".csv");
+  }
+  std::string metrics_file() const {
+    return tmp / "results/LR-HMDA-40/LR-hmda-CD-GraB-node-2-lr-0.005-B-16-seed-1/metrics.csv";
+  }
+  // Waits until rank r has finished `epochs` epochs.
+  void wait_for_epochs(int r, int epochs) const {
+    for (int i = 0; i < 600 && count_lines(read_file(time_file(r))) < epochs + 1; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  // Waits for rank r to exit, at most `limit` seconds; returns false if it is still running.
+  bool wait_exit(int r, double limit) {
+    const auto start = std::chrono::steady_clock::now();
+    while (true) {
+      int raw = 0;
+      if (waitpid(pid[r], &raw, WNOHANG) == pid[r]) {
+        status[r] = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+        seconds[r] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        err[r] = read_file(tmp / ("err" + std::to_string(r)));
+        return true;
+      }
+      if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > limit) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  ~TwoRanks() {
+    for (pid_t p : pid)
+      if (p > 0) {
+        kill(p, SIGKILL);
+        waitpid(p, nullptr, 0);
+      }
+  }
+};
+
+void expect_valid_metrics(const std::string& path, int at_least) {
+  const Csv m = read_csv(path);
+  EXPECT_GE(static_cast<int>(m.rows.size()), at_least);
+  for (size_t e = 0; e < m.rows.size(); ++e) {
+    EXPECT_EQ(m.at(e, "epoch"), e + 1.0);
+    EXPECT_GT(m.at(e, "test_acc"), 0.7);
+  }
+}
+
+}  // namespace
+
+TEST(DeadRank, AKilledRankIsNamedAndTheOthersStop) {
+  TwoRanks job;
+  job.start(/*timeout=*/10);
+  job.wait_for_epochs(1, 2);
+  kill(job.pid[1], SIGKILL);
+  ASSERT_TRUE(job.wait_exit(1, 5));
+  ASSERT_TRUE(job.wait_exit(0, 30)) << "rank 0 did not stop after its peer died";
+  EXPECT_EQ(job.status[0], 3) << job.err[0];
+  EXPECT_NE(job.err[0].find("lost rank 1"), std::string::npos) << job.err[0];
+  EXPECT_EQ(count_lines(job.err[0]), 1) << job.err[0];
+  expect_valid_metrics(job.metrics_file(), 2);
+}
+
+TEST(DeadRank, AHungRankIsNamedWithinTheTimeout) {
+  TwoRanks job;
+  job.start(/*timeout=*/5);
+  job.wait_for_epochs(1, 1);
+  kill(job.pid[1], SIGSTOP);  // hangs: alive, silent
+  ASSERT_TRUE(job.wait_exit(0, 30)) << "rank 0 waited past its timeout";
+  EXPECT_EQ(job.status[0], 3) << job.err[0];
+  EXPECT_NE(job.err[0].find("lost rank 1 (no heartbeat"), std::string::npos) << job.err[0];
+  EXPECT_LT(job.seconds[0], 5 + 15.0);
+  expect_valid_metrics(job.metrics_file(), 1);
+  // Woken up, the hung rank finds its peer gone and stops as well: nothing is left running.
+  kill(job.pid[1], SIGCONT);
+  ASSERT_TRUE(job.wait_exit(1, 30)) << "the woken rank kept running";
+  EXPECT_NE(job.status[1], 0);
+}
+
+TEST(DeadRank, LosingRankZeroAndItsStoreIsNamed) {
+  TwoRanks job;
+  job.start(/*timeout=*/10);
+  job.wait_for_epochs(0, 1);
+  kill(job.pid[0], SIGKILL);
+  ASSERT_TRUE(job.wait_exit(0, 5));
+  ASSERT_TRUE(job.wait_exit(1, 30));
+  EXPECT_EQ(job.status[1], 3) << job.err[1];
+  EXPECT_NE(job.err[1].find("lost rank 0"), std::string::npos) << job.err[1];
+  expect_valid_metrics(job.metrics_file(), 1);
+}
