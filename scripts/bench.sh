@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Seconds per training epoch of every sorter on the full-size synthetic set (195 285 x 20), as a
 # table: median over the epochs after the first (which pays for page faults and warm-up),
-# evaluation separately, and rank 0's peak resident memory.
+# evaluation separately, rank 0's peak resident memory and, on the GPU, the peak of khsgd's own
+# device buffers.
 #
 #   scripts/bench.sh [--epochs N] [--ranks "1 2 4"] [--devices "cpu cuda"] [--sorters "..."]
 #
@@ -37,7 +38,7 @@ median_column() {
       printf "%.4f", (m % 2) ? w[(m + 1) / 2] : (w[m / 2] + w[m / 2 + 1]) / 2 }' "$1"
 }
 
-printf '%-6s %-6s %-8s %12s %10s %10s\n' device ranks sorter "train s/ep" "eval s" "peak MiB"
+printf '%-6s %-6s %-8s %12s %10s %10s %10s\n' device ranks sorter "train s/ep" "eval s" "peak MiB" "GPU MiB"
 for device in $devices; do
   for ranks in $ranks_list; do
     for sorter in $sorters; do
@@ -51,8 +52,10 @@ for device in $devices; do
       fi
       run=$(dirname "$(find "$out" -name metrics.csv | head -1)")
       peak=$(sed -n 's/.*"peak_rss_mib": \([0-9.]*\).*/\1/p' "$run/summary.json")
-      printf '%-6s %-6s %-8s %12s %10s %10.0f\n' "$device" "$ranks" "$sorter" \
-        "$(median_column "$run/metrics.csv" 6)" "$(median_column "$run/metrics.csv" 7)" "$peak"
+      gpu=$(sed -n 's/.*"peak_gpu_mib": \([0-9.]*\).*/\1/p' "$run/summary.json")
+      printf '%-6s %-6s %-8s %12s %10s %10.0f %10s\n' "$device" "$ranks" "$sorter" \
+        "$(median_column "$run/metrics.csv" 6)" "$(median_column "$run/metrics.csv" 7)" "$peak" \
+        "$([ -n "$gpu" ] && printf '%.0f' "$gpu" || echo -)"
     done
   done
 done

@@ -54,5 +54,8 @@ for sorter in D-RR CD-GraB SBW KH-SGD; do
     printf '%-8s failed: %s\n' "$sorter" "$(tail -1 "$logs/smoke-$sorter.log")" | tee -a "$logs/summary.txt"
   fi
 done
+# Speed: the GPU and, as the baseline on the same machine, its CPU.
+echo | tee -a "$logs/summary.txt"
+KHSGD_TRAIN=build-gpu/khsgd_train scripts/bench.sh --devices "cuda cpu" --epochs 4 2>&1 | tee "$logs/bench.txt" | tee -a "$logs/summary.txt"
 echo "gpu-check: GPU tests $([ $tests_status -eq 0 ] && echo passed || echo FAILED), smoke runs $([ $smoke_status -eq 0 ] && echo passed || echo FAILED), $(( $(date +%s) - start )) s in all" | tee -a "$logs/summary.txt"
 [ $tests_status -eq 0 ] && [ $smoke_status -eq 0 ]

@@ -473,14 +473,18 @@ void run_training(Config config, const Launch& launch) {
       std::snprintf(text, sizeof text, "%.6f", v);
       return std::string(text);
     };
-    write_file_atomically(dir + "/summary.json",
-                          json_object({{"finished", "true"},
-                                       {"epochs", std::to_string(config.epochs)},
-                                       {"resumed_after_epoch", std::to_string(done)},
-                                       {"median_train_seconds", real(median(train_times))},
-                                       {"median_eval_seconds", real(median(eval_times))},
-                                       {"wall_seconds", real(seconds_since(run_start))},
-                                       {"peak_rss_mib", real(peak_rss_mib())}}));
+    std::vector<std::pair<std::string, std::string>> summary = {
+        {"finished", "true"},
+        {"epochs", std::to_string(config.epochs)},
+        {"resumed_after_epoch", std::to_string(done)},
+        {"median_train_seconds", real(median(train_times))},
+        {"median_eval_seconds", real(median(eval_times))},
+        {"wall_seconds", real(seconds_since(run_start))},
+        {"peak_rss_mib", real(peak_rss_mib())}};
+#ifdef KHSGD_WITH_CUDA
+    if (device == Device::Cuda) summary.emplace_back("peak_gpu_mib", real(peak_cuda_mib()));
+#endif
+    write_file_atomically(dir + "/summary.json", json_object(summary));
   }
   std::remove(checkpoint_path(dir, rank).c_str());  // a finished run needs none
 }

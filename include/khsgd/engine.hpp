@@ -76,6 +76,8 @@ std::unique_ptr<TrainingEngine> make_cpu_engine(const EngineSetup& setup);
 std::unique_ptr<TrainingEngine> make_cuda_engine(const EngineSetup& setup, int cuda_index);
 // Makes `cuda_index` the current device, so that every later allocation lands there.
 void select_cuda_device(int cuda_index);
+// The most device memory khsgd's own buffers held at once (MiB).
+double peak_cuda_mib();
 #endif
 
 }  // namespace khsgd

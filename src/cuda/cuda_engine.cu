@@ -189,6 +189,8 @@ class CudaEngine final : public TrainingEngine {
 
 }  // namespace
 
+double peak_cuda_mib() { return cuda::device_bytes_peak().load() / (1024.0 * 1024.0); }
+
 void select_cuda_device(int cuda_index) { KHSGD_CUDA_CHECK(cudaSetDevice(cuda_index)); }
 
 std::unique_ptr<TrainingEngine> make_cuda_engine(const EngineSetup& setup, int cuda_index) {

@@ -4,6 +4,7 @@
 
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -21,6 +22,16 @@ inline void check(cudaError_t status, const char* what) {
 // Checks that the last kernel launch was accepted (bad configuration shows up here, faults at the
 // next synchronisation).
 inline void check_launch(const char* kernel) { check(cudaGetLastError(), kernel); }
+
+// Bytes held in DeviceBuffers now and at most so far (the benchmark's peak device memory).
+inline std::atomic<size_t>& device_bytes_now() {
+  static std::atomic<size_t> bytes{0};
+  return bytes;
+}
+inline std::atomic<size_t>& device_bytes_peak() {
+  static std::atomic<size_t> bytes{0};
+  return bytes;
+}
 
 template <typename T>
 class DeviceBuffer {
@@ -44,6 +55,10 @@ class DeviceBuffer {
           ("cudaMalloc of " + std::to_string(count * sizeof(T)) + " bytes").c_str());
     data_ = static_cast<T*>(raw);
     count_ = count;
+    const size_t now = device_bytes_now() += count * sizeof(T);
+    size_t peak = device_bytes_peak().load();
+    while (now > peak && !device_bytes_peak().compare_exchange_weak(peak, now)) {
+    }
   }
   void upload(const T* host, size_t count, size_t offset = 0) {
     check(cudaMemcpy(data_ + offset, host, count * sizeof(T), cudaMemcpyHostToDevice), "upload");
@@ -71,7 +86,10 @@ class DeviceBuffer {
 
  private:
   void release() {
-    if (data_) cudaFree(data_);
+    if (data_) {
+      cudaFree(data_);
+      device_bytes_now() -= count_ * sizeof(T);
+    }
     data_ = nullptr;
     count_ = 0;
   }
