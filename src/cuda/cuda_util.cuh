@@ -33,6 +33,16 @@ inline std::atomic<size_t>& device_bytes_peak() {
   return bytes;
 }
 
+#ifdef __CUDACC__
+// Sum over the warp; every lane gets the same total (each butterfly level adds the same two
+// partial sums on both partners, and addition commutes).
+__device__ inline double warp_sum(double value) {
+  for (int offset = 16; offset > 0; offset >>= 1)
+    value += __shfl_xor_sync(0xffffffffu, value, offset);
+  return value;
+}
+#endif
+
 template <typename T>
 class DeviceBuffer {
  public:

@@ -12,10 +12,27 @@ namespace khsgd::cuda {
 
 namespace {
 
-__device__ inline double warp_sum(double value) {
-  for (int offset = 16; offset > 0; offset >>= 1)
-    value += __shfl_xor_sync(0xffffffffu, value, offset);
-  return value;
+// The rule's sign for one decision; `table0`/`table1` are SBW's threshold or KH-SGD's log-penalty
+// and uniform for this decision.
+__device__ inline bool decide(PairRule rule, double inner, double bsq, float table0, float table1,
+                              double* tau) {
+  switch (rule) {
+    case PairRule::SBW:
+      return sbw_adds(static_cast<float>(inner), table0);
+    case PairRule::KHSGD:
+      return khsgd_adds(static_cast<float>(bsq), table0, table1, static_cast<float>(inner), tau);
+    default:
+      return cdgrab_adds(static_cast<float>(inner));
+  }
+}
+
+// SBW's threshold or KH-SGD's (log-penalty, uniform) for a decision; nothing for CD-GraB.
+__device__ inline void tables_at(const PairBalanceArgs& a, int64_t decision, float* table0, float* table1) {
+  if (a.rule == PairRule::SBW) *table0 = a.thresholds[decision];
+  if (a.rule == PairRule::KHSGD) {
+    *table0 = a.log_penalty[decision];
+    *table1 = a.uniforms[decision];
+  }
 }
 
 __global__ void pair_balance_kernel(PairBalanceArgs a) {
@@ -41,19 +58,10 @@ __global__ void pair_balance_kernel(PairBalanceArgs a) {
         }
         inner = warp_sum(inner);
         bsq = warp_sum(bsq);
-        bool plus;
-        switch (a.rule) {
-          case PairRule::SBW:
-            plus = sbw_adds(static_cast<float>(inner), a.thresholds[state.decision++]);
-            break;
-          case PairRule::KHSGD:
-            plus = khsgd_adds(static_cast<float>(bsq), a.log_penalty[state.decision],
-                              a.uniforms[state.decision], static_cast<float>(inner), &state.tau);
-            ++state.decision;
-            break;
-          default:
-            plus = cdgrab_adds(static_cast<float>(inner));
-        }
+        float table0 = 0.0f, table1 = 0.0f;
+        tables_at(a, state.decision, &table0, &table1);
+        const bool plus = decide(a.rule, inner, bsq, table0, table1, &state.tau);
+        ++state.decision;  // counted for every rule; only SBW's and KH-SGD's tables read it
         __syncwarp();  // every lane has read sum[] for this decision
         for (int64_t c = lane; c < D; c += 32) {
           const float delta = second[c] - first[c];
@@ -99,24 +107,17 @@ __global__ void pair_balance_registers_kernel(PairBalanceArgs a) {
       s[u] = c < D ? row[D + c] : 0.0f;
     }
   };
-  // The sign rules' table entries are read in decision order too: prefetch them alike.
-  auto load_tables = [&](int64_t decision, float* t0, float* t1) {
-    if (a.rule == PairRule::SBW) *t0 = a.thresholds[decision];
-    if (a.rule == PairRule::KHSGD) {
-      *t0 = a.log_penalty[decision];
-      *t1 = a.uniforms[decision];
-    }
-  };
+  // The sign rules' table entries are read in decision order too: prefetched alike.
   PairState state = *a.state;
   float table0 = 0.0f, table1 = 0.0f, next_table0 = 0.0f, next_table1 = 0.0f;
   if (total > 0) {
     load(0, first, second);
-    load_tables(state.decision, &table0, &table1);
+    tables_at(a, state.decision, &table0, &table1);
   }
   for (int64_t q = 0; q < total; ++q) {
     if (q + 1 < total) {
       load(q + 1, next_first, next_second);
-      load_tables(state.decision + 1, &next_table0, &next_table1);
+      tables_at(a, state.decision + 1, &next_table0, &next_table1);
     }
     const int64_t p = (q % per_step) / n, j = q % n, k = a.first_step + q / per_step;
     float delta[kPerLane];
@@ -130,17 +131,7 @@ __global__ void pair_balance_registers_kernel(PairBalanceArgs a) {
     }
     inner = warp_sum(inner);
     bsq = warp_sum(bsq);
-    bool plus;
-    switch (a.rule) {
-      case PairRule::SBW:
-        plus = sbw_adds(static_cast<float>(inner), table0);
-        break;
-      case PairRule::KHSGD:
-        plus = khsgd_adds(static_cast<float>(bsq), table0, table1, static_cast<float>(inner), &state.tau);
-        break;
-      default:
-        plus = cdgrab_adds(static_cast<float>(inner));
-    }
+    const bool plus = decide(a.rule, inner, bsq, table0, table1, &state.tau);
     ++state.decision;  // counted for every rule; only SBW's and KH-SGD's tables read it
 #pragma unroll
     for (int u = 0; u < kPerLane; ++u) sum[u] = plus ? sum[u] + delta[u] : sum[u] - delta[u];

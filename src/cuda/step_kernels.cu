@@ -7,14 +7,6 @@ namespace khsgd::cuda {
 
 namespace {
 
-// Sum over the warp; every lane gets the same total (each butterfly level adds the same two
-// partial sums on both partners, and addition commutes).
-__device__ inline double warp_sum(double value) {
-  for (int offset = 16; offset > 0; offset >>= 1)
-    value += __shfl_xor_sync(0xffffffffu, value, offset);
-  return value;
-}
-
 // One step's gradient rows for this block: warp w takes examples w, w + warps, ... of the step.
 // Pair sorters get g_i = (sigma(z_i) - y_i) [x_i; 1]; D-RR gets rows scaled by 1 / microbatch, as
 // autograd of the batch-mean loss does before linear's backward sums them.
@@ -37,6 +29,21 @@ __device__ inline void gradient_rows(const EpochArgs& a, int64_t k, const float*
       if (lane == 0) captured[i * D + d] = full;
     }
   }
+}
+
+// Column j of rows [count, D] summed in row order from 0 (autograd's matmul for D-RR's scaled
+// rows, mean_loss_gradient on the CPU) ...
+__device__ inline float column_sum(const float* rows, int64_t count, int64_t D, int64_t j) {
+  float g = 0.0f;
+  for (int64_t i = 0; i < count; ++i) g += rows[i * D + j];
+  return g;
+}
+
+// ... and the column mean from the first row on (gathered.mean(dim=(0, 1)), mean_of_rows).
+__device__ inline float column_mean(const float* rows, int64_t count, int64_t D, int64_t j) {
+  float g = rows[j];
+  for (int64_t i = 1; i < count; ++i) g += rows[i * D + j];
+  return g / static_cast<float>(count);
 }
 
 // theta_j <- theta_j + (-lr v_j) after v_j <- mu v_j + g_j, each op rounded on its own.
@@ -96,15 +103,7 @@ __global__ void fused_epoch_kernel(EpochArgs a) {
     __syncthreads();
     // Column sums in row order, one thread per parameter, as mean_of_rows / mean_loss_gradient.
     for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
-      float g;
-      if (per_example) {
-        g = rows[j];
-        for (int64_t i = 1; i < mb; ++i) g += rows[i * D + j];
-        g = g / static_cast<float>(mb);
-      } else {
-        g = 0.0f;
-        for (int64_t i = 0; i < mb; ++i) g += rows[i * D + j];
-      }
+      const float g = per_example ? column_mean(rows, mb, D, j) : column_sum(rows, mb, D, j);
       sgd_update(g, &velocity[j], &theta[j], a.momentum, a.neg_lr);
     }
     if (per_example) {
@@ -131,11 +130,7 @@ __global__ void step_gradients_kernel(EpochArgs a, int64_t k, bool per_example, 
   if (per_example) {
     for (int64_t i = threadIdx.x; i < mb * D; i += blockDim.x) out[i] = rows[i];
   } else {
-    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
-      float g = 0.0f;
-      for (int64_t i = 0; i < mb; ++i) g += rows[i * D + j];
-      out[j] = g;
-    }
+    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) out[j] = column_sum(rows, mb, D, j);
   }
 }
 
@@ -153,14 +148,8 @@ __global__ void step_update_kernel(EpochArgs a, const float* combined, int64_t r
                                    float ranks) {
   const int64_t D = a.d + 1;
   for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
-    float g;
-    if (mean_rows) {
-      g = combined[j];
-      for (int64_t i = 1; i < rows; ++i) g += combined[i * D + j];
-      g = g / static_cast<float>(rows);
-    } else {
-      g = combined[j] / ranks;  // the all-reduced sum, averaged as the reference's avg_grads /= n
-    }
+    // Pair sorters: the gathered rows' mean. D-RR: the all-reduced sum / n (avg_grads /= n).
+    const float g = mean_rows ? column_mean(combined, rows, D, j) : combined[j] / ranks;
     sgd_update(g, &a.velocity[j], &a.theta[j], a.momentum, a.neg_lr);
   }
 }
