@@ -1,8 +1,5 @@
 #include "khsgd/checkpoint.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -11,6 +8,7 @@
 #include <limits>
 
 #include "khsgd/errors.hpp"
+#include "khsgd/files.hpp"
 
 namespace khsgd {
 
@@ -139,25 +137,8 @@ void write_checkpoint(const std::string& path, const Checkpoint& c) {
   const auto* sum = reinterpret_cast<const uint8_t*>(&checksum);
   bytes.insert(bytes.end(), sum, sum + sizeof checksum);
 
-  const std::string partial = path + ".partial";
-  const int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) throw UserError("cannot write checkpoint '" + partial + "': " + std::strerror(errno));
-  size_t written = 0;
-  while (written < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const std::string why = std::strerror(errno);
-      ::close(fd);
-      throw UserError("cannot write checkpoint '" + partial + "': " + why);
-    }
-    written += static_cast<size_t>(n);
-  }
-  // On disk before the rename publishes it: a crash then leaves the old file or the new one.
-  if (::fdatasync(fd) != 0 || ::close(fd) != 0)
-    throw UserError("cannot write checkpoint '" + partial + "': " + std::strerror(errno));
-  if (std::rename(partial.c_str(), path.c_str()) != 0)
-    throw UserError("cannot rename '" + partial + "' to '" + path + "': " + std::strerror(errno));
+  // Synced before the rename publishes it: a crash leaves the old checkpoint or the new one.
+  write_file_atomically(path, std::string(bytes.begin(), bytes.end()), /*durable=*/true);
 }
 
 Checkpoint read_checkpoint(const std::string& path) {

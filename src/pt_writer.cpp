@@ -5,10 +5,9 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/jit/serialization/pickle.h>
 
-#include <cstdio>
-#include <fstream>
 
 #include "khsgd/errors.hpp"
+#include "khsgd/files.hpp"
 
 namespace khsgd {
 
@@ -25,14 +24,7 @@ c10::IValue to_ivalue(const HostTensor& t) {
 
 void write_ivalue(const std::string& path, const c10::IValue& value) {
   const std::vector<char> bytes = torch::jit::pickle_save(value);
-  const std::string partial = path + ".partial";
-  {
-    std::ofstream out(partial, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out) throw UserError(path + ": cannot be written");
-  }
-  if (std::rename(partial.c_str(), path.c_str()) != 0)
-    throw UserError(path + ": cannot be written (rename failed)");
+  write_file_atomically(path, std::string(bytes.begin(), bytes.end()));
 }
 
 }  // namespace

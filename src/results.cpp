@@ -24,80 +24,30 @@ std::string run_directory(const Config& c) {
   return c.results_dir + "/" + c.exp + "-" + std::to_string(c.epochs) + "/" + run_name(c);
 }
 
-void make_directories(const std::string& path) {
-  std::string prefix;
-  size_t at = 0;
-  while (at != std::string::npos) {
-    at = path.find('/', at + 1);
-    prefix = path.substr(0, at);
-    if (prefix.empty()) continue;
-    if (::mkdir(prefix.c_str(), 0777) != 0 && errno != EEXIST)
-      throw UserError("cannot create results folder '" + prefix + "': " + std::strerror(errno));
-  }
-  struct stat info {};
-  if (::stat(path.c_str(), &info) != 0 || !S_ISDIR(info.st_mode))
-    throw UserError("results folder '" + path + "' is not a folder");
-  if (::access(path.c_str(), W_OK) != 0)
-    throw UserError("results folder '" + path + "' is not writable: " + std::strerror(errno));
-}
-
-void write_file_atomically(const std::string& path, const std::string& text) {
-  const std::string partial = path + ".partial";
-  {
-    std::ofstream out(partial, std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) throw UserError("cannot write '" + partial + "': " + std::strerror(errno));
-  }
-  if (std::rename(partial.c_str(), path.c_str()) != 0)
-    throw UserError("cannot rename '" + partial + "' to '" + path + "': " + std::strerror(errno));
-}
-
 namespace {
 
-std::ofstream open_for_writing(const std::string& path) {
-  std::ofstream out(path, std::ios::trunc);
-  if (!out) throw UserError("cannot write '" + path + "': " + std::strerror(errno));
-  return out;
+// The first `count` lines of `path`; UserError if it holds fewer.
+std::string first_lines(const std::string& path, int64_t count) {
+  std::ifstream in(path);
+  std::string kept, line;
+  int64_t got = 0;
+  while (got < count && std::getline(in, line)) {
+    kept += line + "\n";
+    ++got;
+  }
+  if (got < count)
+    throw UserError("'" + path + "' holds " + std::to_string(got) + " lines, the checkpoint needs " +
+                    std::to_string(count) + "; use --overwrite to start the run over");
+  return kept;
 }
 
 }  // namespace
 
-MetricsLog::MetricsLog(const std::string& path, const std::string& earlier_rows)
-    : path_(path), rows_(earlier_rows) {
-  write_file_atomically(path, std::string(kMetricsHeader) + "\n" + earlier_rows);
-  out_.open(path, std::ios::app);
-  if (!out_) throw UserError("cannot write '" + path + "': " + std::strerror(errno));
-}
-
-void MetricsLog::append(const EpochRecord& r) {
-  char line[512];
-  std::snprintf(line, sizeof line, "%lld,%.9g,%.9g,%.9g,%.9g,%.6f,%.6f\n",
-                static_cast<long long>(r.epoch), r.train.loss, r.train.accuracy, r.test.loss,
-                r.test.accuracy, r.train_seconds, r.eval_seconds);
-  out_ << line;
-  out_.flush();
-  if (!out_) throw UserError("cannot append to '" + path_ + "': " + std::strerror(errno));
-  rows_ += line;
-}
-
 LineLog::LineLog(const std::string& path, const std::string& header, int64_t keep_lines)
-    : path_(path) {
-  if (keep_lines < 0) {
-    write_file_atomically(path, header.empty() ? "" : header + "\n");
-  } else {
-    std::ifstream in(path);
-    std::string kept, line;
-    int64_t count = 0;
-    while (count < keep_lines && std::getline(in, line)) {
-      kept += line + "\n";
-      ++count;
-    }
-    if (count < keep_lines)
-      throw UserError("'" + path + "' holds " + std::to_string(count) + " lines, the checkpoint needs " +
-                      std::to_string(keep_lines) + "; use --overwrite to start the run over");
-    write_file_atomically(path, kept);
-  }
+    : LineLog(path, keep_lines < 0 ? (header.empty() ? "" : header + "\n") : first_lines(path, keep_lines)) {}
+
+LineLog::LineLog(const std::string& path, const std::string& initial_text) : path_(path) {
+  write_file_atomically(path, initial_text);
   out_.open(path, std::ios::app);
   if (!out_) throw UserError("cannot write '" + path + "': " + std::strerror(errno));
 }
@@ -106,6 +56,18 @@ void LineLog::append(const std::string& line) {
   out_ << line << '\n';
   out_.flush();
   if (!out_) throw UserError("cannot append to '" + path_ + "': " + std::strerror(errno));
+}
+
+MetricsLog::MetricsLog(const std::string& path, const std::string& earlier_rows)
+    : file_(path, std::string(kMetricsHeader) + "\n" + earlier_rows), rows_(earlier_rows) {}
+
+void MetricsLog::append(const EpochRecord& r) {
+  char line[512];
+  std::snprintf(line, sizeof line, "%lld,%.9g,%.9g,%.9g,%.9g,%.6f,%.6f",
+                static_cast<long long>(r.epoch), r.train.loss, r.train.accuracy, r.test.loss,
+                r.test.accuracy, r.train_seconds, r.eval_seconds);
+  file_.append(line);
+  rows_ += std::string(line) + "\n";
 }
 
 std::string order_line(const std::vector<int64_t>& order) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "khsgd/config.hpp"
+#include "khsgd/files.hpp"
 #include "khsgd/model.hpp"
 
 namespace khsgd {
@@ -23,12 +24,6 @@ namespace khsgd {
 std::string run_name(const Config& config);
 // results_dir/EXP-EPOCHS/run_name
 std::string run_directory(const Config& config);
-
-// mkdir -p; throws UserError naming the folder when it cannot be created or written.
-void make_directories(const std::string& path);
-
-// Writes `text` to path + ".partial", then renames it over `path`, so readers never see half a file.
-void write_file_atomically(const std::string& path, const std::string& text);
 
 struct EpochRecord {
   int64_t epoch = 0;
@@ -40,8 +35,23 @@ struct EpochRecord {
 inline constexpr const char* kMetricsHeader =
     "epoch,train_loss,train_acc,test_loss,test_acc,train_seconds,eval_seconds";
 
-// metrics.csv. Starts with the header and `earlier_rows` (a resumed run's rows, from its
-// checkpoint), then appends a flushed row per epoch; rows() is everything after the header.
+// A file of lines appended as epochs end, each flushed (orders-rankR.csv, time-rankR.csv).
+class LineLog {
+ public:
+  // Starts the file with `initial_text`.
+  LineLog(const std::string& path, const std::string& initial_text);
+  // `keep_lines` < 0 starts it afresh (with `header`, if any); otherwise the file is cut to its
+  // first `keep_lines` lines (a resumed run's), UserError if it holds fewer.
+  LineLog(const std::string& path, const std::string& header, int64_t keep_lines);
+  void append(const std::string& line);
+
+ private:
+  std::string path_;
+  std::ofstream out_;
+};
+
+// metrics.csv: the header and `earlier_rows` (a resumed run's rows, from its checkpoint), then a
+// row per epoch; rows() is everything after the header.
 class MetricsLog {
  public:
   explicit MetricsLog(const std::string& path, const std::string& earlier_rows = "");
@@ -49,22 +59,8 @@ class MetricsLog {
   const std::string& rows() const { return rows_; }
 
  private:
-  std::string path_;
-  std::ofstream out_;
+  LineLog file_;
   std::string rows_;
-};
-
-// A file of lines appended as epochs end (orders-rankR.csv, time-rankR.csv). `keep_lines` < 0
-// starts it afresh (with `header`, if any); otherwise the file is cut to its first `keep_lines`
-// lines (a resumed run's), UserError if it holds fewer.
-class LineLog {
- public:
-  LineLog(const std::string& path, const std::string& header, int64_t keep_lines);
-  void append(const std::string& line);  // one line, flushed
-
- private:
-  std::string path_;
-  std::ofstream out_;
 };
 
 // One epoch's order as a CSV line.
