@@ -9,6 +9,7 @@
 
 #include "khsgd/errors.hpp"
 #include "khsgd/files.hpp"
+#include "khsgd/hash.hpp"
 
 namespace khsgd {
 
@@ -16,20 +17,6 @@ namespace {
 
 constexpr char kMagic[8] = {'K', 'H', 'S', 'G', 'D', 'C', 'K', 'P'};
 constexpr int64_t kFormatVersion = 1;
-
-// FNV-1a over 8-byte words (then the tail bytes): catches damaged or truncated files; a checksum,
-// not a cryptographic hash.
-uint64_t fnv1a(const std::vector<uint8_t>& data) {
-  uint64_t h = 1469598103934665603ull;
-  const size_t words = data.size() / 8;
-  for (size_t i = 0; i < words; ++i) {
-    uint64_t word;
-    std::memcpy(&word, data.data() + 8 * i, 8);
-    h = (h ^ word) * 1099511628211ull;
-  }
-  for (size_t i = 8 * words; i < data.size(); ++i) h = (h ^ data[i]) * 1099511628211ull;
-  return h;
-}
 
 }  // namespace
 
@@ -133,7 +120,7 @@ void write_checkpoint(const std::string& path, const Checkpoint& c) {
   header.i64(static_cast<int64_t>(payload.data().size()));
   bytes.insert(bytes.end(), header.data().begin(), header.data().end());
   bytes.insert(bytes.end(), payload.data().begin(), payload.data().end());
-  const uint64_t checksum = fnv1a(payload.data());
+  const uint64_t checksum = fnv1a64(payload.data().data(), payload.data().size());
   const auto* sum = reinterpret_cast<const uint8_t*>(&checksum);
   bytes.insert(bytes.end(), sum, sum + sizeof checksum);
 
@@ -163,7 +150,7 @@ Checkpoint read_checkpoint(const std::string& path) {
   const std::vector<uint8_t> payload(bytes.begin() + header, bytes.begin() + header + length);
   uint64_t checksum;
   std::memcpy(&checksum, bytes.data() + header + length, sizeof checksum);
-  if (checksum != fnv1a(payload)) throw corrupt("checksum mismatch");
+  if (checksum != fnv1a64(payload.data(), payload.size())) throw corrupt("checksum mismatch");
 
   StateReader reader(payload, path);
   Checkpoint c;

@@ -18,6 +18,7 @@
 #include "khsgd/data.hpp"
 #include "khsgd/engine.hpp"
 #include "khsgd/errors.hpp"
+#include "khsgd/hash.hpp"
 #include "khsgd/progress.hpp"
 #include "khsgd/pt_file.hpp"
 #include "khsgd/results.hpp"
@@ -76,25 +77,14 @@ int cuda_index_for(const Launch& launch, Device device) {
   return gpus > 0 ? launch.local_rank % gpus : 0;
 }
 
-// FNV-1a over what must be equal on every rank: the flags that shape the run and the data.
+// What must be equal on every rank: the flags that shape the run and the data.
 struct Fingerprint {
-  uint64_t value = 1469598103934665603ull;
-  void add(const void* bytes, size_t size) {
-    const auto* p = static_cast<const unsigned char*>(bytes);
-    for (size_t i = 0; i < size; ++i) value = (value ^ p[i]) * 1099511628211ull;
-  }
+  uint64_t value = kFnvOffset;
+  void add(const void* bytes, size_t size) { value = fnv1a64(bytes, size, value); }
   void add(const std::string& text) { add(text.data(), text.size() + 1); }
   template <typename T>
   void add_value(T v) { add(&v, sizeof v); }
-  // Floats folded 8 bytes at a time: a cheap checksum of the data, not a cryptographic one.
-  void add_floats(const std::vector<float>& values) {
-    uint64_t h = value;
-    const size_t pairs = values.size() / 2;
-    const auto* words = reinterpret_cast<const uint64_t*>(values.data());
-    for (size_t i = 0; i < pairs; ++i) h = (h ^ words[i]) * 0x9E3779B97F4A7C15ull;
-    value = h;
-    if (values.size() % 2) add(&values.back(), sizeof(float));
-  }
+  void add_floats(const std::vector<float>& values) { add(values.data(), values.size() * sizeof(float)); }
 };
 
 int64_t run_fingerprint(const Config& c, const Dataset& data) {
@@ -113,19 +103,24 @@ int64_t run_fingerprint(const Config& c, const Dataset& data) {
   f.add_floats(data.train_y);
   f.add_floats(data.test_x);
   f.add_floats(data.test_y);
-  return static_cast<int64_t>(f.value >> 1);  // non-negative: negative values report failures
+  return static_cast<int64_t>(f.value >> 1);  // non-negative
+}
+
+// Every rank says whether it can go on (and what it failed at); all stop together if one can't.
+void agree(Communicator& comm, const std::string& own_failure, const char* stage) {
+  const std::vector<int64_t> all = comm.all_gather_value(own_failure.empty() ? 0 : 1);
+  if (!own_failure.empty()) throw UserError(own_failure);
+  for (int r = 0; r < comm.size(); ++r)
+    if (all[r] != 0)
+      throw UserError("rank " + std::to_string(r) + " could not " + stage +
+                      " (its error is printed above); stopping");
 }
 
 // Every rank reports whether it is ready (and with what flags and data) before anyone trains, so
 // that a rank that failed to start stops the others with a clear message instead of a hang.
 void agree_to_start(Communicator& comm, const std::string& own_failure, int64_t fingerprint) {
-  const std::vector<int64_t> all = comm.all_gather_value(own_failure.empty() ? fingerprint : -1);
-  if (!own_failure.empty()) throw UserError(own_failure);
-  for (int r = 0; r < comm.size(); ++r) {
-    if (all[r] < 0)
-      throw UserError("rank " + std::to_string(r) +
-                      " could not start (its error is printed above); stopping");
-  }
+  agree(comm, own_failure, "start");
+  const std::vector<int64_t> all = comm.all_gather_value(fingerprint);
   for (int r = 0; r < comm.size(); ++r) {
     if (all[r] != all[0])
       throw UserError("rank " + std::to_string(r) +
@@ -176,16 +171,6 @@ std::string time_line(int64_t epoch, const EpochTimes& t, double train_seconds) 
 
 constexpr const char* kTimeHeader =
     "epoch,sorter,communication,dataset,forward_backward,sgd,train_seconds,estimated";
-
-// Every rank says whether it can go on (and what it failed at); all stop together if one can't.
-void agree(Communicator& comm, const std::string& own_failure, const char* stage) {
-  const std::vector<int64_t> all = comm.all_gather_value(own_failure.empty() ? 0 : 1);
-  if (!own_failure.empty()) throw UserError(own_failure);
-  for (int r = 0; r < comm.size(); ++r)
-    if (all[r] != 0)
-      throw UserError("rank " + std::to_string(r) + " could not " + stage +
-                      " (its error is printed above); stopping");
-}
 
 // The checks that decide, on rank 0, whether this run may write into its folder.
 std::string check_run_folder(const Config& config, const std::string& dir) {
