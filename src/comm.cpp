@@ -174,6 +174,19 @@ class Heartbeat {
   std::thread thread_;
 };
 
+class StorePeerMonitor final : public PeerMonitor {
+ public:
+  StorePeerMonitor(c10::intrusive_ptr<c10d::TCPStore> store, int rank, int size,
+                   const std::atomic<int64_t>& progress)
+      : port_(store->getPort()), heartbeat_(std::move(store), rank, size, progress) {}
+  std::string diagnose() override { return heartbeat_.diagnose(); }
+  int port() const override { return port_; }
+
+ private:
+  int port_;
+  Heartbeat heartbeat_;
+};
+
 template <typename Group>
 class ProcessGroupCommunicator final : public Communicator {
  public:
@@ -197,11 +210,7 @@ class ProcessGroupCommunicator final : public Communicator {
       // order on every rank (for two ranks a + b, bit for bit what the ring gives).
       reduce_scratch_.resize(static_cast<size_t>(size_ * count));
       all_gather(data, reduce_scratch_.data(), count, where);
-      for (int64_t i = 0; i < count; ++i) {
-        float total = reduce_scratch_[i];
-        for (int r = 1; r < size_; ++r) total += reduce_scratch_[r * count + i];
-        data[i] = total;
-      }
+      sum_in_rank_order(reduce_scratch_.data(), size_, count, data);
       return;
     }
     std::vector<at::Tensor> tensors = {wrap(data, count, where)};
@@ -302,11 +311,19 @@ class ProcessGroupCommunicator final : public Communicator {
 
 }  // namespace
 
+void sum_in_rank_order(const float* gathered, int ranks, int64_t count, float* out) {
+  for (int64_t i = 0; i < count; ++i) {
+    float total = gathered[i];
+    for (int r = 1; r < ranks; ++r) total += gathered[r * count + i];
+    out[i] = total;
+  }
+}
+
 std::unique_ptr<Communicator> make_solo_communicator() {
   return std::make_unique<SoloCommunicator>();
 }
 
-std::vector<std::string> available_backends() {
+std::vector<std::string> c10d_backends() {
   std::vector<std::string> backends;
 #ifdef USE_C10D_GLOO
   backends.push_back("gloo");
@@ -317,10 +334,31 @@ std::vector<std::string> available_backends() {
   return backends;
 }
 
+std::unique_ptr<PeerMonitor> start_peer_monitor(const std::string& host, int port, bool serve,
+                                                int rank, int size,
+                                                std::chrono::milliseconds timeout,
+                                                const std::atomic<int64_t>& progress) {
+  c10d::TCPStoreOptions options;
+  options.port = static_cast<uint16_t>(port);
+  options.isServer = serve;
+  options.numWorkers = size;
+  options.waitWorkers = false;
+  options.timeout = timeout;
+  try {
+    return std::make_unique<StorePeerMonitor>(c10::make_intrusive<c10d::TCPStore>(host, options),
+                                              rank, size, progress);
+  } catch (const std::exception& e) {
+    throw CommError("rank " + std::to_string(rank) + ": cannot " +
+                    (serve ? "open the heartbeat store on port " + std::to_string(port)
+                           : "join rank 0's heartbeat store at " + host + ":" + std::to_string(port)) +
+                    " (" + first_line(e.what()) + ")");
+  }
+}
+
 std::unique_ptr<Communicator> connect_process_group(const Launch& launch,
                                                     const std::string& backend, int cuda_device,
                                                     std::chrono::milliseconds timeout) {
-  const auto backends = available_backends();
+  const auto backends = c10d_backends();
   if (std::find(backends.begin(), backends.end(), backend) == backends.end())
     throw UserError("--backend " + backend + " is not available in this build" +
                     (backend == "nccl" ? " (it needs LibTorch with CUDA and NCCL); use --backend gloo"

@@ -66,7 +66,8 @@ Options (defaults in brackets):
   --momentum X         SGD momentum [0.9]
   --epochs N           training epochs [50]
   --node_cnt N         number of ranks; must equal the launched world size [world size]
-  --backend NAME       auto, gloo or nccl; auto = nccl on cuda, gloo on cpu [auto]
+  --backend NAME       auto, gloo, nccl or mpi; auto = nccl on cuda, mpi under mpirun on
+                       cpu (when built with MPI), else gloo [auto]
   --device NAME        auto, cpu or cuda [auto]
   --dataset NAME       hmda (the .pt files in --data_dir) or synthetic (generated) [hmda]
   --data_dir DIR       folder with features-/targets-processed-NY-2017.pt [data/HMDA]
@@ -215,7 +216,7 @@ bool parse_command_line(int argc, const char* const* argv, Config* config, std::
   integer("epochs", &c.epochs, 1, 100000);
   integer("node_cnt", &c.node_cnt, 1, 1 << 16);
   text("backend", &c.backend);
-  require_one_of("backend", c.backend, {"auto", "gloo", "nccl"});
+  require_one_of("backend", c.backend, {"auto", "gloo", "nccl", "mpi"});
   text("exp", &c.exp);
   if (c.exp.empty() || c.exp.find('/') != std::string::npos)
     throw UserError("--exp '" + c.exp + "' must be a non-empty name without '/'");

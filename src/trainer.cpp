@@ -13,6 +13,7 @@
 #include <fstream>
 #include <optional>
 
+#include "khsgd/backends.hpp"
 #include "khsgd/checkpoint.hpp"
 #include "khsgd/comm.hpp"
 #include "khsgd/data.hpp"
@@ -55,7 +56,7 @@ Device resolve_device(const std::string& requested) {
 
 std::string resolve_backend(const std::string& requested, Device device, const Launch& launch) {
   const std::string backend =
-      requested == "auto" ? (device == Device::Cuda ? "nccl" : "gloo") : requested;
+      requested == "auto" ? auto_backend(device, launch) : requested;
   if (backend == "nccl" && device != Device::Cuda)
     throw UserError("--backend nccl moves GPU memory and needs --device cuda; use --backend gloo "
                     "for CPU training");
@@ -276,9 +277,7 @@ void run_training(Config config, const Launch& launch) {
   // Join the other ranks first: every later failure can then be agreed on instead of leaving the
   // others waiting in their first collective.
   const auto timeout = std::chrono::milliseconds(config.timeout * 1000);
-  std::unique_ptr<Communicator> comm =
-      launch.world_size > 1 ? connect_process_group(launch, backend, cuda_index, timeout)
-                            : make_solo_communicator();
+  std::unique_ptr<Communicator> comm = open_communicator(launch, backend, device, cuda_index, timeout);
 
   Dataset data;
   std::string failure;

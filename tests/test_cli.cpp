@@ -146,6 +146,30 @@ TEST(Cli, BadFlagsAreOneLineAndWriteNothing) {
   }
 }
 
+TEST(Cli, VersionNamesTheBackendsOfThisBuild) {
+  TempDir tmp;
+  const RunResult r = run_train({"--version"}, tmp.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const size_t at = r.out.find("backends: ");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  const std::string backends = r.out.substr(at);
+  EXPECT_NE(backends.find("gloo"), std::string::npos) << r.out;
+#ifdef KHSGD_WITH_MPI
+  EXPECT_NE(backends.find("mpi"), std::string::npos) << r.out;
+#else
+  EXPECT_EQ(backends.find("mpi"), std::string::npos) << r.out;
+#endif
+}
+
+TEST(Cli, MpiBackendInOnePlainProcessNeedsNoMpirun) {
+#ifndef KHSGD_WITH_MPI
+  GTEST_SKIP() << "this build has no mpi backend";
+#endif
+  TempDir tmp;
+  const RunResult r = run_train(golden_args(tmp, {"--backend", "mpi"}), tmp.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+}
+
 TEST(Cli, CudaOnACpuBuildIsAClearError) {
 #ifdef KHSGD_WITH_CUDA
   GTEST_SKIP() << "this build has CUDA";

@@ -1,5 +1,6 @@
 // Golden equivalence (SPEC §5): khsgd_train against the published Python code's own outputs in
-// tests/data/golden/cpu/ — seed 1, B 16, lr 5e-3, 3 epochs, 1 and 2 ranks over Gloo.
+// tests/data/golden/cpu/ — seed 1, B 16, lr 5e-3, 3 epochs, 1 and 2 ranks over Gloo. The two-rank
+// runs are repeated with the ranks started by mpirun (--backend auto then picks mpi).
 // Orders must be identical (D-RR exactly; the pair sorters agree decision for decision on this
 // data); losses within 1e-4, accuracies within 5e-4.
 #include <cmath>
@@ -10,12 +11,25 @@ using namespace khsgd_test;
 
 namespace {
 
+// How the ranks are started: one plain process, scripts/launch.sh (gloo) or mpirun (mpi).
+enum class Via { Process, Launch, Mpirun };
+
 struct GoldenRun {
   std::string sorter;
   int ranks;
+  Via via = Via::Launch;
 };
 
 std::string run_label(const GoldenRun& run) { return "n" + std::to_string(run.ranks) + "-" + run.sorter; }
+
+RunResult start(const GoldenRun& run, const std::vector<std::string>& args, const std::string& cwd) {
+  switch (run.via) {
+    case Via::Process: return run_train(args, cwd);
+    case Via::Launch: return run_launch(run.ranks, args, cwd);
+    case Via::Mpirun: return run_mpirun(run.ranks, args, cwd);
+  }
+  return {};
+}
 
 void PrintTo(const GoldenRun& run, std::ostream* out) { *out << run_label(run); }
 
@@ -23,15 +37,18 @@ class GoldenCpu : public ::testing::TestWithParam<GoldenRun> {};
 
 TEST_P(GoldenCpu, MatchesReferenceOrdersAndMetrics) {
   const GoldenRun run = GetParam();
+  if (run.via == Via::Mpirun && !mpi_missing().empty()) GTEST_SKIP() << mpi_missing();
   TempDir tmp;
   const std::vector<std::string> args = {
       "--sorter", run.sorter, "--seed", "1", "--lr", "5e-3", "--B", "16", "--epochs", "3",
       "--data_dir", test_data("golden/data"), "--results_dir", tmp / "results", "--save_orders"};
-  const RunResult result = run.ranks == 1 ? run_train(args, tmp.path()) : run_launch(run.ranks, args, tmp.path());
+  const RunResult result = start(run, args, tmp.path());
   ASSERT_EQ(result.exit_code, 0) << result.err;
-
   const std::string dir = tmp / ("results/LR-HMDA-3/LR-hmda-" + run.sorter + "-node-" +
                                  std::to_string(run.ranks) + "-lr-0.005-B-16-seed-1");
+  if (run.via == Via::Mpirun)
+    EXPECT_NE(read_file(dir + "/config.json").find("\"backend\": \"mpi\""), std::string::npos);
+
   const std::string golden = test_data("golden/cpu/" + run_label(run));
   const Csv ours = read_csv(dir + "/metrics.csv");
   const Csv reference = read_csv(golden + "/metrics.csv");
@@ -64,16 +81,26 @@ TEST_P(GoldenCpu, MatchesReferenceOrdersAndMetrics) {
   }
 }
 
+std::string test_name(const ::testing::TestParamInfo<GoldenRun>& info) {
+  std::string name = run_label(info.param) + (info.param.via == Via::Mpirun ? "-mpi" : "");
+  for (char& c : name)
+    if (c == '-') c = '_';
+  return name;
+}
+
 INSTANTIATE_TEST_SUITE_P(AllSevenRuns, GoldenCpu,
-                         ::testing::Values(GoldenRun{"CD-GraB", 1}, GoldenRun{"D-RR", 1},
-                                           GoldenRun{"KH-SGD", 1}, GoldenRun{"SBW", 1},
+                         ::testing::Values(GoldenRun{"CD-GraB", 1, Via::Process},
+                                           GoldenRun{"D-RR", 1, Via::Process},
+                                           GoldenRun{"KH-SGD", 1, Via::Process},
+                                           GoldenRun{"SBW", 1, Via::Process},
                                            GoldenRun{"CD-GraB", 2}, GoldenRun{"D-RR", 2},
                                            GoldenRun{"SBW", 2}),
-                         [](const ::testing::TestParamInfo<GoldenRun>& info) {
-                           std::string name = run_label(info.param);
-                           for (char& c : name)
-                             if (c == '-') c = '_';
-                           return name;
-                         });
+                         test_name);
+
+INSTANTIATE_TEST_SUITE_P(TwoRanksOverMpi, GoldenCpu,
+                         ::testing::Values(GoldenRun{"CD-GraB", 2, Via::Mpirun},
+                                           GoldenRun{"D-RR", 2, Via::Mpirun},
+                                           GoldenRun{"SBW", 2, Via::Mpirun}),
+                         test_name);
 
 }  // namespace

@@ -26,7 +26,7 @@ struct Config {
   double momentum = 0.9;
   int64_t epochs = 50;
   int64_t node_cnt = 0;          // 0 = not given: the world size
-  std::string backend = "auto";  // auto = nccl on cuda, gloo on cpu
+  std::string backend = "auto";  // auto = nccl on cuda; on cpu mpi under mpirun, else gloo
   std::string exp = "LR-HMDA";
   std::string local_rank;        // accepted for launcher compatibility; LOCAL_RANK wins
   std::string device = "auto";   // auto = cuda when this build and machine have one
