@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # 2 and 4 ranks as separate hosts: each rank in its own network namespace, the namespaces joined by
 # a bridge, MASTER_ADDR the first host's address (not loopback). The metrics must equal those of
-# the same ranks on one host. Needs root and iproute2; exits 77 (ctest: skipped) without them.
+# the same ranks on one host. Then the same over the mpi backend: mpirun -H in the first
+# namespace starts the others through an rsh agent that enters their namespaces (in place of ssh),
+# and the ranks talk over Open MPI's TCP transport. Needs root and iproute2; exits 77 (ctest:
+# skipped) without them; the mpi half is skipped without mpirun or a build with the mpi backend.
 #
 #   tests/multihost_test.sh KHSGD_TRAIN LAUNCH_SH DATA_DIR
 set -u
@@ -72,5 +75,39 @@ for n in 2 4; do
   grep -q "\"master\": \"$master:29611\"" "$host_run/config.json" || {
     echo "FAIL: config.json does not record the master $master"; exit 1; }
   echo "ok: $n ranks on $n hosts (master $master) = $n ranks on one host"
+done
+
+if ! command -v mpirun > /dev/null || ! "$train" --version | grep -q 'backends:.*mpi'; then
+  echo "skipped the mpi half: no mpirun or no mpi backend in this build"
+  exit 0
+fi
+# Open MPI's rsh launcher runs "AGENT HOST COMMAND..." for every other host, as it would run ssh.
+cat > "$tmp/netns-agent" << AGENT
+#!/bin/sh
+host=\$1
+shift
+exec ip netns exec "${tag}h\$((\${host##*.} - 1))" /bin/sh -c "\$*"
+AGENT
+chmod +x "$tmp/netns-agent"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+for n in 2 4; do
+  hosts=${subnet}1
+  for ((r = 1; r < n; r++)); do hosts+=,${subnet}$((r + 1)); done
+  # Busy-polling TCP on a shared 2-core machine takes milliseconds per step; yielding, 0.1 ms.
+  ip netns exec "${tag}h0" mpirun -np "$n" -H "$hosts" --mca plm_rsh_agent "$tmp/netns-agent" \
+    --mca btl tcp,self --mca btl_tcp_if_include eth0 --mca oob_tcp_if_include eth0 \
+    --mca mpi_yield_when_idle 1 "$train" "${args[@]}" --timeout 60 --results_dir "$tmp/mpi$n" \
+    > "$tmp/mpi$n.log" 2>&1 || { echo "FAIL: $n ranks on $n hosts over mpi:"; tail -n 20 "$tmp/mpi$n.log"; exit 1; }
+  local_run=$(dirname "$(find "$tmp/local$n" -name metrics.csv)")
+  mpi_run=$(dirname "$(find "$tmp/mpi$n" -name metrics.csv)")
+  if ! diff <(cut -d, -f1-5 "$local_run/metrics.csv") <(cut -d, -f1-5 "$mpi_run/metrics.csv"); then
+    echo "FAIL: $n hosts over mpi gave other metrics than $n ranks over gloo on one host"; exit 1
+  fi
+  for ((r = 0; r < n; r++)); do
+    cmp -s "$local_run/orders-rank$r.csv" "$mpi_run/orders-rank$r.csv" || {
+      echo "FAIL: rank $r's orders differ between gloo on one host and mpi on $n hosts"; exit 1; }
+  done
+  grep -q '"backend": "mpi"' "$mpi_run/config.json" || { echo "FAIL: the mpirun job did not use mpi"; exit 1; }
+  echo "ok: $n ranks on $n hosts over mpi (mpirun -H $hosts) = $n ranks over gloo on one host"
 done
 exit 0
