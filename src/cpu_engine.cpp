@@ -1,10 +1,9 @@
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <limits>
-#include <numeric>
 
 #include "khsgd/engine.hpp"
+#include "khsgd/microbatch.hpp"
 
 namespace khsgd {
 
@@ -55,14 +54,10 @@ class CpuEngine final : public TrainingEngine {
         shard_y_(data_.train_y.data() + setup.rank * part_.shard_rows),
         theta_(setup.theta),
         sgd_(D_, setup.lr, setup.momentum),
-        batch_x_(part_.microbatch * d_),
-        batch_y_(part_.microbatch),
-        batch_rows_(part_.microbatch),
+        batch_(part_.microbatch, d_),
         local_G_(part_.microbatch * D_),
         gathered_G_(part_.ranks * part_.microbatch * D_),
-        mean_grad_(D_) {
-    std::iota(batch_rows_.begin(), batch_rows_.end(), 0);
-  }
+        mean_grad_(D_) {}
 
   Device device() const override { return Device::Cpu; }
 
@@ -73,22 +68,19 @@ class CpuEngine final : public TrainingEngine {
     const bool per_example = pairs || hooks.capture != nullptr;
     float* theta = theta_.data();
     float* gbar = mean_grad_.data();
-    const int64_t* batch = batch_rows_.data();
     EpochTimes times;
     PhaseTimer timer(hooks.profile);
     constexpr int64_t kObserveStride = 256;
     for (int64_t k = 0; k < part_.num_batches; ++k) {
       timer.start_step(k);
-      // The step's examples, copied together as the reference's X = trainset[perm[batch]].
+      // The step's examples, copied together as the reference's X = trainset[perm[batch]]; the
+      // next step's are fetched from memory meanwhile.
       const int64_t* rows = order.data() + k * mb;
-      for (int64_t i = 0; i < mb; ++i) {
-        std::memcpy(&batch_x_[i * d_], shard_x_ + rows[i] * d_, d_ * sizeof(float));
-        batch_y_[i] = shard_y_[rows[i]];
-      }
+      if (k + 1 < part_.num_batches) Microbatch::prefetch(shard_x_, shard_y_, rows + mb, mb, d_);
+      batch_.gather(shard_x_, shard_y_, rows, mb);
       timer.lap(&times.dataset);
-      if (per_example)
-        per_example_gradients(batch_x_.data(), batch_y_.data(), batch, mb, d_, theta, local_G_.data());
-      if (!pairs) mean_loss_gradient(batch_x_.data(), batch_y_.data(), batch, mb, d_, theta, gbar);
+      if (per_example) batch_.per_example_gradients(theta, local_G_.data());
+      if (!pairs) batch_.mean_loss_gradient(theta, gbar);
       timer.lap(&times.forward_backward);
       const float* G = local_G_.data();
       if (per_example && n > 1) {
@@ -108,8 +100,7 @@ class CpuEngine final : public TrainingEngine {
       sgd_.step(theta, gbar);
       timer.lap(&times.sgd);
       if (hooks.observer && ((k + 1) % kObserveStride == 0 || k + 1 == part_.num_batches))
-        hooks.observer->on_steps(k + 1, microbatch_loss(batch_x_.data(), batch_y_.data(), batch, mb,
-                                                        d_, theta));
+        hooks.observer->on_steps(k + 1, microbatch_loss(shard_x_, shard_y_, rows, mb, d_, theta));
     }
     timer.finish(&times);
     return times;
@@ -137,8 +128,7 @@ class CpuEngine final : public TrainingEngine {
   const float* shard_y_;
   std::vector<float> theta_;
   MomentumSGD sgd_;
-  std::vector<float> batch_x_, batch_y_;
-  std::vector<int64_t> batch_rows_;
+  Microbatch batch_;
   std::vector<float> local_G_, gathered_G_, mean_grad_;
 };
 

@@ -1,0 +1,50 @@
+// The examples of one optimizer step, gathered side by side so that their arithmetic runs in
+// vector lanes (SPEC §2's per-example gradients, the step loop's hot spot).
+//
+// A step's examples are independent until their gradients are combined, so their logits are
+// computed together: feature j of every example is multiplied and added before feature j + 1.
+// Each example's dot product still accumulates in double in j order, exactly as logit() does, so
+// the results are bit for bit those of one example at a time; only the order in which independent
+// examples advance changes, which the compiler turns into SIMD instructions.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace khsgd {
+
+class Microbatch {
+ public:
+  // Examples advance in blocks of this many lanes (four SSE2 registers of doubles).
+  static constexpr int64_t kLanes = 8;
+
+  // Room for `capacity` examples of d features.
+  Microbatch(int64_t capacity, int64_t d);
+
+  // Takes rows[0..count) of X [*, d] and their labels y (count <= capacity). X and y must outlive
+  // the calls below: the gradients read the rows where they are.
+  void gather(const float* X, const float* y, const int64_t* rows, int64_t count);
+  // Asks the memory system for rows[0..count) of X and their labels ahead of a later gather():
+  // the step loop's order is known in advance, and random rows otherwise stall every step.
+  static void prefetch(const float* X, const float* y, const int64_t* rows, int64_t count,
+                       int64_t d);
+
+  int64_t size() const { return count_; }
+
+  // g_i = (sigma(z_i) - y_i) [x_i; 1]: G is [size, d + 1].
+  void per_example_gradients(const float* theta, float* G);
+  // sum_i ((sigma(z_i) - y_i) / size) [x_i; 1], summed in example order, as autograd of the mean
+  // binary cross-entropy gives it.
+  void mean_loss_gradient(const float* theta, float* grad);
+
+ private:
+  // residuals_[i] = sigma(z_i) - y_i for the gathered examples.
+  void compute_residuals(const float* theta);
+
+  int64_t d_, count_ = 0, blocks_ = 0;
+  std::vector<float> lanes_;  // per block of kLanes examples: [d, kLanes], feature-major
+  std::vector<const float*> sources_;  // where each example's row is
+  std::vector<float> labels_, residuals_;
+};
+
+}  // namespace khsgd

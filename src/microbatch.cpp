@@ -1,0 +1,92 @@
+#include "khsgd/microbatch.hpp"
+
+#include <algorithm>
+
+#include "khsgd/logistic.hpp"
+
+namespace khsgd {
+
+namespace {
+
+int64_t blocks_for(int64_t count) { return (count + Microbatch::kLanes - 1) / Microbatch::kLanes; }
+
+}  // namespace
+
+Microbatch::Microbatch(int64_t capacity, int64_t d)
+    : d_(d),
+      lanes_(blocks_for(capacity) * kLanes * d, 0.0f),
+      sources_(capacity),
+      labels_(capacity),
+      residuals_(blocks_for(capacity) * kLanes) {}
+
+void Microbatch::gather(const float* X, const float* y, const int64_t* rows, int64_t count) {
+  count_ = count;
+  blocks_ = blocks_for(count);
+  for (int64_t i = 0; i < count; ++i) {
+    const float* x = X + rows[i] * d_;
+    sources_[i] = x;
+    labels_[i] = y[rows[i]];
+    float* lane = lanes_.data() + (i / kLanes) * kLanes * d_ + i % kLanes;
+    for (int64_t j = 0; j < d_; ++j) lane[j * kLanes] = x[j];
+  }
+  // Lanes past the last example compute on zeros (finite, never read back).
+  for (int64_t i = count; i < blocks_ * kLanes; ++i) {
+    float* lane = lanes_.data() + (i / kLanes) * kLanes * d_ + i % kLanes;
+    for (int64_t j = 0; j < d_; ++j) lane[j * kLanes] = 0.0f;
+  }
+}
+
+void Microbatch::prefetch(const float* X, const float* y, const int64_t* rows, int64_t count,
+                          int64_t d) {
+  for (int64_t i = 0; i < count; ++i) {
+    const float* x = X + rows[i] * d;
+    __builtin_prefetch(x);
+    __builtin_prefetch(x + d - 1);  // a row may straddle two cache lines
+    __builtin_prefetch(y + rows[i]);
+  }
+}
+
+void Microbatch::compute_residuals(const float* theta) {
+  for (int64_t b = 0; b < blocks_; ++b) {
+    const float* block = lanes_.data() + b * kLanes * d_;
+    // logit(): dot += double(x[j]) * theta[j] for j = 0, 1, ...: the same sums, kLanes examples
+    // at once, the accumulators in registers.
+    double dots[kLanes] = {};
+    for (int64_t j = 0; j < d_; ++j) {
+      const double w = theta[j];
+      const float* column = block + j * kLanes;
+      for (int64_t i = 0; i < kLanes; ++i) dots[i] += static_cast<double>(column[i]) * w;
+    }
+    const int64_t first = b * kLanes, last = std::min(count_, first + kLanes);
+    for (int64_t i = first; i < last; ++i)
+      residuals_[i] = residual(logit_from_dot(dots[i - first], theta[d_]), labels_[i]);
+  }
+}
+
+void Microbatch::per_example_gradients(const float* theta, float* G) {
+  compute_residuals(theta);
+  const int64_t D = d_ + 1;
+  for (int64_t i = 0; i < count_; ++i) {
+    const float r = residuals_[i];
+    const float* x = sources_[i];
+    float* g = G + i * D;
+    for (int64_t j = 0; j < d_; ++j) g[j] = r * x[j];
+    g[d_] = r;
+  }
+}
+
+void Microbatch::mean_loss_gradient(const float* theta, float* grad) {
+  // Autograd scales each residual by 1 / count (binary_cross_entropy_with_logits_backward with
+  // mean reduction) and then sums the scaled rows (the matmul of linear's backward).
+  compute_residuals(theta);
+  std::fill(grad, grad + d_ + 1, 0.0f);
+  const float n = static_cast<float>(count_);
+  for (int64_t i = 0; i < count_; ++i) {
+    const float r = residuals_[i] / n;
+    const float* x = sources_[i];
+    for (int64_t j = 0; j < d_; ++j) grad[j] += r * x[j];
+    grad[d_] += r;
+  }
+}
+
+}  // namespace khsgd
