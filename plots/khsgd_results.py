@@ -48,20 +48,30 @@ class Run:
         return int(self.config["seed"])
 
     @property
+    def workers(self) -> int:
+        """Ranks, or workers inside one process (--in_process): the data is split this many ways."""
+        return int(self.config.get("node_cnt", 1))
+
+    @property
     def epochs_done(self) -> int:
         return len(self.metrics.get("epoch", []))
 
     def setting(self) -> tuple:
-        """What must agree for runs to be averaged together (everything but sorter and seed)."""
+        """What must agree for runs to be compared (everything but sorter, seed and workers);
+        runs are averaged over seeds within one worker count."""
         c = self.config
-        return (c.get("dataset"), int(c.get("train_rows", 0)), int(c.get("node_cnt", 1)),
-                float(c["lr"]), int(c["B"]), float(c.get("momentum", 0.9)), int(c["epochs"]))
+        return (c.get("dataset"), int(c.get("train_rows", 0)), float(c["lr"]), int(c["B"]),
+                float(c.get("momentum", 0.9)), int(c["epochs"]))
 
 
 def describe_setting(setting: tuple) -> str:
-    dataset, rows, nodes, lr, batch, momentum, epochs = setting
-    return (f"{dataset} ({rows} train rows), {nodes} rank(s), lr {lr:g}, B {batch}, "
-            f"momentum {momentum:g}, {epochs} epochs")
+    dataset, rows, lr, batch, momentum, epochs = setting
+    return (f"{dataset} ({rows} train rows), lr {lr:g}, B {batch}, momentum {momentum:g}, "
+            f"{epochs} epochs")
+
+
+def worker_counts(runs: list[Run]) -> list[int]:
+    return sorted({r.workers for r in runs})
 
 
 def read_metrics(path: str) -> dict:
@@ -97,7 +107,7 @@ def find_runs(root: str) -> list[Run]:
             run = read_run(folder)
             if run is not None:
                 runs.append(run)
-    return sorted(runs, key=lambda r: (r.setting(), r.sorter, r.seed))
+    return sorted(runs, key=lambda r: (r.setting(), r.workers, r.sorter, r.seed))
 
 
 def group_by_setting(runs: list[Run]) -> dict:

@@ -4,7 +4,8 @@
   loss_acc_vs_epochs.{png,pdf}   full-train loss and test accuracy against epochs
   loss_acc_vs_seconds.{png,pdf}  the same against cumulative training seconds
 
-one line per sorter, the mean over seeds with a +-1 standard deviation band.
+one line per sorter, the mean over seeds with a +-1 standard deviation band, and one row of
+panels per worker count when the runs have several (a worker-count study, sweep.sh --ranks "1 2 4").
 
     python3 plots/plot_figures.py RESULTS_DIR [--out DIR] [--title TEXT]
         [--loss_range LO HI] [--acc_range LO HI] [--skip_epochs K]
@@ -28,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from khsgd_results import (SORTER_LABELS, SORTER_ORDER, describe_setting, find_runs,  # noqa: E402
-                           group_by_setting, mean_std)
+                           group_by_setting, mean_std, worker_counts)
 
 COLORS = {"D-RR": "tab:gray", "CD-GraB": "tab:blue", "SBW": "tab:green", "KH-SGD": "tab:red"}
 
@@ -65,28 +66,33 @@ def data_range(series, skip):
     return low - pad, high + pad
 
 
-def draw(curve_set, x_key, x_label, path_stem, title, loss_range, acc_range, skip, dpi):
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for sorter, c in curve_set.items():
-        x = c[x_key]
-        for ax, key in ((ax_loss, "loss"), (ax_acc, "acc")):
-            mean, std = c[key]
-            n = min(len(x), len(mean))
-            ax.plot(x[:n], mean[:n], color=COLORS.get(sorter), label=SORTER_LABELS.get(sorter, sorter))
-            ax.fill_between(x[:n], (mean - std)[:n], (mean + std)[:n], color=COLORS.get(sorter),
-                            alpha=0.2, linewidth=0)
-    ax_loss.set_ylim(*(loss_range or data_range([c["loss"] for c in curve_set.values()], skip)))
-    ax_acc.set_ylim(*(acc_range or data_range([c["acc"] for c in curve_set.values()], skip)))
-    if x_key == "epochs":
-        last = max(len(c["epochs"]) for c in curve_set.values())
+def draw(panels, x_key, x_label, path_stem, title, loss_range, acc_range, skip, dpi):
+    """panels: (worker count, curves) pairs, one row of a loss and an accuracy panel each."""
+    fig, axes = plt.subplots(len(panels), 2, figsize=(11, 4.2 * len(panels)), squeeze=False)
+    for (workers, curve_set), (ax_loss, ax_acc) in zip(panels, axes):
+        for sorter, c in curve_set.items():
+            x = c[x_key]
+            for ax, key in ((ax_loss, "loss"), (ax_acc, "acc")):
+                mean, std = c[key]
+                n = min(len(x), len(mean))
+                ax.plot(x[:n], mean[:n], color=COLORS.get(sorter),
+                        label=SORTER_LABELS.get(sorter, sorter))
+                ax.fill_between(x[:n], (mean - std)[:n], (mean + std)[:n],
+                                color=COLORS.get(sorter), alpha=0.2, linewidth=0)
+        ax_loss.set_ylim(*(loss_range or data_range([c["loss"] for c in curve_set.values()], skip)))
+        ax_acc.set_ylim(*(acc_range or data_range([c["acc"] for c in curve_set.values()], skip)))
+        if x_key == "epochs":
+            last = max(len(c["epochs"]) for c in curve_set.values())
+            for ax in (ax_loss, ax_acc):
+                ax.set_xlim(1 + min(skip, last - 1), last)
+        ax_loss.set_ylabel("Full train loss")
+        ax_acc.set_ylabel("Test accuracy (%)")
         for ax in (ax_loss, ax_acc):
-            ax.set_xlim(1 + min(skip, last - 1), last)
-    ax_loss.set_ylabel("Full train loss")
-    ax_acc.set_ylabel("Test accuracy (%)")
-    for ax in (ax_loss, ax_acc):
-        ax.set_xlabel(x_label)
-        ax.grid(alpha=0.3)
-    ax_acc.legend(loc="lower right")
+            ax.set_xlabel(x_label)
+            ax.grid(alpha=0.3)
+            if len(panels) > 1:
+                ax.set_title(f"{workers} worker{'s' if workers > 1 else ''}", fontsize=10)
+        ax_acc.legend(loc="lower right")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     for extension in ("png", "pdf"):
@@ -121,14 +127,18 @@ def main() -> int:
         print(f"plot_figures: --setting {index} is not in 0..{len(groups) - 1}", file=sys.stderr)
         return 2
     setting, runs = groups[index]
-    curve_set = curves(runs)
+    panels = [(w, curves([r for r in runs if r.workers == w])) for w in worker_counts(runs)]
     out = args.out or os.path.join(args.results, "figures")
     os.makedirs(out, exist_ok=True)
-    seeds = ", ".join(f"{SORTER_LABELS.get(s, s)} {c['seeds']}" for s, c in curve_set.items())
-    title = args.title or f"{describe_setting(setting)}; seeds per sorter: {seeds}"
-    draw(curve_set, "epochs", "Epoch", os.path.join(out, "loss_acc_vs_epochs"), title,
+    seeds = "; ".join(
+        (f"{w} worker{'s' if w > 1 else ''}: " if len(panels) > 1 else "") +
+        ", ".join(f"{SORTER_LABELS.get(s, s)} {c['seeds']}" for s, c in curve_set.items())
+        for w, curve_set in panels)
+    workers = ", ".join(str(w) for w, _ in panels)
+    title = args.title or f"{describe_setting(setting)}, {workers} worker(s); seeds per sorter: {seeds}"
+    draw(panels, "epochs", "Epoch", os.path.join(out, "loss_acc_vs_epochs"), title,
          args.loss_range, args.acc_range, args.skip_epochs, args.dpi)
-    draw(curve_set, "seconds", "Cumulative training time (s)", os.path.join(out, "loss_acc_vs_seconds"),
+    draw(panels, "seconds", "Cumulative training time (s)", os.path.join(out, "loss_acc_vs_seconds"),
          title, args.loss_range, args.acc_range, args.skip_epochs, args.dpi)
     for name in ("loss_acc_vs_epochs", "loss_acc_vs_seconds"):
         for extension in ("png", "pdf"):

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Table of a results folder: per setting and sorter, the seeds done, the final full-train loss
-and test accuracy (mean +- std over seeds) and the seconds per training epoch.
+"""Table of a results folder: per setting, worker count and sorter, the seeds done, the final
+full-train loss and test accuracy (mean +- std over seeds) and the seconds per training epoch.
 
     python3 plots/summarize.py RESULTS_DIR [--csv FILE]
 """
@@ -14,14 +14,15 @@ import sys
 import numpy as np
 
 from khsgd_results import (SORTER_LABELS, SORTER_ORDER, describe_setting, find_runs,
-                           group_by_setting)
+                           group_by_setting, worker_counts)
 
 
 def summarize(root: str) -> list[dict]:
     rows = []
     for setting, runs in group_by_setting(find_runs(root)).items():
-        for sorter in SORTER_ORDER + sorted({r.sorter for r in runs} - set(SORTER_ORDER)):
-            mine = [r for r in runs if r.sorter == sorter]
+        for workers, sorter in ((w, s) for w in worker_counts(runs) for s in
+                                SORTER_ORDER + sorted({r.sorter for r in runs} - set(SORTER_ORDER))):
+            mine = [r for r in runs if r.sorter == sorter and r.workers == workers]
             if not mine:
                 continue
             done = [r for r in mine if r.finished]
@@ -32,6 +33,7 @@ def summarize(root: str) -> list[dict]:
             std = (lambda v: float(v.std(ddof=1)) if len(v) > 1 else 0.0)
             rows.append({
                 "setting": describe_setting(setting),
+                "workers": workers,
                 "sorter": sorter,
                 "label": SORTER_LABELS.get(sorter, sorter),
                 "seeds_done": len(done),
@@ -52,10 +54,10 @@ def print_table(rows: list[dict], out=sys.stdout) -> None:
         if row["setting"] != setting:
             setting = row["setting"]
             print(f"\n{setting}", file=out)
-            print(f"  {'sorter':<17} {'seeds done':>10}  {'final train loss':>22}  "
+            print(f"  {'workers':>7}  {'sorter':<17} {'seeds done':>10}  {'final train loss':>22}  "
                   f"{'final test acc (%)':>20}  {'s/epoch':>9}", file=out)
         seeds = f"{row['seeds_done']}/{row['seeds_started']}"
-        print(f"  {row['label']:<17} {seeds:>10}  "
+        print(f"  {row['workers']:>7}  {row['label']:<17} {seeds:>10}  "
               f"{row['final_train_loss']:>11.6f} +- {row['final_train_loss_std']:<8.6f}  "
               f"{100 * row['final_test_acc']:>9.3f} +- {100 * row['final_test_acc_std']:<6.3f}  "
               f"{row['seconds_per_epoch']:>9.4f}", file=out)
