@@ -21,6 +21,7 @@
 #include "khsgd/hash.hpp"
 #include "khsgd/progress.hpp"
 #include "khsgd/pt_file.hpp"
+#include "khsgd/reference_files.hpp"
 #include "khsgd/results.hpp"
 #include "khsgd/sorters.hpp"
 #include "khsgd/torch_ops.hpp"
@@ -364,12 +365,13 @@ void run_training(Config config, const Launch& launch) {
   agree(*comm, failure, "prepare its results folder");
   // Rank 0 has made the folder; ranks on other hosts make their own copy of it.
   std::optional<LineLog> orders, time_log;
+  const ReferenceFiles reference{dir, rank, config.sorter, part.used_rows, data.n_test};
   try {
     if (rank != 0) make_directories(dir);
     if (config.save_orders)
       orders.emplace(dir + "/orders-rank" + std::to_string(rank) + ".csv", "", resuming ? done : -1);
-    time_log.emplace(dir + "/time-rank" + std::to_string(rank) + ".csv", kTimeHeader,
-                     resuming ? done + 1 : -1);
+    time_log.emplace(time_log_path(dir, rank), kTimeHeader, resuming ? done + 1 : -1);
+    reference.prepare();
   } catch (const UserError& e) {
     failure = e.what();
   }
@@ -428,6 +430,7 @@ void run_training(Config config, const Launch& launch) {
                     train_seconds, record.eval_seconds);
       progress.print_line(line);
     }
+    reference.write(rank == 0 ? &metrics->rows() : nullptr);
     if (config.checkpoint_every > 0 && epoch % config.checkpoint_every == 0 && epoch < config.epochs) {
       Checkpoint c;
       c.epoch = epoch;
