@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 
 import matplotlib
 
@@ -103,7 +104,7 @@ def draw(curve_set, x_key, x_label, path_stem, title, loss_range, acc_range, ski
         ax.set_xlabel(x_label)
         ax.grid(alpha=0.3)
     ax_acc.legend(loc="lower right")
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(textwrap.fill(title, 150), fontsize=10)
     fig.tight_layout()
     for extension in ("png", "pdf"):
         fig.savefig(f"{path_stem}.{extension}", dpi=dpi if extension == "png" else None)
