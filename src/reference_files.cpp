@@ -1,5 +1,6 @@
 #include "khsgd/reference_files.hpp"
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -7,6 +8,7 @@
 #include <limits>
 #include <map>
 #include <sstream>
+#include <utility>
 #include <vector>
 
 #include "khsgd/errors.hpp"
@@ -142,14 +144,26 @@ SavedObject reference_times(const std::string& time_csv, const std::string& sort
   return times;
 }
 
-void ReferenceFiles::prepare() const { make_directories(dir + "/time"); }
+ReferenceFiles::ReferenceFiles(std::string dir, int rank, std::string sorter, int64_t train_rows,
+                               int64_t test_rows)
+    : dir_(std::move(dir)), rank_(rank), sorter_(std::move(sorter)), train_rows_(train_rows),
+      test_rows_(test_rows) {}
 
-void ReferenceFiles::write(const std::string* metrics_rows) const {
-  const std::string time_log = time_log_path(dir, rank);
-  write_saved_object(dir + "/time/time-" + std::to_string(rank) + ".pt",
-                     reference_times(read_text(time_log), sorter, time_log));
+void ReferenceFiles::prepare() const { make_directories(dir_ + "/time"); }
+
+void ReferenceFiles::update(bool last, const std::string* metrics_rows) {
+  auto now = [] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  };
+  const double start = now();
+  if (!last && start < next_due_) return;
+  const std::string time_log = time_log_path(dir_, rank_);
+  write_saved_object(dir_ + "/time/time-" + std::to_string(rank_) + ".pt",
+                     reference_times(read_text(time_log), sorter_, time_log));
   if (metrics_rows != nullptr)
-    write_saved_object(dir + "/results.pt", reference_results(*metrics_rows, train_rows, test_rows));
+    write_saved_object(dir_ + "/results.pt", reference_results(*metrics_rows, train_rows_, test_rows_));
+  const double end = now();
+  next_due_ = end + 20 * (end - start);
 }
 
 }  // namespace khsgd

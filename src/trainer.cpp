@@ -365,7 +365,7 @@ void run_training(Config config, const Launch& launch) {
   agree(*comm, failure, "prepare its results folder");
   // Rank 0 has made the folder; ranks on other hosts make their own copy of it.
   std::optional<LineLog> orders, time_log;
-  const ReferenceFiles reference{dir, rank, config.sorter, part.used_rows, data.n_test};
+  ReferenceFiles reference(dir, rank, config.sorter, part.used_rows, data.n_test);
   try {
     if (rank != 0) make_directories(dir);
     if (config.save_orders)
@@ -430,7 +430,7 @@ void run_training(Config config, const Launch& launch) {
                     train_seconds, record.eval_seconds);
       progress.print_line(line);
     }
-    reference.write(rank == 0 ? &metrics->rows() : nullptr);
+    reference.update(epoch == config.epochs, rank == 0 ? &metrics->rows() : nullptr);
     if (config.checkpoint_every > 0 && epoch % config.checkpoint_every == 0 && epoch < config.epochs) {
       Checkpoint c;
       c.epoch = epoch;

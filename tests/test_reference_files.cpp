@@ -1,10 +1,13 @@
 // The objects behind the reference's results.pt and time/time-R.pt, built from khsgd's own CSV
-// rows (Python's torch.load of the written files is checked in tests/test_reference_files.py).
+// rows, and when they are written (Python's torch.load of the files: tests/test_reference_files.py).
 #include <cmath>
+#include <fstream>
 
 #include "helpers.hpp"
 #include "khsgd/errors.hpp"
+#include "khsgd/files.hpp"
 #include "khsgd/reference_files.hpp"
+#include "khsgd/results.hpp"
 
 using namespace khsgd;
 
@@ -87,4 +90,25 @@ TEST(ReferenceFiles, ADamagedTimeLogIsNamed) {
   }
   EXPECT_THROW(reference_times(std::string(kTimeCsv) + "3,x,1,1,1,1,1,1\n", "D-RR"), UserError);
   EXPECT_THROW(reference_results("1,0.4,0.8\n", 10, 10), UserError);
+}
+
+TEST(ReferenceFiles, TheFirstAndTheLastEpochAreAlwaysWritten) {
+  khsgd_test::TempDir tmp;
+  const std::string dir = tmp / "run";
+  ReferenceFiles files(dir, 0, "SBW", 20000, 4999);
+  make_directories(dir);
+  files.prepare();
+  const std::string header = "epoch,sorter,communication,dataset,forward_backward,sgd,train_seconds,estimated\n";
+  std::ofstream(time_log_path(dir, 0)) << header << "1,0.25,0.5,0.125,1.5,0.0625,2.5,1\n";
+  const std::string one = "1,0.398874938,0.81975,0.401385963,0.819963993,0.030000,0.010000\n";
+  files.update(false, &one);  // nothing written yet: written whatever the clock says
+  const std::string results = khsgd_test::read_file(dir + "/results.pt");
+  const std::string times = khsgd_test::read_file(dir + "/time/time-0.pt");
+  EXPECT_EQ(results.substr(0, 2), "PK");  // a zip, as torch.save writes
+  EXPECT_EQ(times.substr(0, 2), "PK");
+  std::ofstream(time_log_path(dir, 0), std::ios::app) << "2,0.75,1.25,0.375,1.75,0.1875,4.5,1\n";
+  const std::string two = one + "2,0.396166444,0.8213,0.398266375,0.822564513,0.030000,0.010000\n";
+  files.update(true, &two);  // the last epoch, however recent the previous rewrite
+  EXPECT_GT(khsgd_test::read_file(dir + "/results.pt").size(), results.size());
+  EXPECT_GT(khsgd_test::read_file(dir + "/time/time-0.pt").size(), times.size());
 }

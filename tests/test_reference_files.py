@@ -79,19 +79,31 @@ def notebook_time_axis(time_file, epochs):
     return torch.cumsum(torch.tensor(one_time), dim=0)
 
 
-class WrittenFiles(unittest.TestCase):
-    """khsgd's results.pt and time/time-R.pt as torch.load returns them."""
+class RunsInATemporaryFolder(unittest.TestCase):
+    """A test class whose runs, made once by prepare(), live in cls.tmp."""
 
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="khsgd-reference-files-")
-        for sorter in ("KH-SGD", "D-RR"):
-            result = train(cls.tmp, sorter)
-            assert result.returncode == 0, result.stderr
+        cls.prepare()
+
+    @classmethod
+    def prepare(cls):
+        raise NotImplementedError
 
     @classmethod
     def tearDownClass(cls):
         shutil.rmtree(cls.tmp, ignore_errors=True)
+
+
+class WrittenFiles(RunsInATemporaryFolder):
+    """khsgd's results.pt and time/time-R.pt as torch.load returns them."""
+
+    @classmethod
+    def prepare(cls):
+        for sorter in ("KH-SGD", "D-RR"):
+            result = train(cls.tmp, sorter)
+            assert result.returncode == 0, result.stderr
 
     def test_results_hold_the_metrics_as_the_reference_types(self):
         folder = run_folder(self.tmp, "KH-SGD")
@@ -255,13 +267,12 @@ def save_reference_run(exp_folder, sorter, metrics, step_seconds, ranks=1):
     return folder
 
 
-class MixedFigure(unittest.TestCase):
+class MixedFigure(RunsInATemporaryFolder):
     """One figure from the reference's run folders (its golden numbers, saved the way
     main-LR-HMDA.py saves them) beside khsgd's runs of the same setting."""
 
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="khsgd-mixed-figure-")
+    def prepare(cls):
         cls.results = os.path.join(cls.tmp, "results")
         exp = os.path.join(cls.results, "LR-HMDA-3")
         for i, sorter in enumerate(SORTERS):
@@ -269,10 +280,6 @@ class MixedFigure(unittest.TestCase):
             save_reference_run(exp, sorter, golden, step_seconds=1e-3 * (i + 1))
             result = train(cls.results, sorter)
             assert result.returncode == 0, result.stderr
-
-    @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def test_reference_folders_are_read_beside_ours(self):
         runs = khsgd_results.find_runs(self.results)
