@@ -76,6 +76,21 @@ SavedObject per_label(const std::vector<std::string>& labels, Series series) {
   return out;
 }
 
+// The values of column `name` in the rows after the header line.
+std::vector<float> column_values(const std::vector<std::vector<std::string>>& lines,
+                                 const std::string& name, const std::string& source) {
+  size_t at = 0;
+  while (at < lines[0].size() && lines[0][at] != name) ++at;
+  if (at == lines[0].size()) throw UserError(source + ": no column '" + name + "'");
+  std::vector<float> values;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    if (at >= lines[i].size())
+      throw UserError(source + ": line " + std::to_string(i + 1) + " has no '" + name + "'");
+    values.push_back(static_cast<float>(number(lines[i][at], source)));
+  }
+  return values;
+}
+
 std::string read_text(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw UserError("cannot read '" + path + "'");
@@ -105,33 +120,25 @@ SavedObject reference_results(const std::string& metrics_rows, int64_t train_row
 SavedObject reference_times(const std::string& time_csv, const std::string& sorter,
                             const std::string& source) {
   const std::vector<std::vector<std::string>> lines = csv_lines(time_csv);
-  if (lines.empty()) throw UserError(source + ": no header");
-  // Column of each of the reference's labels in time-rankR.csv.
-  const std::vector<std::pair<std::string, std::string>> columns = {
-      {"sorter", "sorter"}, {"communication", "communication"}, {"dataset", "dataset"},
-      {"forward-backward", "forward_backward"}, {"SGD", "sgd"}, {"epoch", "train_seconds"}};
-  std::map<std::string, std::vector<float>> series;
-  for (const auto& [label, column] : columns) {
-    size_t at = 0;
-    while (at < lines[0].size() && lines[0][at] != column) ++at;
-    if (at == lines[0].size()) throw UserError(source + ": no column '" + column + "'");
-    for (size_t i = 1; i < lines.size(); ++i) {
-      if (at >= lines[i].size())
-        throw UserError(source + ": line " + std::to_string(i + 1) + " has no '" + column + "'");
-      series[label].push_back(static_cast<float>(number(lines[i][at], source)));
-    }
-  }
+  if (lines.size() < 2) throw UserError(source + ": no epochs");
+  const std::vector<float> epoch_seconds = column_values(lines, "train_seconds", source);
+  // time-rankR.csv's column of each of the reference's per-category labels.
+  std::map<std::string, std::vector<float>> categories;
+  for (const auto& [label, column] : std::vector<std::pair<std::string, std::string>>{
+           {"sorter", "sorter"}, {"communication", "communication"}, {"dataset", "dataset"},
+           {"forward-backward", "forward_backward"}, {"SGD", "sgd"}})
+    categories[label] = column_values(lines, column, source);
+
   // The order in which the reference's timer first meets each label: "SGD" times the optimizer's
   // creation before epoch 1; D-RR communicates after forward-backward, the pair sorters allocate
   // their gather buffer (timed as communication) before the first step.
-  const std::vector<float>& epoch_seconds = series["epoch"];
   std::vector<std::string> labels = {"SGD", "sorter", "epoch-1"};
   if (sorter == "D-RR") labels.insert(labels.end(), {"dataset", "forward-backward", "communication"});
   else labels.insert(labels.end(), {"communication", "dataset", "forward-backward"});
   for (size_t e = 2; e <= epoch_seconds.size(); ++e) labels.push_back("epoch-" + std::to_string(e));
 
   auto seconds = [&](const std::string& label) {
-    if (label.rfind("epoch-", 0) != 0) return series[label];
+    if (label.rfind("epoch-", 0) != 0) return categories.at(label);
     return std::vector<float>{epoch_seconds.at(std::stoul(label.substr(6)) - 1)};
   };
   auto not_measured = [&](const std::string& label) {

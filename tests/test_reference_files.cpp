@@ -86,9 +86,12 @@ TEST(ReferenceFiles, ADamagedTimeLogIsNamed) {
     reference_times("epoch,sorter\n1,0.5\n", "CD-GraB", "DIR/time-rank0.csv");
     FAIL() << "expected a UserError";
   } catch (const UserError& e) {
-    EXPECT_STREQ(e.what(), "DIR/time-rank0.csv: no column 'communication'");
+    EXPECT_STREQ(e.what(), "DIR/time-rank0.csv: no column 'train_seconds'");
   }
   EXPECT_THROW(reference_times(std::string(kTimeCsv) + "3,x,1,1,1,1,1,1\n", "D-RR"), UserError);
+  EXPECT_THROW(reference_times(std::string(kTimeCsv) + "3,1,1\n", "D-RR"), UserError);
+  EXPECT_THROW(reference_times("epoch,sorter,communication,dataset,forward_backward,sgd,train_seconds\n",
+                               "D-RR"), UserError);
   EXPECT_THROW(reference_results("1,0.4,0.8\n", 10, 10), UserError);
 }
 

@@ -12,8 +12,8 @@
 //                   labels and lengths, NaN: khsgd measures memory per run (summary.json), not per
 //                   timed block.
 //
-// Both are rebuilt after every epoch from metrics.csv's rows and time-rankR.csv, so a resumed run's
-// files hold every epoch.
+// Both are rebuilt whole from metrics.csv's rows and time-rankR.csv (see update()), so a resumed
+// run's files hold every epoch.
 #pragma once
 
 #include <cstdint>
