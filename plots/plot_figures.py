@@ -10,9 +10,13 @@ panels per worker count when the runs have several (a worker-count study, sweep.
     python3 plots/plot_figures.py RESULTS_DIR [--out DIR] [--title TEXT]
         [--loss_range LO HI] [--acc_range LO HI] [--skip_epochs K]
 
+RESULTS_DIR may also hold the Python reference's run folders (main-LR-HMDA.py's results.pt and
+time/time-R.pt); a folder holding both draws a line per sorter and source, the reference's dashed
+and labelled "(reference)", khsgd's labelled "(khsgd)".
+
 Axis ranges follow the data from epoch K+1 on (K = 1 by default: the first epoch's loss would
 flatten everything else); --loss_range 0.3345 0.3395 --acc_range 81.95 82.45 gives the paper's
-ranges for the real data. A results folder holding several settings (other lr, B, ranks or data)
+ranges for the real data. A results folder holding several settings (other lr, B or data)
 needs --setting N to pick one; the list is printed.
 """
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 
 import matplotlib
 
@@ -28,29 +33,37 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from khsgd_results import (SORTER_LABELS, SORTER_ORDER, describe_setting, find_runs,  # noqa: E402
-                           group_by_setting, mean_std, worker_counts)
+from khsgd_results import (KHSGD, SORTER_LABELS, SORTER_ORDER, describe_setting,  # noqa: E402
+                           describe_workers, find_runs, group_by_setting, mean_std, worker_counts)
 
 COLORS = {"D-RR": "tab:gray", "CD-GraB": "tab:blue", "SBW": "tab:green", "KH-SGD": "tab:red"}
 
 
 def curves(runs):
-    """Per sorter: x (epochs), cumulative seconds, and mean/std of loss and accuracy (in %)."""
+    """Per (source, sorter): its legend label, x (epochs), cumulative seconds (None when its
+    runs did not record times), and mean/std of loss and accuracy (in %)."""
     out = {}
-    for sorter in SORTER_ORDER + sorted({r.sorter for r in runs} - set(SORTER_ORDER)):
-        mine = [r for r in runs if r.sorter == sorter and r.epochs_done > 0]
-        if not mine:
-            continue
-        loss_mean, loss_std = mean_std([r.metrics["train_loss"] for r in mine])
-        acc_mean, acc_std = mean_std([100 * r.metrics["test_acc"] for r in mine])
-        seconds, _ = mean_std([np.cumsum(r.metrics["train_seconds"]) for r in mine])
-        out[sorter] = {
-            "epochs": np.arange(1, len(loss_mean) + 1),
-            "seconds": seconds,
-            "loss": (loss_mean, loss_std),
-            "acc": (acc_mean, acc_std),
-            "seeds": len(mine),
-        }
+    sources = sorted({r.source for r in runs}, key=lambda s: (s != KHSGD, s))
+    for source in sources:
+        for sorter in SORTER_ORDER + sorted({r.sorter for r in runs} - set(SORTER_ORDER)):
+            mine = [r for r in runs if r.source == source and r.sorter == sorter and r.epochs_done > 0]
+            if not mine:
+                continue
+            label = SORTER_LABELS.get(sorter, sorter)
+            loss_mean, loss_std = mean_std([r.metrics["train_loss"] for r in mine])
+            acc_mean, acc_std = mean_std([100 * r.metrics["test_acc"] for r in mine])
+            timed = all("train_seconds" in r.metrics for r in mine)
+            seconds = mean_std([np.cumsum(r.metrics["train_seconds"]) for r in mine])[0] if timed else None
+            out[(source, sorter)] = {
+                "label": f"{label} ({source})" if len(sources) > 1 else label,
+                "sorter": sorter,
+                "source": source,
+                "epochs": np.arange(1, len(loss_mean) + 1),
+                "seconds": seconds,
+                "loss": (loss_mean, loss_std),
+                "acc": (acc_mean, acc_std),
+                "seeds": len(mine),
+            }
     return out
 
 
@@ -67,18 +80,21 @@ def data_range(series, skip):
 
 
 def draw(panels, x_key, x_label, path_stem, title, loss_range, acc_range, skip, dpi):
-    """panels: (worker count, curves) pairs, one row of a loss and an accuracy panel each."""
+    """panels: (worker count, curves) pairs, a row of a loss and an accuracy panel each."""
     fig, axes = plt.subplots(len(panels), 2, figsize=(11, 4.2 * len(panels)), squeeze=False)
     for (workers, curve_set), (ax_loss, ax_acc) in zip(panels, axes):
-        for sorter, c in curve_set.items():
+        for c in curve_set.values():
             x = c[x_key]
+            if x is None:
+                continue
+            color = COLORS.get(c["sorter"])
+            style = "-" if c["source"] == KHSGD else "--"
             for ax, key in ((ax_loss, "loss"), (ax_acc, "acc")):
                 mean, std = c[key]
                 n = min(len(x), len(mean))
-                ax.plot(x[:n], mean[:n], color=COLORS.get(sorter),
-                        label=SORTER_LABELS.get(sorter, sorter))
-                ax.fill_between(x[:n], (mean - std)[:n], (mean + std)[:n],
-                                color=COLORS.get(sorter), alpha=0.2, linewidth=0)
+                ax.plot(x[:n], mean[:n], style, color=color, label=c["label"])
+                ax.fill_between(x[:n], (mean - std)[:n], (mean + std)[:n], color=color,
+                                alpha=0.2, linewidth=0)
         ax_loss.set_ylim(*(loss_range or data_range([c["loss"] for c in curve_set.values()], skip)))
         ax_acc.set_ylim(*(acc_range or data_range([c["acc"] for c in curve_set.values()], skip)))
         if x_key == "epochs":
@@ -91,9 +107,9 @@ def draw(panels, x_key, x_label, path_stem, title, loss_range, acc_range, skip, 
             ax.set_xlabel(x_label)
             ax.grid(alpha=0.3)
             if len(panels) > 1:
-                ax.set_title(f"{workers} worker{'s' if workers > 1 else ''}", fontsize=10)
+                ax.set_title(describe_workers(workers), fontsize=10)
         ax_acc.legend(loc="lower right")
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(textwrap.fill(title, 150), fontsize=10)
     fig.tight_layout()
     for extension in ("png", "pdf"):
         fig.savefig(f"{path_stem}.{extension}", dpi=dpi if extension == "png" else None)
@@ -115,7 +131,8 @@ def main() -> int:
 
     groups = list(group_by_setting(find_runs(args.results)).items())
     if not groups:
-        print(f"plot_figures: no runs (config.json + metrics.csv) under {args.results}", file=sys.stderr)
+        print(f"plot_figures: no runs (config.json + metrics.csv, or the reference's results.pt) "
+              f"under {args.results}", file=sys.stderr)
         return 1
     if args.setting is None and len(groups) > 1:
         print("plot_figures: the folder holds several settings; pick one with --setting N:", file=sys.stderr)
@@ -131,11 +148,11 @@ def main() -> int:
     out = args.out or os.path.join(args.results, "figures")
     os.makedirs(out, exist_ok=True)
     seeds = "; ".join(
-        (f"{w} worker{'s' if w > 1 else ''}: " if len(panels) > 1 else "") +
-        ", ".join(f"{SORTER_LABELS.get(s, s)} {c['seeds']}" for s, c in curve_set.items())
+        (f"{describe_workers(w)}: " if len(panels) > 1 else "") +
+        ", ".join(f"{c['label']} {c['seeds']}" for c in curve_set.values())
         for w, curve_set in panels)
-    workers = ", ".join(str(w) for w, _ in panels)
-    title = args.title or f"{describe_setting(setting)}, {workers} worker(s); seeds per sorter: {seeds}"
+    workers = ", ".join(describe_workers(w) for w, _ in panels)
+    title = args.title or f"{describe_setting(setting)}, {workers}; seeds per sorter: {seeds}"
     draw(panels, "epochs", "Epoch", os.path.join(out, "loss_acc_vs_epochs"), title,
          args.loss_range, args.acc_range, args.skip_epochs, args.dpi)
     draw(panels, "seconds", "Cumulative training time (s)", os.path.join(out, "loss_acc_vs_seconds"),

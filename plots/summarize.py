@@ -13,29 +13,35 @@ import sys
 
 import numpy as np
 
-from khsgd_results import (SORTER_LABELS, SORTER_ORDER, describe_setting, find_runs,
+from khsgd_results import (KHSGD, SORTER_LABELS, SORTER_ORDER, describe_setting, find_runs,
                            group_by_setting, worker_counts)
 
 
 def summarize(root: str) -> list[dict]:
     rows = []
     for setting, runs in group_by_setting(find_runs(root)).items():
-        for workers, sorter in ((w, s) for w in worker_counts(runs) for s in
-                                SORTER_ORDER + sorted({r.sorter for r in runs} - set(SORTER_ORDER))):
-            mine = [r for r in runs if r.sorter == sorter and r.workers == workers]
+        sources = sorted({r.source for r in runs}, key=lambda s: (s != KHSGD, s))
+        sorters = SORTER_ORDER + sorted({r.sorter for r in runs} - set(SORTER_ORDER))
+        for workers, source, sorter in [(w, source, sorter) for w in worker_counts(runs)
+                                        for source in sources for sorter in sorters]:
+            mine = [r for r in runs
+                    if r.sorter == sorter and r.source == source and r.workers == workers]
             if not mine:
                 continue
             done = [r for r in mine if r.finished]
             final = done or mine
             loss = np.array([r.metrics["train_loss"][-1] for r in final if r.epochs_done])
             acc = np.array([r.metrics["test_acc"][-1] for r in final if r.epochs_done])
-            seconds = np.array([np.median(r.metrics["train_seconds"]) for r in final if r.epochs_done])
+            seconds = np.array([np.median(r.metrics["train_seconds"]) for r in final
+                                if r.epochs_done and "train_seconds" in r.metrics])
             std = (lambda v: float(v.std(ddof=1)) if len(v) > 1 else 0.0)
+            label = SORTER_LABELS.get(sorter, sorter)
             rows.append({
                 "setting": describe_setting(setting),
-                "workers": workers,
+                "workers": "?" if workers is None else workers,
                 "sorter": sorter,
-                "label": SORTER_LABELS.get(sorter, sorter),
+                "source": source,
+                "label": f"{label} ({source})" if len(sources) > 1 else label,
                 "seeds_done": len(done),
                 "seeds_started": len(mine),
                 "seeds": " ".join(str(r.seed) for r in sorted(done, key=lambda r: r.seed)),
@@ -50,14 +56,15 @@ def summarize(root: str) -> list[dict]:
 
 def print_table(rows: list[dict], out=sys.stdout) -> None:
     setting = None
+    width = max([17] + [len(row["label"]) for row in rows])
     for row in rows:
         if row["setting"] != setting:
             setting = row["setting"]
             print(f"\n{setting}", file=out)
-            print(f"  {'workers':>7}  {'sorter':<17} {'seeds done':>10}  {'final train loss':>22}  "
-                  f"{'final test acc (%)':>20}  {'s/epoch':>9}", file=out)
+            print(f"  {'workers':>7}  {'sorter':<{width}} {'seeds done':>10}  "
+                  f"{'final train loss':>22}  {'final test acc (%)':>20}  {'s/epoch':>9}", file=out)
         seeds = f"{row['seeds_done']}/{row['seeds_started']}"
-        print(f"  {row['workers']:>7}  {row['label']:<17} {seeds:>10}  "
+        print(f"  {row['workers']:>7}  {row['label']:<{width}} {seeds:>10}  "
               f"{row['final_train_loss']:>11.6f} +- {row['final_train_loss_std']:<8.6f}  "
               f"{100 * row['final_test_acc']:>9.3f} +- {100 * row['final_test_acc_std']:<6.3f}  "
               f"{row['seconds_per_epoch']:>9.4f}", file=out)
@@ -70,7 +77,8 @@ def main() -> int:
     args = parser.parse_args()
     rows = summarize(args.results)
     if not rows:
-        print(f"summarize: no runs (config.json + metrics.csv) under {args.results}", file=sys.stderr)
+        print(f"summarize: no runs (config.json + metrics.csv, or the reference's results.pt) "
+              f"under {args.results}", file=sys.stderr)
         return 1
     print_table(rows)
     if args.csv:

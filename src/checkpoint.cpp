@@ -101,6 +101,10 @@ void StateReader::expect_size(size_t got, size_t expected, const char* what) con
             std::to_string(expected));
 }
 
+std::string checkpoint_path(const std::string& dir, int rank) {
+  return dir + "/checkpoint-rank" + std::to_string(rank) + ".bin";
+}
+
 void write_checkpoint(const std::string& path, const Checkpoint& c) {
   StateWriter payload;
   payload.i64(c.epoch);

@@ -133,9 +133,7 @@ class MpiCommunicator final : public Communicator {
     MPI_Finalize();
   }
 
-  int rank() const override { return rank_; }
   int size() const override { return size_; }
-  std::string backend() const override { return "mpi"; }
 
   void all_reduce_sum(float* data, int64_t count, Device where) override {
     // Gathered and summed in rank order on every rank: what the Gloo backend does, so D-RR's

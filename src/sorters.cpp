@@ -11,7 +11,7 @@ namespace khsgd {
 
 namespace {
 
-// D-RR: every epoch a fresh randperm(m) from the training device's generator. All ranks share the
+// D-RR (ALGORITHM.md §4.1): every epoch a fresh randperm(m) from the training device's generator. All ranks share the
 // seed, so all draw the same permutation of their own shards.
 class RandomReshuffle final : public Sorter {
  public:
@@ -34,7 +34,7 @@ class RandomReshuffle final : public Sorter {
   std::vector<int64_t> order_;
 };
 
-// The pair-balancing family (SPEC §4): state, bookkeeping and the loop over pairs and ranks; the
+// The pair-balancing family (ALGORITHM.md §4.2): state, bookkeeping and the loop over pairs and ranks; the
 // subclasses supply the sign rule and what it needs.
 class PairBalancer : public Sorter {
  public:
@@ -136,6 +136,7 @@ class PairBalancer : public Sorter {
   int64_t sort_calls_ = 0;
 };
 
+// CD-GraB (ALGORITHM.md §4.3): greedy signs.
 class CDGraB final : public PairBalancer {
  public:
   using PairBalancer::PairBalancer;
@@ -145,7 +146,7 @@ class CDGraB final : public PairBalancer {
   bool adds(const float*, float inner) override { return cdgrab_adds(inner); }
 };
 
-// Self-balancing walk (Alweiss et al. 2021) with the reference's constants.
+// Self-balancing walk (Alweiss et al. 2021; ALGORITHM.md §4.4) with the reference's constants.
 class SelfBalancingWalk final : public PairBalancer {
  public:
   SelfBalancingWalk(const SorterShape& shape, DeviceOps& ops) : PairBalancer(shape) {
@@ -178,7 +179,8 @@ class SelfBalancingWalk final : public PairBalancer {
   int64_t t_ = 0;
 };
 
-// Kernel halving (Low-Rank Thinning): one decision per (pair, rank), T = n m / 2 per epoch.
+// Kernel halving (Low-Rank Thinning; ALGORITHM.md §4.5): one decision per (pair, rank),
+// T = n m / 2 per epoch (§6).
 class KernelHalving final : public PairBalancer {
  public:
   KernelHalving(const SorterShape& shape, DeviceOps& ops)

@@ -12,7 +12,7 @@
 
 namespace khsgd::cuda {
 
-// One rank's SGD over an epoch (SPEC §3), parameters and data in device memory.
+// One rank's SGD over an epoch (ALGORITHM.md §3), parameters and data in device memory.
 struct EpochArgs {
   const float* X = nullptr;        // this rank's shard [m, d]
   const float* y = nullptr;        // [m]
@@ -61,7 +61,7 @@ struct EvalTotals {
 void launch_evaluate(const float* X, const float* y, int64_t rows, int64_t d, const float* theta,
                      EvalTotals* totals, cudaStream_t stream);
 
-// The pair-balancing pass (SPEC §4) over `steps` steps of gathered gradients.
+// The pair-balancing pass (ALGORITHM.md §4.2) over `steps` steps of gathered gradients.
 enum class PairRule : int { CDGraB = 0, SBW = 1, KHSGD = 2 };
 
 struct PairState {
