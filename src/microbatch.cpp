@@ -75,17 +75,21 @@ void Microbatch::per_example_gradients(const float* theta, float* G) {
   }
 }
 
-void Microbatch::mean_loss_gradient(const float* theta, float* grad) {
+void Microbatch::mean_loss_gradients(const float* theta, int64_t groups, float* grads) {
   // Autograd scales each residual by 1 / count (binary_cross_entropy_with_logits_backward with
   // mean reduction) and then sums the scaled rows (the matmul of linear's backward).
   compute_residuals(theta);
-  std::fill(grad, grad + d_ + 1, 0.0f);
-  const float n = static_cast<float>(count_);
-  for (int64_t i = 0; i < count_; ++i) {
-    const float r = residuals_[i] / n;
-    const float* x = sources_[i];
-    for (int64_t j = 0; j < d_; ++j) grad[j] += r * x[j];
-    grad[d_] += r;
+  const int64_t D = d_ + 1, count = count_ / groups;
+  const float n = static_cast<float>(count);
+  for (int64_t g = 0; g < groups; ++g) {
+    float* grad = grads + g * D;
+    std::fill(grad, grad + D, 0.0f);
+    for (int64_t i = g * count; i < (g + 1) * count; ++i) {
+      const float r = residuals_[i] / n;
+      const float* x = sources_[i];
+      for (int64_t j = 0; j < d_; ++j) grad[j] += r * x[j];
+      grad[d_] += r;
+    }
   }
 }
 

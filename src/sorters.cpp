@@ -22,6 +22,8 @@ class RandomReshuffle final : public Sorter {
     order_ = ops_.randperm(shape_.shard_rows);
     return order_;
   }
+  // The seed is the same on every rank, so every rank draws the same permutation of its shard.
+  const int64_t* order_of(int64_t) const override { return order_.data(); }
   void step(const float*, int64_t) override {}
   void balance_epoch(const float*, int64_t) override {}
   // Each epoch's permutation comes from the generator, whose state the checkpoint holds.
@@ -66,6 +68,8 @@ class PairBalancer : public Sorter {
     local_order_.assign(&orders_[shape_.rank * m], &orders_[(shape_.rank + 1) * m]);
     return local_order_;
   }
+
+  const int64_t* order_of(int64_t rank) const override { return &orders_[rank * shape_.shard_rows]; }
 
   void step(const float* G, int64_t k) override {
     const int64_t n = shape_.ranks, m = shape_.shard_rows, mb = shape_.microbatch, D = shape_.D;
@@ -231,6 +235,11 @@ class KernelHalving final : public PairBalancer {
 };
 
 }  // namespace
+
+const int64_t* Sorter::order_of(int64_t) const {
+  throw UserError("the " + name() + " sorter on " + device_name(device()) +
+                  " cannot tell every rank's order; --in_process runs on the CPU");
+}
 
 std::unique_ptr<Sorter> make_sorter(const std::string& name, const SorterShape& shape,
                                     DeviceOps& ops) {

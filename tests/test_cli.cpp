@@ -155,6 +155,10 @@ TEST(Cli, BadFlagsAreOneLineAndWriteNothing) {
       {{"--B", "15"}, "must be even"},
       {{"--frobnicate"}, "frobnicate"},
       {{"--dataset", "mnist"}, "--dataset 'mnist'"},
+      {{"--in_process"}, "--in_process needs --node_cnt N"},
+      {{"--node_cnt", "2", "--in_process", "--backend", "mpi"}, "it takes no --backend"},
+      {{"--node_cnt", "3", "--in_process"}, "--B 16 is not divisible by the 3 worker(s)"},
+      {{"--node_cnt", "4", "--in_process", "--B", "4"}, "B / workers must be even"},
   };
   for (const auto& [extra, needle] : cases) {
     TempDir tmp;

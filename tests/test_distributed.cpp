@@ -84,26 +84,51 @@ TEST(Distributed, OpenMpiEnvironmentMatchesLaunchScript) {
   EXPECT_NE(read_file(da + "/config.json").find("\"launcher\": \"mpirun\""), std::string::npos);
 }
 
-// Four ranks (two per core here): the mpi backend must give the gloo backend's numbers bit for
-// bit, D-RR's four-way sums included (both add the ranks' gradients in rank order).
-TEST(Distributed, MpiEqualsGlooOnFourRanks) {
-  if (!mpi_missing().empty()) GTEST_SKIP() << mpi_missing();
-  for (const std::string sorter : {"D-RR", "CD-GraB"}) {
-    TempDir over_mpi, over_gloo;
-    const RunResult a = run_mpirun(4, golden_args(over_mpi, sorter), over_mpi.path());
-    ASSERT_EQ(a.exit_code, 0) << a.out << a.err;
-    const RunResult b = run_launch(4, golden_args(over_gloo, sorter), over_gloo.path());
+// Four ranks (two per core here) over gloo, over mpi, and as four workers in one process: the
+// same numbers bit for bit, D-RR's four-way sums included (all add the ranks' gradients in rank
+// order), and the same files.
+TEST(Distributed, GlooMpiAndInProcessAgreeOnFourRanks) {
+  for (const std::string sorter : {"D-RR", "CD-GraB", "KH-SGD"}) {
+    SCOPED_TRACE(sorter);
+    TempDir over_gloo, over_mpi, in_process;
+    const RunResult a = run_launch(4, golden_args(over_gloo, sorter), over_gloo.path());
+    ASSERT_EQ(a.exit_code, 0) << a.err;
+    std::vector<std::string> workers = golden_args(in_process, sorter);
+    workers.insert(workers.end(), {"--node_cnt", "4", "--in_process"});
+    const RunResult b = run_train(workers, in_process.path());
     ASSERT_EQ(b.exit_code, 0) << b.err;
-    const std::string da = run_dir(over_mpi, sorter, 4), db = run_dir(over_gloo, sorter, 4);
-    EXPECT_NE(read_file(da + "/config.json").find("\"backend\": \"mpi\""), std::string::npos);
-    EXPECT_NE(read_file(db + "/config.json").find("\"backend\": \"gloo\""), std::string::npos);
-    EXPECT_EQ(metrics_without_times(da + "/metrics.csv"), metrics_without_times(db + "/metrics.csv"))
-        << sorter;
-    for (int r = 0; r < 4; ++r) {
-      const std::string name = "/orders-rank" + std::to_string(r) + ".csv";
-      EXPECT_EQ(read_file(da + name), read_file(db + name)) << sorter << name;
+    const std::string dg = run_dir(over_gloo, sorter, 4), di = run_dir(in_process, sorter, 4);
+    EXPECT_NE(read_file(dg + "/config.json").find("\"backend\": \"gloo\""), std::string::npos);
+    EXPECT_NE(read_file(di + "/config.json").find("\"in_process\": true"), std::string::npos);
+    EXPECT_EQ(list_dir(di), list_dir(dg));
+    std::vector<std::string> others = {di};
+    if (mpi_missing().empty()) {
+      const RunResult c = run_mpirun(4, golden_args(over_mpi, sorter), over_mpi.path());
+      ASSERT_EQ(c.exit_code, 0) << c.out << c.err;
+      others.push_back(run_dir(over_mpi, sorter, 4));
+      EXPECT_NE(read_file(others.back() + "/config.json").find("\"backend\": \"mpi\""),
+                std::string::npos);
+    }
+    for (const std::string& other : others) {
+      EXPECT_EQ(metrics_without_times(other + "/metrics.csv"), metrics_without_times(dg + "/metrics.csv"))
+          << other;
+      for (int r = 0; r < 4; ++r) {
+        const std::string name = "/orders-rank" + std::to_string(r) + ".csv";
+        EXPECT_EQ(read_file(other + name), read_file(dg + name)) << other << name;
+      }
     }
   }
+}
+
+TEST(Distributed, InProcessWorkersNeedOneProcess) {
+  TempDir tmp;
+  std::vector<std::string> args = golden_args(tmp, "D-RR");
+  args.insert(args.end(), {"--node_cnt", "2", "--in_process"});
+  const RunResult r = run_launch(2, args, tmp.path());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--in_process runs every worker in one process, but 2 ranks were launched"),
+            std::string::npos) << r.err;
+  EXPECT_FALSE(file_exists(tmp / "results"));
 }
 
 TEST(Distributed, MpiBackendNeedsMpirun) {

@@ -133,6 +133,24 @@ class Sweep(unittest.TestCase):
         self.assertEqual(png_height(os.path.join(out, "loss_acc_vs_epochs.png")),
                          2 * png_height(os.path.join(one, "loss_acc_vs_epochs.png")))
 
+    def test_in_process_workers_give_the_ranks_numbers(self):
+        ranks = os.path.join(self.tmp, "as-ranks")
+        workers = os.path.join(self.tmp, "in-process")
+        self.assertEqual(self.sweep(2, ranks).returncode, 0)
+        result = self.sweep(2, workers, "--in_process")
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        # One process per run: both cores take a run at once.
+        self.assertIn("sweep: 4 run(s), as many at a time as keep one process per core", result.stdout)
+        self.check_table(result.stdout, 2)
+        for sorter in ("D-RR", "KH-SGD"):
+            for seed in (1, 2):
+                name = f"LR-synthetic-{sorter}-node-2-lr-0.005-B-16-seed-{seed}"
+                a, b = (os.path.join(root, "LR-HMDA-2", name) for root in (ranks, workers))
+                with open(os.path.join(a, "metrics.csv")) as x, open(os.path.join(b, "metrics.csv")) as y:
+                    self.assertEqual([l.split(",")[:5] for l in x], [l.split(",")[:5] for l in y], name)
+                with open(os.path.join(b, "config.json")) as handle:
+                    self.assertIn('"in_process": true', handle.read())
+
     def test_figures_refuse_mixed_settings(self):
         results = os.path.join(self.tmp, "mixed")
         for lr in ("5e-3", "1e-2"):

@@ -1,6 +1,7 @@
 // Golden equivalence (ALGORITHM.md §8): khsgd_train against the published Python code's own outputs in
 // tests/data/golden/cpu/ — seed 1, B 16, lr 5e-3, 3 epochs, 1 and 2 ranks over Gloo. The two-rank
-// runs are repeated with the ranks started by mpirun (--backend auto then picks mpi).
+// runs are repeated with the ranks started by mpirun (--backend auto then picks mpi), and as two
+// workers inside one process (--in_process).
 // Orders must be identical (D-RR exactly; the pair sorters agree decision for decision on this
 // data); losses within 1e-4, accuracies within 5e-4.
 #include <cmath>
@@ -11,8 +12,9 @@ using namespace khsgd_test;
 
 namespace {
 
-// How the ranks are started: one plain process, scripts/launch.sh (gloo) or mpirun (mpi).
-enum class Via { Process, Launch, Mpirun };
+// How the ranks are started: one plain process, scripts/launch.sh (gloo), mpirun (mpi), or all
+// as workers of one process.
+enum class Via { Process, Launch, Mpirun, InProcess };
 
 struct GoldenRun {
   std::string sorter;
@@ -27,6 +29,11 @@ RunResult start(const GoldenRun& run, const std::vector<std::string>& args, cons
     case Via::Process: return run_train(args, cwd);
     case Via::Launch: return run_launch(run.ranks, args, cwd);
     case Via::Mpirun: return run_mpirun(run.ranks, args, cwd);
+    case Via::InProcess: {
+      std::vector<std::string> workers = args;
+      workers.insert(workers.end(), {"--node_cnt", std::to_string(run.ranks), "--in_process"});
+      return run_train(workers, cwd);
+    }
   }
   return {};
 }
@@ -48,6 +55,8 @@ TEST_P(GoldenCpu, MatchesReferenceOrdersAndMetrics) {
                                  std::to_string(run.ranks) + "-lr-0.005-B-16-seed-1");
   if (run.via == Via::Mpirun)
     EXPECT_NE(read_file(dir + "/config.json").find("\"backend\": \"mpi\""), std::string::npos);
+  EXPECT_EQ(read_file(dir + "/config.json").find("\"in_process\": true") != std::string::npos,
+            run.via == Via::InProcess);
 
   const std::string golden = test_data("golden/cpu/" + run_label(run));
   const Csv ours = read_csv(dir + "/metrics.csv");
@@ -82,7 +91,9 @@ TEST_P(GoldenCpu, MatchesReferenceOrdersAndMetrics) {
 }
 
 std::string test_name(const ::testing::TestParamInfo<GoldenRun>& info) {
-  std::string name = run_label(info.param) + (info.param.via == Via::Mpirun ? "-mpi" : "");
+  const Via via = info.param.via;
+  std::string name = run_label(info.param) +
+                     (via == Via::Mpirun ? "-mpi" : via == Via::InProcess ? "-in-process" : "");
   for (char& c : name)
     if (c == '-') c = '_';
   return name;
@@ -101,6 +112,12 @@ INSTANTIATE_TEST_SUITE_P(TwoRanksOverMpi, GoldenCpu,
                          ::testing::Values(GoldenRun{"CD-GraB", 2, Via::Mpirun},
                                            GoldenRun{"D-RR", 2, Via::Mpirun},
                                            GoldenRun{"SBW", 2, Via::Mpirun}),
+                         test_name);
+
+INSTANTIATE_TEST_SUITE_P(TwoWorkersInOneProcess, GoldenCpu,
+                         ::testing::Values(GoldenRun{"CD-GraB", 2, Via::InProcess},
+                                           GoldenRun{"D-RR", 2, Via::InProcess},
+                                           GoldenRun{"SBW", 2, Via::InProcess}),
                          test_name);
 
 }  // namespace

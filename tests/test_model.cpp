@@ -119,3 +119,24 @@ TEST(Model, MicrobatchLanesGiveOneExampleAtATimeBitForBit) {
     EXPECT_EQ(std::memcmp(grad.data(), expected_grad.data(), D * sizeof(float)), 0) << count;
   }
 }
+
+TEST(Model, MicrobatchGroupsAreEachWorkersOwnMeanGradient) {
+  // Workers in one process: one gather of every worker's examples, then each worker's mean-loss
+  // gradient over its own examples, bit for bit as if gathered alone.
+  const int64_t d = 5, D = d + 1, workers = 4, each = 3;
+  std::vector<float> X(40 * d), y(40), theta(D);
+  for (size_t i = 0; i < X.size(); ++i) X[i] = std::sin(0.7f * static_cast<float>(i)) * 2.0f;
+  for (size_t i = 0; i < y.size(); ++i) y[i] = static_cast<float>(i % 3 == 0);
+  for (int64_t j = 0; j < D; ++j) theta[j] = 0.1f * static_cast<float>(j) - 0.2f;
+  std::vector<int64_t> rows(workers * each);
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int64_t>((i * 7 + 3) % 40);
+  Microbatch all(workers * each, d);
+  all.gather(X.data(), y.data(), rows.data(), workers * each);
+  std::vector<float> grads(workers * D);
+  all.mean_loss_gradients(theta.data(), workers, grads.data());
+  for (int64_t w = 0; w < workers; ++w) {
+    std::vector<float> alone(D);
+    mean_loss_gradient(X.data(), y.data(), rows.data() + w * each, each, d, theta.data(), alone.data());
+    EXPECT_EQ(std::memcmp(alone.data(), grads.data() + w * D, D * sizeof(float)), 0) << w;
+  }
+}

@@ -82,6 +82,18 @@ TEST(Resume, TwoRanksResumeBitForBit) {
   expect_same_run(run_dir(tmp, "SBW", 2), run_dir(whole, "SBW", 2), 2);
 }
 
+TEST(Resume, TwoWorkersInOneProcessResumeToTheTwoRankRun) {
+  TempDir whole, tmp;
+  ASSERT_EQ(run_launch(2, golden_args(whole, "KH-SGD"), whole.path()).exit_code, 0);
+  const std::vector<std::string> workers = {"--node_cnt", "2", "--in_process"};
+  ASSERT_EQ(run_train(golden_args(tmp, "KH-SGD", workers), tmp.path(), "KHSGD_STOP_AFTER_EPOCH=2").exit_code, 9);
+  std::vector<std::string> resume = workers;
+  resume.push_back("--resume");
+  const RunResult resumed = run_train(golden_args(tmp, "KH-SGD", resume), tmp.path());
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  expect_same_run(run_dir(tmp, "KH-SGD", 2), run_dir(whole, "KH-SGD", 2), 2);
+}
+
 TEST(Resume, LostResultRowsAreRestoredFromTheCheckpoint) {
   // A crash can leave metrics.csv ahead of the checkpoint (or damaged): the checkpoint's rows win.
   TempDir whole, tmp;

@@ -35,7 +35,11 @@ class Microbatch {
   void per_example_gradients(const float* theta, float* G);
   // sum_i ((sigma(z_i) - y_i) / size) [x_i; 1], summed in example order, as autograd of the mean
   // binary cross-entropy gives it.
-  void mean_loss_gradient(const float* theta, float* grad);
+  void mean_loss_gradient(const float* theta, float* grad) { mean_loss_gradients(theta, 1, grad); }
+  // The same for each of `groups` equal runs of consecutive examples (the workers of one process,
+  // each with its own microbatch): grads is [groups, d + 1], group g's gradient over its
+  // size / groups examples, each exactly as mean_loss_gradient() of those examples alone.
+  void mean_loss_gradients(const float* theta, int64_t groups, float* grads);
 
  private:
   // residuals_[i] = sigma(z_i) - y_i for the gathered examples.
