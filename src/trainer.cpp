@@ -277,8 +277,9 @@ void run_training(Config config, const Launch& launch) {
   // others waiting in their first collective.
   const auto timeout = std::chrono::milliseconds(config.timeout * 1000);
   std::unique_ptr<Communicator> comm =
-      launch.world_size > 1 ? connect_process_group(launch, backend, cuda_index, timeout)
-                            : make_solo_communicator();
+      needs_process_group(launch.world_size, backend)
+          ? connect_process_group(launch, backend, cuda_index, timeout)
+          : make_solo_communicator();
 
   Dataset data;
   std::string failure;
