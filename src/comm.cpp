@@ -332,8 +332,8 @@ std::unique_ptr<Communicator> make_solo_communicator() {
   return std::make_unique<SoloCommunicator>();
 }
 
-bool needs_process_group(int world_size, const std::string& backend) {
-  return world_size > 1 || backend == "nccl";
+bool needs_process_group(int world_size, const std::string& requested_backend) {
+  return world_size > 1 || requested_backend == "nccl";
 }
 
 std::vector<std::string> available_backends() {

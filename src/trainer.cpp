@@ -277,7 +277,7 @@ void run_training(Config config, const Launch& launch) {
   // others waiting in their first collective.
   const auto timeout = std::chrono::milliseconds(config.timeout * 1000);
   std::unique_ptr<Communicator> comm =
-      needs_process_group(launch.world_size, backend)
+      needs_process_group(launch.world_size, config.backend)
           ? connect_process_group(launch, backend, cuda_index, timeout)
           : make_solo_communicator();
 

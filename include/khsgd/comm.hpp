@@ -41,10 +41,10 @@ class Communicator {
 
 std::unique_ptr<Communicator> make_solo_communicator();
 
-// Whether a run joins a c10d process group: with several ranks, and with NCCL even alone, as the
-// reference does under torchrun --nproc_per_node=1 (a one-GPU run then really opens NCCL; alone
-// with Gloo or on the CPU it would only add a store and a thread).
-bool needs_process_group(int world_size, const std::string& backend);
+// Whether a run joins a c10d process group, given --backend as asked: with several ranks, and
+// with --backend nccl even alone, as the reference does under torchrun --nproc_per_node=1 (the
+// run then really opens NCCL). One rank with gloo or auto needs none: it has no one to talk to.
+bool needs_process_group(int world_size, const std::string& requested_backend);
 
 // Joins the job described by `launch` through a c10d TCPStore (rank 0 serves it unless torchrun's
 // agent does; a plain process alone keeps an in-process store) and opens ProcessGroupGloo or
