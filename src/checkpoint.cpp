@@ -20,6 +20,10 @@ constexpr int64_t kFormatVersion = 1;
 
 }  // namespace
 
+std::string checkpoint_path(const std::string& dir, int rank) {
+  return dir + "/checkpoint-rank" + std::to_string(rank) + ".bin";
+}
+
 void write_checkpoint(const std::string& path, const Checkpoint& c) {
   StateWriter payload;
   payload.i64(c.epoch);

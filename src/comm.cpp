@@ -33,9 +33,7 @@ namespace {
 
 class SoloCommunicator final : public Communicator {
  public:
-  int rank() const override { return 0; }
   int size() const override { return 1; }
-  std::string backend() const override { return "none"; }
   void all_reduce_sum(float*, int64_t, Device) override {}
   void all_gather(const float* local, float* gathered, int64_t count, Device where) override {
     if (local == gathered) return;
@@ -85,10 +83,6 @@ std::string local_address_towards(const std::string& host, int port) {
   return address;
 }
 
-// ProcessGroupGloo or ProcessGroupNCCL behind the Communicator interface. Host buffers are wrapped
-// once as tensors and the wrappers reused, so a step's collective costs what c10d costs. A
-// template because LibTorch 1.13 derives the groups from c10d::ProcessGroup and 2.x from
-// c10d::Backend; both have the same collective methods.
 // Every second each rank bumps its counter in the store and publishes its progress. When a
 // collective fails, the survivors look at the counters: a rank whose counter stood still is
 // gone (or stopped), one that beats but lags is stuck; the store not answering means rank 0,
@@ -176,6 +170,10 @@ class Heartbeat {
   std::thread thread_;
 };
 
+// ProcessGroupGloo or ProcessGroupNCCL behind the Communicator interface. Host buffers are wrapped
+// once as tensors and the wrappers reused, so a step's collective costs what c10d costs. A
+// template because LibTorch 1.13 derives the groups from c10d::ProcessGroup and 2.x from
+// c10d::Backend; both have the same collective methods.
 template <typename Group>
 class ProcessGroupCommunicator final : public Communicator {
  public:
@@ -188,13 +186,11 @@ class ProcessGroupCommunicator final : public Communicator {
         cuda_device_(cuda_device),
         heartbeat_(std::make_unique<Heartbeat>(std::move(store), rank, size, progress_)) {}
 
-  int rank() const override { return rank_; }
   int size() const override { return size_; }
-  std::string backend() const override { return backend_; }
 
   void all_reduce_sum(float* data, int64_t count, Device where) override {
     if (backend_ == "gloo" && count <= kSmallReduce && where == Device::Cpu) {
-      // Gloo's ring all-reduce takes 2 (n - 1) dependent rounds; an all-gather takes n - 1, and
+      // ALGORITHM.md §6. Gloo's ring all-reduce takes 2 (n - 1) dependent rounds; an all-gather takes n - 1, and
       // for D-RR's 21 floats a step waits on latency, not bandwidth. The sum is then taken in rank
       // order on every rank (for two ranks a + b, bit for bit what the ring gives).
       reduce_scratch_.resize(static_cast<size_t>(size_ * count));

@@ -3,6 +3,7 @@
 #include <cxxopts.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -84,6 +85,7 @@ Options (defaults in brackets):
   --timeout S          seconds after which a lost or silent rank stops the others [300]
   --local_rank N       accepted for launcher compatibility (LOCAL_RANK wins)
   --version            this build's version, LibTorch, CUDA support and backends
+  --print_run_dir      print the run folder these flags write to (for scripts) and exit
   -h, --help           this text
 
 Results: RESULTS_DIR/EXP-EPOCHS/LR-hmda-SORTER-node-N-lr-LR-B-B-seed-SEED/ with metrics.csv and
@@ -129,10 +131,11 @@ std::string python_float_repr(double value) {
   return sign + mantissa + exp_text;
 }
 
-bool parse_command_line(int argc, const char* const* argv, Config* config, std::string* help) {
-  Config& c = *config;
+namespace {
+
+cxxopts::Options declare_options() {
   cxxopts::Options options("khsgd_train");
-  // Values are read as strings and checked here, so that every message names the flag.
+  // Values are read as strings and checked by FlagReader, so that every message names the flag.
   options.add_options()
       ("sorter", "", cxxopts::value<std::string>())
       ("seed", "", cxxopts::value<std::string>())
@@ -158,8 +161,109 @@ bool parse_command_line(int argc, const char* const* argv, Config* config, std::
       ("overwrite", "", cxxopts::value<bool>())
       ("timeout", "", cxxopts::value<std::string>())
       ("version", "")
+      ("print_run_dir", "")
       ("h,help", "");
+  return options;
+}
 
+// Checked values out of cxxopts' result: each setter leaves the default when the flag is absent
+// and throws UserError naming the flag when its value is malformed or out of range.
+class FlagReader {
+ public:
+  explicit FlagReader(const cxxopts::ParseResult& result) : result_(result) {}
+
+  bool given(const char* flag) const { return result_.count(flag) > 0; }
+
+  void text(const char* flag, std::string* out) const {
+    if (given(flag)) *out = result_[flag].as<std::string>();
+  }
+
+  void choice(const char* flag, std::string* out, const std::vector<std::string>& choices) const {
+    text(flag, out);
+    require_one_of(flag, *out, choices);
+  }
+
+  void on_off(const char* flag, bool* out) const {
+    if (given(flag)) *out = result_[flag].as<bool>();
+  }
+
+  void integer(const char* flag, int64_t* out, int64_t lo, int64_t hi) const {
+    if (!given(flag)) return;
+    const std::string value = result_[flag].as<std::string>();
+    char* end = nullptr;
+    errno = 0;
+    const long long parsed = std::strtoll(value.c_str(), &end, 10);
+    if (value.empty() || *end != '\0' || errno == ERANGE || parsed < lo || parsed > hi) {
+      std::ostringstream msg;
+      msg << "--" << flag << " '" << value << "' must be an integer in [" << lo << ", " << hi << "]";
+      throw UserError(msg.str());
+    }
+    *out = parsed;
+  }
+
+  void real(const char* flag, double* out, const char* what, bool (*ok)(double)) const {
+    if (!given(flag)) return;
+    const std::string value = result_[flag].as<std::string>();
+    char* end = nullptr;
+    const double parsed = std::strtod(value.c_str(), &end);
+    if (value.empty() || *end != '\0' || !std::isfinite(parsed) || !ok(parsed))
+      throw UserError("--" + std::string(flag) + " '" + value + "' must be " + what);
+    *out = parsed;
+  }
+
+ private:
+  const cxxopts::ParseResult& result_;
+};
+
+// What the run computes: the reference's flags.
+void read_training_flags(const FlagReader& flags, Config& c) {
+  flags.choice("sorter", &c.sorter, sorter_names());
+  flags.integer("seed", &c.seed, 0, INT64_MAX);
+  flags.real("lr", &c.lr, "a finite number > 0", [](double x) { return x > 0; });
+  flags.integer("B", &c.B, 1, 1 << 20);
+  flags.real("momentum", &c.momentum, "a finite number in [0, 1]",
+             [](double x) { return x >= 0 && x <= 1; });
+  flags.integer("epochs", &c.epochs, 1, 100000);
+  flags.integer("node_cnt", &c.node_cnt, 1, 1 << 16);
+  flags.choice("backend", &c.backend, {"auto", "gloo", "nccl"});
+  flags.text("local_rank", &c.local_rank);
+  flags.choice("device", &c.device, {"auto", "cpu", "cuda"});
+}
+
+// Where the data comes from and what the run writes.
+void read_data_and_output_flags(const FlagReader& flags, Config& c) {
+  flags.text("exp", &c.exp);
+  if (c.exp.empty() || c.exp.find('/') != std::string::npos)
+    throw UserError("--exp '" + c.exp + "' must be a non-empty name without '/'");
+  flags.text("data_dir", &c.data_dir);
+  flags.text("results_dir", &c.results_dir);
+  if (c.results_dir.empty()) throw UserError("--results_dir must not be empty");
+  flags.choice("dataset", &c.dataset, {"hmda", "synthetic"});
+  flags.on_off("save_orders", &c.save_orders);
+  std::string grads;
+  flags.text("save_grads", &grads);
+  if (flags.given("save_grads")) c.save_grads = parse_epoch_list(grads, c.epochs);
+  flags.integer("synthetic_rows", &c.synthetic_rows, 32, int64_t{1} << 30);
+  if (c.synthetic_rows && c.dataset != "synthetic")
+    throw UserError("--synthetic_rows applies to --dataset synthetic only");
+  flags.on_off("quiet", &c.quiet);
+  flags.on_off("profile", &c.profile);
+}
+
+// How the run survives: checkpoints, resuming, lost ranks.
+void read_reliability_flags(const FlagReader& flags, Config& c) {
+  flags.integer("checkpoint_every", &c.checkpoint_every, 0, 100000);
+  flags.on_off("resume", &c.resume);
+  flags.on_off("overwrite", &c.overwrite);
+  if (c.resume && c.overwrite)
+    throw UserError("--resume and --overwrite contradict each other: pick one");
+  flags.integer("timeout", &c.timeout, 1, 7 * 24 * 3600);
+}
+
+}  // namespace
+
+bool parse_command_line(int argc, const char* const* argv, Config* config, std::string* help) {
+  cxxopts::Options options = declare_options();
   const std::vector<std::string> args = normalize_arguments(argc, argv);
   std::vector<const char*> arg_ptrs;
   for (const auto& a : args) arg_ptrs.push_back(a.c_str());
@@ -177,70 +281,12 @@ bool parse_command_line(int argc, const char* const* argv, Config* config, std::
     *help = kHelp;
     return false;
   }
-  c.version = result.count("version") > 0;
-
-  auto text = [&](const char* flag, std::string* out) {
-    if (result.count(flag)) *out = result[flag].as<std::string>();
-  };
-  auto integer = [&](const char* flag, int64_t* out, int64_t lo, int64_t hi) {
-    if (!result.count(flag)) return;
-    const std::string value = result[flag].as<std::string>();
-    char* end = nullptr;
-    errno = 0;
-    const long long parsed = std::strtoll(value.c_str(), &end, 10);
-    if (value.empty() || *end != '\0' || errno == ERANGE || parsed < lo || parsed > hi) {
-      std::ostringstream msg;
-      msg << "--" << flag << " '" << value << "' must be an integer in [" << lo << ", " << hi << "]";
-      throw UserError(msg.str());
-    }
-    *out = parsed;
-  };
-  auto real = [&](const char* flag, double* out, const char* what, bool (*ok)(double)) {
-    if (!result.count(flag)) return;
-    const std::string value = result[flag].as<std::string>();
-    char* end = nullptr;
-    const double parsed = std::strtod(value.c_str(), &end);
-    if (value.empty() || *end != '\0' || !std::isfinite(parsed) || !ok(parsed))
-      throw UserError("--" + std::string(flag) + " '" + value + "' must be " + what);
-    *out = parsed;
-  };
-
-  text("sorter", &c.sorter);
-  require_one_of("sorter", c.sorter, sorter_names());
-  integer("seed", &c.seed, 0, INT64_MAX);
-  real("lr", &c.lr, "a finite number > 0", [](double x) { return x > 0; });
-  integer("B", &c.B, 1, 1 << 20);
-  real("momentum", &c.momentum, "a finite number in [0, 1]",
-       [](double x) { return x >= 0 && x <= 1; });
-  integer("epochs", &c.epochs, 1, 100000);
-  integer("node_cnt", &c.node_cnt, 1, 1 << 16);
-  text("backend", &c.backend);
-  require_one_of("backend", c.backend, {"auto", "gloo", "nccl"});
-  text("exp", &c.exp);
-  if (c.exp.empty() || c.exp.find('/') != std::string::npos)
-    throw UserError("--exp '" + c.exp + "' must be a non-empty name without '/'");
-  text("local_rank", &c.local_rank);
-  text("device", &c.device);
-  require_one_of("device", c.device, {"auto", "cpu", "cuda"});
-  text("data_dir", &c.data_dir);
-  text("results_dir", &c.results_dir);
-  if (c.results_dir.empty()) throw UserError("--results_dir must not be empty");
-  text("dataset", &c.dataset);
-  require_one_of("dataset", c.dataset, {"hmda", "synthetic"});
-  if (result.count("save_orders")) c.save_orders = result["save_orders"].as<bool>();
-  if (result.count("save_grads"))
-    c.save_grads = parse_epoch_list(result["save_grads"].as<std::string>(), c.epochs);
-  integer("synthetic_rows", &c.synthetic_rows, 32, int64_t{1} << 30);
-  if (c.synthetic_rows && c.dataset != "synthetic")
-    throw UserError("--synthetic_rows applies to --dataset synthetic only");
-  if (result.count("quiet")) c.quiet = result["quiet"].as<bool>();
-  if (result.count("profile")) c.profile = result["profile"].as<bool>();
-  integer("checkpoint_every", &c.checkpoint_every, 0, 100000);
-  if (result.count("resume")) c.resume = result["resume"].as<bool>();
-  if (result.count("overwrite")) c.overwrite = result["overwrite"].as<bool>();
-  if (c.resume && c.overwrite)
-    throw UserError("--resume and --overwrite contradict each other: pick one");
-  integer("timeout", &c.timeout, 1, 7 * 24 * 3600);
+  config->version = result.count("version") > 0;
+  config->print_run_dir = result.count("print_run_dir") > 0;
+  const FlagReader flags(result);
+  read_training_flags(flags, *config);
+  read_data_and_output_flags(flags, *config);
+  read_reliability_flags(flags, *config);
   return true;
 }
 
@@ -274,6 +320,43 @@ std::vector<int64_t> parse_epoch_list(const std::string& text, int64_t epochs) {
   std::sort(list.begin(), list.end());
   list.erase(std::unique(list.begin(), list.end()), list.end());
   return list;
+}
+
+std::vector<FlagSetting> behaviour_flags(const Config& c) {
+  auto real = [](double value) {
+    char text[40];
+    std::snprintf(text, sizeof text, "%.17g", value);
+    return std::string(text);
+  };
+  auto flag = [](bool on) { return std::string(on ? "on" : "off"); };
+  return {
+      {"sorter", c.sorter, true},
+      {"seed", std::to_string(c.seed), true},
+      {"lr", real(c.lr), true},
+      {"B", std::to_string(c.B), true},
+      {"momentum", real(c.momentum), true},
+      {"epochs", std::to_string(c.epochs), true},
+      {"node_cnt", std::to_string(c.node_cnt), true},
+      {"backend", c.backend, true},
+      {"exp", c.exp, true},
+      {"device", c.device, true},
+      {"dataset", c.dataset, true},
+      {"synthetic_rows", std::to_string(c.synthetic_rows), true},
+      {"save_orders", flag(c.save_orders), true},
+      {"results_dir", c.results_dir, false},
+      {"save_grads", epoch_list_text(c.save_grads), false},
+      {"profile", flag(c.profile), false},
+      {"checkpoint_every", std::to_string(c.checkpoint_every), false},
+      {"resume", flag(c.resume), false},
+      {"overwrite", flag(c.overwrite), false},
+      {"timeout", std::to_string(c.timeout), false},
+  };
+}
+
+std::string epoch_list_text(const std::vector<int64_t>& epochs) {
+  std::string text;
+  for (int64_t e : epochs) text += (text.empty() ? "" : ",") + std::to_string(e);
+  return text;
 }
 
 void check_against_world(Config* config, int world_size) {

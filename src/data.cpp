@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "khsgd/errors.hpp"
+#include "khsgd/hash.hpp"
 
 namespace khsgd {
 
@@ -158,6 +159,14 @@ Partition plan_partition(int64_t train_rows, int64_t batch, int64_t ranks) {
     throw UserError("the training set has " + std::to_string(train_rows) +
                     " rows, too few for two batches of --B " + std::to_string(batch));
   return p;
+}
+
+uint64_t data_fingerprint(const Dataset& data) {
+  uint64_t hash = kFnvOffset;
+  for (int64_t size : {data.d, data.n_train, data.n_test}) hash = fnv1a64(&size, sizeof size, hash);
+  for (const std::vector<float>* values : {&data.train_x, &data.train_y, &data.test_x, &data.test_y})
+    hash = fnv1a64(values->data(), values->size() * sizeof(float), hash);
+  return hash;
 }
 
 }  // namespace khsgd

@@ -10,10 +10,13 @@
 #include "khsgd/config.hpp"
 #include "khsgd/errors.hpp"
 #include "khsgd/launch.hpp"
+#include "khsgd/results.hpp"
 #include "khsgd/trainer.hpp"
 
-// After an error, leave without running destructors: a process group whose peer is gone can
-// block in its destructor, and nothing is left to write (every result was flushed as written).
+// After an error, leave without the exit-time destructors. By the time an error reaches main the
+// stack has unwound and the run's own objects are gone; what _Exit skips is the teardown of
+// static state in LibTorch, Gloo and CUDA, which can wait on a peer that is gone. Nothing is left
+// to write: every result was flushed as it was written.
 static int leave(int status) {
   std::fflush(nullptr);
   std::_Exit(status);
@@ -39,6 +42,12 @@ int main(int argc, char** argv) {
       return 0;
     }
     const khsgd::Launch launch = khsgd::detect_launch();
+    if (config.print_run_dir) {
+      // The folder the run would write to; --node_cnt, when given, names it without a launch.
+      if (config.node_cnt == 0) config.node_cnt = launch.world_size;
+      std::printf("%s\n", khsgd::run_directory(config).c_str());
+      return 0;
+    }
     rank = launch.rank;
     khsgd::run_training(config, launch);
     return 0;

@@ -1,5 +1,6 @@
-// Reading torch.save files with a reader of our own: a zip directory walk and a small pickle
-// machine for exactly the objects torch.save writes for tensors (tuples, lists, dicts of them).
+// Reading torch.save files with a reader of our own: the zip container (zip_archive.cpp) and, here,
+// a small pickle machine for exactly the objects torch.save writes for tensors (tuples, lists,
+// dicts of them).
 //
 // Why not LibTorch's unpickler: on malformed input (a truncated or corrupted file) the one in
 // LibTorch 1.13 crashes the process (tests/test_fuzz.cpp found a segfault in
@@ -18,125 +19,11 @@
 
 #include "khsgd/errors.hpp"
 #include "khsgd/pt_file.hpp"
+#include "khsgd/zip_archive.hpp"
 
 namespace khsgd {
 
 namespace {
-
-[[noreturn]] void fail(const std::string& path, const std::string& why) {
-  throw UserError(path + ": cannot be read as a torch.save file: " + why);
-}
-
-uint32_t crc32(const uint8_t* data, size_t size) {
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  uint32_t crc = 0xFFFFFFFFu;
-  for (size_t i = 0; i < size; ++i) crc = table[(crc ^ data[i]) & 0xFF] ^ (crc >> 8);
-  return crc ^ 0xFFFFFFFFu;
-}
-
-// --- the zip container (stored entries only: torch.save does not compress) --------------------
-
-struct ZipEntry {
-  uint64_t offset = 0;  // of the data
-  uint64_t size = 0;
-  uint32_t crc = 0;
-};
-
-class ZipArchive {
- public:
-  ZipArchive(std::string path, std::vector<uint8_t> bytes) : path_(std::move(path)), bytes_(std::move(bytes)) {
-    read_directory();
-  }
-
-  const std::map<std::string, ZipEntry>& entries() const { return entries_; }
-
-  // The record's bytes, CRC-checked.
-  std::vector<uint8_t> read(const std::string& name) const {
-    const auto found = entries_.find(name);
-    if (found == entries_.end()) fail(path_, "the archive has no record '" + name + "'");
-    const ZipEntry& e = found->second;
-    const uint8_t* data = bytes_.data() + e.offset;
-    if (crc32(data, e.size) != e.crc) fail(path_, "record '" + name + "' is damaged (CRC mismatch)");
-    return std::vector<uint8_t>(data, data + e.size);
-  }
-
- private:
-  uint64_t u(uint64_t at, int width) const {
-    if (at > bytes_.size() || static_cast<uint64_t>(width) > bytes_.size() - at)
-      fail(path_, "the zip structure points past the end of the file (truncated?)");
-    uint64_t value = 0;
-    for (int i = width - 1; i >= 0; --i) value = (value << 8) | bytes_[at + i];
-    return value;
-  }
-
-  void read_directory() {
-    // End of central directory: 22 bytes plus a comment of at most 64 KiB, at the end.
-    if (bytes_.size() < 22) fail(path_, "too short for a zip archive");
-    const uint64_t lowest = bytes_.size() > 22 + 65535 ? bytes_.size() - 22 - 65535 : 0;
-    uint64_t eocd = bytes_.size() - 22;
-    while (u(eocd, 4) != 0x06054b50u) {
-      if (eocd == lowest) fail(path_, "no zip end-of-directory record (truncated?)");
-      --eocd;
-    }
-    uint64_t count = u(eocd + 10, 2), dir_size = u(eocd + 12, 4), dir_offset = u(eocd + 16, 4);
-    if (count == 0xFFFF || dir_size == 0xFFFFFFFFu || dir_offset == 0xFFFFFFFFu) {
-      // Zip64: the locator just before the end record points at the zip64 end record.
-      if (eocd < 20 || u(eocd - 20, 4) != 0x07064b50u) fail(path_, "zip64 locator missing");
-      const uint64_t end64 = u(eocd - 20 + 8, 8);
-      if (u(end64, 4) != 0x06064b50u) fail(path_, "zip64 end record missing");
-      count = u(end64 + 32, 8);
-      dir_size = u(end64 + 40, 8);
-      dir_offset = u(end64 + 48, 8);
-    }
-    if (dir_offset > bytes_.size() || dir_size > bytes_.size() - dir_offset)
-      fail(path_, "the central directory lies outside the file");
-    if (count > dir_size / 46) fail(path_, "the entry count does not fit the central directory");
-    uint64_t at = dir_offset;
-    for (uint64_t i = 0; i < count; ++i) {
-      if (u(at, 4) != 0x02014b50u) fail(path_, "a central directory entry is damaged");
-      const uint64_t method = u(at + 10, 2);
-      const uint32_t crc = static_cast<uint32_t>(u(at + 16, 4));
-      uint64_t size = u(at + 20, 4), usize = u(at + 24, 4);
-      const uint64_t name_len = u(at + 28, 2), extra_len = u(at + 30, 2), comment_len = u(at + 32, 2);
-      uint64_t local = u(at + 42, 4);
-      if (name_len > bytes_.size() - at - 46) fail(path_, "an entry name runs past the end");
-      const std::string name(reinterpret_cast<const char*>(&bytes_[at + 46]), name_len);
-      // Zip64 extended information: the 0xFFFFFFFF fields, in order.
-      for (uint64_t x = at + 46 + name_len, end = x + extra_len; x + 4 <= end;) {
-        const uint64_t id = u(x, 2), len = u(x + 2, 2);
-        uint64_t field = x + 4;
-        if (id == 0x0001) {
-          if (usize == 0xFFFFFFFFu) usize = u(field, 8), field += 8;
-          if (size == 0xFFFFFFFFu) size = u(field, 8), field += 8;
-          if (local == 0xFFFFFFFFu) local = u(field, 8), field += 8;
-        }
-        x += 4 + len;
-      }
-      if (method != 0) fail(path_, "record '" + name + "' is compressed; torch.save stores records");
-      if (size != usize) fail(path_, "record '" + name + "' has inconsistent sizes");
-      if (u(local, 4) != 0x04034b50u) fail(path_, "the local header of '" + name + "' is damaged");
-      const uint64_t data = local + 30 + u(local + 26, 2) + u(local + 28, 2);
-      if (data > bytes_.size() || size > bytes_.size() - data)
-        fail(path_, "record '" + name + "' runs past the end of the file (truncated?)");
-      entries_[name] = ZipEntry{data, size, crc};
-      at += 46 + name_len + extra_len + comment_len;
-    }
-  }
-
-  std::string path_;
-  std::vector<uint8_t> bytes_;
-  std::map<std::string, ZipEntry> entries_;
-};
-
-// --- the pickle --------------------------------------------------------------------------------
 
 struct Value;
 using ValuePtr = std::shared_ptr<Value>;
@@ -194,85 +81,114 @@ class Unpickler {
   ValuePtr run() {
     while (true) {
       const uint8_t op = byte();
-      switch (op) {
-        case 0x80: if (byte() > 5) bad("unsupported pickle protocol"); break;           // PROTO
-        case 0x95: take(8); break;                                                      // FRAME
-        case '(': marks_.push_back(stack_.size()); break;                               // MARK
-        case ')': push(tuple({})); break;                                               // EMPTY_TUPLE
-        case 't': push(tuple(pop_to_mark())); break;                                    // TUPLE
-        case 0x85: { auto a = pop(); push(tuple({a})); break; }                          // TUPLE1
-        case 0x86: { auto b = pop(), a = pop(); push(tuple({a, b})); break; }            // TUPLE2
-        case 0x87: { auto c = pop(), b = pop(), a = pop(); push(tuple({a, b, c})); break; }  // TUPLE3
-        case ']': push(make(Value::Kind::List)); break;                                  // EMPTY_LIST
-        case '}': push(make(Value::Kind::Dict)); break;                                  // EMPTY_DICT
-        case 'a': { auto v = pop(); container(Value::Kind::List)->items.push_back(v); break; }  // APPEND
-        case 'e': { auto vs = pop_to_mark(); auto& l = container(Value::Kind::List)->items;    // APPENDS
-                    l.insert(l.end(), vs.begin(), vs.end()); break; }
-        case 's': { auto v = pop(), k = pop(); auto& d = container(Value::Kind::Dict)->items;  // SETITEM
-                    d.push_back(k); d.push_back(v); break; }
-        case 'u': { auto vs = pop_to_mark(); if (vs.size() % 2) bad("odd SETITEMS");            // SETITEMS
-                    auto& d = container(Value::Kind::Dict)->items; d.insert(d.end(), vs.begin(), vs.end());
-                    break; }
-        case 'N': push(make(Value::Kind::None)); break;                                  // NONE
-        case 0x88: case 0x89: { auto v = make(Value::Kind::Bool); v->i = op == 0x88; push(v); break; }
-        case 'K': push(integer(byte())); break;                                          // BININT1
-        case 'M': push(integer(static_cast<int64_t>(le(2)))); break;                     // BININT2
-        case 'J': push(integer(static_cast<int32_t>(le(4)))); break;                     // BININT
-        case 0x8a: {                                                                     // LONG1
-          const int n = byte();
-          if (n > 8) bad("integer too large");
-          uint64_t raw = le(n);
-          if (n > 0 && n < 8 && (raw >> (8 * n - 1)) & 1) raw |= ~uint64_t{0} << (8 * n);
-          push(integer(static_cast<int64_t>(raw)));
-          break;
-        }
-        case 'G': {                                                                      // BINFLOAT
-          uint64_t raw = 0;
-          for (int k = 0; k < 8; ++k) raw = (raw << 8) | byte();
-          auto v = make(Value::Kind::Float);
-          std::memcpy(&v->f, &raw, sizeof raw);
-          push(v);
-          break;
-        }
-        case 'X': push(string(le(4))); break;                                            // BINUNICODE
-        case 0x8c: push(string(byte())); break;                                          // SHORT_BINUNICODE
-        case 'T': push(string(le(4))); break;                                            // BINSTRING
-        case 'U': push(string(byte())); break;                                           // SHORT_BINSTRING
-        case 'c': {                                                                      // GLOBAL
-          const std::string module = line(), name = line();
-          push(global(module, name));
-          break;
-        }
-        case 0x93: {                                                                     // STACK_GLOBAL
-          auto name = pop(), module = pop();
-          if (name->kind != Value::Kind::String || module->kind != Value::Kind::String) bad("bad STACK_GLOBAL");
-          push(global(module->s, name->s));
-          break;
-        }
-        case 'q': memo(byte()); break;                                                   // BINPUT
-        case 'r': memo(le(4)); break;                                                    // LONG_BINPUT
-        case 0x94: memo(memo_.size()); break;                                            // MEMOIZE
-        case 'h': push(recall(byte())); break;                                           // BINGET
-        case 'j': push(recall(le(4))); break;                                            // LONG_BINGET
-        case 'Q': push(persistent(pop())); break;                                        // BINPERSID
-        case 'R': { auto args = pop(), callable = pop(); push(reduce(callable, args)); break; }  // REDUCE
-        case 'b': pop(); break;                                                          // BUILD: state ignored
-        case '.': {                                                                      // STOP
-          if (stack_.size() != 1 || !marks_.empty()) bad("unbalanced pickle");
-          return stack_.back();
-        }
-        default: {
-          char hex[8];
-          std::snprintf(hex, sizeof hex, "0x%02x", op);
-          bad(std::string("unsupported pickle opcode ") + hex);
-        }
+      if (op == '.') {  // STOP
+        if (stack_.size() != 1 || !marks_.empty()) bad("unbalanced pickle");
+        return stack_.back();
+      }
+      if (!framing(op) && !containers(op) && !scalars(op) && !names_and_memo(op) && !objects(op)) {
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "0x%02x", op);
+        bad(std::string("unsupported pickle opcode ") + hex);
       }
     }
   }
 
  private:
+  // Each group of opcodes returns false for an opcode that is not its own.
+  bool framing(uint8_t op) {
+    switch (op) {
+      case 0x80: if (byte() > 5) bad("unsupported pickle protocol"); return true;       // PROTO
+      case 0x95: take(8); return true;                                                 // FRAME
+      case '(': marks_.push_back(stack_.size()); return true;                          // MARK
+      default: return false;
+    }
+  }
+
+  bool containers(uint8_t op) {
+    switch (op) {
+      case ')': push(tuple({})); return true;                                          // EMPTY_TUPLE
+      case 't': push(tuple(pop_to_mark())); return true;                               // TUPLE
+      case 0x85: { auto a = pop(); push(tuple({a})); return true; }                     // TUPLE1
+      case 0x86: { auto b = pop(), a = pop(); push(tuple({a, b})); return true; }       // TUPLE2
+      case 0x87: { auto c = pop(), b = pop(), a = pop(); push(tuple({a, b, c})); return true; }  // TUPLE3
+      case ']': push(make(Value::Kind::List)); return true;                             // EMPTY_LIST
+      case '}': push(make(Value::Kind::Dict)); return true;                             // EMPTY_DICT
+      case 'a': { auto v = pop(); container(Value::Kind::List)->items.push_back(v); return true; }  // APPEND
+      case 'e': { auto vs = pop_to_mark(); auto& l = container(Value::Kind::List)->items;         // APPENDS
+                  l.insert(l.end(), vs.begin(), vs.end()); return true; }
+      case 's': { auto v = pop(), k = pop(); auto& d = container(Value::Kind::Dict)->items;       // SETITEM
+                  d.push_back(k); d.push_back(v); return true; }
+      case 'u': { auto vs = pop_to_mark(); if (vs.size() % 2) bad("odd SETITEMS");                 // SETITEMS
+                  auto& d = container(Value::Kind::Dict)->items; d.insert(d.end(), vs.begin(), vs.end());
+                  return true; }
+      default: return false;
+    }
+  }
+
+  bool scalars(uint8_t op) {
+    switch (op) {
+      case 'N': push(make(Value::Kind::None)); return true;                             // NONE
+      case 0x88: case 0x89: { auto v = make(Value::Kind::Bool); v->i = op == 0x88; push(v); return true; }
+      case 'K': push(integer(byte())); return true;                                     // BININT1
+      case 'M': push(integer(static_cast<int64_t>(le(2)))); return true;                // BININT2
+      case 'J': push(integer(static_cast<int32_t>(le(4)))); return true;                // BININT
+      case 0x8a: {                                                                      // LONG1
+        const int n = byte();
+        if (n > 8) bad("integer too large");
+        uint64_t raw = le(n);
+        if (n > 0 && n < 8 && (raw >> (8 * n - 1)) & 1) raw |= ~uint64_t{0} << (8 * n);
+        push(integer(static_cast<int64_t>(raw)));
+        return true;
+      }
+      case 'G': {                                                                       // BINFLOAT
+        uint64_t raw = 0;
+        for (int k = 0; k < 8; ++k) raw = (raw << 8) | byte();
+        auto v = make(Value::Kind::Float);
+        std::memcpy(&v->f, &raw, sizeof raw);
+        push(v);
+        return true;
+      }
+      case 'X': push(string(le(4))); return true;                                       // BINUNICODE
+      case 0x8c: push(string(byte())); return true;                                     // SHORT_BINUNICODE
+      case 'T': push(string(le(4))); return true;                                       // BINSTRING
+      case 'U': push(string(byte())); return true;                                      // SHORT_BINSTRING
+      default: return false;
+    }
+  }
+
+  bool names_and_memo(uint8_t op) {
+    switch (op) {
+      case 'c': {                                                                       // GLOBAL
+        const std::string module = line(), name = line();
+        push(global(module, name));
+        return true;
+      }
+      case 0x93: {                                                                      // STACK_GLOBAL
+        auto name = pop(), module = pop();
+        if (name->kind != Value::Kind::String || module->kind != Value::Kind::String) bad("bad STACK_GLOBAL");
+        push(global(module->s, name->s));
+        return true;
+      }
+      case 'q': memo(byte()); return true;                                              // BINPUT
+      case 'r': memo(le(4)); return true;                                               // LONG_BINPUT
+      case 0x94: memo(memo_.size()); return true;                                       // MEMOIZE
+      case 'h': push(recall(byte())); return true;                                      // BINGET
+      case 'j': push(recall(le(4))); return true;                                       // LONG_BINGET
+      default: return false;
+    }
+  }
+
+  bool objects(uint8_t op) {
+    switch (op) {
+      case 'Q': push(persistent(pop())); return true;                                   // BINPERSID
+      case 'R': { auto args = pop(), callable = pop(); push(reduce(callable, args)); return true; }  // REDUCE
+      case 'b': pop(); return true;                                                     // BUILD: state ignored
+      default: return false;
+    }
+  }
+
   [[noreturn]] void bad(const std::string& why) const {
-    fail(path_, why + " at byte " + std::to_string(at_) + " of data.pkl");
+    fail_unreadable(path_, why + " at byte " + std::to_string(at_) + " of data.pkl");
   }
   uint8_t byte() {
     if (at_ >= p_.size()) bad("the pickle ends early");
@@ -504,11 +420,11 @@ std::vector<HostTensor> read_tensor_tuple(const std::string& path) {
       break;
     }
   }
-  if (!found) fail(path, "the archive holds no data.pkl");
+  if (!found) fail_unreadable(path, "the archive holds no data.pkl");
   const auto byteorder = zip.entries().find(prefix + "byteorder");
   if (byteorder != zip.entries().end()) {
     const std::vector<uint8_t> order = zip.read(prefix + "byteorder");
-    if (std::string(order.begin(), order.end()) != "little") fail(path, "big-endian data is not supported");
+    if (std::string(order.begin(), order.end()) != "little") fail_unreadable(path, "big-endian data is not supported");
   }
   const std::vector<uint8_t> pickle = zip.read(prefix + "data.pkl");
   Unpickler unpickler(path, pickle, zip, prefix);

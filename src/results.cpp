@@ -1,8 +1,12 @@
 #include "khsgd/results.hpp"
 
 #include <dirent.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <ctime>
 
 #include <cerrno>
 #include <cstdio>
@@ -11,6 +15,7 @@
 #include <iterator>
 
 #include "khsgd/errors.hpp"
+#include "khsgd/torch_ops.hpp"
 
 namespace khsgd {
 
@@ -70,6 +75,109 @@ void MetricsLog::append(const EpochRecord& r) {
   rows_ += std::string(line) + "\n";
 }
 
+namespace {
+
+std::string host_name() {
+  char name[256] = {0};
+  gethostname(name, sizeof name - 1);
+  return name;
+}
+
+std::string utc_now() {
+  const std::time_t now = std::time(nullptr);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  return text;
+}
+
+double peak_rss_mib() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss / 1024.0;  // Linux reports KiB
+}
+
+double median(std::vector<double> values) {
+  if (values.empty()) return 0.0;
+  std::sort(values.begin(), values.end());
+  const size_t mid = values.size() / 2;
+  return values.size() % 2 ? values[mid] : 0.5 * (values[mid - 1] + values[mid]);
+}
+
+std::string fixed(double value, int digits) {
+  char text[48];
+  std::snprintf(text, sizeof text, "%.*f", digits, value);
+  return text;
+}
+
+std::string exact(double value) {
+  char text[40];
+  std::snprintf(text, sizeof text, "%.17g", value);
+  return text;
+}
+
+}  // namespace
+
+std::string time_line(int64_t epoch, const EpochTimes& t, double train_seconds) {
+  char line[256];
+  std::snprintf(line, sizeof line, "%lld,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%d",
+                static_cast<long long>(epoch), t.sorter, t.communication, t.dataset,
+                t.forward_backward, t.sgd, train_seconds, t.estimated ? 1 : 0);
+  return line;
+}
+
+std::string config_json(const Config& c, const Launch& launch, const std::string& device,
+                        const std::string& backend, const Dataset& data, const Partition& p) {
+  auto str = [](const std::string& s) { return json_string(s); };
+  auto num = [](auto v) { return std::to_string(v); };
+  auto flag = [](bool on) { return std::string(on ? "true" : "false"); };
+  return json_object({
+      {"sorter", str(c.sorter)},
+      {"seed", num(c.seed)},
+      {"lr", exact(c.lr)},
+      {"B", num(c.B)},
+      {"momentum", exact(c.momentum)},
+      {"epochs", num(c.epochs)},
+      {"node_cnt", num(c.node_cnt)},
+      {"backend", str(backend)},
+      {"exp", str(c.exp)},
+      {"device", str(device)},
+      {"dataset", str(c.dataset)},
+      {"data_dir", str(c.data_dir)},
+      {"results_dir", str(c.results_dir)},
+      {"save_orders", flag(c.save_orders)},
+      {"save_grads", str(epoch_list_text(c.save_grads))},
+      {"synthetic_rows", num(c.synthetic_rows)},
+      {"profile", flag(c.profile)},
+      {"world_size", num(launch.world_size)},
+      {"launcher", str(launch.launcher)},
+      {"master", str(launch.master_addr + ":" + std::to_string(launch.master_port))},
+      {"host", str(host_name())},
+      {"data_source", str(data.source)},
+      {"train_rows", num(data.n_train)},
+      {"test_rows", num(data.n_test)},
+      {"features", num(data.d)},
+      {"used_train_rows", num(p.used_rows)},
+      {"shard_rows", num(p.shard_rows)},
+      {"microbatch", num(p.microbatch)},
+      {"steps_per_epoch", num(p.num_batches)},
+      {"libtorch", str(torch_version())},
+      {"started_utc", str(utc_now())},
+  });
+}
+
+std::string summary_json(const RunSummary& s) {
+  std::vector<std::pair<std::string, std::string>> fields = {
+      {"finished", "true"},
+      {"epochs", std::to_string(s.epochs)},
+      {"resumed_after_epoch", std::to_string(s.resumed_after_epoch)},
+      {"median_train_seconds", fixed(median(s.train_seconds), 6)},
+      {"median_eval_seconds", fixed(median(s.eval_seconds), 6)},
+      {"wall_seconds", fixed(s.wall_seconds, 6)},
+      {"peak_rss_mib", fixed(peak_rss_mib(), 6)}};
+  if (s.peak_gpu_mib >= 0) fields.emplace_back("peak_gpu_mib", fixed(s.peak_gpu_mib, 6));
+  return json_object(fields);
+}
+
 std::string order_line(const std::vector<int64_t>& order) {
   std::string line;
   line.reserve(order.size() * 7);
@@ -94,6 +202,20 @@ RunFolderState inspect_run_folder(const std::string& dir) {
   const std::string text((std::istreambuf_iterator<char>(summary)), std::istreambuf_iterator<char>());
   state.finished = text.find("\"finished\": true") != std::string::npos;
   return state;
+}
+
+void check_run_folder(const std::string& dir, bool resume, bool overwrite) {
+  const RunFolderState state = inspect_run_folder(dir);
+  if (overwrite || !state.exists || !state.has_results) return;
+  if (state.finished)
+    throw UserError("'" + dir + "' already holds a finished run; use --overwrite to replace it (or "
+                    "another --results_dir / --exp to keep both)");
+  if (!resume)
+    throw UserError("'" + dir + "' holds an unfinished run; use --resume to continue it from its "
+                    "last checkpoint or --overwrite to start over");
+  if (!state.has_checkpoint)
+    throw UserError("'" + dir + "' holds an unfinished run but no checkpoint to resume from; use "
+                    "--overwrite to start over");
 }
 
 void remove_run_files(const std::string& dir) {

@@ -10,7 +10,7 @@ namespace khsgd {
 
 namespace {
 
-// D-RR: every epoch a fresh randperm(m) from the training device's generator. All ranks share the
+// D-RR (ALGORITHM.md §4.1): every epoch a fresh randperm(m) from the training device's generator. All ranks share the
 // seed, so all draw the same permutation of their own shards.
 class RandomReshuffle final : public Sorter {
  public:
@@ -32,7 +32,7 @@ class RandomReshuffle final : public Sorter {
   std::vector<int64_t> order_;
 };
 
-// The pair-balancing family (SPEC §4) on the host: the decisions are pair_walk.hpp's, the tables
+// The pair-balancing family (ALGORITHM.md §4.2-§4.5) on the host: the decisions are pair_walk.hpp's, the tables
 // and the checkpoint state pair_setup.hpp's, both shared with the CUDA twin (cuda_sorters.cu).
 class PairBalancer final : public Sorter {
  public:

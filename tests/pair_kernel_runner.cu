@@ -29,19 +29,9 @@ void run_pair_kernel(PairKernelChoice kernel, int64_t first_step, int64_t steps,
   upload_if_any(&log_penalty, data->log_penalty);
   upload_if_any(&uniforms, data->uniforms);
 
-  khsgd::cuda::PairBalanceArgs args;
-  args.tables.rule = data->rule;
-  args.tables.thresholds = thresholds.data();
-  args.tables.log_penalty = log_penalty.data();
-  args.tables.uniforms = uniforms.data();
-  args.layout = data->layout;
-  args.gradients = gradients.data();
-  args.first_step = first_step;
-  args.steps = steps;
-  args.orders = orders.data();
-  args.next_orders = next_orders.data();
-  args.sum = sum.data();
-  args.cursor = cursor.data();
+  const khsgd::PairRuleTables tables{data->rule, thresholds.data(), log_penalty.data(), uniforms.data()};
+  const khsgd::cuda::PairBalanceArgs args{tables, data->layout, gradients.data(), first_step, steps,
+                                          orders.data(), next_orders.data(), sum.data(), cursor.data()};
   const khsgd::cuda::PairKernel choice =
       kernel == PairKernelChoice::Registers1   ? khsgd::cuda::PairKernel::Registers1
       : kernel == PairKernelChoice::Registers4 ? khsgd::cuda::PairKernel::Registers4

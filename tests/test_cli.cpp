@@ -41,6 +41,18 @@ TEST(Cli, HelpListsTheFlags) {
     EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
 }
 
+TEST(Cli, PrintRunDirNamesTheFolderAndWritesNothing) {
+  TempDir tmp;
+  const RunResult r = run_train(golden_args(tmp, {"--print_run_dir"}), tmp.path());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, tmp / kRun + "\n");
+  EXPECT_FALSE(file_exists(tmp / "results"));
+  const RunResult ranks = run_train({"--print_run_dir", "--node_cnt", "4", "--sorter", "SBW", "--lr",
+                                     "1e-5", "--dataset", "synthetic", "--exp", "W"},
+                                    tmp.path());
+  EXPECT_EQ(ranks.out, "results/W-50/LR-synthetic-SBW-node-4-lr-1e-05-B-16-seed-0\n") << ranks.err;
+}
+
 TEST(Cli, WritesConfigMetricsAndOrders) {
   TempDir tmp;
   const RunResult r = run_train(golden_args(tmp, {"--save_orders"}), tmp.path());

@@ -159,6 +159,8 @@ TEST(Distributed, RanksWithDifferentFlagsAreRefused) {
   EXPECT_EQ(r.exit_code, 2);
   const std::string err0 = read_file(tmp / "err0");
   EXPECT_NE(err0.find("rank 1 was started with different flags or different data"), std::string::npos) << err0;
+  EXPECT_NE(err0.find("--seed differs; here it is '1'"), std::string::npos) << err0;
+  EXPECT_EQ(count_lines(err0), 1) << err0;
   EXPECT_FALSE(file_exists(tmp / "results"));
 }
 

@@ -1,4 +1,4 @@
-// Golden equivalence (SPEC §5): khsgd_train against the published Python code's own outputs in
+// Golden equivalence (ALGORITHM.md §8): khsgd_train against the published Python code's own outputs in
 // tests/data/golden/cpu/ — seed 1, B 16, lr 5e-3, 3 epochs, 1 and 2 ranks over Gloo.
 // Orders must be identical (D-RR exactly; the pair sorters agree decision for decision on this
 // data); losses within 1e-4, accuracies within 5e-4.

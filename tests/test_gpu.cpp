@@ -31,24 +31,36 @@ using namespace khsgd_test;
 
 namespace {
 
-// Why a GPU test cannot run here, or nullptr when it can.
-const char* gpu_missing() {
-#ifndef KHSGD_WITH_CUDA
-  return "this build has no CUDA engine (its LibTorch has no CUDA)";
-#else
-  return khsgd::cuda_available() ? nullptr : "no GPU visible";
-#endif
-}
-
-#define SKIP_WITHOUT_GPU()                              \
-  do {                                                  \
-    if (const char* why = gpu_missing()) GTEST_SKIP() << why; \
-  } while (0)
-
+#ifdef KHSGD_WITH_CUDA
 bool build_has_backend(const std::string& backend) {
   TempDir probe;
   return run_train({"--version"}, probe.path()).out.find(backend) != std::string::npos;
 }
+#endif
+
+// Why a test cannot run here ("" when it can): it needs a CUDA build, `gpus` visible GPUs and,
+// when named, a backend this build has.
+std::string missing(const std::string& backend = "", int gpus = 1) {
+#ifndef KHSGD_WITH_CUDA
+  return "this build has no CUDA engine (its LibTorch has no CUDA)";
+#else
+  const int visible = khsgd::cuda_available() ? khsgd::cuda_device_count() : 0;
+  if (visible == 0) return "no GPU visible";
+  if (!backend.empty() && !build_has_backend(backend))
+    return "this build has no " + backend + " backend (" +
+           (backend == "nccl" ? "nccl.h" : "Gloo's headers") + " not found)";
+  if (visible < gpus)
+    return std::to_string(gpus) + " " + backend + " ranks need " + std::to_string(gpus) +
+           " GPUs; this machine has " + std::to_string(visible);
+  return "";
+#endif
+}
+
+#define SKIP_UNLESS_RUNNABLE(...)                          \
+  do {                                                     \
+    const std::string why = missing(__VA_ARGS__);          \
+    if (!why.empty()) GTEST_SKIP() << why;                 \
+  } while (0)
 
 std::vector<std::string> golden_args(const TempDir& tmp, const std::string& sorter,
                                      const std::string& device) {
@@ -91,7 +103,7 @@ class GoldenGpu : public ::testing::TestWithParam<std::string> {};
 
 // One rank on the GPU reproduces the reference's H200 run: random numbers from the CUDA generator.
 TEST_P(GoldenGpu, MatchesReferenceOnTheGpu) {
-  SKIP_WITHOUT_GPU();
+  SKIP_UNLESS_RUNNABLE();
   const std::string sorter = GetParam();
   TempDir tmp;
   const RunResult r = run_train(golden_args(tmp, sorter, "cuda"), tmp.path());
@@ -110,7 +122,7 @@ INSTANTIATE_TEST_SUITE_P(AllSorters, GoldenGpu,
 
 // CD-GraB draws no random numbers, so the GPU engine must follow the CPU engine's orders.
 TEST(GpuEngine, FollowsTheCpuEngineWhereNoRandomNumbersAreDrawn) {
-  SKIP_WITHOUT_GPU();
+  SKIP_UNLESS_RUNNABLE();
   TempDir gpu, cpu;
   ASSERT_EQ(run_train(golden_args(gpu, "CD-GraB", "cuda"), gpu.path()).exit_code, 0);
   ASSERT_EQ(run_train(golden_args(cpu, "CD-GraB", "cpu"), cpu.path()).exit_code, 0);
@@ -191,7 +203,7 @@ const char* kernel_name(PairKernelChoice kernel) {
 // The pair-balance kernels make the CPU walk's decisions: the same next orders, running sum and
 // cursor, over two launches (the state carries from one to the next).
 TEST(KernelChecks, PairKernelsMakeTheCpuWalksDecisions) {
-  SKIP_WITHOUT_GPU();
+  SKIP_UNLESS_RUNNABLE();
   for (const int64_t D : {5, 21, 200}) {
     std::vector<PairKernelChoice> kernels = {PairKernelChoice::SharedMemory};
     if (D <= 32) kernels.push_back(PairKernelChoice::Registers1);
@@ -292,7 +304,7 @@ struct TwinRuns {
 // (--profile), the pass after the steps (D = 200) and the evaluation against the CPU engine and
 // sorters: the same orders every epoch, parameters within float rounding, the same predictions.
 TEST(KernelChecks, EngineKernelsFollowTheCpuEngine) {
-  SKIP_WITHOUT_GPU();
+  SKIP_UNLESS_RUNNABLE();
   const int epochs = 3;
   for (const int64_t D : {5, 21, 200}) {
     for (const std::string sorter : {"D-RR", "CD-GraB", "SBW", "KH-SGD"}) {
@@ -325,7 +337,7 @@ TEST(KernelChecks, EngineKernelsFollowTheCpuEngine) {
 // The CUDA pair sorters make the CPU sorters' decisions on the same gradients, tables drawn from
 // the same (CPU) generator state.
 TEST(GpuSorters, MakeTheCpuSortersDecisions) {
-  SKIP_WITHOUT_GPU();
+  SKIP_UNLESS_RUNNABLE();
   khsgd::SorterShape shape;
   shape.ranks = 2;
   shape.shard_rows = 64;
@@ -361,8 +373,7 @@ TEST(GpuSorters, MakeTheCpuSortersDecisions) {
 }
 
 TEST(GpuBackends, GlooRunsSeveralRanksOnOneGpu) {
-  SKIP_WITHOUT_GPU();
-  if (!build_has_backend("gloo")) GTEST_SKIP() << "this build has no Gloo (its headers were not found)";
+  SKIP_UNLESS_RUNNABLE("gloo");
   TempDir tmp;
   std::vector<std::string> args = golden_args(tmp, "CD-GraB", "cuda");
   args.insert(args.end(), {"--backend", "gloo"});
@@ -372,7 +383,7 @@ TEST(GpuBackends, GlooRunsSeveralRanksOnOneGpu) {
 }
 
 TEST(GpuBackends, NcclWithMoreRanksThanGpusIsAClearError) {
-  SKIP_WITHOUT_GPU();
+  SKIP_UNLESS_RUNNABLE();
   const int gpus = khsgd::cuda_device_count();
   TempDir tmp;
   std::vector<std::string> args = golden_args(tmp, "D-RR", "cuda");
@@ -388,8 +399,7 @@ TEST(GpuBackends, NcclWithMoreRanksThanGpusIsAClearError) {
 // communicator, and the run matches the goldens. As a plain process (in-process store) and under
 // the launcher (TCPStore).
 TEST(GpuBackends, NcclAloneOpensAProcessGroup) {
-  SKIP_WITHOUT_GPU();
-  if (!build_has_backend("nccl")) GTEST_SKIP() << "this build has no NCCL backend (nccl.h not found)";
+  SKIP_UNLESS_RUNNABLE("nccl");
   for (const bool launched : {false, true}) {
     SCOPED_TRACE(launched ? "scripts/launch.sh 1" : "plain process");
     TempDir tmp;
@@ -407,10 +417,7 @@ TEST(GpuBackends, NcclAloneOpensAProcessGroup) {
 
 // Two ranks, one GPU each, over NCCL: CD-GraB draws no random numbers, so the CPU goldens hold.
 TEST(GpuBackends, NcclTwoRanksOnTwoGpus) {
-  SKIP_WITHOUT_GPU();
-  if (!build_has_backend("nccl")) GTEST_SKIP() << "this build has no NCCL backend (nccl.h not found)";
-  const int gpus = khsgd::cuda_device_count();
-  if (gpus < 2) GTEST_SKIP() << "two NCCL ranks need two GPUs; this machine has " << gpus;
+  SKIP_UNLESS_RUNNABLE("nccl", 2);
   TempDir tmp;
   std::vector<std::string> args = golden_args(tmp, "CD-GraB", "cuda");
   args.insert(args.end(), {"--backend", "nccl"});
@@ -423,8 +430,7 @@ TEST(GpuBackends, NcclTwoRanksOnTwoGpus) {
 // naming it, exit status 3. This is the path NCCL takes too, where one GPU cannot hold two NCCL
 // ranks.
 TEST(GpuBackends, ALostRankUnderGlooOnTheGpuIsNamed) {
-  SKIP_WITHOUT_GPU();
-  if (!build_has_backend("gloo")) GTEST_SKIP() << "this build has no Gloo (its headers were not found)";
+  SKIP_UNLESS_RUNNABLE("gloo");
   TwoRanks job;
   job.device_flags = {"--device", "cuda", "--backend", "gloo"};
   expect_killed_rank_named(job);
@@ -433,10 +439,7 @@ TEST(GpuBackends, ALostRankUnderGlooOnTheGpuIsNamed) {
 // Under NCCL, PyTorch's watchdog would abort the survivor; with blocking wait its collective
 // throws instead, so the survivor still ends with one line and exit status 3.
 TEST(GpuBackends, ALostRankUnderNcclIsNamed) {
-  SKIP_WITHOUT_GPU();
-  if (!build_has_backend("nccl")) GTEST_SKIP() << "this build has no NCCL backend (nccl.h not found)";
-  const int gpus = khsgd::cuda_device_count();
-  if (gpus < 2) GTEST_SKIP() << "two NCCL ranks need two GPUs; this machine has " << gpus;
+  SKIP_UNLESS_RUNNABLE("nccl", 2);
   TwoRanks job;
   job.device_flags = {"--device", "cuda", "--backend", "nccl"};
   expect_killed_rank_named(job);

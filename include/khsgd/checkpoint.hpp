@@ -32,6 +32,9 @@ struct Checkpoint {
   std::string metrics_rows;             // rank 0: metrics.csv's rows so far
 };
 
+// DIR/checkpoint-rankR.bin: every rank keeps its own (ranks on other hosts have their own folder).
+std::string checkpoint_path(const std::string& dir, int rank);
+
 // Atomic write (temporary file, fsync, rename). Throws UserError when the folder is not writable.
 void write_checkpoint(const std::string& path, const Checkpoint& checkpoint);
 

@@ -20,9 +20,7 @@ namespace khsgd {
 class Communicator {
  public:
   virtual ~Communicator() = default;
-  virtual int rank() const = 0;
   virtual int size() const = 0;
-  virtual std::string backend() const = 0;  // "none", "gloo" or "nccl"
 
   // data[0..count) <- sum over ranks, in place.
   virtual void all_reduce_sum(float* data, int64_t count, Device where) = 0;

@@ -43,10 +43,13 @@ struct Config {
   bool overwrite = false;           // replace whatever the run folder holds
   int64_t timeout = 300;            // seconds before a lost or silent rank stops the others
   bool version = false;             // --version: print what this build can do and exit
+  bool print_run_dir = false;       // print the run folder these flags write to and exit
 };
 
 // "1,5,10-12" or "all" -> the epochs listed (sorted, unique), each in [1, epochs]. Throws UserError.
 std::vector<int64_t> parse_epoch_list(const std::string& text, int64_t epochs);
+// The inverse, for config.json and the start agreement: "1,5,10,11,12".
+std::string epoch_list_text(const std::vector<int64_t>& epochs);
 
 // Parses argv. Returns false when --help was asked for (help text in *help). Throws UserError with
 // one line naming the offending flag for anything malformed or out of range.
@@ -55,6 +58,19 @@ bool parse_command_line(int argc, const char* const* argv, Config* config, std::
 // Checks what depends on the launch: --node_cnt against the world size and --B against the ranks.
 // Fills node_cnt when it was not given. Throws UserError.
 void check_against_world(Config* config, int world_size);
+
+// One flag as the ranks compare it before they start: its name and its value as text.
+struct FlagSetting {
+  const char* flag;
+  std::string value;
+  // Part of the run's identity: a checkpoint resumes only a run equal in these (not --resume,
+  // --overwrite, --timeout and the other flags that change how a run goes, not what it computes).
+  bool shapes_results;
+};
+
+// Every flag that changes what a run does, in a fixed order. Not --local_rank (it differs per
+// rank by design), --data_dir (the data itself is compared) or --version/--help.
+std::vector<FlagSetting> behaviour_flags(const Config& config);
 
 // Python's repr() of a float ("0.005", "1e-05"), as the reference writes --lr into folder names.
 std::string python_float_repr(double value);

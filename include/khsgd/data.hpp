@@ -1,4 +1,4 @@
-// The data: loading the HMDA tensors, the synthetic stand-in, and SPEC §1's preparation
+// The data: loading the HMDA tensors, the synthetic stand-in, and the preparation of ALGORITHM.md §1
 // (truncation to an even number of full batches, one contiguous shard per rank).
 #pragma once
 
@@ -33,17 +33,19 @@ Dataset load_hmda(const std::string& data_dir);
 Dataset assemble_dataset(const std::vector<HostTensor>& features, const std::string& features_path,
                          const std::vector<HostTensor>& targets, const std::string& targets_path);
 
+// A hash of the shapes and every value: ranks compare it before they start, checkpoints carry it.
+uint64_t data_fingerprint(const Dataset& data);
+
 // Size of the real NY-2017 split; the synthetic set has the same shape.
 inline constexpr int64_t kHmdaTrainRows = 195285;
 inline constexpr int64_t kHmdaTestRows = 48822;
-inline constexpr int64_t kHmdaFeatures = 20;
 
 // A deterministic HMDA-shaped set (see README "Synthetic data"): 10 Gaussian and 10 binary
 // features, labels drawn from a fixed logistic model with about 77 % positives, so that logistic
 // regression reaches roughly 83 % test accuracy. The same arguments give the same bytes.
 Dataset make_synthetic(int64_t n_train = kHmdaTrainRows, int64_t n_test = kHmdaTestRows);
 
-// SPEC §1 "Preparation".
+// ALGORITHM.md §1 "Preparation".
 struct Partition {
   int64_t ranks = 1;        // n
   int64_t batch = 16;       // B, global

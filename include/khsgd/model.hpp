@@ -1,11 +1,11 @@
-// Logistic regression (SPEC §2) on plain float arrays: the CPU twin of the CUDA kernels.
+// Logistic regression (ALGORITHM.md §2) on plain float arrays: the CPU twin of the CUDA kernels.
 //
 // The parameter vector is theta = [w; b], D = d + 1: the flattened parameters of
 // torch::nn::Linear(d, 1), weight first. The step loop runs 12 204 dependent steps of 16
 // examples per epoch, so these are straight loops over contiguous rows, not tensor ops: a LibTorch
 // op costs microseconds of dispatch, longer than the arithmetic of a whole step.
 //
-// Rounding follows the reference (float32 everywhere, one rounding per PyTorch op) so the same seed
+// Rounding follows the reference (ALGORITHM.md §7: float32, one rounding per PyTorch op) so the same seed
 // reproduces its numbers; the per-example arithmetic is in logistic.hpp, shared with the CUDA
 // kernels.
 #pragma once

@@ -1,6 +1,6 @@
 // The host side of the pair-balancing sorters, shared by the CPU ones (sorters.cpp) and the CUDA
 // ones (src/cuda/cuda_sorters.cu): the rule by name, the checks on the shape, the tables drawn at
-// construction (in SPEC's order) and what a checkpoint holds. The decisions are in pair_walk.hpp.
+// construction (in ALGORITHM.md §5's order) and what a checkpoint holds. The decisions are in pair_walk.hpp.
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// The pair-balancing pass (SPEC §4 step()), written once for the CPU sorters and the CUDA kernels.
+// The pair-balancing pass (ALGORITHM.md §4.2, step()), written once for the CPU sorters and the CUDA kernels.
 //
 // For every step, pair p (outer loop) and rank j (inner loop) the sign rule decides whether the
 // pair's first example goes to the front of the next epoch's order (s += Delta) or to the back

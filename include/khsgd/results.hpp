@@ -15,7 +15,10 @@
 #include <vector>
 
 #include "khsgd/config.hpp"
+#include "khsgd/data.hpp"
+#include "khsgd/engine.hpp"
 #include "khsgd/files.hpp"
+#include "khsgd/launch.hpp"
 #include "khsgd/model.hpp"
 
 namespace khsgd {
@@ -63,6 +66,25 @@ class MetricsLog {
   std::string rows_;
 };
 
+// time-rankR.csv: where an epoch's training time went on one rank (the reference's categories).
+inline constexpr const char* kTimeHeader =
+    "epoch,sorter,communication,dataset,forward_backward,sgd,train_seconds,estimated";
+std::string time_line(int64_t epoch, const EpochTimes& times, double train_seconds);
+
+// config.json: every setting, the launch, the data's shape and the build, as the run started.
+std::string config_json(const Config& config, const Launch& launch, const std::string& device,
+                        const std::string& backend, const Dataset& data, const Partition& partition);
+
+// summary.json, written last: its presence marks a finished run.
+struct RunSummary {
+  int64_t epochs = 0;
+  int64_t resumed_after_epoch = 0;
+  std::vector<double> train_seconds, eval_seconds;  // this process's epochs
+  double wall_seconds = 0.0;
+  double peak_gpu_mib = -1.0;  // < 0: not a GPU run
+};
+std::string summary_json(const RunSummary& summary);
+
 // One epoch's order as a CSV line.
 std::string order_line(const std::vector<int64_t>& order);
 
@@ -74,6 +96,11 @@ struct RunFolderState {
   bool has_checkpoint = false;  // checkpoint-rank0.bin
 };
 RunFolderState inspect_run_folder(const std::string& dir);
+
+// Whether a run may write into `dir` (rank 0 decides): a finished run is replaced only with
+// --overwrite, an unfinished one needs --resume (and a checkpoint) or --overwrite. Throws
+// UserError saying which flag to use.
+void check_run_folder(const std::string& dir, bool resume, bool overwrite);
 
 // Removes the files a run writes (config, metrics, orders, times, gradients, checkpoints,
 // summary) from `dir`, nothing else.

@@ -1,4 +1,4 @@
-// Sorters: who decides the order of each rank's examples in the next epoch (SPEC §4).
+// Sorters: who decides the order of each rank's examples in the next epoch (ALGORITHM.md §4).
 //
 // One interface, chosen by name: D-RR reshuffles at random; CD-GraB, SBW and KH-SGD balance pairs
 // of per-example gradients (the trainer then gathers them from all ranks every step and hands
@@ -48,7 +48,7 @@ class Sorter {
 };
 
 // name: CD-GraB, D-RR, KH-SGD or SBW. Draws what the sorter needs at construction from `ops`
-// (SPEC's order: KH-SGD uniform_(-1, 1) of T, SBW rand(m n E / 2)); keeps `ops` for later epochs.
+// (ALGORITHM.md §5: KH-SGD uniform_(-1, 1) of T, SBW rand(m n E / 2)); keeps `ops` for later epochs.
 // With shape.device == Device::Cuda the pair sorters keep their state on the GPU (CUDA builds).
 std::unique_ptr<Sorter> make_sorter(const std::string& name, const SorterShape& shape,
                                     DeviceOps& ops);

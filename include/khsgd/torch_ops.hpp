@@ -1,7 +1,7 @@
 // The few numbers whose exact bits must come from LibTorch itself.
 //
 // A seed reproduces the reference only if every random draw comes from the same generator, in the
-// same order, through the same algorithm (SPEC §4 "Random numbers"): the Linear init from the CPU
+// same order, through the same algorithm (ALGORITHM.md §5): the Linear init from the CPU
 // generator, randperm and uniform_ from the training device's generator. KH-SGD's float32 log
 // table is computed by torch.log on the device too, so it is taken from there as well.
 // Everything else in khsgd runs on plain arrays.

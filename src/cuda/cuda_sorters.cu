@@ -79,20 +79,9 @@ class CudaPairSorter final : public Sorter {
 
   // The pass over `steps` steps of gradients G (device memory) from step `first_step` on.
   cuda::PairBalanceArgs pass(const float* G, int64_t first_step, int64_t steps) {
-    cuda::PairBalanceArgs args;
-    args.tables.rule = rule_;
-    args.tables.thresholds = thresholds_.data();
-    args.tables.log_penalty = log_penalty_.data();
-    args.tables.uniforms = uniforms_.data();
-    args.layout = layout_;
-    args.gradients = G;
-    args.first_step = first_step;
-    args.steps = steps;
-    args.orders = orders_.data();
-    args.next_orders = next_orders_.data();
-    args.sum = sum_.data();
-    args.cursor = cursor_.data();
-    return args;
+    const PairRuleTables tables{rule_, thresholds_.data(), log_penalty_.data(), uniforms_.data()};
+    return {tables, layout_, G, first_step, steps, orders_.data(), next_orders_.data(), sum_.data(),
+            cursor_.data()};
   }
 
  private:

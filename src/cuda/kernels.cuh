@@ -18,7 +18,7 @@ class Sorter;
 
 namespace khsgd::cuda {
 
-// One rank's SGD over an epoch (SPEC §3), parameters and data in device memory.
+// One rank's SGD over an epoch (ALGORITHM.md §3), parameters and data in device memory.
 struct EpochArgs {
   const float* X = nullptr;        // this rank's shard [m, d]
   const float* y = nullptr;        // [m]
@@ -44,7 +44,7 @@ inline constexpr int kStepThreads = 512;
 inline constexpr int64_t kMaxSharedFloats = 12 * 1024;  // 48 KiB
 bool fits_fused_kernel(int64_t d, int64_t microbatch);
 
-// The pair-balancing pass (SPEC §4) over `steps` steps of gathered gradients, state on the device.
+// The pair-balancing pass (ALGORITHM.md §4.2) over `steps` steps of gathered gradients, state on the device.
 struct PairBalanceArgs {
   PairRuleTables tables;  // device pointers
   PairLayout layout;

@@ -1,0 +1,65 @@
+#include "khsgd/agreement.hpp"
+
+#include "khsgd/hash.hpp"
+
+namespace khsgd {
+
+namespace {
+
+uint64_t hash_text(const std::string& text, uint64_t hash = kFnvOffset) {
+  return fnv1a64(text.data(), text.size() + 1, hash);  // with the terminator: "ab","c" != "a","bc"
+}
+
+uint64_t hash_flag(const FlagSetting& f, uint64_t hash = kFnvOffset) {
+  return hash_text(f.value, hash_text(f.flag, hash));
+}
+
+// Collectives carry int64; hashes travel as their bit pattern.
+int64_t as_value(uint64_t hash) { return static_cast<int64_t>(hash); }
+
+// The first rank whose value differs from rank 0's, or -1.
+int first_differing_rank(const std::vector<int64_t>& values) {
+  for (size_t r = 1; r < values.size(); ++r)
+    if (values[r] != values[0]) return static_cast<int>(r);
+  return -1;
+}
+
+[[noreturn]] void refuse(int rank, const std::string& what) {
+  throw UserError("rank " + std::to_string(rank) +
+                  " was started with different flags or different data than rank 0 (" + what +
+                  "); every rank must get the same flags and the same data files");
+}
+
+}  // namespace
+
+void agree(Communicator& comm, const std::string& own_failure, const char* stage) {
+  const std::vector<int64_t> all = comm.all_gather_value(own_failure.empty() ? 0 : 1);
+  if (!own_failure.empty()) throw UserError(own_failure);
+  for (int r = 0; r < comm.size(); ++r)
+    if (all[r] != 0)
+      throw UserError("rank " + std::to_string(r) + " could not " + stage +
+                      " (its error is printed above); stopping");
+}
+
+void agree_on_settings(Communicator& comm, const std::vector<FlagSetting>& flags,
+                       uint64_t data_fingerprint) {
+  uint64_t all_settings = data_fingerprint;
+  for (const FlagSetting& f : flags) all_settings = hash_flag(f, all_settings);
+  if (first_differing_rank(comm.all_gather_value(as_value(all_settings))) < 0) return;
+  // Something differs: every rank takes the same second round, flag by flag, to name it.
+  for (const FlagSetting& f : flags) {
+    const int rank = first_differing_rank(comm.all_gather_value(as_value(hash_flag(f))));
+    if (rank >= 0) refuse(rank, "--" + std::string(f.flag) + " differs; here it is '" + f.value + "'");
+  }
+  const int rank = first_differing_rank(comm.all_gather_value(as_value(data_fingerprint)));
+  refuse(rank < 0 ? 1 : rank, "the data differs");
+}
+
+int64_t run_fingerprint(const std::vector<FlagSetting>& flags, uint64_t data_fingerprint) {
+  uint64_t hash = data_fingerprint;
+  for (const FlagSetting& f : flags)
+    if (f.shapes_results) hash = hash_flag(f, hash);
+  return static_cast<int64_t>(hash >> 1);
+}
+
+}  // namespace khsgd
