@@ -1,4 +1,6 @@
-"""Reading khsgd_train's run folders (and torch.save files) without PyTorch.
+"""Reading run folders (and torch.save files) without PyTorch: khsgd_train's, and the Python
+reference's (main-LR-HMDA.py: results.pt and time/time-R.pt in a folder named
+LR-hmda-SORTER-lr-LR-B-B-seed-SEED), so that both can be drawn in one figure.
 
 Shared by the sweep summary (plots/summarize.py), the figures (plots/plot_figures.py) and the
 gradient spectrum tool (plots/grad_spectrum.py). Standard library and numpy only, so that
@@ -13,6 +15,7 @@ import json
 import math
 import os
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 
@@ -28,6 +31,10 @@ SORTER_LABELS = {
 SORTER_ORDER = ["D-RR", "CD-GraB", "SBW", "KH-SGD"]
 METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc",
                   "train_seconds", "eval_seconds"]
+# Where a run comes from: this program, or the Python reference's files.
+KHSGD, REFERENCE = "khsgd", "reference"
+# The authors' notebook still names KH-SGD by its working title.
+SORTER_ALIASES = {"CD-OH-opt": "KH-SGD"}
 
 
 @dataclass
@@ -38,6 +45,7 @@ class Run:
     config: dict
     metrics: dict = field(default_factory=dict)
     finished: bool = False
+    source: str = KHSGD
 
     @property
     def sorter(self) -> str:
@@ -52,15 +60,18 @@ class Run:
         return len(self.metrics.get("epoch", []))
 
     def setting(self) -> tuple:
-        """What must agree for runs to be averaged together (everything but sorter and seed)."""
+        """What must agree for runs to be averaged together (everything but sorter and seed);
+        None where the run's files do not say (a reference run's row count)."""
         c = self.config
-        return (c.get("dataset"), int(c.get("train_rows", 0)), int(c.get("node_cnt", 1)),
+        known = (lambda key, kind: None if c.get(key) is None else kind(c[key]))
+        return (c.get("dataset"), known("train_rows", int), known("node_cnt", int),
                 float(c["lr"]), int(c["B"]), float(c.get("momentum", 0.9)), int(c["epochs"]))
 
 
 def describe_setting(setting: tuple) -> str:
     dataset, rows, nodes, lr, batch, momentum, epochs = setting
-    return (f"{dataset} ({rows} train rows), {nodes} rank(s), lr {lr:g}, B {batch}, "
+    shown = (lambda value: "?" if value is None else value)
+    return (f"{dataset} ({shown(rows)} train rows), {shown(nodes)} rank(s), lr {lr:g}, B {batch}, "
             f"momentum {momentum:g}, {epochs} epochs")
 
 
@@ -89,21 +100,80 @@ def read_run(path: str) -> Run | None:
     return run
 
 
+# main-LR-HMDA.py's folder name: LR-hmda-{sorter}-lr-{lr}-B-{B}-seed-{seed}
+_REFERENCE_FOLDER = re.compile(r"^LR-(?P<dataset>[a-z]+)-(?P<sorter>.+?)-lr-(?P<lr>.+)-B-(?P<B>\d+)"
+                               r"-seed-(?P<seed>-?\d+)$")
+
+
+def read_reference_run(path: str) -> Run | None:
+    """A run folder of the Python reference: results.pt ({"train"/"test": {"loss", "acc"}}, one
+    entry per epoch) and time/time-R.pt (one file per rank; the notebook's time axis is the sum
+    of each epoch's "epoch-E" entries of rank 0)."""
+    match = _REFERENCE_FOLDER.match(os.path.basename(os.path.normpath(path)))
+    if match is None:
+        return None
+    results = load_pt(os.path.join(path, "results.pt"))
+    losses = np.asarray([float(v) for v in results["train"]["loss"]])
+    time_folder = os.path.join(path, "time")
+    time_files = sorted(f for f in os.listdir(time_folder) if re.fullmatch(r"time-\d+\.pt", f)) \
+        if os.path.isdir(time_folder) else []
+    metrics = {
+        "epoch": np.arange(1, len(losses) + 1, dtype=float),
+        "train_loss": losses,
+        "train_acc": np.asarray([float(v) for v in results["train"]["acc"]]),
+        "test_loss": np.asarray([float(v) for v in results["test"]["loss"]]),
+        "test_acc": np.asarray([float(v) for v in results["test"]["acc"]]),
+    }
+    if "time-0.pt" in time_files:
+        times = load_pt(os.path.join(time_folder, "time-0.pt"))["time"]
+        metrics["train_seconds"] = np.asarray(
+            [float(np.sum(times[f"epoch-{e}"])) for e in range(1, len(losses) + 1)])
+    config = {
+        "sorter": SORTER_ALIASES.get(match["sorter"], match["sorter"]),
+        "seed": int(match["seed"]),
+        "lr": float(match["lr"]),
+        "B": int(match["B"]),
+        "epochs": len(losses),
+        "dataset": match["dataset"],
+        "node_cnt": len(time_files) or None,  # every rank saves its own time file
+        "momentum": 0.9,  # main-LR-HMDA.py passes momentum=0.9 whatever --momentum says
+    }
+    # results.pt is saved once, after the last epoch.
+    return Run(path=path, config=config, metrics=metrics, finished=True, source=REFERENCE)
+
+
 def find_runs(root: str) -> list[Run]:
-    """Every run folder (one holding config.json and metrics.csv) below `root`."""
+    """Every run folder below `root`: khsgd's (config.json and metrics.csv) and the reference's
+    (results.pt without config.json)."""
     runs = []
     for folder, _, files in os.walk(root):
         if "config.json" in files and "metrics.csv" in files:
             run = read_run(folder)
-            if run is not None:
-                runs.append(run)
-    return sorted(runs, key=lambda r: (r.setting(), r.sorter, r.seed))
+        elif "results.pt" in files:
+            run = read_reference_run(folder)
+        else:
+            continue
+        if run is not None:
+            runs.append(run)
+    return sorted(runs, key=lambda r: (str(r.setting()), r.source, r.sorter, r.seed))
+
+
+def _agrees(known: tuple, partial: tuple) -> bool:
+    return all(p is None or p == k for k, p in zip(known, partial))
 
 
 def group_by_setting(runs: list[Run]) -> dict:
+    """Runs by setting. A run whose files leave part of its setting open (None: a reference
+    run's row count) joins every group that agrees with the rest of it."""
     groups: dict = collections.OrderedDict()
-    for run in runs:
+    complete = [r for r in runs if None not in r.setting()]
+    partial = [r for r in runs if None in r.setting()]
+    for run in complete:
         groups.setdefault(run.setting(), []).append(run)
+    for run in partial:
+        homes = [s for s in groups if None not in s and _agrees(s, run.setting())]
+        for setting in homes or [run.setting()]:
+            groups.setdefault(setting, []).append(run)
     return groups
 
 

@@ -9,6 +9,10 @@ one line per sorter, the mean over seeds with a +-1 standard deviation band.
     python3 plots/plot_figures.py RESULTS_DIR [--out DIR] [--title TEXT]
         [--loss_range LO HI] [--acc_range LO HI] [--skip_epochs K]
 
+RESULTS_DIR may also hold the Python reference's run folders (main-LR-HMDA.py's results.pt and
+time/time-R.pt); a folder holding both draws a line per sorter and source, the reference's dashed
+and labelled "(reference)", khsgd's labelled "(khsgd)".
+
 Axis ranges follow the data from epoch K+1 on (K = 1 by default: the first epoch's loss would
 flatten everything else); --loss_range 0.3345 0.3395 --acc_range 81.95 82.45 gives the paper's
 ranges for the real data. A results folder holding several settings (other lr, B, ranks or data)
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 
 import matplotlib
 
@@ -27,29 +32,37 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from khsgd_results import (SORTER_LABELS, SORTER_ORDER, describe_setting, find_runs,  # noqa: E402
-                           group_by_setting, mean_std)
+from khsgd_results import (KHSGD, SORTER_LABELS, SORTER_ORDER, describe_setting,  # noqa: E402
+                           find_runs, group_by_setting, mean_std)
 
 COLORS = {"D-RR": "tab:gray", "CD-GraB": "tab:blue", "SBW": "tab:green", "KH-SGD": "tab:red"}
 
 
 def curves(runs):
-    """Per sorter: x (epochs), cumulative seconds, and mean/std of loss and accuracy (in %)."""
+    """Per (source, sorter): its legend label, x (epochs), cumulative seconds (None when its
+    runs did not record times), and mean/std of loss and accuracy (in %)."""
     out = {}
-    for sorter in SORTER_ORDER + sorted({r.sorter for r in runs} - set(SORTER_ORDER)):
-        mine = [r for r in runs if r.sorter == sorter and r.epochs_done > 0]
-        if not mine:
-            continue
-        loss_mean, loss_std = mean_std([r.metrics["train_loss"] for r in mine])
-        acc_mean, acc_std = mean_std([100 * r.metrics["test_acc"] for r in mine])
-        seconds, _ = mean_std([np.cumsum(r.metrics["train_seconds"]) for r in mine])
-        out[sorter] = {
-            "epochs": np.arange(1, len(loss_mean) + 1),
-            "seconds": seconds,
-            "loss": (loss_mean, loss_std),
-            "acc": (acc_mean, acc_std),
-            "seeds": len(mine),
-        }
+    sources = sorted({r.source for r in runs}, key=lambda s: (s != KHSGD, s))
+    for source in sources:
+        for sorter in SORTER_ORDER + sorted({r.sorter for r in runs} - set(SORTER_ORDER)):
+            mine = [r for r in runs if r.source == source and r.sorter == sorter and r.epochs_done > 0]
+            if not mine:
+                continue
+            label = SORTER_LABELS.get(sorter, sorter)
+            loss_mean, loss_std = mean_std([r.metrics["train_loss"] for r in mine])
+            acc_mean, acc_std = mean_std([100 * r.metrics["test_acc"] for r in mine])
+            timed = all("train_seconds" in r.metrics for r in mine)
+            seconds = mean_std([np.cumsum(r.metrics["train_seconds"]) for r in mine])[0] if timed else None
+            out[(source, sorter)] = {
+                "label": f"{label} ({source})" if len(sources) > 1 else label,
+                "sorter": sorter,
+                "source": source,
+                "epochs": np.arange(1, len(loss_mean) + 1),
+                "seconds": seconds,
+                "loss": (loss_mean, loss_std),
+                "acc": (acc_mean, acc_std),
+                "seeds": len(mine),
+            }
     return out
 
 
@@ -67,13 +80,17 @@ def data_range(series, skip):
 
 def draw(curve_set, x_key, x_label, path_stem, title, loss_range, acc_range, skip, dpi):
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for sorter, c in curve_set.items():
+    for c in curve_set.values():
         x = c[x_key]
+        if x is None:
+            continue
+        color = COLORS.get(c["sorter"])
+        style = "-" if c["source"] == KHSGD else "--"
         for ax, key in ((ax_loss, "loss"), (ax_acc, "acc")):
             mean, std = c[key]
             n = min(len(x), len(mean))
-            ax.plot(x[:n], mean[:n], color=COLORS.get(sorter), label=SORTER_LABELS.get(sorter, sorter))
-            ax.fill_between(x[:n], (mean - std)[:n], (mean + std)[:n], color=COLORS.get(sorter),
+            ax.plot(x[:n], mean[:n], style, color=color, label=c["label"])
+            ax.fill_between(x[:n], (mean - std)[:n], (mean + std)[:n], color=color,
                             alpha=0.2, linewidth=0)
     ax_loss.set_ylim(*(loss_range or data_range([c["loss"] for c in curve_set.values()], skip)))
     ax_acc.set_ylim(*(acc_range or data_range([c["acc"] for c in curve_set.values()], skip)))
@@ -87,7 +104,7 @@ def draw(curve_set, x_key, x_label, path_stem, title, loss_range, acc_range, ski
         ax.set_xlabel(x_label)
         ax.grid(alpha=0.3)
     ax_acc.legend(loc="lower right")
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(textwrap.fill(title, 150), fontsize=10)
     fig.tight_layout()
     for extension in ("png", "pdf"):
         fig.savefig(f"{path_stem}.{extension}", dpi=dpi if extension == "png" else None)
@@ -109,7 +126,8 @@ def main() -> int:
 
     groups = list(group_by_setting(find_runs(args.results)).items())
     if not groups:
-        print(f"plot_figures: no runs (config.json + metrics.csv) under {args.results}", file=sys.stderr)
+        print(f"plot_figures: no runs (config.json + metrics.csv, or the reference's results.pt) "
+              f"under {args.results}", file=sys.stderr)
         return 1
     if args.setting is None and len(groups) > 1:
         print("plot_figures: the folder holds several settings; pick one with --setting N:", file=sys.stderr)
@@ -124,7 +142,7 @@ def main() -> int:
     curve_set = curves(runs)
     out = args.out or os.path.join(args.results, "figures")
     os.makedirs(out, exist_ok=True)
-    seeds = ", ".join(f"{SORTER_LABELS.get(s, s)} {c['seeds']}" for s, c in curve_set.items())
+    seeds = ", ".join(f"{c['label']} {c['seeds']}" for c in curve_set.values())
     title = args.title or f"{describe_setting(setting)}; seeds per sorter: {seeds}"
     draw(curve_set, "epochs", "Epoch", os.path.join(out, "loss_acc_vs_epochs"), title,
          args.loss_range, args.acc_range, args.skip_epochs, args.dpi)

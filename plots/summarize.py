@@ -13,27 +13,32 @@ import sys
 
 import numpy as np
 
-from khsgd_results import (SORTER_LABELS, SORTER_ORDER, describe_setting, find_runs,
+from khsgd_results import (KHSGD, SORTER_LABELS, SORTER_ORDER, describe_setting, find_runs,
                            group_by_setting)
 
 
 def summarize(root: str) -> list[dict]:
     rows = []
     for setting, runs in group_by_setting(find_runs(root)).items():
-        for sorter in SORTER_ORDER + sorted({r.sorter for r in runs} - set(SORTER_ORDER)):
-            mine = [r for r in runs if r.sorter == sorter]
+        sources = sorted({r.source for r in runs}, key=lambda s: (s != KHSGD, s))
+        for source, sorter in [(source, sorter) for source in sources for sorter in
+                               SORTER_ORDER + sorted({r.sorter for r in runs} - set(SORTER_ORDER))]:
+            mine = [r for r in runs if r.sorter == sorter and r.source == source]
             if not mine:
                 continue
             done = [r for r in mine if r.finished]
             final = done or mine
             loss = np.array([r.metrics["train_loss"][-1] for r in final if r.epochs_done])
             acc = np.array([r.metrics["test_acc"][-1] for r in final if r.epochs_done])
-            seconds = np.array([np.median(r.metrics["train_seconds"]) for r in final if r.epochs_done])
+            seconds = np.array([np.median(r.metrics["train_seconds"]) for r in final
+                                if r.epochs_done and "train_seconds" in r.metrics])
             std = (lambda v: float(v.std(ddof=1)) if len(v) > 1 else 0.0)
+            label = SORTER_LABELS.get(sorter, sorter)
             rows.append({
                 "setting": describe_setting(setting),
                 "sorter": sorter,
-                "label": SORTER_LABELS.get(sorter, sorter),
+                "source": source,
+                "label": f"{label} ({source})" if len(sources) > 1 else label,
                 "seeds_done": len(done),
                 "seeds_started": len(mine),
                 "seeds": " ".join(str(r.seed) for r in sorted(done, key=lambda r: r.seed)),
@@ -48,14 +53,15 @@ def summarize(root: str) -> list[dict]:
 
 def print_table(rows: list[dict], out=sys.stdout) -> None:
     setting = None
+    width = max([17] + [len(row["label"]) for row in rows])
     for row in rows:
         if row["setting"] != setting:
             setting = row["setting"]
             print(f"\n{setting}", file=out)
-            print(f"  {'sorter':<17} {'seeds done':>10}  {'final train loss':>22}  "
+            print(f"  {'sorter':<{width}} {'seeds done':>10}  {'final train loss':>22}  "
                   f"{'final test acc (%)':>20}  {'s/epoch':>9}", file=out)
         seeds = f"{row['seeds_done']}/{row['seeds_started']}"
-        print(f"  {row['label']:<17} {seeds:>10}  "
+        print(f"  {row['label']:<{width}} {seeds:>10}  "
               f"{row['final_train_loss']:>11.6f} +- {row['final_train_loss_std']:<8.6f}  "
               f"{100 * row['final_test_acc']:>9.3f} +- {100 * row['final_test_acc_std']:<6.3f}  "
               f"{row['seconds_per_epoch']:>9.4f}", file=out)
@@ -68,7 +74,8 @@ def main() -> int:
     args = parser.parse_args()
     rows = summarize(args.results)
     if not rows:
-        print(f"summarize: no runs (config.json + metrics.csv) under {args.results}", file=sys.stderr)
+        print(f"summarize: no runs (config.json + metrics.csv, or the reference's results.pt) "
+              f"under {args.results}", file=sys.stderr)
         return 1
     print_table(rows)
     if args.csv:

@@ -40,6 +40,8 @@ done
 default_python=python3
 [ -x /opt/torch/.venv/bin/python ] && default_python=/opt/torch/.venv/bin/python
 export PYTHON=${PYTHON:-$default_python}
+# torchrun (the ctest -R Torchrun tests call it by name) from the same installation.
+export PATH=$(dirname "$PYTHON"):$PATH
 [[ "$build" == /* ]] || build=$root/$build
 export BUILD=$build ROOT=$root
 export LOGS=${OUT:-$build/logs}

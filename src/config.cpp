@@ -57,7 +57,11 @@ std::string plain_quotes(std::string text) {
 
 const char* kHelp = R"(khsgd_train: logistic regression on HMDA with SGD whose example order each epoch is chosen
 by a sorter (Low-Rank Thinning, ICML 2025). Launch one process, or several with torchrun,
-mpirun or scripts/launch.sh.
+mpirun or scripts/launch.sh:
+  torchrun --nproc_per_node=N --no_python khsgd_train [options]   (--no_python: torch 1.13's
+      spelling, torch >= 2.0 takes both; Debian 12's torchrun also needs --redirects 1 --tee 1)
+  mpirun -np N khsgd_train [options]
+  scripts/launch.sh N -- [options]
 
 Options (defaults in brackets):
   --sorter NAME        CD-GraB, D-RR, KH-SGD or SBW [CD-GraB]
@@ -88,8 +92,9 @@ Options (defaults in brackets):
   --print_run_dir      print the run folder these flags write to (for scripts) and exit
   -h, --help           this text
 
-Results: RESULTS_DIR/EXP-EPOCHS/LR-hmda-SORTER-node-N-lr-LR-B-B-seed-SEED/ with metrics.csv and
-config.json (LR-synthetic-... for --dataset synthetic).
+Results: RESULTS_DIR/EXP-EPOCHS/LR-hmda-SORTER-node-N-lr-LR-B-B-seed-SEED/ with metrics.csv,
+config.json, and the reference's results.pt and time/time-R.pt (LR-synthetic-... for
+--dataset synthetic).
 )";
 
 }  // namespace

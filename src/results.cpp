@@ -178,6 +178,10 @@ std::string summary_json(const RunSummary& s) {
   return json_object(fields);
 }
 
+std::string time_log_path(const std::string& dir, int rank) {
+  return dir + "/time-rank" + std::to_string(rank) + ".csv";
+}
+
 std::string order_line(const std::vector<int64_t>& order) {
   std::string line;
   line.reserve(order.size() * 7);
@@ -218,19 +222,38 @@ void check_run_folder(const std::string& dir, bool resume, bool overwrite) {
                     "--overwrite to start over");
 }
 
-void remove_run_files(const std::string& dir) {
+namespace {
+
+// The files in `dir` whose names `is_ours` accepts.
+std::vector<std::string> files_in(const std::string& dir, bool (*is_ours)(const std::string&)) {
+  std::vector<std::string> found;
   DIR* folder = ::opendir(dir.c_str());
-  if (folder == nullptr) return;
-  std::vector<std::string> doomed;
+  if (folder == nullptr) return found;
   while (const dirent* entry = ::readdir(folder)) {
     const std::string name = entry->d_name;
-    auto starts = [&](const char* prefix) { return name.rfind(prefix, 0) == 0; };
-    if (name == "config.json" || name == "metrics.csv" || name == "summary.json" ||
-        starts("orders-rank") || starts("time-rank") || starts("grads-epoch") ||
-        starts("checkpoint-rank") || name.find(".partial") != std::string::npos)
-      doomed.push_back(dir + "/" + name);
+    if (is_ours(name)) found.push_back(dir + "/" + name);
   }
   ::closedir(folder);
+  return found;
+}
+
+bool starts_with(const std::string& name, const char* prefix) { return name.rfind(prefix, 0) == 0; }
+
+bool is_run_file(const std::string& name) {
+  return name == "config.json" || name == "metrics.csv" || name == "summary.json" ||
+         name == "results.pt" || starts_with(name, "orders-rank") || starts_with(name, "time-rank") ||
+         starts_with(name, "grads-epoch") || starts_with(name, "checkpoint-rank") ||
+         name.find(".partial") != std::string::npos;
+}
+
+bool is_reference_time_file(const std::string& name) { return starts_with(name, "time-"); }
+
+}  // namespace
+
+void remove_run_files(const std::string& dir) {
+  std::vector<std::string> doomed = files_in(dir, is_run_file);
+  for (const std::string& path : files_in(dir + "/time", is_reference_time_file))
+    doomed.push_back(path);
   for (const auto& path : doomed)
     if (std::remove(path.c_str()) != 0)
       throw UserError("cannot remove '" + path + "' for --overwrite: " + std::strerror(errno));

@@ -20,6 +20,7 @@
 #include "khsgd/errors.hpp"
 #include "khsgd/progress.hpp"
 #include "khsgd/pt_file.hpp"
+#include "khsgd/reference_files.hpp"
 #include "khsgd/results.hpp"
 #include "khsgd/sorters.hpp"
 #include "khsgd/torch_ops.hpp"
@@ -210,10 +211,11 @@ class Run {
     });
     run_agreed(*comm_, "prepare its results folder", [&] {
       if (rank_ != 0) make_directories(dir_);
-      const std::string rank = std::to_string(rank_);
       if (config_.save_orders)
-        orders_.emplace(dir_ + "/orders-rank" + rank + ".csv", "", resuming_ ? done_ : -1);
-      time_log_.emplace(dir_ + "/time-rank" + rank + ".csv", kTimeHeader, resuming_ ? done_ + 1 : -1);
+        orders_.emplace(dir_ + "/orders-rank" + std::to_string(rank_) + ".csv", "", resuming_ ? done_ : -1);
+      time_log_.emplace(time_log_path(dir_, rank_), kTimeHeader, resuming_ ? done_ + 1 : -1);
+      reference_.emplace(dir_, rank_, config_.sorter, part_.used_rows, data_.n_test);
+      reference_->prepare();
     });
     progress_.emplace(rank_ == 0 && !config_.quiet, stderr, part_.used_rows, part_.num_batches,
                       config_.epochs);
@@ -231,6 +233,7 @@ class Run {
     for (int64_t epoch = done_ + 1; epoch <= config_.epochs; ++epoch) {
       const double train_seconds = train_epoch(epoch);
       if (rank_ == 0) record_epoch(epoch, train_seconds);
+      reference_->update(epoch == config_.epochs, rank_ == 0 ? &metrics_->rows() : nullptr);
       if (config_.checkpoint_every > 0 && epoch % config_.checkpoint_every == 0 && epoch < config_.epochs)
         save_checkpoint(epoch);
       if (epoch == stop_after) {
@@ -350,6 +353,7 @@ class Run {
   // open_outputs, train
   std::optional<MetricsLog> metrics_;  // rank 0
   std::optional<LineLog> orders_, time_log_;
+  std::optional<ReferenceFiles> reference_;  // results.pt and time/time-R.pt, as the reference's
   std::optional<Progress> progress_;
   std::vector<float> captured_;  // --save_grads: the epoch's gathered gradients
   RunSummary summary_;

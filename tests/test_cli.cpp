@@ -39,6 +39,9 @@ TEST(Cli, HelpListsTheFlags) {
                            "--backend", "--exp", "--local_rank", "--device", "--data_dir",
                            "--results_dir", "--dataset", "--save_orders"})
     EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
+  // torchrun's spelling that torch 1.13 and 2.x both accept.
+  EXPECT_NE(r.out.find("torchrun --nproc_per_node=N --no_python"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("--no-python"), std::string::npos) << r.out;
 }
 
 TEST(Cli, PrintRunDirNamesTheFolderAndWritesNothing) {
@@ -64,7 +67,9 @@ TEST(Cli, WritesConfigMetricsAndOrders) {
 
   const std::string dir = tmp / kRun;
   EXPECT_EQ(list_dir(dir), (std::vector<std::string>{"config.json", "metrics.csv", "orders-rank0.csv",
-                                                     "summary.json", "time-rank0.csv"}));
+                                                     "results.pt", "summary.json", "time",
+                                                     "time-rank0.csv"}));
+  EXPECT_EQ(list_dir(dir + "/time"), std::vector<std::string>{"time-0.pt"});
   const std::string summary = read_file(dir + "/summary.json");
   EXPECT_NE(summary.find("\"finished\": true"), std::string::npos) << summary;
   EXPECT_NE(summary.find("\"peak_rss_mib\": "), std::string::npos) << summary;

@@ -173,3 +173,95 @@ TEST(Distributed, NodeCountMustMatchTheWorld) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--node_cnt 4 does not match the 2 launched rank(s)"), std::string::npos) << r.err;
 }
+
+// --- A real torchrun, where one is installed -------------------------------------------------
+
+namespace {
+
+// The same small CPU run under every launcher: two ranks over Gloo on a synthetic set.
+std::vector<std::string> torchrun_args(const TempDir& tmp) {
+  return {"--dataset", "synthetic", "--synthetic_rows", "2000", "--sorter", "CD-GraB", "--seed", "1",
+          "--lr", "5e-3", "--epochs", "2", "--device", "cpu", "--backend", "gloo",
+          "--results_dir", tmp / "results", "--save_orders", "--quiet"};
+}
+
+std::string torchrun_run_dir(const TempDir& tmp) {
+  return tmp / "results/LR-HMDA-2/LR-synthetic-CD-GraB-node-2-lr-0.005-B-16-seed-1";
+}
+
+// torchrun NPROC [stream flags] --no_python BINARY ARGS in `cwd`. PET_MASTER_PORT is torchrun's
+// own variable for --master_port: a free port keeps parallel tests apart while the command line
+// stays the README's. TMPDIR keeps torchrun's log folder inside `cwd`.
+RunResult run_torchrun(int nproc, const std::string& stream_flags, const std::string& binary,
+                       const std::vector<std::string>& args, const std::string& cwd) {
+  return run_shell("cd " + shell_quote(cwd) + " && env -u RANK -u WORLD_SIZE -u LOCAL_RANK TMPDIR=" +
+                       shell_quote(cwd) + " PET_MASTER_PORT=" + std::to_string(free_port()) +
+                       " timeout 300 torchrun --nproc_per_node=" +
+                       std::to_string(nproc) + " " + stream_flags + " --no_python " +
+                       shell_quote(binary) + join_args(args),
+                   cwd);
+}
+
+// Why this machine's torchrun cannot run the README's command with `stream_flags`; "" when it
+// can (it starts /bin/true as a worker).
+std::string torchrun_problem(const std::string& stream_flags) {
+  if (std::system("command -v torchrun >/dev/null 2>&1") != 0) return "torchrun is not installed";
+  TempDir tmp;
+  const RunResult r = run_torchrun(1, stream_flags, "/bin/true", {}, tmp.path());
+  if (r.exit_code == 0) return "";
+  const std::string output = r.out + r.err;
+  if (output.find("unrecognized arguments: --no_python") != std::string::npos)
+    return "this torchrun has no --no_python flag: " + output;
+  if (output.find("in to_map") != std::string::npos &&
+      output.find("'NoneType' object has no attribute 'get'") != std::string::npos)
+    return "this is Debian 12's torchrun (PyTorch 1.13 under Python 3.11), which crashes before "
+           "starting any worker: AttributeError: 'NoneType' object has no attribute 'get' in "
+           "torch/distributed/elastic/multiprocessing/api.py to_map, because Python 3.11 skips the "
+           "zero flag Std.NONE when iterating the enum, so --redirects/--tee 0 parse to None. "
+           "Torchrun.DebianWorkaroundMatchesLaunchScript runs it with --redirects 1 --tee 1; "
+           "scripts/launch.sh and mpirun are unaffected (README, torchrun on Debian 12)";
+  ADD_FAILURE() << "torchrun" << stream_flags << " failed to start /bin/true for an unknown reason ("
+                << r.exit_code << "): " << output;
+  return "torchrun failed (see the failure above)";
+}
+
+// The torchrun run against the same flags under scripts/launch.sh: identical metrics (timing
+// columns apart) and orders on both ranks.
+void expect_torchrun_matches_launch_script(const std::string& stream_flags) {
+  TempDir by_torchrun, by_script;
+  const RunResult t = run_torchrun(2, stream_flags, KHSGD_TRAIN_BINARY, torchrun_args(by_torchrun),
+                                   by_torchrun.path());
+  ASSERT_EQ(t.exit_code, 0) << t.out << t.err;
+  const RunResult s = run_launch(2, torchrun_args(by_script), by_script.path());
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  const std::string a = torchrun_run_dir(by_torchrun), b = torchrun_run_dir(by_script);
+  const Csv ma = read_csv(a + "/metrics.csv"), mb = read_csv(b + "/metrics.csv");
+  ASSERT_EQ(ma.rows.size(), 2u);
+  ASSERT_EQ(mb.rows.size(), 2u);
+  for (size_t e = 0; e < 2; ++e)
+    for (const char* column : {"epoch", "train_loss", "train_acc", "test_loss", "test_acc"})
+      EXPECT_EQ(ma.at(e, column), mb.at(e, column)) << column << " of epoch " << e + 1;
+  for (const char* orders : {"/orders-rank0.csv", "/orders-rank1.csv"}) {
+    EXPECT_EQ(read_orders(a + orders).size(), 2u) << orders;
+    EXPECT_EQ(read_file(a + orders), read_file(b + orders)) << orders;
+  }
+  const std::string config = read_file(a + "/config.json");
+  EXPECT_NE(config.find("\"launcher\": \"torchrun\""), std::string::npos) << config;
+  EXPECT_NE(config.find("\"world_size\": 2"), std::string::npos) << config;
+}
+
+}  // namespace
+
+TEST(Torchrun, ReadmeCommandMatchesLaunchScript) {
+  // torchrun --nproc_per_node=2 --no_python build/khsgd_train ...
+  const std::string problem = torchrun_problem("");
+  if (!problem.empty()) GTEST_SKIP() << problem;
+  expect_torchrun_matches_launch_script("");
+}
+
+TEST(Torchrun, DebianWorkaroundMatchesLaunchScript) {
+  // The README's command for Debian 12's torchrun; valid on every torchrun.
+  const std::string problem = torchrun_problem("--redirects 1 --tee 1");
+  if (!problem.empty()) GTEST_SKIP() << problem;
+  expect_torchrun_matches_launch_script("--redirects 1 --tee 1");
+}

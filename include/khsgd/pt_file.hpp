@@ -32,4 +32,45 @@ void write_tensor_tuple(const std::string& path, const std::vector<HostTensor>& 
 // torch.save(t): one tensor, not a tuple (torch.load gives the tensor back).
 void write_tensor(const std::string& path, const HostTensor& tensor);
 
+// An object of the kinds the reference's result files hold: dicts with string keys (kept in
+// insertion order), lists, Python floats and float32 tensors.
+struct SavedObject {
+  enum class Kind { Dict, List, Float, Tensor };
+  Kind kind = Kind::Dict;
+  double number = 0.0;                // Float
+  HostTensor tensor;                  // Tensor (shape {} for a 0-dim tensor)
+  std::vector<std::string> keys;      // Dict: keys[i] names items[i]
+  std::vector<SavedObject> items;     // Dict values, List elements
+
+  static SavedObject dict() { return SavedObject{}; }
+  static SavedObject list() {
+    SavedObject o;
+    o.kind = Kind::List;
+    return o;
+  }
+  static SavedObject real(double value) {
+    SavedObject o;
+    o.kind = Kind::Float;
+    o.number = value;
+    return o;
+  }
+  static SavedObject float32_tensor(std::vector<int64_t> shape, std::vector<float> values) {
+    SavedObject o;
+    o.kind = Kind::Tensor;
+    o.tensor = HostTensor{std::move(shape), std::move(values), "float32"};
+    return o;
+  }
+  // Dict: adds `key` (a new one) after the others.
+  void set(const std::string& key, SavedObject value) {
+    keys.push_back(key);
+    items.push_back(std::move(value));
+  }
+  // List: appends.
+  void append(SavedObject value) { items.push_back(std::move(value)); }
+};
+
+// torch.save(object): Python's torch.load (weights_only or not) returns the same nesting as
+// dict, list, float and CPU torch.Tensor, as for a file Python wrote. Atomic like the others.
+void write_saved_object(const std::string& path, const SavedObject& object);
+
 }  // namespace khsgd

@@ -4,6 +4,8 @@
 //     config.json       every setting, the launch, the data's shape, the LibTorch version
 //     metrics.csv       a row per epoch, appended and flushed as the epoch ends
 //     orders-rankR.csv  with --save_orders: line e = rank R's local order in epoch e
+//     time-rankR.csv    rank R's seconds per epoch and category
+//     results.pt, time/time-R.pt   the Python reference's files (reference_files.hpp)
 //
 // Only rank 0 writes shared files; each rank writes only its own orders file.
 #pragma once
@@ -85,6 +87,9 @@ struct RunSummary {
 };
 std::string summary_json(const RunSummary& summary);
 
+// DIR/time-rankR.csv: rank R's seconds per epoch and category.
+std::string time_log_path(const std::string& dir, int rank);
+
 // One epoch's order as a CSV line.
 std::string order_line(const std::vector<int64_t>& order);
 
@@ -103,7 +108,7 @@ RunFolderState inspect_run_folder(const std::string& dir);
 void check_run_folder(const std::string& dir, bool resume, bool overwrite);
 
 // Removes the files a run writes (config, metrics, orders, times, gradients, checkpoints,
-// summary) from `dir`, nothing else.
+// summary, the reference's results.pt and time/time-R.pt) from `dir`, nothing else.
 void remove_run_files(const std::string& dir);
 
 // A flat JSON object from (key, already-encoded JSON value) pairs.

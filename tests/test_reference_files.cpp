@@ -1,0 +1,117 @@
+// The objects behind the reference's results.pt and time/time-R.pt, built from khsgd's own CSV
+// rows, and when they are written (Python's torch.load of the files: tests/test_reference_files.py).
+#include <cmath>
+#include <fstream>
+
+#include "helpers.hpp"
+#include "khsgd/errors.hpp"
+#include "khsgd/files.hpp"
+#include "khsgd/reference_files.hpp"
+#include "khsgd/results.hpp"
+
+using namespace khsgd;
+
+namespace {
+
+const SavedObject& at(const SavedObject& dict, const std::string& key) {
+  for (size_t i = 0; i < dict.keys.size(); ++i)
+    if (dict.keys[i] == key) return dict.items[i];
+  throw std::out_of_range("no key " + key);
+}
+
+constexpr const char* kTimeCsv =
+    "epoch,sorter,communication,dataset,forward_backward,sgd,train_seconds,estimated\n"
+    "1,0.25,0.5,0.125,1.5,0.0625,2.5,1\n"
+    "2,0.75,1.25,0.375,1.75,0.1875,4.5,1\n";
+
+}  // namespace
+
+TEST(ReferenceFiles, ResultsHoldLossTensorsAndExactAccuracyFractions) {
+  // Two metrics.csv rows of the golden KH-SGD run's shape: 20 000 train rows, 4 999 test rows.
+  const SavedObject r = reference_results(
+      "1,0.398874938,0.81975,0.401385963,0.819963993,0.030000,0.010000\n"
+      "2,0.396166444,0.8213,0.398266375,0.822564513,0.030000,0.010000\n",
+      20000, 4999);
+  EXPECT_EQ(r.keys, (std::vector<std::string>{"train", "test"}));
+  for (const char* split : {"train", "test"}) {
+    EXPECT_EQ(at(r, split).keys, (std::vector<std::string>{"loss", "acc"}));
+    ASSERT_EQ(at(at(r, split), "loss").kind, SavedObject::Kind::List);
+    ASSERT_EQ(at(at(r, split), "loss").items.size(), 2u);
+    ASSERT_EQ(at(at(r, split), "acc").items.size(), 2u);
+  }
+  const SavedObject& loss = at(at(r, "train"), "loss").items[1];
+  ASSERT_EQ(loss.kind, SavedObject::Kind::Tensor);  // 0-dim float32, as HMDA_eval returns it
+  EXPECT_TRUE(loss.tensor.shape.empty());
+  EXPECT_EQ(loss.tensor.values, std::vector<float>{0.396166444f});
+  const SavedObject& train_acc = at(at(r, "train"), "acc").items[0];
+  ASSERT_EQ(train_acc.kind, SavedObject::Kind::Float);  // a Python float: correct / rows
+  EXPECT_EQ(train_acc.number, 16395.0 / 20000);
+  // 0.819963993 is 4099 / 4999 printed to nine digits; the file holds the fraction itself.
+  EXPECT_EQ(at(at(r, "test"), "acc").items[0].number, 4099.0 / 4999);
+  EXPECT_EQ(at(at(r, "test"), "acc").items[1].number, 4112.0 / 4999);
+}
+
+TEST(ReferenceFiles, TimesFollowTheReferenceTimersLabels) {
+  const SavedObject pair = reference_times(kTimeCsv, "KH-SGD");
+  EXPECT_EQ(pair.keys, (std::vector<std::string>{"time", "cuda-max", "cuda-current", "ram"}));
+  const std::vector<std::string> pair_labels = {"SGD", "sorter", "epoch-1", "communication",
+                                                "dataset", "forward-backward", "epoch-2"};
+  EXPECT_EQ(at(pair, "time").keys, pair_labels);
+  EXPECT_EQ(at(reference_times(kTimeCsv, "D-RR"), "time").keys,
+            (std::vector<std::string>{"SGD", "sorter", "epoch-1", "dataset", "forward-backward",
+                                      "communication", "epoch-2"}));
+  const SavedObject& time = at(pair, "time");
+  // One entry per epoch and category; "epoch-E" is the epoch's train seconds.
+  EXPECT_EQ(at(time, "sorter").tensor.values, (std::vector<float>{0.25f, 0.75f}));
+  EXPECT_EQ(at(time, "sorter").tensor.shape, (std::vector<int64_t>{2}));
+  EXPECT_EQ(at(time, "communication").tensor.values, (std::vector<float>{0.5f, 1.25f}));
+  EXPECT_EQ(at(time, "dataset").tensor.values, (std::vector<float>{0.125f, 0.375f}));
+  EXPECT_EQ(at(time, "forward-backward").tensor.values, (std::vector<float>{1.5f, 1.75f}));
+  EXPECT_EQ(at(time, "SGD").tensor.values, (std::vector<float>{0.0625f, 0.1875f}));
+  EXPECT_EQ(at(time, "epoch-1").tensor.values, std::vector<float>{2.5f});
+  EXPECT_EQ(at(time, "epoch-2").tensor.values, std::vector<float>{4.5f});
+  EXPECT_EQ(at(time, "epoch-2").tensor.shape, (std::vector<int64_t>{1}));  // 1-D: readers sum it
+  for (const char* memory : {"cuda-max", "cuda-current", "ram"}) {
+    EXPECT_EQ(at(pair, memory).keys, pair_labels);
+    for (const std::string& label : pair_labels) {
+      const HostTensor& t = at(at(pair, memory), label).tensor;
+      EXPECT_EQ(t.values.size(), at(time, label).tensor.values.size()) << memory << " " << label;
+      for (float v : t.values) EXPECT_TRUE(std::isnan(v)) << "not measured: " << memory;
+    }
+  }
+}
+
+TEST(ReferenceFiles, ADamagedTimeLogIsNamed) {
+  try {
+    reference_times("epoch,sorter\n1,0.5\n", "CD-GraB", "DIR/time-rank0.csv");
+    FAIL() << "expected a UserError";
+  } catch (const UserError& e) {
+    EXPECT_STREQ(e.what(), "DIR/time-rank0.csv: no column 'train_seconds'");
+  }
+  EXPECT_THROW(reference_times(std::string(kTimeCsv) + "3,x,1,1,1,1,1,1\n", "D-RR"), UserError);
+  EXPECT_THROW(reference_times(std::string(kTimeCsv) + "3,1,1\n", "D-RR"), UserError);
+  EXPECT_THROW(reference_times("epoch,sorter,communication,dataset,forward_backward,sgd,train_seconds\n",
+                               "D-RR"), UserError);
+  EXPECT_THROW(reference_results("1,0.4,0.8\n", 10, 10), UserError);
+}
+
+TEST(ReferenceFiles, TheFirstAndTheLastEpochAreAlwaysWritten) {
+  khsgd_test::TempDir tmp;
+  const std::string dir = tmp / "run";
+  ReferenceFiles files(dir, 0, "SBW", 20000, 4999);
+  make_directories(dir);
+  files.prepare();
+  const std::string header = "epoch,sorter,communication,dataset,forward_backward,sgd,train_seconds,estimated\n";
+  std::ofstream(time_log_path(dir, 0)) << header << "1,0.25,0.5,0.125,1.5,0.0625,2.5,1\n";
+  const std::string one = "1,0.398874938,0.81975,0.401385963,0.819963993,0.030000,0.010000\n";
+  files.update(false, &one);  // nothing written yet: written whatever the clock says
+  const std::string results = khsgd_test::read_file(dir + "/results.pt");
+  const std::string times = khsgd_test::read_file(dir + "/time/time-0.pt");
+  EXPECT_EQ(results.substr(0, 2), "PK");  // a zip, as torch.save writes
+  EXPECT_EQ(times.substr(0, 2), "PK");
+  std::ofstream(time_log_path(dir, 0), std::ios::app) << "2,0.75,1.25,0.375,1.75,0.1875,4.5,1\n";
+  const std::string two = one + "2,0.396166444,0.8213,0.398266375,0.822564513,0.030000,0.010000\n";
+  files.update(true, &two);  // the last epoch, however recent the previous rewrite
+  EXPECT_GT(khsgd_test::read_file(dir + "/results.pt").size(), results.size());
+  EXPECT_GT(khsgd_test::read_file(dir + "/time/time-0.pt").size(), times.size());
+}
