@@ -30,23 +30,44 @@ KHSGD_HOST_DEVICE inline int64_t decisions_per_step(const PairLayout& layout) {
   return layout.microbatch / 2 * layout.ranks;
 }
 
-// Decision q of a walk, counted from the walk's first step: which step, pair and rank.
+// Where a decision of a walk is: its step (counted from the walk's first step), pair and rank.
 struct PairAt {
   int64_t step;
   int64_t pair;
   int64_t rank;
 };
 
-KHSGD_HOST_DEVICE inline PairAt pair_at(const PairLayout& layout, int64_t q) {
-  const int64_t per_step = decisions_per_step(layout);
-  return {q / per_step, (q % per_step) / layout.ranks, q % layout.ranks};
+// The decision after `at`, in the loop order: ranks inner, then pairs, then steps. (Counted up
+// rather than divided out of a decision number: on the GPU a 64-bit division is a long sequence of
+// instructions, and the walk makes ~98 000 decisions an epoch.)
+KHSGD_HOST_DEVICE inline PairAt next_pair_at(const PairLayout& layout, PairAt at) {
+  if (++at.rank == layout.ranks) {
+    at.rank = 0;
+    if (++at.pair == layout.microbatch / 2) {
+      at.pair = 0;
+      ++at.step;
+    }
+  }
+  return at;
 }
 
-// Where decision q's first row starts in the walk's gradients [steps, ranks, microbatch, D]; the
-// second row follows it.
-KHSGD_HOST_DEVICE inline int64_t pair_rows_offset(const PairLayout& layout, int64_t q) {
-  const PairAt at = pair_at(layout, q);
+// Where the decision's first row starts in the walk's gradients [steps, ranks, microbatch, D];
+// the second row follows it.
+KHSGD_HOST_DEVICE inline int64_t pair_rows_offset(const PairLayout& layout, const PairAt& at) {
   return ((at.step * layout.ranks + at.rank) * layout.microbatch + 2 * at.pair) * layout.D;
+}
+
+// The two examples (indices into the rank's shard) the decision places.
+struct PairExamples {
+  int64_t first = 0;
+  int64_t second = 0;
+};
+
+KHSGD_HOST_DEVICE inline PairExamples pair_examples(const PairLayout& layout, const int64_t* orders,
+                                                    int64_t first_step, const PairAt& at) {
+  const int64_t* pair = orders + at.rank * layout.shard_rows +
+                        (first_step + at.step) * layout.microbatch + 2 * at.pair;
+  return {pair[0], pair[1]};
 }
 
 // What carries from one decision to the next (and, on the GPU, from one kernel to the next).
@@ -134,49 +155,53 @@ KHSGD_HOST_DEVICE inline float moved_sum(float sum, float delta, bool plus) {
 
 // The decisions of `steps` steps from `first_step` on: gradients [steps, ranks, microbatch, D]
 // (in `rows`), orders and next_orders [ranks, m], the cursor updated in place. `Rows` supplies
-//   void fetch(int64_t q)     start reading decision q's two rows (a slot apart from the current)
-//   void advance()            the fetched rows become the current ones
-//   PairDots dots(bool bsq)   of the current pair (|Delta|^2 only when asked)
-//   void move_sum(bool plus)  s += Delta or s -= Delta of the current pair
-//   bool writes_orders()      whether this thread writes next_orders (one lane of a warp does)
+//   void fetch(const PairAt&)  start reading that decision's two rows (a slot apart from the current)
+//   void advance()             the fetched rows become the current ones
+//   PairDots dots(bool bsq)    of the current pair (|Delta|^2 only when asked)
+//   void move_sum(bool plus)   s += Delta or s -= Delta of the current pair
+//   bool writes_orders()       whether this thread writes next_orders (one lane of a warp does)
 KHSGD_EXEC_CHECK_DISABLE
 template <class Rows>
 KHSGD_HOST_DEVICE void walk_pairs(Rows& rows, const PairRuleTables& tables, const PairLayout& layout,
                                   int64_t first_step, int64_t steps, const int64_t* orders,
                                   int64_t* next_orders, PairCursor* cursor) {
-  const int64_t n = layout.ranks, m = layout.shard_rows, mb = layout.microbatch;
   const int64_t total = steps * decisions_per_step(layout);
   if (total <= 0) return;
   const bool bsq = rule_needs_bsq(tables);
   PairCursor c = *cursor;
-  rows.fetch(0);
+  PairAt at{0, 0, 0};
+  rows.fetch(at);
   rows.advance();
   RuleEntry entry = rule_entry(tables, c.decision);
+  PairExamples examples = pair_examples(layout, orders, first_step, at);
   for (int64_t q = 0; q < total; ++q) {
-    // The next decision's rows and table entry do not depend on this decision: asked for first,
-    // their loads overlap this decision's dependent chain on the GPU.
+    // The next decision's rows, table entry and examples do not depend on this decision: asked
+    // for first, their loads overlap this decision's dependent chain on the GPU.
+    const PairAt next_at = next_pair_at(layout, at);
     RuleEntry next_entry;
+    PairExamples next_examples;
     if (q + 1 < total) {
-      rows.fetch(q + 1);
+      rows.fetch(next_at);
       next_entry = rule_entry(tables, c.decision + 1);
+      next_examples = pair_examples(layout, orders, first_step, next_at);
     }
     const PairDots dots = rows.dots(bsq);
     const bool plus = rule_adds(tables, entry, dots.inner, dots.bsq, &c.tau);
     ++c.decision;  // counted for every rule; only SBW's and KH-SGD's tables are read with it
     rows.move_sum(plus);
-    const PairAt at = pair_at(layout, q);
     if (rows.writes_orders()) {
-      const int64_t* pair = orders + at.rank * m + (first_step + at.step) * mb + 2 * at.pair;
-      int64_t* next_row = next_orders + at.rank * m;
-      next_row[plus ? c.left : c.right] = pair[0];
-      next_row[plus ? c.right : c.left] = pair[1];
+      int64_t* next_row = next_orders + at.rank * layout.shard_rows;
+      next_row[plus ? c.left : c.right] = examples.first;
+      next_row[plus ? c.right : c.left] = examples.second;
     }
-    if (at.rank == n - 1) {  // every rank has placed its pair p
+    if (at.rank == layout.ranks - 1) {  // every rank has placed its pair
       ++c.left;
       --c.right;
     }
     rows.advance();
     entry = next_entry;
+    examples = next_examples;
+    at = next_at;
   }
   *cursor = c;
 }
@@ -188,7 +213,7 @@ class HostPairRows {
   HostPairRows(const float* gradients, const PairLayout& layout, float* sum, float* delta)
       : gradients_(gradients), layout_(layout), sum_(sum), delta_(delta) {}
 
-  void fetch(int64_t q) { next_ = gradients_ + pair_rows_offset(layout_, q); }
+  void fetch(const PairAt& at) { next_ = gradients_ + pair_rows_offset(layout_, at); }
   void advance() { first_ = next_; }
   PairDots dots(bool with_bsq) {
     const int64_t D = layout_.D;

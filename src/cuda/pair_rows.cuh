@@ -28,8 +28,8 @@ class RegisterPairRows {
     for (int u = 0; u < kPerLane; ++u) sum_[u] = in_range(u) ? sum[component(u)] : 0.0f;
   }
 
-  __device__ void fetch(int64_t q) {
-    const float* row = gradients_ + pair_rows_offset(layout_, q);
+  __device__ void fetch(const PairAt& at) {
+    const float* row = gradients_ + pair_rows_offset(layout_, at);
 #pragma unroll
     for (int u = 0; u < kPerLane; ++u) {
       next_first_[u] = in_range(u) ? row[component(u)] : 0.0f;
@@ -75,9 +75,9 @@ class RegisterPairRows {
   float next_first_[kPerLane], next_second_[kPerLane], delta_[kPerLane];
 };
 
-// The same while the epoch's steps are still being computed by the other warps of the block:
-// decision q's rows are read once `produced` (published by the step warps with release order)
-// says their step is done.
+// The same while the epoch's steps are still being computed by the other warps of the block: a
+// decision's rows are read once `produced` (published by the step warps with release order) says
+// their step is done.
 template <int kPerLane>
 class StreamedPairRows : public RegisterPairRows<kPerLane> {
  public:
@@ -85,13 +85,12 @@ class StreamedPairRows : public RegisterPairRows<kPerLane> {
                               int* produced)
       : RegisterPairRows<kPerLane>(gradients, layout, sum), produced_(produced) {}
 
-  __device__ void fetch(int64_t q) {
-    const int64_t step = q / decisions_per_step(this->layout_);
-    if (step >= ready_) {
+  __device__ void fetch(const PairAt& at) {
+    if (at.step >= ready_) {
       ::cuda::atomic_ref<int, ::cuda::thread_scope_block> produced(*produced_);
-      while ((ready_ = produced.load(::cuda::memory_order_acquire)) <= step) __nanosleep(20);
+      while ((ready_ = produced.load(::cuda::memory_order_acquire)) <= at.step) __nanosleep(20);
     }
-    RegisterPairRows<kPerLane>::fetch(q);
+    RegisterPairRows<kPerLane>::fetch(at);
   }
 
  private:
@@ -106,7 +105,7 @@ class SharedPairRows {
   __device__ SharedPairRows(const float* gradients, const PairLayout& layout, float* shared_sum)
       : gradients_(gradients), layout_(layout), sum_(shared_sum), lane_(threadIdx.x & 31) {}
 
-  __device__ void fetch(int64_t q) { next_ = gradients_ + pair_rows_offset(layout_, q); }
+  __device__ void fetch(const PairAt& at) { next_ = gradients_ + pair_rows_offset(layout_, at); }
   __device__ void advance() { first_ = next_; }
   __device__ PairDots dots(bool with_bsq) {
     const float* second = first_ + layout_.D;
