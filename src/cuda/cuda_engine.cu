@@ -1,5 +1,7 @@
 // The GPU training engine, beside cpu_engine.cpp: the data stays on the device, an epoch of one
-// rank is one persistent kernel, and several ranks step around a collective on device memory.
+// rank is one persistent kernel (with the pair sorter's decisions made beside the steps), and
+// several ranks step around a collective on device memory. Pair sorters are the CUDA ones
+// (cuda_sorters.cu): the gathered gradients never leave the device.
 //
 // Everything runs on the legacy default stream, which LibTorch's current stream is unless changed:
 // c10d's NCCL work orders itself after it, and our kernels after the work.
