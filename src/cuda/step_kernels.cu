@@ -139,31 +139,24 @@ __global__ void __launch_bounds__(kStepThreads + 32, 1)
   }
 }
 
+// Step k's gradients from the parameters as they are: per-example rows or the mean-loss gradient
+// into `out` (when given), the per-example rows also into `captured` (when given).
 __global__ void __launch_bounds__(kStepThreads)
-    step_gradients_kernel(EpochArgs a, int64_t k, bool per_example, float* out) {
+    step_gradients_kernel(EpochArgs a, int64_t k, bool per_example, float* out, float* captured) {
   extern __shared__ float shared[];
   const int64_t D = a.d + 1, mb = a.microbatch;
   float* theta = shared;
   float* rows = shared + D;
   for (int64_t j = threadIdx.x; j < D; j += blockDim.x) theta[j] = a.theta[j];
   __syncthreads();
-  gradient_rows(a, k, theta, per_example, rows);
+  gradient_rows(a, k, theta, per_example, rows, captured);
+  if (out == nullptr) return;
   __syncthreads();
   if (per_example) {
     for (int64_t i = threadIdx.x; i < mb * D; i += blockDim.x) out[i] = rows[i];
   } else {
     for (int64_t j = threadIdx.x; j < D; j += blockDim.x) out[j] = column_sum(rows, mb, D, j);
   }
-}
-
-__global__ void __launch_bounds__(kStepThreads) step_rows_kernel(EpochArgs a, int64_t k, float* out) {
-  extern __shared__ float shared[];
-  const int64_t D = a.d + 1;
-  float* theta = shared;
-  float* rows = shared + D;
-  for (int64_t j = threadIdx.x; j < D; j += blockDim.x) theta[j] = a.theta[j];
-  __syncthreads();
-  gradient_rows(a, k, theta, /*per_example=*/true, rows, out);
 }
 
 __global__ void step_update_kernel(EpochArgs a, const float* combined, int64_t rows, bool mean_rows,
@@ -230,13 +223,14 @@ void launch_fused_epoch(const EpochArgs& args, const PairBalanceArgs* pass, cuda
 void launch_step_gradients(const EpochArgs& args, int64_t k, bool per_example, float* out,
                            cudaStream_t stream) {
   step_gradients_kernel<<<1, kStepThreads, fused_shared_bytes(args.d, args.microbatch), stream>>>(
-      args, k, per_example, out);
+      args, k, per_example, out, nullptr);
   check_launch("step_gradients_kernel");
 }
 
 void launch_step_rows(const EpochArgs& args, int64_t k, float* out, cudaStream_t stream) {
-  step_rows_kernel<<<1, kStepThreads, fused_shared_bytes(args.d, args.microbatch), stream>>>(args, k, out);
-  check_launch("step_rows_kernel");
+  step_gradients_kernel<<<1, kStepThreads, fused_shared_bytes(args.d, args.microbatch), stream>>>(
+      args, k, /*per_example=*/true, nullptr, out);
+  check_launch("step_gradients_kernel");
 }
 
 void launch_step_update(const EpochArgs& args, const float* combined, int64_t rows, bool mean_rows,
