@@ -200,37 +200,6 @@ const char* kernel_name(PairKernelChoice kernel) {
 
 }  // namespace
 
-// The pair-balance kernels make the CPU walk's decisions: the same next orders, running sum and
-// cursor, over two launches (the state carries from one to the next).
-TEST(KernelChecks, PairKernelsMakeTheCpuWalksDecisions) {
-  SKIP_UNLESS_RUNNABLE();
-  for (const int64_t D : {5, 21, 200}) {
-    std::vector<PairKernelChoice> kernels = {PairKernelChoice::SharedMemory};
-    if (D <= 32) kernels.push_back(PairKernelChoice::Registers1);
-    if (D <= 128) kernels.push_back(PairKernelChoice::Registers4);
-    for (const PairRule rule : {PairRule::CDGraB, PairRule::SBW, PairRule::KHSGD}) {
-      for (const PairKernelChoice kernel : kernels) {
-        SCOPED_TRACE("D " + std::to_string(D) + ", rule " + std::to_string(static_cast<int>(rule)) +
-                     ", " + kernel_name(kernel) + " kernel");
-        std::mt19937 random(static_cast<uint32_t>(D * 10 + static_cast<int>(rule)));
-        PairPassData cpu = random_pass(rule, D, &random);
-        for (const int64_t first_step : {0, 8}) {
-          cpu.gradients = random_gradients(cpu.layout, 8, &random);
-          PairPassData gpu = cpu;
-          walk_on_host(first_step, 8, &cpu);
-          run_pair_kernel(kernel, first_step, 8, &gpu);
-          ASSERT_EQ(gpu.next_orders, cpu.next_orders) << "from step " << first_step;
-          ASSERT_EQ(gpu.sum, cpu.sum);
-          EXPECT_EQ(gpu.cursor.tau, cpu.cursor.tau);
-          EXPECT_EQ(gpu.cursor.decision, cpu.cursor.decision);
-          EXPECT_EQ(gpu.cursor.left, cpu.cursor.left);
-          EXPECT_EQ(gpu.cursor.right, cpu.cursor.right);
-        }
-      }
-    }
-  }
-}
-
 namespace {
 
 // A random data set with d features (labels about 70 % ones).
@@ -300,11 +269,47 @@ struct TwinRuns {
 
 }  // namespace
 
+#endif  // KHSGD_WITH_CUDA
+
+// The pair-balance kernels make the CPU walk's decisions: the same next orders, running sum and
+// cursor, over two launches (the state carries from one to the next).
+TEST(KernelChecks, PairKernelsMakeTheCpuWalksDecisions) {
+  SKIP_UNLESS_RUNNABLE();
+#ifdef KHSGD_WITH_CUDA
+  for (const int64_t D : {5, 21, 200}) {
+    std::vector<PairKernelChoice> kernels = {PairKernelChoice::SharedMemory};
+    if (D <= 32) kernels.push_back(PairKernelChoice::Registers1);
+    if (D <= 128) kernels.push_back(PairKernelChoice::Registers4);
+    for (const PairRule rule : {PairRule::CDGraB, PairRule::SBW, PairRule::KHSGD}) {
+      for (const PairKernelChoice kernel : kernels) {
+        SCOPED_TRACE("D " + std::to_string(D) + ", rule " + std::to_string(static_cast<int>(rule)) +
+                     ", " + kernel_name(kernel) + " kernel");
+        std::mt19937 random(static_cast<uint32_t>(D * 10 + static_cast<int>(rule)));
+        PairPassData cpu = random_pass(rule, D, &random);
+        for (const int64_t first_step : {0, 8}) {
+          cpu.gradients = random_gradients(cpu.layout, 8, &random);
+          PairPassData gpu = cpu;
+          walk_on_host(first_step, 8, &cpu);
+          run_pair_kernel(kernel, first_step, 8, &gpu);
+          ASSERT_EQ(gpu.next_orders, cpu.next_orders) << "from step " << first_step;
+          ASSERT_EQ(gpu.sum, cpu.sum);
+          EXPECT_EQ(gpu.cursor.tau, cpu.cursor.tau);
+          EXPECT_EQ(gpu.cursor.decision, cpu.cursor.decision);
+          EXPECT_EQ(gpu.cursor.left, cpu.cursor.left);
+          EXPECT_EQ(gpu.cursor.right, cpu.cursor.right);
+        }
+      }
+    }
+  }
+#endif
+}
+
 // The epoch kernel (with the pair pass beside the steps where D <= 128), the per-step kernels
 // (--profile), the pass after the steps (D = 200) and the evaluation against the CPU engine and
 // sorters: the same orders every epoch, parameters within float rounding, the same predictions.
 TEST(KernelChecks, EngineKernelsFollowTheCpuEngine) {
   SKIP_UNLESS_RUNNABLE();
+#ifdef KHSGD_WITH_CUDA
   const int epochs = 3;
   for (const int64_t D : {5, 21, 200}) {
     for (const std::string sorter : {"D-RR", "CD-GraB", "SBW", "KH-SGD"}) {
@@ -331,8 +336,8 @@ TEST(KernelChecks, EngineKernelsFollowTheCpuEngine) {
       }
     }
   }
+#endif
 }
-#endif  // KHSGD_WITH_CUDA
 
 // The CUDA pair sorters make the CPU sorters' decisions on the same gradients, tables drawn from
 // the same (CPU) generator state.
