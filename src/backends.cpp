@@ -32,11 +32,11 @@ std::string auto_backend(Device device, const Launch& launch) {
   return has_mpi() && launch.launcher == "mpirun" ? "mpi" : "gloo";
 }
 
-std::unique_ptr<Communicator> open_communicator(const Launch& launch, const std::string& backend,
-                                                Device device, int cuda_device,
-                                                std::chrono::milliseconds timeout) {
+std::unique_ptr<Communicator> open_communicator(const Launch& launch, const std::string& requested,
+                                                const std::string& backend, Device device,
+                                                int cuda_device, std::chrono::milliseconds timeout) {
   if (backend != "mpi") {
-    if (launch.world_size == 1) return make_solo_communicator();
+    if (!needs_process_group(launch.world_size, requested)) return make_solo_communicator();
     return connect_process_group(launch, backend, cuda_device, timeout);
   }
   if (!has_mpi())

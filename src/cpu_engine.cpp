@@ -67,8 +67,6 @@ class CpuEngine final : public TrainingEngine {
         local_grads_(workers_here_ * D_),
         mean_grad_(D_) {}
 
-  Device device() const override { return Device::Cpu; }
-
   EpochTimes train_epoch(const std::vector<int64_t>& order, Sorter& sorter, Communicator& comm,
                          const EpochHooks& hooks) override {
     const int64_t mb = part_.microbatch, n = part_.ranks, step_rows = n * mb;

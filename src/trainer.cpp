@@ -126,7 +126,7 @@ class Run {
     if (rank_ != 0) spdlog::set_level(spdlog::level::warn);
     dir_ = run_directory(config_);
     const auto timeout = std::chrono::milliseconds(config_.timeout * 1000);
-    comm_ = open_communicator(launch_, backend_, device_, cuda_index_, timeout);
+    comm_ = open_communicator(launch_, config_.backend, backend_, device_, cuda_index_, timeout);
   }
 
   // Every rank loads the data and rank 0 checks the results folder; then all compare every flag

@@ -10,6 +10,7 @@
 
 #include "helpers.hpp"
 #include "khsgd/pt_file.hpp"
+#include "two_ranks.hpp"
 
 using namespace khsgd_test;
 
@@ -19,7 +20,7 @@ std::vector<std::string> golden_args(const TempDir& tmp, const std::string& sort
                                      std::vector<std::string> extra = {}) {
   std::vector<std::string> args = {"--sorter", sorter, "--seed", "1", "--lr", "5e-3", "--epochs", "3",
                                    "--data_dir", test_data("golden/data"), "--results_dir",
-                                   tmp / "results", "--save_orders", "--quiet"};
+                                   tmp / "results", "--save_orders", "--quiet", "--device", "cpu"};
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
 }
@@ -201,100 +202,9 @@ TEST(ExistingResults, ContradictoryAndOutOfRangeFlags) {
   }
 }
 
-namespace {
-
-// Two ranks started by hand (so that the test can signal one of them), on the golden data,
-// many epochs so that the fault lands mid-run.
-struct TwoRanks {
-  TempDir tmp;
-  pid_t pid[2] = {0, 0};
-  std::string err[2];
-  int status[2] = {-1, -1};
-  double seconds[2] = {0, 0};
-
-  void start(int timeout) {
-    int port = 0;
-    {
-      const RunResult p = run_shell("/usr/bin/env python3 -c 'import socket; s=socket.socket(); "
-                                    "s.bind((\"127.0.0.1\",0)); print(s.getsockname()[1])' 2>/dev/null || echo 29877",
-                                    tmp.path());
-      port = std::stoi(p.out);
-    }
-    for (int r = 0; r < 2; ++r) {
-      pid[r] = fork();
-      if (pid[r] == 0) {
-        setenv("RANK", std::to_string(r).c_str(), 1);
-        setenv("WORLD_SIZE", "2", 1);
-        setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
-        const std::string errfile = tmp / ("err" + std::to_string(r));
-        freopen(errfile.c_str(), "w", stderr);
-        freopen("/dev/null", "w", stdout);
-        const std::string results = tmp / "results", data = test_data("golden/data"), t = std::to_string(timeout);
-        execl(KHSGD_TRAIN_BINARY, KHSGD_TRAIN_BINARY, "--sorter", "CD-GraB", "--epochs", "40", "--lr", "5e-3",
-              "--seed", "1", "--data_dir", data.c_str(), "--results_dir", results.c_str(), "--timeout",
-              t.c_str(), "--quiet", static_cast<char*>(nullptr));
-        _exit(127);
-      }
-    }
-  }
-  std::string time_file(int r) const {
-    return tmp / ("results/LR-HMDA-40/LR-hmda-CD-GraB-node-2-lr-0.005-B-16-seed-1/time-rank" +
-                  std::to_string(r) + ".csv");
-  }
-  std::string metrics_file() const {
-    return tmp / "results/LR-HMDA-40/LR-hmda-CD-GraB-node-2-lr-0.005-B-16-seed-1/metrics.csv";
-  }
-  // Waits until rank r has finished `epochs` epochs.
-  void wait_for_epochs(int r, int epochs) const {
-    for (int i = 0; i < 600 && count_lines(read_file(time_file(r))) < epochs + 1; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  // Waits for rank r to exit, at most `limit` seconds; returns false if it is still running.
-  bool wait_exit(int r, double limit) {
-    const auto start = std::chrono::steady_clock::now();
-    while (true) {
-      int raw = 0;
-      if (waitpid(pid[r], &raw, WNOHANG) == pid[r]) {
-        status[r] = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
-        seconds[r] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        err[r] = read_file(tmp / ("err" + std::to_string(r)));
-        return true;
-      }
-      if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > limit) return false;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-  }
-  ~TwoRanks() {
-    for (pid_t p : pid)
-      if (p > 0) {
-        kill(p, SIGKILL);
-        waitpid(p, nullptr, 0);
-      }
-  }
-};
-
-void expect_valid_metrics(const std::string& path, int at_least) {
-  const Csv m = read_csv(path);
-  EXPECT_GE(static_cast<int>(m.rows.size()), at_least);
-  for (size_t e = 0; e < m.rows.size(); ++e) {
-    EXPECT_EQ(m.at(e, "epoch"), e + 1.0);
-    EXPECT_GT(m.at(e, "test_acc"), 0.7);
-  }
-}
-
-}  // namespace
-
 TEST(DeadRank, AKilledRankIsNamedAndTheOthersStop) {
   TwoRanks job;
-  job.start(/*timeout=*/10);
-  job.wait_for_epochs(1, 2);
-  kill(job.pid[1], SIGKILL);
-  ASSERT_TRUE(job.wait_exit(1, 5));
-  ASSERT_TRUE(job.wait_exit(0, 30)) << "rank 0 did not stop after its peer died";
-  EXPECT_EQ(job.status[0], 3) << job.err[0];
-  EXPECT_NE(job.err[0].find("lost rank 1"), std::string::npos) << job.err[0];
-  EXPECT_EQ(count_lines(job.err[0]), 1) << job.err[0];
-  expect_valid_metrics(job.metrics_file(), 2);
+  expect_killed_rank_named(job);
 }
 
 TEST(DeadRank, AHungRankIsNamedWithinTheTimeout) {

@@ -23,11 +23,12 @@ std::vector<std::string> available_backends();
 // it), else gloo.
 std::string auto_backend(Device device, const Launch& launch);
 
-// The communicator of this rank: none for one rank; else the named backend, joined within
-// `timeout`. Throws UserError for a backend this build lacks or that cannot serve this launch and
-// device, CommError when the others cannot be reached.
-std::unique_ptr<Communicator> open_communicator(const Launch& launch, const std::string& backend,
-                                                Device device, int cuda_device,
-                                                std::chrono::milliseconds timeout);
+// The communicator of this rank: `backend` (--backend `requested` resolved), joined within
+// `timeout`; none for one rank unless it asked for nccl (needs_process_group). Throws UserError
+// for a backend this build lacks or that cannot serve this launch and device, CommError when the
+// others cannot be reached.
+std::unique_ptr<Communicator> open_communicator(const Launch& launch, const std::string& requested,
+                                                const std::string& backend, Device device,
+                                                int cuda_device, std::chrono::milliseconds timeout);
 
 }  // namespace khsgd
