@@ -255,7 +255,7 @@ struct MpirunJob {
       const std::string results = tmp / "results", data = test_data("golden/data"), t = std::to_string(timeout);
       execl(KHSGD_LAUNCH_SCRIPT, KHSGD_LAUNCH_SCRIPT, "--mpi", "2", "--", "--sorter", "CD-GraB",
             "--epochs", "2000", "--lr", "5e-3", "--seed", "1", "--data_dir", data.c_str(),
-            "--results_dir", results.c_str(), "--timeout", t.c_str(), "--quiet",
+            "--results_dir", results.c_str(), "--timeout", t.c_str(), "--quiet", "--device", "cpu",
             static_cast<char*>(nullptr));
       _exit(127);
     }
