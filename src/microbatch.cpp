@@ -14,26 +14,20 @@ int64_t blocks_for(int64_t count) { return (count + Microbatch::kLanes - 1) / Mi
 
 Microbatch::Microbatch(int64_t capacity, int64_t d)
     : d_(d),
-      lanes_(blocks_for(capacity) * kLanes * d, 0.0f),
-      sources_(capacity),
-      labels_(capacity),
+      zeros_(d, 0.0f),
+      sources_(blocks_for(capacity) * kLanes, zeros_.data()),
+      labels_(blocks_for(capacity) * kLanes, 0.0f),
       residuals_(blocks_for(capacity) * kLanes) {}
 
 void Microbatch::gather(const float* X, const float* y, const int64_t* rows, int64_t count) {
   count_ = count;
   blocks_ = blocks_for(count);
   for (int64_t i = 0; i < count; ++i) {
-    const float* x = X + rows[i] * d_;
-    sources_[i] = x;
+    sources_[i] = X + rows[i] * d_;
     labels_[i] = y[rows[i]];
-    float* lane = lanes_.data() + (i / kLanes) * kLanes * d_ + i % kLanes;
-    for (int64_t j = 0; j < d_; ++j) lane[j * kLanes] = x[j];
   }
   // Lanes past the last example compute on zeros (finite, never read back).
-  for (int64_t i = count; i < blocks_ * kLanes; ++i) {
-    float* lane = lanes_.data() + (i / kLanes) * kLanes * d_ + i % kLanes;
-    for (int64_t j = 0; j < d_; ++j) lane[j * kLanes] = 0.0f;
-  }
+  for (int64_t i = count; i < blocks_ * kLanes; ++i) sources_[i] = zeros_.data();
 }
 
 void Microbatch::prefetch(const float* X, const float* y, const int64_t* rows, int64_t count,
@@ -48,14 +42,13 @@ void Microbatch::prefetch(const float* X, const float* y, const int64_t* rows, i
 
 void Microbatch::compute_residuals(const float* theta) {
   for (int64_t b = 0; b < blocks_; ++b) {
-    const float* block = lanes_.data() + b * kLanes * d_;
+    const float* const* rows = sources_.data() + b * kLanes;
     // logit(): dot += double(x[j]) * theta[j] for j = 0, 1, ...: the same sums, kLanes examples
     // at once, the accumulators in registers.
     double dots[kLanes] = {};
     for (int64_t j = 0; j < d_; ++j) {
       const double w = theta[j];
-      const float* column = block + j * kLanes;
-      for (int64_t i = 0; i < kLanes; ++i) dots[i] += static_cast<double>(column[i]) * w;
+      for (int64_t i = 0; i < kLanes; ++i) dots[i] += static_cast<double>(rows[i][j]) * w;
     }
     const int64_t first = b * kLanes, last = std::min(count_, first + kLanes);
     for (int64_t i = first; i < last; ++i)

@@ -2,7 +2,8 @@
 // vector lanes (SPEC §2's per-example gradients, the step loop's hot spot).
 //
 // A step's examples are independent until their gradients are combined, so their logits are
-// computed together: feature j of every example is multiplied and added before feature j + 1.
+// computed together: feature j of every example of a block is multiplied and added before
+// feature j + 1, the block's accumulators in vector registers.
 // Each example's dot product still accumulates in double in j order, exactly as logit() does, so
 // the results are bit for bit those of one example at a time; only the order in which independent
 // examples advance changes, which the compiler turns into SIMD instructions.
@@ -21,8 +22,8 @@ class Microbatch {
   // Room for `capacity` examples of d features.
   Microbatch(int64_t capacity, int64_t d);
 
-  // Takes rows[0..count) of X [*, d] and their labels y (count <= capacity). X and y must outlive
-  // the calls below: the gradients read the rows where they are.
+  // Takes rows[0..count) of X [*, d] and their labels y (count <= capacity). X must outlive the
+  // calls below: the rows are read where they are (copying them costs more than the arithmetic).
   void gather(const float* X, const float* y, const int64_t* rows, int64_t count);
   // Asks the memory system for rows[0..count) of X and their labels ahead of a later gather():
   // the step loop's order is known in advance, and random rows otherwise stall every step.
@@ -46,8 +47,8 @@ class Microbatch {
   void compute_residuals(const float* theta);
 
   int64_t d_, count_ = 0, blocks_ = 0;
-  std::vector<float> lanes_;  // per block of kLanes examples: [d, kLanes], feature-major
-  std::vector<const float*> sources_;  // where each example's row is
+  std::vector<float> zeros_;           // the row of the lanes past the last example
+  std::vector<const float*> sources_;  // where each example's row is, [blocks * kLanes]
   std::vector<float> labels_, residuals_;
 };
 
