@@ -26,6 +26,7 @@
 #include <tuple>
 
 #include "khsgd/errors.hpp"
+#include "khsgd/periodic_thread.hpp"
 
 namespace khsgd {
 
@@ -92,17 +93,11 @@ class Heartbeat {
   static constexpr std::chrono::milliseconds kInterval{1000};
 
   Heartbeat(c10::intrusive_ptr<c10d::Store> store, int rank, int size, const std::atomic<int64_t>& progress)
-      : store_(std::move(store)), rank_(rank), size_(size), progress_(progress) {
-    thread_ = std::thread([this] { run(); });
-  }
-  ~Heartbeat() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
-    }
-    wake_.notify_all();
-    thread_.join();
-  }
+      : store_(std::move(store)),
+        rank_(rank),
+        size_(size),
+        progress_(progress),
+        beats_(std::make_unique<PeriodicThread>(kInterval, [this] { beat(); })) {}
 
   // Which ranks are lost or stuck, in words ("" when every peer looks alive and current). Bounded
   // in time: a store whose server is stopped (not dead) would block a store call indefinitely.
@@ -141,33 +136,24 @@ class Heartbeat {
   static std::string beat_key(int r) { return "khsgd/beat/" + std::to_string(r); }
   static std::string progress_key(int r) { return "khsgd/progress/" + std::to_string(r); }
 
-  void run() {
-    int64_t published = 0;
-    std::unique_lock<std::mutex> lock(mutex_);
-    while (!stop_) {
-      lock.unlock();
-      try {
-        store_->add(beat_key(rank_), 1);
-        const int64_t now = progress_.load(std::memory_order_relaxed);
-        if (now != published) {
-          store_->add(progress_key(rank_), now - published);  // add keeps it an integer key
-          published = now;
-        }
-      } catch (const std::exception&) {
-        // The store is gone (rank 0 died): the failing collective will report it.
+  void beat() {
+    try {
+      store_->add(beat_key(rank_), 1);
+      const int64_t now = progress_.load(std::memory_order_relaxed);
+      if (now != published_) {
+        store_->add(progress_key(rank_), now - published_);  // add keeps it an integer key
+        published_ = now;
       }
-      lock.lock();
-      wake_.wait_for(lock, kInterval, [this] { return stop_; });
+    } catch (const std::exception&) {
+      // The store is gone (rank 0 died): the failing collective will report it.
     }
   }
 
   c10::intrusive_ptr<c10d::Store> store_;
   int rank_, size_;
   const std::atomic<int64_t>& progress_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool stop_ = false;
-  std::thread thread_;
+  int64_t published_ = 0;  // the progress the store holds (the beating thread's)
+  std::unique_ptr<PeriodicThread> beats_;  // last: it beats once the rest is built
 };
 
 class StorePeerMonitor final : public PeerMonitor {

@@ -12,17 +12,16 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <functional>
-#include <mutex>
-#include <thread>
+#include <memory>
 #include <vector>
 
 #include "khsgd/errors.hpp"
+#include "khsgd/periodic_thread.hpp"
 
 namespace khsgd {
 
@@ -44,17 +43,10 @@ class CollectiveWatchdog {
   using Diagnose = std::function<std::string()>;
 
   CollectiveWatchdog(int rank, std::chrono::milliseconds timeout, Diagnose diagnose)
-      : rank_(rank), timeout_(timeout), diagnose_(std::move(diagnose)) {
-    thread_ = std::thread([this] { run(); });
-  }
-  ~CollectiveWatchdog() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
-    }
-    wake_.notify_all();
-    thread_.join();
-  }
+      : rank_(rank),
+        timeout_(timeout),
+        diagnose_(std::move(diagnose)),
+        checks_(std::make_unique<PeriodicThread>(kPoll, [this] { check(); })) {}
 
   // An odd count means a collective is in flight; `what` names it for the message.
   void enter(const char* what) {
@@ -66,32 +58,26 @@ class CollectiveWatchdog {
  private:
   static constexpr std::chrono::milliseconds kPoll{200};
 
-  void run() {
-    uint64_t watched = 0;
-    std::chrono::milliseconds waited{0};
-    std::unique_lock<std::mutex> lock(mutex_);
-    while (!wake_.wait_for(lock, kPoll, [this] { return stop_; })) {
-      const uint64_t now = count_.load(std::memory_order_acquire);
-      if (now % 2 == 0 || now != watched) {
-        watched = now;
-        waited = std::chrono::milliseconds{0};
-        continue;
-      }
-      waited += kPoll;
-      if (waited < timeout_) continue;
-      lock.unlock();
-      const std::string cause = diagnose_();
-      lock.lock();
-      if (stop_ || count_.load(std::memory_order_acquire) != watched) continue;  // it finished
-      const std::string line = error_line(
-          rank_, "communication error",
-          "rank " + std::to_string(rank_) + ": " + (cause.empty() ? "" : cause + "; ") +
-              what_.load(std::memory_order_relaxed) + " over mpi did not finish within " +
-              std::to_string(timeout_.count() / 1000) + " s (--timeout)");
-      std::fputs(line.c_str(), stderr);
-      std::fflush(nullptr);
-      std::_Exit(3);
+  // Every kPoll: has the same collective been in flight for the whole timeout?
+  void check() {
+    const uint64_t now = count_.load(std::memory_order_acquire);
+    if (now % 2 == 0 || now != watched_) {
+      watched_ = now;
+      waited_ = std::chrono::milliseconds{0};
+      return;
     }
+    waited_ += kPoll;
+    if (waited_ < timeout_) return;
+    const std::string cause = diagnose_();
+    if (count_.load(std::memory_order_acquire) != watched_) return;  // it finished meanwhile
+    const std::string line = error_line(
+        rank_, "communication error",
+        "rank " + std::to_string(rank_) + ": " + (cause.empty() ? "" : cause + "; ") +
+            what_.load(std::memory_order_relaxed) + " over mpi did not finish within " +
+            std::to_string(timeout_.count() / 1000) + " s (--timeout)");
+    std::fputs(line.c_str(), stderr);
+    std::fflush(nullptr);
+    std::_Exit(3);
   }
 
   int rank_;
@@ -100,10 +86,9 @@ class CollectiveWatchdog {
   uint64_t local_count_ = 0;  // the calling thread's copy of count_
   std::atomic<uint64_t> count_{0};
   std::atomic<const char*> what_{""};
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool stop_ = false;
-  std::thread thread_;
+  uint64_t watched_ = 0;                  // the checking thread's: the count last seen
+  std::chrono::milliseconds waited_{0};  // and for how long it has stood
+  std::unique_ptr<PeriodicThread> checks_;  // last: it checks once the rest is built
 };
 
 class MpiCommunicator final : public Communicator {

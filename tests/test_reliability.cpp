@@ -275,6 +275,12 @@ struct MpirunJob {
         tmp.path());
     return found.out.empty() ? 0 : std::stoi(found.out);
   }
+  // After `epochs` epochs, sends rank 1 `signal`; false if rank 1 could not be found.
+  bool signal_rank1_after(int epochs, int signal) {
+    wait_for_epochs(epochs);
+    const pid_t rank1 = rank_pid(1);
+    return rank1 > 0 && kill(rank1, signal) == 0;
+  }
   bool wait_exit(double limit) {
     const auto begin = std::chrono::steady_clock::now();
     while (true) {
@@ -304,10 +310,8 @@ TEST(DeadRank, UnderMpirunAHungRankIsNamedWithinTheTimeout) {
   if (!mpi_missing().empty()) GTEST_SKIP() << mpi_missing();
   MpirunJob job;
   job.start(/*timeout=*/5);
-  job.wait_for_epochs(1);
-  const pid_t rank1 = job.rank_pid(1);
-  ASSERT_GT(rank1, 0);
-  kill(rank1, SIGSTOP);  // alive and silent: mpirun does not notice, the watchdog must
+  // Alive and silent: mpirun does not notice, the watchdog must.
+  ASSERT_TRUE(job.signal_rank1_after(1, SIGSTOP));
   ASSERT_TRUE(job.wait_exit(30)) << "rank 0 waited past its timeout";
   EXPECT_EQ(job.status, 3) << job.err;
   EXPECT_NE(job.err.find("khsgd_train: communication error: rank 0: lost rank 1 (no heartbeat"),
@@ -321,10 +325,7 @@ TEST(DeadRank, UnderMpirunAKilledRankStopsTheOthers) {
   if (!mpi_missing().empty()) GTEST_SKIP() << mpi_missing();
   MpirunJob job;
   job.start(/*timeout=*/60);
-  job.wait_for_epochs(2);
-  const pid_t rank1 = job.rank_pid(1);
-  ASSERT_GT(rank1, 0);
-  kill(rank1, SIGKILL);
+  ASSERT_TRUE(job.signal_rank1_after(2, SIGKILL));
   // mpirun ends the others at once, well within --timeout; rank 0 says so in one line.
   ASSERT_TRUE(job.wait_exit(20)) << "mpirun did not stop the job";
   EXPECT_NE(job.status, 0);
