@@ -56,23 +56,40 @@ class Run:
         return int(self.config["seed"])
 
     @property
+    def workers(self) -> int | None:
+        """Ranks, or workers inside one process (--in_process): how many ways the data is split.
+        None where the run's files do not say."""
+        nodes = self.config.get("node_cnt")
+        return None if nodes is None else int(nodes)
+
+    @property
     def epochs_done(self) -> int:
         return len(self.metrics.get("epoch", []))
 
     def setting(self) -> tuple:
-        """What must agree for runs to be averaged together (everything but sorter and seed);
-        None where the run's files do not say (a reference run's row count)."""
+        """What must agree for runs to be compared (everything but sorter, seed and the worker
+        count: runs are averaged over seeds within one worker count); None where the run's files
+        do not say (a reference run's row count)."""
         c = self.config
         known = (lambda key, kind: None if c.get(key) is None else kind(c[key]))
-        return (c.get("dataset"), known("train_rows", int), known("node_cnt", int),
-                float(c["lr"]), int(c["B"]), float(c.get("momentum", 0.9)), int(c["epochs"]))
+        return (c.get("dataset"), known("train_rows", int), float(c["lr"]), int(c["B"]),
+                float(c.get("momentum", 0.9)), int(c["epochs"]))
 
 
 def describe_setting(setting: tuple) -> str:
-    dataset, rows, nodes, lr, batch, momentum, epochs = setting
+    dataset, rows, lr, batch, momentum, epochs = setting
     shown = (lambda value: "?" if value is None else value)
-    return (f"{dataset} ({shown(rows)} train rows), {shown(nodes)} rank(s), lr {lr:g}, B {batch}, "
-            f"momentum {momentum:g}, {epochs} epochs")
+    return (f"{dataset} ({shown(rows)} train rows), lr {lr:g}, B {batch}, momentum {momentum:g}, "
+            f"{epochs} epochs")
+
+
+def worker_counts(runs: list[Run]) -> list:
+    """The runs' worker counts, ascending (an unknown count, None, last)."""
+    return sorted({r.workers for r in runs}, key=lambda w: (w is None, w or 0))
+
+
+def describe_workers(workers: int | None) -> str:
+    return "? workers" if workers is None else f"{workers} worker{'s' if workers > 1 else ''}"
 
 
 def read_metrics(path: str) -> dict:
@@ -155,7 +172,7 @@ def find_runs(root: str) -> list[Run]:
             continue
         if run is not None:
             runs.append(run)
-    return sorted(runs, key=lambda r: (str(r.setting()), r.source, r.sorter, r.seed))
+    return sorted(runs, key=lambda r: (str(r.setting()), r.workers or 0, r.source, r.sorter, r.seed))
 
 
 def _agrees(known: tuple, partial: tuple) -> bool:

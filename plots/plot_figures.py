@@ -4,7 +4,8 @@
   loss_acc_vs_epochs.{png,pdf}   full-train loss and test accuracy against epochs
   loss_acc_vs_seconds.{png,pdf}  the same against cumulative training seconds
 
-one line per sorter, the mean over seeds with a +-1 standard deviation band.
+one line per sorter, the mean over seeds with a +-1 standard deviation band, and one row of
+panels per worker count when the runs have several (a worker-count study, sweep.sh --ranks "1 2 4").
 
     python3 plots/plot_figures.py RESULTS_DIR [--out DIR] [--title TEXT]
         [--loss_range LO HI] [--acc_range LO HI] [--skip_epochs K]
@@ -15,7 +16,7 @@ and labelled "(reference)", khsgd's labelled "(khsgd)".
 
 Axis ranges follow the data from epoch K+1 on (K = 1 by default: the first epoch's loss would
 flatten everything else); --loss_range 0.3345 0.3395 --acc_range 81.95 82.45 gives the paper's
-ranges for the real data. A results folder holding several settings (other lr, B, ranks or data)
+ranges for the real data. A results folder holding several settings (other lr, B or data)
 needs --setting N to pick one; the list is printed.
 """
 
@@ -33,7 +34,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from khsgd_results import (KHSGD, SORTER_LABELS, SORTER_ORDER, describe_setting,  # noqa: E402
-                           find_runs, group_by_setting, mean_std)
+                           describe_workers, find_runs, group_by_setting, mean_std, worker_counts)
 
 COLORS = {"D-RR": "tab:gray", "CD-GraB": "tab:blue", "SBW": "tab:green", "KH-SGD": "tab:red"}
 
@@ -78,32 +79,36 @@ def data_range(series, skip):
     return low - pad, high + pad
 
 
-def draw(curve_set, x_key, x_label, path_stem, title, loss_range, acc_range, skip, dpi):
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for c in curve_set.values():
-        x = c[x_key]
-        if x is None:
-            continue
-        color = COLORS.get(c["sorter"])
-        style = "-" if c["source"] == KHSGD else "--"
-        for ax, key in ((ax_loss, "loss"), (ax_acc, "acc")):
-            mean, std = c[key]
-            n = min(len(x), len(mean))
-            ax.plot(x[:n], mean[:n], style, color=color, label=c["label"])
-            ax.fill_between(x[:n], (mean - std)[:n], (mean + std)[:n], color=color,
-                            alpha=0.2, linewidth=0)
-    ax_loss.set_ylim(*(loss_range or data_range([c["loss"] for c in curve_set.values()], skip)))
-    ax_acc.set_ylim(*(acc_range or data_range([c["acc"] for c in curve_set.values()], skip)))
-    if x_key == "epochs":
-        last = max(len(c["epochs"]) for c in curve_set.values())
+def draw(panels, x_key, x_label, path_stem, title, loss_range, acc_range, skip, dpi):
+    """panels: (worker count, curves) pairs, a row of a loss and an accuracy panel each."""
+    fig, axes = plt.subplots(len(panels), 2, figsize=(11, 4.2 * len(panels)), squeeze=False)
+    for (workers, curve_set), (ax_loss, ax_acc) in zip(panels, axes):
+        for c in curve_set.values():
+            x = c[x_key]
+            if x is None:
+                continue
+            color = COLORS.get(c["sorter"])
+            style = "-" if c["source"] == KHSGD else "--"
+            for ax, key in ((ax_loss, "loss"), (ax_acc, "acc")):
+                mean, std = c[key]
+                n = min(len(x), len(mean))
+                ax.plot(x[:n], mean[:n], style, color=color, label=c["label"])
+                ax.fill_between(x[:n], (mean - std)[:n], (mean + std)[:n], color=color,
+                                alpha=0.2, linewidth=0)
+        ax_loss.set_ylim(*(loss_range or data_range([c["loss"] for c in curve_set.values()], skip)))
+        ax_acc.set_ylim(*(acc_range or data_range([c["acc"] for c in curve_set.values()], skip)))
+        if x_key == "epochs":
+            last = max(len(c["epochs"]) for c in curve_set.values())
+            for ax in (ax_loss, ax_acc):
+                ax.set_xlim(1 + min(skip, last - 1), last)
+        ax_loss.set_ylabel("Full train loss")
+        ax_acc.set_ylabel("Test accuracy (%)")
         for ax in (ax_loss, ax_acc):
-            ax.set_xlim(1 + min(skip, last - 1), last)
-    ax_loss.set_ylabel("Full train loss")
-    ax_acc.set_ylabel("Test accuracy (%)")
-    for ax in (ax_loss, ax_acc):
-        ax.set_xlabel(x_label)
-        ax.grid(alpha=0.3)
-    ax_acc.legend(loc="lower right")
+            ax.set_xlabel(x_label)
+            ax.grid(alpha=0.3)
+            if len(panels) > 1:
+                ax.set_title(describe_workers(workers), fontsize=10)
+        ax_acc.legend(loc="lower right")
     fig.suptitle(textwrap.fill(title, 150), fontsize=10)
     fig.tight_layout()
     for extension in ("png", "pdf"):
@@ -139,14 +144,18 @@ def main() -> int:
         print(f"plot_figures: --setting {index} is not in 0..{len(groups) - 1}", file=sys.stderr)
         return 2
     setting, runs = groups[index]
-    curve_set = curves(runs)
+    panels = [(w, curves([r for r in runs if r.workers == w])) for w in worker_counts(runs)]
     out = args.out or os.path.join(args.results, "figures")
     os.makedirs(out, exist_ok=True)
-    seeds = ", ".join(f"{c['label']} {c['seeds']}" for c in curve_set.values())
-    title = args.title or f"{describe_setting(setting)}; seeds per sorter: {seeds}"
-    draw(curve_set, "epochs", "Epoch", os.path.join(out, "loss_acc_vs_epochs"), title,
+    seeds = "; ".join(
+        (f"{describe_workers(w)}: " if len(panels) > 1 else "") +
+        ", ".join(f"{c['label']} {c['seeds']}" for c in curve_set.values())
+        for w, curve_set in panels)
+    workers = ", ".join(describe_workers(w) for w, _ in panels)
+    title = args.title or f"{describe_setting(setting)}, {workers}; seeds per sorter: {seeds}"
+    draw(panels, "epochs", "Epoch", os.path.join(out, "loss_acc_vs_epochs"), title,
          args.loss_range, args.acc_range, args.skip_epochs, args.dpi)
-    draw(curve_set, "seconds", "Cumulative training time (s)", os.path.join(out, "loss_acc_vs_seconds"),
+    draw(panels, "seconds", "Cumulative training time (s)", os.path.join(out, "loss_acc_vs_seconds"),
          title, args.loss_range, args.acc_range, args.skip_epochs, args.dpi)
     for name in ("loss_acc_vs_epochs", "loss_acc_vs_seconds"):
         for extension in ("png", "pdf"):

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Table of a results folder: per setting and sorter, the seeds done, the final full-train loss
-and test accuracy (mean +- std over seeds) and the seconds per training epoch.
+"""Table of a results folder: per setting, worker count and sorter, the seeds done, the final
+full-train loss and test accuracy (mean +- std over seeds) and the seconds per training epoch.
 
     python3 plots/summarize.py RESULTS_DIR [--csv FILE]
 """
@@ -14,16 +14,18 @@ import sys
 import numpy as np
 
 from khsgd_results import (KHSGD, SORTER_LABELS, SORTER_ORDER, describe_setting, find_runs,
-                           group_by_setting)
+                           group_by_setting, worker_counts)
 
 
 def summarize(root: str) -> list[dict]:
     rows = []
     for setting, runs in group_by_setting(find_runs(root)).items():
         sources = sorted({r.source for r in runs}, key=lambda s: (s != KHSGD, s))
-        for source, sorter in [(source, sorter) for source in sources for sorter in
-                               SORTER_ORDER + sorted({r.sorter for r in runs} - set(SORTER_ORDER))]:
-            mine = [r for r in runs if r.sorter == sorter and r.source == source]
+        sorters = SORTER_ORDER + sorted({r.sorter for r in runs} - set(SORTER_ORDER))
+        for workers, source, sorter in [(w, source, sorter) for w in worker_counts(runs)
+                                        for source in sources for sorter in sorters]:
+            mine = [r for r in runs
+                    if r.sorter == sorter and r.source == source and r.workers == workers]
             if not mine:
                 continue
             done = [r for r in mine if r.finished]
@@ -36,6 +38,7 @@ def summarize(root: str) -> list[dict]:
             label = SORTER_LABELS.get(sorter, sorter)
             rows.append({
                 "setting": describe_setting(setting),
+                "workers": "?" if workers is None else workers,
                 "sorter": sorter,
                 "source": source,
                 "label": f"{label} ({source})" if len(sources) > 1 else label,
@@ -58,10 +61,10 @@ def print_table(rows: list[dict], out=sys.stdout) -> None:
         if row["setting"] != setting:
             setting = row["setting"]
             print(f"\n{setting}", file=out)
-            print(f"  {'sorter':<{width}} {'seeds done':>10}  {'final train loss':>22}  "
-                  f"{'final test acc (%)':>20}  {'s/epoch':>9}", file=out)
+            print(f"  {'workers':>7}  {'sorter':<{width}} {'seeds done':>10}  "
+                  f"{'final train loss':>22}  {'final test acc (%)':>20}  {'s/epoch':>9}", file=out)
         seeds = f"{row['seeds_done']}/{row['seeds_started']}"
-        print(f"  {row['label']:<{width}} {seeds:>10}  "
+        print(f"  {row['workers']:>7}  {row['label']:<{width}} {seeds:>10}  "
               f"{row['final_train_loss']:>11.6f} +- {row['final_train_loss_std']:<8.6f}  "
               f"{100 * row['final_test_acc']:>9.3f} +- {100 * row['final_test_acc_std']:<6.3f}  "
               f"{row['seconds_per_epoch']:>9.4f}", file=out)

@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
 # Starts NPROC local ranks of khsgd_train, the way torchrun --nproc_per_node=NPROC would:
 #
-#   scripts/launch.sh NPROC -- [khsgd_train flags...]
+#   scripts/launch.sh [--mpi] NPROC -- [khsgd_train flags...]
 #
 # Each rank gets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT (MASTER_PORT: as set,
 # else a free port). The binary is $KHSGD_TRAIN, else build/khsgd_train beside this script.
 # When one rank fails, the others are stopped; the exit status is the first failure's.
+#
+# --mpi: Open MPI's mpirun starts the ranks instead (--backend auto then picks mpi). More ranks
+# than cores are allowed (--oversubscribe; Open MPI then yields the core while a rank waits), and
+# as root the variables Open MPI asks for are set. Nothing else changes.
 set -u
 
 usage() {
-  echo "usage: $0 NPROC -- [khsgd_train flags...]" >&2
+  echo "usage: $0 [--mpi] NPROC -- [khsgd_train flags...]" >&2
   exit 2
 }
+use_mpi=0
+if [ "${1:-}" = "--mpi" ]; then
+  use_mpi=1
+  shift
+fi
 [ $# -ge 2 ] || usage
 nproc_arg=$1
 shift
@@ -26,6 +35,14 @@ train=${KHSGD_TRAIN:-$here/../build/khsgd_train}
 if [ ! -x "$train" ]; then
   echo "$0: $train is not an executable; build first (cmake --build build) or set KHSGD_TRAIN" >&2
   exit 2
+fi
+
+if [ "$use_mpi" -eq 1 ]; then
+  command -v mpirun > /dev/null || { echo "$0: --mpi needs Open MPI's mpirun (scripts/install-deps.sh installs it)" >&2; exit 2; }
+  if [ "$(id -u)" -eq 0 ]; then
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  fi
+  exec mpirun --oversubscribe -np "$nproc_arg" "$train" "$@"
 fi
 
 free_port() {

@@ -1,32 +1,44 @@
 #!/usr/bin/env bash
-# Runs sorters x seeds with the paper's settings and prints a summary table at the end.
+# Runs sorters x seeds (x worker counts) with the paper's settings, several runs at once, and
+# prints a summary table at the end.
 #
-#   scripts/sweep.sh [--sorters "D-RR CD-GraB SBW KH-SGD"] [--seeds "1 2 3 4 5"] [--ranks N]
+#   scripts/sweep.sh [--sorters "D-RR CD-GraB SBW KH-SGD"] [--seeds "1 2 3 4 5"] [--ranks "1 2 4"]
+#                    [--in_process | --backend gloo|mpi] [--jobs J]
 #                    [--epochs 50] [--lr 5e-3] [--B 16] [--dataset hmda|synthetic]
 #                    [--results_dir results] [--exp LR-HMDA] [-- more khsgd_train flags]
 #
+# --ranks takes one worker count or a list (a worker-count study). Several workers run as ranks
+# started by scripts/launch.sh (gloo; --backend mpi: by mpirun), or with --in_process as N workers
+# inside one process. --jobs J runs J runs at once; by default as many as keep one process per
+# core (cores / processes per run, at least one run).
+#
 # Runs whose folder holds a finished run (summary.json) are skipped, so an interrupted sweep
 # continues where it stopped; an unfinished one resumes from its checkpoint (or starts over when
-# it has none). Each run's output
-# goes to RESULTS_DIR/EXP-EPOCHS/logs/RUN.log. Several ranks per run go through
-# scripts/launch.sh. The binary is $KHSGD_TRAIN or build/khsgd_train.
+# it has none). Each run's output goes to RESULTS_DIR/EXP-EPOCHS/logs/RUN.log. The binary is
+# $KHSGD_TRAIN or build/khsgd_train.
 set -uo pipefail
 
 sorters="D-RR CD-GraB SBW KH-SGD"
 seeds="1 2 3 4 5"
-ranks=1
+ranks_list=1
 epochs=50
 lr=5e-3
 batch=16
 dataset=hmda
 results_dir=results
 exp=LR-HMDA
+backend=""
+in_process=0
+jobs=""
 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --sorters) sorters=$2; shift 2 ;;
     --seeds) seeds=$2; shift 2 ;;
-    --ranks) ranks=$2; shift 2 ;;
+    --ranks) ranks_list=$2; shift 2 ;;
+    --backend) backend=$2; shift 2 ;;
+    --in_process) in_process=1; shift ;;
+    --jobs) jobs=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
     --lr) lr=$2; shift 2 ;;
     --B) batch=$2; shift 2 ;;
@@ -37,7 +49,26 @@ while [ $# -gt 0 ]; do
     *) echo "sweep: unknown argument '$1' (see the header of $0)" >&2; exit 2 ;;
   esac
 done
-case "$ranks" in '' | *[!0-9]* | 0) echo "sweep: --ranks must be a positive integer" >&2; exit 2 ;; esac
+positive() { case "$1" in '' | *[!0-9]* | 0) return 1 ;; esac; }
+[ -n "${ranks_list// /}" ] || { echo "sweep: --ranks is empty" >&2; exit 2; }
+for ranks in $ranks_list; do
+  positive "$ranks" || { echo "sweep: --ranks must list positive integers, got '$ranks'" >&2; exit 2; }
+done
+case "$backend" in
+  '' | gloo | mpi) ;;
+  *) echo "sweep: --backend must be gloo or mpi, got '$backend'" >&2; exit 2 ;;
+esac
+[ "$in_process" -eq 1 ] && [ -n "$backend" ] && {
+  echo "sweep: --in_process runs every worker in one process; it takes no --backend" >&2; exit 2; }
+# How many runs may run at once: --jobs J, else runs are started while their processes fit the cores.
+cores=$(nproc)
+if [ -n "$jobs" ]; then
+  positive "$jobs" || { echo "sweep: --jobs must be a positive integer, got '$jobs'" >&2; exit 2; }
+  at_once="$jobs at a time"
+else
+  at_once="as many at a time as keep one process per core ($cores cores)"
+fi
+processes_of() { [ "$in_process" -eq 1 ] && echo 1 || echo "$1"; }
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export KHSGD_TRAIN=${KHSGD_TRAIN:-$here/../build/khsgd_train}
@@ -56,43 +87,85 @@ exp_dir=$results_dir/$exp-$epochs
 logs=$exp_dir/logs
 mkdir -p "$logs" || exit 2
 
+# One run, in the background: its line is printed when it ends; the exit status is the run's.
+run_one() {
+  local label=$1 note=$2 ranks=$3 log=$4
+  shift 4
+  local start status seconds
+  start=$(date +%s.%N)
+  if [ "$ranks" -eq 1 ] || [ "$in_process" -eq 1 ]; then
+    "$KHSGD_TRAIN" "$@" > "$log" 2>&1
+  elif [ "$backend" = mpi ]; then
+    "$here/launch.sh" --mpi "$ranks" -- "$@" > "$log" 2>&1
+  else
+    "$here/launch.sh" "$ranks" -- "$@" > "$log" 2>&1
+  fi
+  status=$?
+  seconds=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+  if [ $status -eq 0 ]; then
+    echo "$label: done in $seconds s$note"
+  else
+    echo "$label: FAILED (status $status), see $log:"
+    tail -2 "$log" | sed 's/^/    /'
+  fi
+  return $status
+}
+
 total=0
-for _ in $sorters; do for _ in $seeds; do total=$((total + 1)); done; done
+for _ in $ranks_list; do for _ in $sorters; do for _ in $seeds; do total=$((total + 1)); done; done; done
+echo "sweep: $total run(s), $at_once"
 index=0
 failed=0
-for sorter in $sorters; do
-  for seed in $seeds; do
-    index=$((index + 1))
-    name=LR-$data_tag-$sorter-node-$ranks-lr-$lr_text-B-$batch-seed-$seed
-    run=$exp_dir/$name
-    if grep -qs '"finished": true' "$run/summary.json"; then
-      echo "[$index/$total] $sorter seed $seed: finished earlier, skipped"
-      continue
-    fi
-    resume=()
-    if [ -d "$run" ]; then
-      # Unfinished: continue from its checkpoint, or start it over when it has none.
-      if [ -f "$run/checkpoint-rank0.bin" ]; then resume=(--resume); else resume=(--overwrite); fi
-    fi
-    args=(--sorter "$sorter" --seed "$seed" --epochs "$epochs" --lr "$lr" --B "$batch"
-          --dataset "$dataset" --results_dir "$results_dir" --exp "$exp" "${resume[@]}" "${extra[@]}")
-    start=$(date +%s.%N)
-    if [ "$ranks" -eq 1 ]; then
-      "$KHSGD_TRAIN" "${args[@]}" > "$logs/$name.log" 2>&1
-    else
-      "$here/launch.sh" "$ranks" -- "${args[@]}" > "$logs/$name.log" 2>&1
-    fi
-    status=$?
-    seconds=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
-    if [ $status -eq 0 ]; then
-      echo "[$index/$total] $sorter seed $seed: done in $seconds s${resume:+ (${resume[0]#--})}"
-    else
-      failed=$((failed + 1))
-      echo "[$index/$total] $sorter seed $seed: FAILED (status $status), see $logs/$name.log:"
-      tail -2 "$logs/$name.log" | sed 's/^/    /'
-    fi
+running=0       # runs started and not yet reaped
+busy=0          # their processes
+declare -A processes_of_pid
+# Waits for one run to end and counts its failure.
+reap() {
+  local pid=""
+  wait -n -p pid
+  [ $? -eq 0 ] || failed=$((failed + 1))
+  running=$((running - 1))
+  busy=$((busy - ${processes_of_pid[$pid]:-1}))
+  unset "processes_of_pid[$pid]"
+}
+# Whether a run of $1 processes must wait for another to end first.
+must_wait() {
+  [ "$running" -gt 0 ] || return 1
+  if [ -n "$jobs" ]; then [ "$running" -ge "$jobs" ]; else [ $((busy + $1)) -gt "$cores" ]; fi
+}
+for ranks in $ranks_list; do
+  workers=$([ "$ranks" -gt 1 ] && echo ", $ranks workers" || true)
+  for sorter in $sorters; do
+    for seed in $seeds; do
+      index=$((index + 1))
+      label="[$index/$total] $sorter seed $seed$workers"
+      name=LR-$data_tag-$sorter-node-$ranks-lr-$lr_text-B-$batch-seed-$seed
+      run=$exp_dir/$name
+      if grep -qs '"finished": true' "$run/summary.json"; then
+        echo "$label: finished earlier, skipped"
+        continue
+      fi
+      resume=()
+      if [ -d "$run" ]; then
+        # Unfinished: continue from its checkpoint, or start it over when it has none.
+        if [ -f "$run/checkpoint-rank0.bin" ]; then resume=(--resume); else resume=(--overwrite); fi
+      fi
+      mode=()
+      [ "$in_process" -eq 1 ] && mode=(--node_cnt "$ranks" --in_process)
+      [ -n "$backend" ] && mode=(--backend "$backend")
+      args=(--sorter "$sorter" --seed "$seed" --epochs "$epochs" --lr "$lr" --B "$batch"
+            --dataset "$dataset" --results_dir "$results_dir" --exp "$exp" "${mode[@]}"
+            "${resume[@]}" "${extra[@]}")
+      procs=$(processes_of "$ranks")
+      while must_wait "$procs"; do reap; done
+      run_one "$label" "${resume:+ (${resume[0]#--})}" "$ranks" "$logs/$name.log" "${args[@]}" &
+      processes_of_pid[$!]=$procs
+      running=$((running + 1))
+      busy=$((busy + procs))
+    done
   done
 done
+while [ "$running" -gt 0 ]; do reap; done
 
 "$python" "$here/../plots/summarize.py" "$exp_dir" || true
 [ $failed -eq 0 ] || { echo "sweep: $failed run(s) failed" >&2; exit 1; }

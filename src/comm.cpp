@@ -26,6 +26,7 @@
 #include <tuple>
 
 #include "khsgd/errors.hpp"
+#include "khsgd/periodic_thread.hpp"
 
 namespace khsgd {
 
@@ -92,17 +93,11 @@ class Heartbeat {
   static constexpr std::chrono::milliseconds kInterval{1000};
 
   Heartbeat(c10::intrusive_ptr<c10d::Store> store, int rank, int size, const std::atomic<int64_t>& progress)
-      : store_(std::move(store)), rank_(rank), size_(size), progress_(progress) {
-    thread_ = std::thread([this] { run(); });
-  }
-  ~Heartbeat() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
-    }
-    wake_.notify_all();
-    thread_.join();
-  }
+      : store_(std::move(store)),
+        rank_(rank),
+        size_(size),
+        progress_(progress),
+        beats_(std::make_unique<PeriodicThread>(kInterval, [this] { beat(); })) {}
 
   // Which ranks are lost or stuck, in words ("" when every peer looks alive and current). Bounded
   // in time: a store whose server is stopped (not dead) would block a store call indefinitely.
@@ -141,33 +136,37 @@ class Heartbeat {
   static std::string beat_key(int r) { return "khsgd/beat/" + std::to_string(r); }
   static std::string progress_key(int r) { return "khsgd/progress/" + std::to_string(r); }
 
-  void run() {
-    int64_t published = 0;
-    std::unique_lock<std::mutex> lock(mutex_);
-    while (!stop_) {
-      lock.unlock();
-      try {
-        store_->add(beat_key(rank_), 1);
-        const int64_t now = progress_.load(std::memory_order_relaxed);
-        if (now != published) {
-          store_->add(progress_key(rank_), now - published);  // add keeps it an integer key
-          published = now;
-        }
-      } catch (const std::exception&) {
-        // The store is gone (rank 0 died): the failing collective will report it.
+  void beat() {
+    try {
+      store_->add(beat_key(rank_), 1);
+      const int64_t now = progress_.load(std::memory_order_relaxed);
+      if (now != published_) {
+        store_->add(progress_key(rank_), now - published_);  // add keeps it an integer key
+        published_ = now;
       }
-      lock.lock();
-      wake_.wait_for(lock, kInterval, [this] { return stop_; });
+    } catch (const std::exception&) {
+      // The store is gone (rank 0 died): the failing collective will report it.
     }
   }
 
   c10::intrusive_ptr<c10d::Store> store_;
   int rank_, size_;
   const std::atomic<int64_t>& progress_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool stop_ = false;
-  std::thread thread_;
+  int64_t published_ = 0;  // the progress the store holds (the beating thread's)
+  std::unique_ptr<PeriodicThread> beats_;  // last: it beats once the rest is built
+};
+
+class StorePeerMonitor final : public PeerMonitor {
+ public:
+  StorePeerMonitor(c10::intrusive_ptr<c10d::TCPStore> store, int rank, int size,
+                   const std::atomic<int64_t>& progress)
+      : port_(store->getPort()), heartbeat_(std::move(store), rank, size, progress) {}
+  std::string diagnose() override { return heartbeat_.diagnose(); }
+  int port() const override { return port_; }
+
+ private:
+  int port_;
+  Heartbeat heartbeat_;
 };
 
 // ProcessGroupGloo or ProcessGroupNCCL behind the Communicator interface. Host buffers are wrapped
@@ -195,11 +194,7 @@ class ProcessGroupCommunicator final : public Communicator {
       // order on every rank (for two ranks a + b, bit for bit what the ring gives).
       reduce_scratch_.resize(static_cast<size_t>(size_ * count));
       all_gather(data, reduce_scratch_.data(), count, where);
-      for (int64_t i = 0; i < count; ++i) {
-        float total = reduce_scratch_[i];
-        for (int r = 1; r < size_; ++r) total += reduce_scratch_[r * count + i];
-        data[i] = total;
-      }
+      sum_in_rank_order(reduce_scratch_.data(), size_, count, data);
       return;
     }
     std::vector<at::Tensor> tensors = {wrap(data, count, where)};
@@ -324,6 +319,14 @@ c10::intrusive_ptr<c10d::Store> join_store(const Launch& launch, std::chrono::mi
 
 }  // namespace
 
+void sum_in_rank_order(const float* gathered, int ranks, int64_t count, float* out) {
+  for (int64_t i = 0; i < count; ++i) {
+    float total = gathered[i];
+    for (int r = 1; r < ranks; ++r) total += gathered[r * count + i];
+    out[i] = total;
+  }
+}
+
 std::unique_ptr<Communicator> make_solo_communicator() {
   return std::make_unique<SoloCommunicator>();
 }
@@ -332,7 +335,7 @@ bool needs_process_group(int world_size, const std::string& requested_backend) {
   return world_size > 1 || requested_backend == "nccl";
 }
 
-std::vector<std::string> available_backends() {
+std::vector<std::string> c10d_backends() {
   std::vector<std::string> backends;
 #ifdef USE_C10D_GLOO
   backends.push_back("gloo");
@@ -343,10 +346,31 @@ std::vector<std::string> available_backends() {
   return backends;
 }
 
+std::unique_ptr<PeerMonitor> start_peer_monitor(const std::string& host, int port, bool serve,
+                                                int rank, int size,
+                                                std::chrono::milliseconds timeout,
+                                                const std::atomic<int64_t>& progress) {
+  c10d::TCPStoreOptions options;
+  options.port = static_cast<uint16_t>(port);
+  options.isServer = serve;
+  options.numWorkers = size;
+  options.waitWorkers = false;
+  options.timeout = timeout;
+  try {
+    return std::make_unique<StorePeerMonitor>(c10::make_intrusive<c10d::TCPStore>(host, options),
+                                              rank, size, progress);
+  } catch (const std::exception& e) {
+    throw CommError("rank " + std::to_string(rank) + ": cannot " +
+                    (serve ? "open the heartbeat store on port " + std::to_string(port)
+                           : "join rank 0's heartbeat store at " + host + ":" + std::to_string(port)) +
+                    " (" + first_line(e.what()) + ")");
+  }
+}
+
 std::unique_ptr<Communicator> connect_process_group(const Launch& launch,
                                                     const std::string& backend, int cuda_device,
                                                     std::chrono::milliseconds timeout) {
-  const auto backends = available_backends();
+  const auto backends = c10d_backends();
   if (std::find(backends.begin(), backends.end(), backend) == backends.end())
     throw UserError("--backend " + backend + " is not available in this build" +
                     (backend == "nccl" ? " (it needs LibTorch with CUDA and NCCL); use --backend gloo"

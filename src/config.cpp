@@ -71,7 +71,10 @@ Options (defaults in brackets):
   --momentum X         SGD momentum [0.9]
   --epochs N           training epochs [50]
   --node_cnt N         number of ranks; must equal the launched world size [world size]
-  --backend NAME       auto, gloo or nccl; auto = nccl on cuda, gloo on cpu [auto]
+  --in_process         run the --node_cnt ranks' shards as workers inside this one process:
+                       the numbers of a real node_cnt-rank run, bit for bit (CPU)
+  --backend NAME       auto, gloo, nccl or mpi; auto = nccl on cuda, mpi under mpirun on
+                       cpu (when built with MPI), else gloo [auto]
   --device NAME        auto, cpu or cuda [auto]
   --dataset NAME       hmda (the .pt files in --data_dir) or synthetic (generated) [hmda]
   --data_dir DIR       folder with features-/targets-processed-NY-2017.pt [data/HMDA]
@@ -149,6 +152,7 @@ cxxopts::Options declare_options() {
       ("momentum", "", cxxopts::value<std::string>())
       ("epochs", "", cxxopts::value<std::string>())
       ("node_cnt", "", cxxopts::value<std::string>())
+      ("in_process", "", cxxopts::value<bool>())
       ("backend", "", cxxopts::value<std::string>())
       ("exp", "", cxxopts::value<std::string>())
       ("local_rank,local-rank", "", cxxopts::value<std::string>())
@@ -230,7 +234,8 @@ void read_training_flags(const FlagReader& flags, Config& c) {
              [](double x) { return x >= 0 && x <= 1; });
   flags.integer("epochs", &c.epochs, 1, 100000);
   flags.integer("node_cnt", &c.node_cnt, 1, 1 << 16);
-  flags.choice("backend", &c.backend, {"auto", "gloo", "nccl"});
+  flags.on_off("in_process", &c.in_process);
+  flags.choice("backend", &c.backend, {"auto", "gloo", "nccl", "mpi"});
   flags.text("local_rank", &c.local_rank);
   flags.choice("device", &c.device, {"auto", "cpu", "cuda"});
 }
@@ -342,6 +347,7 @@ std::vector<FlagSetting> behaviour_flags(const Config& c) {
       {"momentum", real(c.momentum), true},
       {"epochs", std::to_string(c.epochs), true},
       {"node_cnt", std::to_string(c.node_cnt), true},
+      {"in_process", flag(c.in_process), true},
       {"backend", c.backend, true},
       {"exp", c.exp, true},
       {"device", c.device, true},
@@ -366,19 +372,35 @@ std::string epoch_list_text(const std::vector<int64_t>& epochs) {
 
 void check_against_world(Config* config, int world_size) {
   Config& c = *config;
+  if (c.in_process) {
+    if (c.node_cnt == 0)
+      throw UserError("--in_process needs --node_cnt N: the number of workers to run in this process");
+    if (world_size != 1)
+      throw UserError("--in_process runs every worker in one process, but " +
+                      std::to_string(world_size) + " ranks were launched; start one process");
+    if (c.backend != "auto")
+      throw UserError("--in_process runs every worker in one process: it takes no --backend");
+    if (c.device == "cuda")
+      throw UserError("--in_process runs on the CPU engine; use --device cpu (or auto)");
+  }
   if (c.node_cnt == 0) c.node_cnt = world_size;
-  if (c.node_cnt != world_size)
+  if (!c.in_process && c.node_cnt != world_size)
     throw UserError("--node_cnt " + std::to_string(c.node_cnt) + " does not match the " +
                     std::to_string(world_size) +
-                    " launched rank(s); launch --node_cnt processes or drop the flag");
-  if (c.B % world_size != 0)
+                    " launched rank(s); launch --node_cnt processes, drop the flag, or add "
+                    "--in_process to run them inside this process");
+  const int64_t workers = c.node_cnt;
+  const std::string what = c.in_process ? " worker(s)" : " rank(s)";
+  if (c.B % workers != 0)
     throw UserError("--B " + std::to_string(c.B) + " is not divisible by the " +
-                    std::to_string(world_size) + " rank(s): each rank takes B / ranks examples");
-  const int64_t microbatch = c.B / world_size;
+                    std::to_string(workers) + what + ": each takes B / " +
+                    (c.in_process ? "workers" : "ranks") + " examples");
+  const int64_t microbatch = c.B / workers;
   if (is_pair_sorter(c.sorter) && microbatch % 2 != 0)
-    throw UserError("--sorter " + c.sorter + " balances pairs, so B / ranks must be even; got B " +
-                    std::to_string(c.B) + " over " + std::to_string(world_size) +
-                    " rank(s) = " + std::to_string(microbatch));
+    throw UserError("--sorter " + c.sorter + " balances pairs, so B / " +
+                    (c.in_process ? "workers" : "ranks") + " must be even; got B " +
+                    std::to_string(c.B) + " over " + std::to_string(workers) + what + " = " +
+                    std::to_string(microbatch));
 }
 
 }  // namespace khsgd

@@ -1,10 +1,9 @@
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <limits>
-#include <numeric>
 
 #include "khsgd/engine.hpp"
+#include "khsgd/microbatch.hpp"
 
 namespace khsgd {
 
@@ -44,6 +43,11 @@ class PhaseTimer {
 
 // The step loop on plain host arrays. A step is ~2 000 flops, so the loop is bound by the latency
 // of dependent steps: no allocation, no tensor op and no virtual call but the sorter's per step.
+//
+// The workers here are this rank alone, or with --in_process all n workers. Then a step gathers
+// every worker's examples in rank order, which is the gathered G of n ranks row for row (the
+// examples' gradients are independent and all workers share theta), and D-RR adds the workers'
+// gradients in rank order as the backends' all-reduce does: the same numbers, bit for bit.
 class CpuEngine final : public TrainingEngine {
  public:
   explicit CpuEngine(const EngineSetup& setup)
@@ -51,53 +55,57 @@ class CpuEngine final : public TrainingEngine {
         part_(setup.partition),
         d_(setup.data->d),
         D_(setup.data->d + 1),
-        shard_x_(data_.train_x.data() + setup.rank * part_.shard_rows * d_),
-        shard_y_(data_.train_y.data() + setup.rank * part_.shard_rows),
+        first_worker_(setup.in_process ? 0 : setup.rank),
+        workers_here_(setup.in_process ? part_.ranks : 1),
         theta_(setup.theta),
         sgd_(D_, setup.lr, setup.momentum),
-        batch_x_(part_.microbatch * d_),
-        batch_y_(part_.microbatch),
-        batch_rows_(part_.microbatch),
-        local_G_(part_.microbatch * D_),
+        batch_(workers_here_ * part_.microbatch, d_),
+        rows_(workers_here_ * part_.microbatch),
+        next_rows_(workers_here_ * part_.microbatch),
+        local_G_(workers_here_ * part_.microbatch * D_),
         gathered_G_(part_.ranks * part_.microbatch * D_),
-        mean_grad_(D_) {
-    std::iota(batch_rows_.begin(), batch_rows_.end(), 0);
-  }
+        local_grads_(workers_here_ * D_),
+        mean_grad_(D_) {}
 
   EpochTimes train_epoch(const std::vector<int64_t>& order, Sorter& sorter, Communicator& comm,
                          const EpochHooks& hooks) override {
     const int64_t mb = part_.microbatch, n = part_.ranks, step_rows = n * mb;
+    const int64_t here = workers_here_, rows_here = here * mb;
     const bool pairs = sorter.balances_pairs();
     const bool per_example = pairs || hooks.capture != nullptr;
+    const float* X = data_.train_x.data();
+    const float* y = data_.train_y.data();
     float* theta = theta_.data();
     float* gbar = mean_grad_.data();
-    const int64_t* batch = batch_rows_.data();
+    std::vector<const int64_t*> orders(here, order.data());
+    if (here > 1)
+      for (int64_t w = 0; w < here; ++w) orders[w] = sorter.order_of(first_worker_ + w);
     EpochTimes times;
     PhaseTimer timer(hooks.profile);
     constexpr int64_t kObserveStride = 256;
+    step_rows_of(orders, 0, rows_.data());
     for (int64_t k = 0; k < part_.num_batches; ++k) {
       timer.start_step(k);
-      // The step's examples, copied together as the reference's X = trainset[perm[batch]].
-      const int64_t* rows = order.data() + k * mb;
-      for (int64_t i = 0; i < mb; ++i) {
-        std::memcpy(&batch_x_[i * d_], shard_x_ + rows[i] * d_, d_ * sizeof(float));
-        batch_y_[i] = shard_y_[rows[i]];
+      // The step's examples, copied together as the reference's X = trainset[perm[batch]]; the
+      // next step's are fetched from memory meanwhile.
+      if (k + 1 < part_.num_batches) {
+        step_rows_of(orders, k + 1, next_rows_.data());
+        Microbatch::prefetch(X, y, next_rows_.data(), rows_here, d_);
       }
+      batch_.gather(X, y, rows_.data(), rows_here);
       timer.lap(&times.dataset);
-      if (per_example)
-        per_example_gradients(batch_x_.data(), batch_y_.data(), batch, mb, d_, theta, local_G_.data());
-      if (!pairs) mean_loss_gradient(batch_x_.data(), batch_y_.data(), batch, mb, d_, theta, gbar);
+      if (per_example) batch_.per_example_gradients(theta, local_G_.data());
+      if (!pairs) batch_.mean_loss_gradients(theta, here, local_grads_.data());
       timer.lap(&times.forward_backward);
       const float* G = local_G_.data();
-      if (per_example && n > 1) {
+      if (per_example && here < n) {
         comm.all_gather(local_G_.data(), gathered_G_.data(), mb * D_, Device::Cpu);
         G = gathered_G_.data();
       }
       if (pairs) {
         mean_of_rows(G, step_rows, D_, gbar);
-      } else if (n > 1) {
-        comm.all_reduce_sum(gbar, D_, Device::Cpu);
-        for (int64_t j = 0; j < D_; ++j) gbar[j] /= static_cast<float>(n);
+      } else {
+        combine_worker_gradients(comm, gbar);
       }
       if (hooks.capture) std::copy(G, G + step_rows * D_, hooks.capture + k * step_rows * D_);
       timer.lap(&times.communication);
@@ -106,8 +114,8 @@ class CpuEngine final : public TrainingEngine {
       sgd_.step(theta, gbar);
       timer.lap(&times.sgd);
       if (hooks.observer && ((k + 1) % kObserveStride == 0 || k + 1 == part_.num_batches))
-        hooks.observer->on_steps(k + 1, microbatch_loss(batch_x_.data(), batch_y_.data(), batch, mb,
-                                                        d_, theta));
+        hooks.observer->on_steps(k + 1, microbatch_loss(X, y, rows_.data(), mb, d_, theta));
+      std::swap(rows_, next_rows_);
     }
     timer.finish(&times);
     return times;
@@ -128,16 +136,39 @@ class CpuEngine final : public TrainingEngine {
   }
 
  private:
+  // Step k's rows of the training set, worker after worker: worker w's shard starts at row
+  // (first + w) m, and its order picks the step's examples within it.
+  void step_rows_of(const std::vector<const int64_t*>& orders, int64_t k, int64_t* out) const {
+    const int64_t mb = part_.microbatch, m = part_.shard_rows;
+    for (size_t w = 0; w < orders.size(); ++w) {
+      const int64_t base = (first_worker_ + static_cast<int64_t>(w)) * m;
+      for (int64_t i = 0; i < mb; ++i) out[w * mb + i] = base + orders[w][k * mb + i];
+    }
+  }
+
+  // D-RR: the mean of the workers' gradients, their sum taken in rank order (here, or by the
+  // backend's all-reduce across processes).
+  void combine_worker_gradients(Communicator& comm, float* gbar) {
+    const int64_t n = part_.ranks;
+    if (workers_here_ == n) {
+      sum_in_rank_order(local_grads_.data(), static_cast<int>(n), D_, gbar);
+    } else {
+      std::copy(local_grads_.begin(), local_grads_.begin() + D_, gbar);
+      if (n > 1) comm.all_reduce_sum(gbar, D_, Device::Cpu);
+    }
+    if (n > 1)
+      for (int64_t j = 0; j < D_; ++j) gbar[j] /= static_cast<float>(n);
+  }
+
   const Dataset& data_;
   Partition part_;
   int64_t d_, D_;
-  const float* shard_x_;
-  const float* shard_y_;
+  int64_t first_worker_, workers_here_;
   std::vector<float> theta_;
   MomentumSGD sgd_;
-  std::vector<float> batch_x_, batch_y_;
-  std::vector<int64_t> batch_rows_;
-  std::vector<float> local_G_, gathered_G_, mean_grad_;
+  Microbatch batch_;
+  std::vector<int64_t> rows_, next_rows_;  // this step's and the next step's rows of the data
+  std::vector<float> local_G_, gathered_G_, local_grads_, mean_grad_;
 };
 
 }  // namespace

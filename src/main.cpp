@@ -26,9 +26,7 @@ int main(int argc, char** argv) {
   spdlog::set_pattern("%v");
   int rank = 0;
   auto report = [&rank](const char* kind, const std::string& message) {
-    std::fprintf(stderr, "khsgd_train%s: %s: %s\n",
-                 rank ? (" [rank " + std::to_string(rank) + "]").c_str() : "", kind,
-                 message.c_str());
+    std::fputs(khsgd::error_line(rank, kind, message).c_str(), stderr);
   };
   try {
     khsgd::Config config;

@@ -2,34 +2,24 @@
 
 #include <algorithm>
 
+#include "khsgd/microbatch.hpp"
 #include "khsgd/step_math.hpp"
 
 namespace khsgd {
 
+// One-off calls: the step loop keeps its Microbatch, which does the arithmetic for both.
 void per_example_gradients(const float* X, const float* y, const int64_t* rows, int64_t count,
                            int64_t d, const float* theta, float* G) {
-  const int64_t D = d + 1;
-  for (int64_t i = 0; i < count; ++i) {
-    const float* x = X + rows[i] * d;
-    const float r = residual(logit(x, theta, d), y[rows[i]]);
-    float* g = G + i * D;
-    for (int64_t j = 0; j < d; ++j) g[j] = r * x[j];
-    g[d] = r;
-  }
+  Microbatch batch(count, d);
+  batch.gather(X, y, rows, count);
+  batch.per_example_gradients(theta, G);
 }
 
 void mean_loss_gradient(const float* X, const float* y, const int64_t* rows, int64_t count,
                         int64_t d, const float* theta, float* grad) {
-  // Autograd scales each residual by 1 / count (binary_cross_entropy_with_logits_backward with
-  // mean reduction) and then sums the scaled rows (the matmul of linear's backward).
-  std::fill(grad, grad + d + 1, 0.0f);
-  const float n = static_cast<float>(count);
-  for (int64_t i = 0; i < count; ++i) {
-    const float* x = X + rows[i] * d;
-    const float r = residual(logit(x, theta, d), y[rows[i]]) / n;
-    for (int64_t j = 0; j < d; ++j) grad[j] += r * x[j];
-    grad[d] += r;
-  }
+  Microbatch batch(count, d);
+  batch.gather(X, y, rows, count);
+  batch.mean_loss_gradient(theta, grad);
 }
 
 double microbatch_loss(const float* X, const float* y, const int64_t* rows, int64_t count,

@@ -138,6 +138,7 @@ std::string config_json(const Config& c, const Launch& launch, const std::string
       {"momentum", exact(c.momentum)},
       {"epochs", num(c.epochs)},
       {"node_cnt", num(c.node_cnt)},
+      {"in_process", c.in_process ? "true" : "false"},
       {"backend", str(backend)},
       {"exp", str(c.exp)},
       {"device", str(device)},

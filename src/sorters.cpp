@@ -20,6 +20,8 @@ class RandomReshuffle final : public Sorter {
     order_ = ops_.randperm(shape_.shard_rows);
     return order_;
   }
+  // The seed is the same on every rank, so every rank draws the same permutation of its shard.
+  const int64_t* order_of(int64_t) const override { return order_.data(); }
   void step(const float*, int64_t) override {}
   void balance_epoch(const float*, int64_t) override {}
   // Each epoch's permutation comes from the generator, whose state the checkpoint holds.
@@ -69,6 +71,8 @@ class PairBalancer final : public Sorter {
     return local_order_;
   }
 
+  const int64_t* order_of(int64_t rank) const override { return &orders_[rank * shape_.shard_rows]; }
+
   void step(const float* G, int64_t k) override { balance(G, k, 1); }
 
   void balance_epoch(const float* G_all, int64_t num_batches) override { balance(G_all, 0, num_batches); }
@@ -112,6 +116,11 @@ class PairBalancer final : public Sorter {
 };
 
 }  // namespace
+
+const int64_t* Sorter::order_of(int64_t) const {
+  throw UserError("this sorter keeps its orders on the GPU and cannot tell every rank's; "
+                  "--in_process runs on the CPU");
+}
 
 std::unique_ptr<Sorter> make_sorter(const std::string& name, const SorterShape& shape,
                                     DeviceOps& ops) {

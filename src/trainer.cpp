@@ -9,10 +9,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <deque>
 #include <memory>
 #include <optional>
 
 #include "khsgd/agreement.hpp"
+#include "khsgd/backends.hpp"
 #include "khsgd/checkpoint.hpp"
 #include "khsgd/comm.hpp"
 #include "khsgd/data.hpp"
@@ -55,7 +57,7 @@ Device resolve_device(const std::string& requested) {
 
 std::string resolve_backend(const std::string& requested, Device device, const Launch& launch) {
   const std::string backend =
-      requested == "auto" ? (device == Device::Cuda ? "nccl" : "gloo") : requested;
+      requested == "auto" ? auto_backend(device, launch) : requested;
   if (backend == "nccl" && device != Device::Cuda)
     throw UserError("--backend nccl moves GPU memory and needs --device cuda; use --backend gloo "
                     "for CPU training");
@@ -111,9 +113,12 @@ class Run {
   // later failure can be agreed on instead of leaving the others waiting in their first collective.
   void join() {
     check_against_world(&config_, launch_.world_size);
-    device_ = resolve_device(config_.device);
-    backend_ = resolve_backend(config_.backend, device_, launch_);
+    // --in_process: one process, the CPU engine, no backend; it writes every worker's rank files.
+    device_ = config_.in_process ? Device::Cpu : resolve_device(config_.device);
+    backend_ = config_.in_process ? "none" : resolve_backend(config_.backend, device_, launch_);
     rank_ = launch_.rank;
+    ranks_here_ = {rank_};
+    for (int r = 1; config_.in_process && r < config_.node_cnt; ++r) ranks_here_.push_back(r);
     cuda_index_ = cuda_index_for(launch_, device_);
 #ifdef KHSGD_WITH_CUDA
     if (device_ == Device::Cuda) select_cuda_device(cuda_index_);
@@ -121,9 +126,7 @@ class Run {
     if (rank_ != 0) spdlog::set_level(spdlog::level::warn);
     dir_ = run_directory(config_);
     const auto timeout = std::chrono::milliseconds(config_.timeout * 1000);
-    comm_ = needs_process_group(launch_.world_size, config_.backend)
-                ? connect_process_group(launch_, backend_, cuda_index_, timeout)
-                : make_solo_communicator();
+    comm_ = open_communicator(launch_, config_.backend, backend_, device_, cuda_index_, timeout);
   }
 
   // Every rank loads the data and rank 0 checks the results folder; then all compare every flag
@@ -142,7 +145,7 @@ class Run {
     const uint64_t data_hash = data_fingerprint(data_);
     agree_on_settings(*comm_, flags, data_hash);
     fingerprint_ = run_fingerprint(flags, data_hash);
-    part_ = plan_partition(data_.n_train, config_.B, launch_.world_size);
+    part_ = plan_partition(data_.n_train, config_.B, config_.node_cnt);
   }
 
   // The order of random draws (ALGORITHM.md §5): seed, Linear init on the CPU generator, sorter tables on the
@@ -154,6 +157,7 @@ class Run {
     setup.data = &data_;
     setup.partition = part_;
     setup.rank = rank_;
+    setup.in_process = config_.in_process;
     setup.theta = init_linear_parameters(data_.d);
     setup.lr = config_.lr;
     setup.momentum = config_.momentum;
@@ -211,18 +215,23 @@ class Run {
     });
     run_agreed(*comm_, "prepare its results folder", [&] {
       if (rank_ != 0) make_directories(dir_);
-      if (config_.save_orders)
-        orders_.emplace(dir_ + "/orders-rank" + std::to_string(rank_) + ".csv", "", resuming_ ? done_ : -1);
-      time_log_.emplace(time_log_path(dir_, rank_), kTimeHeader, resuming_ ? done_ + 1 : -1);
-      reference_.emplace(dir_, rank_, config_.sorter, part_.used_rows, data_.n_test);
-      reference_->prepare();
+      for (const int r : ranks_here_) {
+        if (config_.save_orders)
+          orders_.emplace_back(dir_ + "/orders-rank" + std::to_string(r) + ".csv", "", resuming_ ? done_ : -1);
+        time_logs_.emplace_back(time_log_path(dir_, r), kTimeHeader, resuming_ ? done_ + 1 : -1);
+        references_.emplace_back(dir_, r, config_.sorter, part_.used_rows, data_.n_test);
+        references_.back().prepare();
+      }
     });
     progress_.emplace(rank_ == 0 && !config_.quiet, stderr, part_.used_rows, part_.num_batches,
                       config_.epochs);
     if (!config_.save_grads.empty()) captured_.resize(part_.used_rows * (data_.d + 1));
-    spdlog::info("{} on {} ({} rank(s), {}), {} train / {} test rows, {} steps of B={} per epoch",
-                 config_.sorter, device_name(device_), launch_.world_size, backend_, data_.n_train,
-                 data_.n_test, part_.num_batches, config_.B);
+    const std::string workers =
+        config_.in_process ? std::to_string(config_.node_cnt) + " workers in one process"
+                           : std::to_string(launch_.world_size) + " rank(s), " + backend_;
+    spdlog::info("{} on {} ({}), {} train / {} test rows, {} steps of B={} per epoch", config_.sorter,
+                 device_name(device_), workers, data_.n_train, data_.n_test, part_.num_batches,
+                 config_.B);
     spdlog::info("{} {}", resuming_ ? "resuming after epoch " + std::to_string(done_) + " in" : "writing",
                  dir_);
   }
@@ -233,7 +242,9 @@ class Run {
     for (int64_t epoch = done_ + 1; epoch <= config_.epochs; ++epoch) {
       const double train_seconds = train_epoch(epoch);
       if (rank_ == 0) record_epoch(epoch, train_seconds);
-      reference_->update(epoch == config_.epochs, rank_ == 0 ? &metrics_->rows() : nullptr);
+      for (size_t i = 0; i < references_.size(); ++i)
+        references_[i].update(epoch == config_.epochs,
+                              ranks_here_[i] == 0 ? &metrics_->rows() : nullptr);
       if (config_.checkpoint_every > 0 && epoch % config_.checkpoint_every == 0 && epoch < config_.epochs)
         save_checkpoint(epoch);
       if (epoch == stop_after) {
@@ -261,8 +272,16 @@ class Run {
     EpochTimes times = engine_->train_epoch(order, *sorter_, *comm_, hooks);
     const double train_seconds = seconds_since(start);
     times.sorter += sort_seconds;
-    time_log_->append(time_line(epoch, times, train_seconds));
-    if (orders_) orders_->append(order_line(order));
+    // In one process the workers' steps are interleaved: each worker's file holds the process's times.
+    for (LineLog& log : time_logs_) log.append(time_line(epoch, times, train_seconds));
+    for (size_t i = 0; i < orders_.size(); ++i) {
+      if (ranks_here_.size() == 1) {
+        orders_[i].append(order_line(order));
+        continue;
+      }
+      const int64_t* own = sorter_->order_of(ranks_here_[i]);
+      orders_[i].append(order_line(std::vector<int64_t>(own, own + part_.shard_rows)));
+    }
     if (save_grads && rank_ == 0) {
       HostTensor grads;
       grads.shape = {part_.used_rows, data_.d + 1};
@@ -333,6 +352,7 @@ class Run {
   Device device_ = Device::Cpu;
   std::string backend_;
   int rank_ = 0;
+  std::vector<int> ranks_here_;  // whose rank files this process writes: its own, or every worker's
   int cuda_index_ = 0;
   std::string dir_;  // the run folder
   std::unique_ptr<Communicator> comm_;
@@ -352,8 +372,8 @@ class Run {
 
   // open_outputs, train
   std::optional<MetricsLog> metrics_;  // rank 0
-  std::optional<LineLog> orders_, time_log_;
-  std::optional<ReferenceFiles> reference_;  // results.pt and time/time-R.pt, as the reference's
+  std::deque<LineLog> orders_, time_logs_;      // per rank here
+  std::deque<ReferenceFiles> references_;  // results.pt and time/time-R.pt, as the reference's
   std::optional<Progress> progress_;
   std::vector<float> captured_;  // --save_grads: the epoch's gathered gradients
   RunSummary summary_;

@@ -93,14 +93,28 @@ inline RunResult run_train(const std::vector<std::string>& args, const std::stri
                    cwd);
 }
 
-// scripts/launch.sh NPROC -- ARGS in `cwd`.
+// scripts/launch.sh [LAUNCH_FLAGS] NPROC -- ARGS in `cwd`.
 inline RunResult run_launch(int nproc, const std::vector<std::string>& args, const std::string& cwd,
-                            const std::string& env = "") {
+                            const std::string& env = "", const std::string& launch_flags = "") {
   return run_shell("cd " + shell_quote(cwd) + " && env KHSGD_TRAIN=" +
                        shell_quote(KHSGD_TRAIN_BINARY) + " " + env + " " +
-                       shell_quote(KHSGD_LAUNCH_SCRIPT) + " " + std::to_string(nproc) + " --" +
-                       join_args(args),
+                       shell_quote(KHSGD_LAUNCH_SCRIPT) + " " + launch_flags + " " +
+                       std::to_string(nproc) + " --" + join_args(args),
                    cwd);
+}
+
+// scripts/launch.sh --mpi NPROC -- ARGS in `cwd`: the ranks started by Open MPI's mpirun.
+inline RunResult run_mpirun(int nproc, const std::vector<std::string>& args, const std::string& cwd,
+                            const std::string& env = "") {
+  return run_launch(nproc, args, cwd, env, "--mpi");
+}
+
+// Whether this build has the mpi backend and mpirun is installed; the reason when not.
+inline std::string mpi_missing() {
+  if (std::system("command -v mpirun >/dev/null 2>&1") != 0) return "mpirun is not installed";
+  const std::string probe = "'" KHSGD_TRAIN_BINARY "' --version | grep -q 'backends:.*mpi'";
+  if (std::system(probe.c_str()) != 0) return "this build has no mpi backend";
+  return "";
 }
 
 inline int count_lines(const std::string& text) {

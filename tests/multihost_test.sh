@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # 2 and 4 ranks as separate hosts: each rank in its own network namespace, the namespaces joined by
 # a bridge, MASTER_ADDR the first host's address (not loopback). The metrics must equal those of
-# the same ranks on one host. Needs root and iproute2; exits 77 (ctest: skipped) without them.
+# the same ranks on one host. Then the same over the mpi backend: mpirun -H in the first
+# namespace starts the others through an rsh agent that enters their namespaces (in place of ssh),
+# and the ranks talk over Open MPI's TCP transport. Needs root and iproute2; exits 77 (ctest:
+# skipped) without them; the mpi half is skipped without mpirun or a build with the mpi backend.
 #
 #   tests/multihost_test.sh KHSGD_TRAIN LAUNCH_SH DATA_DIR
 set -u
@@ -42,6 +45,21 @@ done
 master=${subnet}1
 sleep 1  # the bridge forwards once its ports have come up
 
+# The run under $2 must have the metrics and every rank's orders of the run under $1 ($3 ranks;
+# $4 names the second run in messages); prints the second run's folder.
+same_run() {
+  local one two
+  one=$(dirname "$(find "$1" -name metrics.csv)")
+  two=$(dirname "$(find "$2" -name metrics.csv)")
+  diff <(cut -d, -f1-5 "$one/metrics.csv") <(cut -d, -f1-5 "$two/metrics.csv") > /dev/null || {
+    echo "FAIL: $4 gave other metrics than $3 ranks on one host" >&2; return 1; }
+  for ((r = 0; r < $3; r++)); do
+    cmp -s "$one/orders-rank$r.csv" "$two/orders-rank$r.csv" || {
+      echo "FAIL: rank $r's orders differ between one host and $4" >&2; return 1; }
+  done
+  echo "$two"
+}
+
 args=(--sorter CD-GraB --seed 1 --lr 5e-3 --epochs 2 --data_dir "$data" --quiet --save_orders --device cpu)
 status=0
 for n in 2 4; do
@@ -60,17 +78,35 @@ for n in 2 4; do
   if [ $status -ne 0 ]; then
     echo "FAIL: $n ranks on $n hosts:"; tail -n 3 "$tmp"/hosts$n-rank*.log; exit 1
   fi
-  local_run=$(dirname "$(find "$tmp/local$n" -name metrics.csv)")
-  host_run=$(dirname "$(find "$tmp/hosts$n" -name metrics.csv)")
-  if ! diff <(cut -d, -f1-5 "$local_run/metrics.csv") <(cut -d, -f1-5 "$host_run/metrics.csv"); then
-    echo "FAIL: $n hosts gave other metrics than $n ranks on one host"; exit 1
-  fi
-  for ((r = 0; r < n; r++)); do
-    cmp -s "$local_run/orders-rank$r.csv" "$host_run/orders-rank$r.csv" || {
-      echo "FAIL: rank $r's orders differ between one host and $n hosts"; exit 1; }
-  done
+  host_run=$(same_run "$tmp/local$n" "$tmp/hosts$n" "$n" "$n hosts") || exit 1
   grep -q "\"master\": \"$master:29611\"" "$host_run/config.json" || {
     echo "FAIL: config.json does not record the master $master"; exit 1; }
   echo "ok: $n ranks on $n hosts (master $master) = $n ranks on one host"
+done
+
+if ! command -v mpirun > /dev/null || ! "$train" --version | grep -q 'backends:.*mpi'; then
+  echo "skipped the mpi half: no mpirun or no mpi backend in this build"
+  exit 0
+fi
+# Open MPI's rsh launcher runs "AGENT HOST COMMAND..." for every other host, as it would run ssh.
+cat > "$tmp/netns-agent" << AGENT
+#!/bin/sh
+host=\$1
+shift
+exec ip netns exec "${tag}h\$((\${host##*.} - 1))" /bin/sh -c "\$*"
+AGENT
+chmod +x "$tmp/netns-agent"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+for n in 2 4; do
+  hosts=${subnet}1
+  for ((r = 1; r < n; r++)); do hosts+=,${subnet}$((r + 1)); done
+  # Yielding while waiting is what TCP between hosts on a shared 2-core machine wants (README).
+  ip netns exec "${tag}h0" mpirun -np "$n" -H "$hosts" --mca plm_rsh_agent "$tmp/netns-agent" \
+    --mca btl tcp,self --mca btl_tcp_if_include eth0 --mca oob_tcp_if_include eth0 \
+    --mca mpi_yield_when_idle 1 "$train" "${args[@]}" --timeout 60 --results_dir "$tmp/mpi$n" \
+    > "$tmp/mpi$n.log" 2>&1 || { echo "FAIL: $n ranks on $n hosts over mpi:"; tail -n 20 "$tmp/mpi$n.log"; exit 1; }
+  mpi_run=$(same_run "$tmp/local$n" "$tmp/mpi$n" "$n" "$n hosts over mpi") || exit 1
+  grep -q '"backend": "mpi"' "$mpi_run/config.json" || { echo "FAIL: the mpirun job did not use mpi"; exit 1; }
+  echo "ok: $n ranks on $n hosts over mpi (mpirun -H $hosts) = $n ranks over gloo on one host"
 done
 exit 0

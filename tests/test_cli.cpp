@@ -157,12 +157,40 @@ TEST(Cli, BadFlagsAreOneLineAndWriteNothing) {
       {{"--B", "15"}, "must be even"},
       {{"--frobnicate"}, "frobnicate"},
       {{"--dataset", "mnist"}, "--dataset 'mnist'"},
+      {{"--in_process"}, "--in_process needs --node_cnt N"},
+      {{"--node_cnt", "2", "--in_process", "--backend", "mpi"}, "it takes no --backend"},
+      {{"--node_cnt", "3", "--in_process"}, "--B 16 is not divisible by the 3 worker(s)"},
+      {{"--node_cnt", "4", "--in_process", "--B", "4"}, "B / workers must be even"},
   };
   for (const auto& [extra, needle] : cases) {
     TempDir tmp;
     SCOPED_TRACE(needle);
     expect_clean_refusal(run_train(golden_args(tmp, extra), tmp.path()), tmp, needle);
   }
+}
+
+TEST(Cli, VersionNamesTheBackendsOfThisBuild) {
+  TempDir tmp;
+  const RunResult r = run_train({"--version"}, tmp.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const size_t at = r.out.find("backends: ");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  const std::string backends = r.out.substr(at);
+  EXPECT_NE(backends.find("gloo"), std::string::npos) << r.out;
+#ifdef KHSGD_WITH_MPI
+  EXPECT_NE(backends.find("mpi"), std::string::npos) << r.out;
+#else
+  EXPECT_EQ(backends.find("mpi"), std::string::npos) << r.out;
+#endif
+}
+
+TEST(Cli, MpiBackendInOnePlainProcessNeedsNoMpirun) {
+#ifndef KHSGD_WITH_MPI
+  GTEST_SKIP() << "this build has no mpi backend";
+#endif
+  TempDir tmp;
+  const RunResult r = run_train(golden_args(tmp, {"--backend", "mpi"}), tmp.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
 }
 
 TEST(Cli, CudaOnACpuBuildIsAClearError) {

@@ -28,6 +28,18 @@ std::vector<std::string> golden_args(const TempDir& tmp, const std::string& sort
           "--device", "cpu"};
 }
 
+// metrics.csv without its timing columns, as text: what must not depend on the backend.
+std::vector<std::string> metrics_without_times(const std::string& path) {
+  std::vector<std::string> rows;
+  for (const std::string& line : split(read_file(path), '\n')) {
+    const std::vector<std::string> cells = split(line, ',');
+    std::string kept;
+    for (size_t c = 0; c < cells.size() && c < 5; ++c) kept += (c ? "," : "") + cells[c];
+    rows.push_back(kept);
+  }
+  return rows;
+}
+
 std::string run_dir(const TempDir& tmp, const std::string& sorter, int ranks) {
   return tmp / ("results/LR-HMDA-2/LR-hmda-" + sorter + "-node-" + std::to_string(ranks) +
                 "-lr-0.005-B-16-seed-1");
@@ -48,8 +60,12 @@ RunResult run_ranks(int ranks, const std::function<std::string(int)>& rank_env,
 }  // namespace
 
 TEST(Distributed, OpenMpiEnvironmentMatchesLaunchScript) {
+  // Gloo with the ranks read from mpirun's variables (set by hand here, so --backend auto, which
+  // would pick mpi under a real mpirun, is not used).
   TempDir mpi, torchrun_like;
   const int port = free_port();
+  std::vector<std::string> args = golden_args(mpi, "SBW");
+  args.insert(args.end(), {"--backend", "gloo"});
   const RunResult a = run_ranks(
       2,
       [port](int r) {
@@ -57,7 +73,7 @@ TEST(Distributed, OpenMpiEnvironmentMatchesLaunchScript) {
                " OMPI_COMM_WORLD_LOCAL_RANK=" + std::to_string(r) +
                " MASTER_PORT=" + std::to_string(port);
       },
-      golden_args(mpi, "SBW"), mpi.path());
+      args, mpi.path());
   ASSERT_EQ(a.exit_code, 0) << a.err;
   const RunResult b = run_launch(2, golden_args(torchrun_like, "SBW"), torchrun_like.path());
   ASSERT_EQ(b.exit_code, 0) << b.err;
@@ -69,19 +85,63 @@ TEST(Distributed, OpenMpiEnvironmentMatchesLaunchScript) {
   EXPECT_NE(read_file(da + "/config.json").find("\"launcher\": \"mpirun\""), std::string::npos);
 }
 
-TEST(Distributed, RealMpirunWhenInstalled) {
-  if (std::system("command -v mpirun >/dev/null 2>&1") != 0) GTEST_SKIP() << "mpirun not installed";
+// Four ranks (two per core here) over gloo, over mpi, and as four workers in one process: the
+// same numbers bit for bit, D-RR's four-way sums included (all add the ranks' gradients in rank
+// order), and the same files.
+TEST(Distributed, GlooMpiAndInProcessAgreeOnFourRanks) {
+  for (const std::string sorter : {"D-RR", "CD-GraB", "KH-SGD"}) {
+    SCOPED_TRACE(sorter);
+    TempDir over_gloo, over_mpi, in_process;
+    const RunResult a = run_launch(4, golden_args(over_gloo, sorter), over_gloo.path());
+    ASSERT_EQ(a.exit_code, 0) << a.err;
+    std::vector<std::string> workers = golden_args(in_process, sorter);
+    workers.insert(workers.end(), {"--node_cnt", "4", "--in_process"});
+    const RunResult b = run_train(workers, in_process.path());
+    ASSERT_EQ(b.exit_code, 0) << b.err;
+    const std::string dg = run_dir(over_gloo, sorter, 4), di = run_dir(in_process, sorter, 4);
+    EXPECT_NE(read_file(dg + "/config.json").find("\"backend\": \"gloo\""), std::string::npos);
+    EXPECT_NE(read_file(di + "/config.json").find("\"in_process\": true"), std::string::npos);
+    EXPECT_EQ(list_dir(di), list_dir(dg));
+    std::vector<std::string> others = {di};
+    if (mpi_missing().empty()) {
+      const RunResult c = run_mpirun(4, golden_args(over_mpi, sorter), over_mpi.path());
+      ASSERT_EQ(c.exit_code, 0) << c.out << c.err;
+      others.push_back(run_dir(over_mpi, sorter, 4));
+      EXPECT_NE(read_file(others.back() + "/config.json").find("\"backend\": \"mpi\""),
+                std::string::npos);
+    }
+    for (const std::string& other : others) {
+      EXPECT_EQ(metrics_without_times(other + "/metrics.csv"), metrics_without_times(dg + "/metrics.csv"))
+          << other;
+      for (int r = 0; r < 4; ++r) {
+        const std::string name = "/orders-rank" + std::to_string(r) + ".csv";
+        EXPECT_EQ(read_file(other + name), read_file(dg + name)) << other << name;
+      }
+    }
+  }
+}
+
+TEST(Distributed, InProcessWorkersNeedOneProcess) {
   TempDir tmp;
-  const RunResult r = run_shell(
-      "cd " + shell_quote(tmp.path()) + " && MASTER_PORT=" + std::to_string(free_port()) +
-          " mpirun --allow-run-as-root --oversubscribe -x MASTER_PORT -np 2 " +
-          shell_quote(KHSGD_TRAIN_BINARY) + join_args(golden_args(tmp, "CD-GraB")),
-      tmp.path());
-  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  const auto golden = read_orders(test_data("golden/cpu/n2-CD-GraB/orders-rank1.csv.gz"));
-  const auto ours = read_orders(run_dir(tmp, "CD-GraB", 2) + "/orders-rank1.csv");
-  ASSERT_EQ(ours.size(), 2u);
-  EXPECT_EQ(ours[1], golden[1]);
+  std::vector<std::string> args = golden_args(tmp, "D-RR");
+  args.insert(args.end(), {"--node_cnt", "2", "--in_process"});
+  const RunResult r = run_launch(2, args, tmp.path());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--in_process runs every worker in one process, but 2 ranks were launched"),
+            std::string::npos) << r.err;
+  EXPECT_FALSE(file_exists(tmp / "results"));
+}
+
+TEST(Distributed, MpiBackendNeedsMpirun) {
+  TempDir tmp;
+  std::vector<std::string> args = golden_args(tmp, "D-RR");
+  args.insert(args.end(), {"--backend", "mpi"});
+  const RunResult r = run_launch(2, args, tmp.path());
+  EXPECT_EQ(r.exit_code, 2);
+  const std::string expected = mpi_missing().empty() ? "--backend mpi needs ranks started by mpirun"
+                                                     : "--backend mpi is not available in this build";
+  EXPECT_NE(r.err.find(expected), std::string::npos) << r.err;
+  EXPECT_FALSE(file_exists(tmp / "results"));
 }
 
 TEST(Distributed, TorchrunAgentStoreIsJoinedAsAClient) {

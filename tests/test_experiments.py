@@ -43,16 +43,17 @@ class Sweep(unittest.TestCase):
     def tearDownClass(cls):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
-    def sweep(self, ranks, results):
+    def sweep(self, ranks, results, *flags, lr="5e-3"):
         return run([os.path.join(SOURCE, "scripts", "sweep.sh"), "--sorters", "D-RR KH-SGD",
-                    "--seeds", "1 2", "--epochs", "2", "--ranks", str(ranks), "--dataset",
-                    "synthetic", "--results_dir", results, "--", "--synthetic_rows", "2000",
-                    "--quiet", "--device", "cpu"])
+                    "--seeds", "1 2", "--epochs", "2", "--ranks", str(ranks), "--lr", lr,
+                    "--dataset", "synthetic", "--results_dir", results, *flags, "--",
+                    "--synthetic_rows", "2000", "--quiet", "--device", "cpu"])
 
-    def check_table(self, out, ranks):
-        self.assertIn(f"{ranks} rank(s), lr 0.005, B 16", out)
+    def check_table(self, out, ranks, lr="0.005"):
+        self.assertIn(f"synthetic (2000 train rows), lr {lr}, B 16", out)
         for label in ("RR", "KH-SGD"):
-            line = next((l for l in out.splitlines() if l.strip().startswith(label + " ")), None)
+            line = next((l for l in out.splitlines()
+                         if re.match(rf"\s*{ranks}\s+{re.escape(label)} ", l)), None)
             self.assertIsNotNone(line, out)
             self.assertIn("2/2", line)
             numbers = re.findall(r"\d+\.\d+", line)
@@ -82,7 +83,8 @@ class Sweep(unittest.TestCase):
             third = self.sweep(ranks, results)
             self.assertEqual(third.returncode, 0, third.stdout + third.stderr)
             self.assertEqual(third.stdout.count("finished earlier, skipped"), 3, third.stdout)
-            self.assertIn("KH-SGD seed 2: done", third.stdout)
+            workers = ", 2 workers" if ranks == 2 else ""
+            self.assertIn(f"KH-SGD seed 2{workers}: done", third.stdout)
 
     def test_figures_from_a_sweep(self):
         results = os.path.join(self.tmp, "figures")
@@ -101,10 +103,58 @@ class Sweep(unittest.TestCase):
         with open(os.path.join(out, "loss_acc_vs_epochs.pdf"), "rb") as handle:
             self.assertEqual(handle.read(5), b"%PDF-")
 
+    def test_worker_count_study_runs_at_once_and_gets_a_column_and_panels(self):
+        results = os.path.join(self.tmp, "workers")
+        study = self.sweep("1 2", results, "--jobs", "2")
+        self.assertEqual(study.returncode, 0, study.stdout + study.stderr)
+        self.assertIn("sweep: 8 run(s), 2 at a time", study.stdout)
+        self.assertEqual(study.stdout.count(": done in"), 8, study.stdout)
+        self.assertEqual(study.stdout.count(", 2 workers: done in"), 4, study.stdout)
+        for ranks in (1, 2):
+            self.check_table(study.stdout, ranks)
+        # One setting, so one table: worker counts are a column, not separate settings.
+        self.assertEqual(study.stdout.count("synthetic (2000 train rows)"), 1, study.stdout)
+        out = os.path.join(self.tmp, "workers-out")
+        figures = run([sys.executable, os.path.join(SOURCE, "plots", "plot_figures.py"), results,
+                       "--out", out])
+        self.assertEqual(figures.returncode, 0, figures.stderr)
+
+        def png_height(path):
+            with open(path, "rb") as handle:
+                header = handle.read(24)
+            return int.from_bytes(header[20:24], "big")
+
+        one = os.path.join(self.tmp, "figures-one")
+        single = os.path.join(self.tmp, "single")
+        self.assertEqual(self.sweep(1, single).returncode, 0)
+        self.assertEqual(run([sys.executable, os.path.join(SOURCE, "plots", "plot_figures.py"),
+                              single, "--out", one]).returncode, 0)
+        # Two rows of panels (1 and 2 workers) against one.
+        self.assertEqual(png_height(os.path.join(out, "loss_acc_vs_epochs.png")),
+                         2 * png_height(os.path.join(one, "loss_acc_vs_epochs.png")))
+
+    def test_in_process_workers_give_the_ranks_numbers(self):
+        ranks = os.path.join(self.tmp, "as-ranks")
+        workers = os.path.join(self.tmp, "in-process")
+        self.assertEqual(self.sweep(2, ranks).returncode, 0)
+        result = self.sweep(2, workers, "--in_process")
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        # One process per run: both cores take a run at once.
+        self.assertIn("sweep: 4 run(s), as many at a time as keep one process per core", result.stdout)
+        self.check_table(result.stdout, 2)
+        for sorter in ("D-RR", "KH-SGD"):
+            for seed in (1, 2):
+                name = f"LR-synthetic-{sorter}-node-2-lr-0.005-B-16-seed-{seed}"
+                a, b = (os.path.join(root, "LR-HMDA-2", name) for root in (ranks, workers))
+                with open(os.path.join(a, "metrics.csv")) as x, open(os.path.join(b, "metrics.csv")) as y:
+                    self.assertEqual([l.split(",")[:5] for l in x], [l.split(",")[:5] for l in y], name)
+                with open(os.path.join(b, "config.json")) as handle:
+                    self.assertIn('"in_process": true', handle.read())
+
     def test_figures_refuse_mixed_settings(self):
         results = os.path.join(self.tmp, "mixed")
-        for ranks in (1, 2):
-            self.assertEqual(self.sweep(ranks, results).returncode, 0)
+        for lr in ("5e-3", "1e-2"):
+            self.assertEqual(self.sweep(1, results, lr=lr).returncode, 0)
         result = run([sys.executable, os.path.join(SOURCE, "plots", "plot_figures.py"), results,
                       "--out", os.path.join(self.tmp, "mixed-out")])
         self.assertEqual(result.returncode, 2)

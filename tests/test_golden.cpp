@@ -1,5 +1,7 @@
 // Golden equivalence (ALGORITHM.md §8): khsgd_train against the published Python code's own outputs in
-// tests/data/golden/cpu/ — seed 1, B 16, lr 5e-3, 3 epochs, 1 and 2 ranks over Gloo.
+// tests/data/golden/cpu/ — seed 1, B 16, lr 5e-3, 3 epochs, 1 and 2 ranks over Gloo. The two-rank
+// runs are repeated with the ranks started by mpirun (--backend auto then picks mpi), and as two
+// workers inside one process (--in_process).
 // Orders must be identical (D-RR exactly; the pair sorters agree decision for decision on this
 // data); losses within 1e-4, accuracies within 5e-4.
 #include <cmath>
@@ -10,12 +12,31 @@ using namespace khsgd_test;
 
 namespace {
 
+// How the ranks are started: one plain process, scripts/launch.sh (gloo), mpirun (mpi), or all
+// as workers of one process.
+enum class Via { Process, Launch, Mpirun, InProcess };
+
 struct GoldenRun {
   std::string sorter;
   int ranks;
+  Via via = Via::Launch;
 };
 
 std::string run_label(const GoldenRun& run) { return "n" + std::to_string(run.ranks) + "-" + run.sorter; }
+
+RunResult start(const GoldenRun& run, const std::vector<std::string>& args, const std::string& cwd) {
+  switch (run.via) {
+    case Via::Process: return run_train(args, cwd);
+    case Via::Launch: return run_launch(run.ranks, args, cwd);
+    case Via::Mpirun: return run_mpirun(run.ranks, args, cwd);
+    case Via::InProcess: {
+      std::vector<std::string> workers = args;
+      workers.insert(workers.end(), {"--node_cnt", std::to_string(run.ranks), "--in_process"});
+      return run_train(workers, cwd);
+    }
+  }
+  return {};
+}
 
 void PrintTo(const GoldenRun& run, std::ostream* out) { *out << run_label(run); }
 
@@ -23,16 +44,21 @@ class GoldenCpu : public ::testing::TestWithParam<GoldenRun> {};
 
 TEST_P(GoldenCpu, MatchesReferenceOrdersAndMetrics) {
   const GoldenRun run = GetParam();
+  if (run.via == Via::Mpirun && !mpi_missing().empty()) GTEST_SKIP() << mpi_missing();
   TempDir tmp;
   const std::vector<std::string> args = {
       "--sorter", run.sorter, "--seed", "1", "--lr", "5e-3", "--B", "16", "--epochs", "3",
       "--data_dir", test_data("golden/data"), "--results_dir", tmp / "results", "--save_orders",
       "--device", "cpu"};
-  const RunResult result = run.ranks == 1 ? run_train(args, tmp.path()) : run_launch(run.ranks, args, tmp.path());
+  const RunResult result = start(run, args, tmp.path());
   ASSERT_EQ(result.exit_code, 0) << result.err;
-
   const std::string dir = tmp / ("results/LR-HMDA-3/LR-hmda-" + run.sorter + "-node-" +
                                  std::to_string(run.ranks) + "-lr-0.005-B-16-seed-1");
+  if (run.via == Via::Mpirun)
+    EXPECT_NE(read_file(dir + "/config.json").find("\"backend\": \"mpi\""), std::string::npos);
+  EXPECT_EQ(read_file(dir + "/config.json").find("\"in_process\": true") != std::string::npos,
+            run.via == Via::InProcess);
+
   const std::string golden = test_data("golden/cpu/" + run_label(run));
   const Csv ours = read_csv(dir + "/metrics.csv");
   const Csv reference = read_csv(golden + "/metrics.csv");
@@ -65,16 +91,34 @@ TEST_P(GoldenCpu, MatchesReferenceOrdersAndMetrics) {
   }
 }
 
+std::string test_name(const ::testing::TestParamInfo<GoldenRun>& info) {
+  const Via via = info.param.via;
+  std::string name = run_label(info.param) +
+                     (via == Via::Mpirun ? "-mpi" : via == Via::InProcess ? "-in-process" : "");
+  for (char& c : name)
+    if (c == '-') c = '_';
+  return name;
+}
+
 INSTANTIATE_TEST_SUITE_P(AllSevenRuns, GoldenCpu,
-                         ::testing::Values(GoldenRun{"CD-GraB", 1}, GoldenRun{"D-RR", 1},
-                                           GoldenRun{"KH-SGD", 1}, GoldenRun{"SBW", 1},
+                         ::testing::Values(GoldenRun{"CD-GraB", 1, Via::Process},
+                                           GoldenRun{"D-RR", 1, Via::Process},
+                                           GoldenRun{"KH-SGD", 1, Via::Process},
+                                           GoldenRun{"SBW", 1, Via::Process},
                                            GoldenRun{"CD-GraB", 2}, GoldenRun{"D-RR", 2},
                                            GoldenRun{"SBW", 2}),
-                         [](const ::testing::TestParamInfo<GoldenRun>& info) {
-                           std::string name = run_label(info.param);
-                           for (char& c : name)
-                             if (c == '-') c = '_';
-                           return name;
-                         });
+                         test_name);
+
+INSTANTIATE_TEST_SUITE_P(TwoRanksOverMpi, GoldenCpu,
+                         ::testing::Values(GoldenRun{"CD-GraB", 2, Via::Mpirun},
+                                           GoldenRun{"D-RR", 2, Via::Mpirun},
+                                           GoldenRun{"SBW", 2, Via::Mpirun}),
+                         test_name);
+
+INSTANTIATE_TEST_SUITE_P(TwoWorkersInOneProcess, GoldenCpu,
+                         ::testing::Values(GoldenRun{"CD-GraB", 2, Via::InProcess},
+                                           GoldenRun{"D-RR", 2, Via::InProcess},
+                                           GoldenRun{"SBW", 2, Via::InProcess}),
+                         test_name);
 
 }  // namespace

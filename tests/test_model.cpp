@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
+#include "khsgd/microbatch.hpp"
 #include "khsgd/model.hpp"
 
 using namespace khsgd;
@@ -80,4 +82,61 @@ TEST(Model, EvaluateComputesMeanBceAndAccuracy) {
   EXPECT_EQ(e.correct, 2);
   EXPECT_EQ(e.rows, 4);
   EXPECT_DOUBLE_EQ(e.accuracy, 0.5);
+}
+
+TEST(Model, MicrobatchLanesGiveOneExampleAtATimeBitForBit) {
+  // The lanes change only the order in which independent examples advance: every gradient must
+  // equal, bit for bit, the straightforward loop over examples with logit() (the reference's
+  // rounding), for any number of examples, full lane blocks or not.
+  const int64_t d = 20, D = d + 1, n_rows = 300;
+  std::vector<float> X(n_rows * d), y(n_rows), theta(D);
+  uint32_t state = 12345;
+  auto next = [&state] {
+    state = state * 1664525u + 1013904223u;
+    return static_cast<float>(state >> 8) / 16777216.0f * 2.0f - 1.0f;
+  };
+  for (float& v : X) v = 3.0f * next();
+  for (float& v : y) v = next() > 0 ? 1.0f : 0.0f;
+  for (float& v : theta) v = next();
+  for (const int64_t count : {1, 2, 7, 8, 9, 16, 17, 64}) {
+    std::vector<int64_t> rows(count);
+    for (int64_t i = 0; i < count; ++i) rows[i] = (i * 37 + 11) % n_rows;
+    std::vector<float> expected_G(count * D), expected_grad(D, 0.0f), G(count * D), grad(D);
+    for (int64_t i = 0; i < count; ++i) {
+      const float* x = X.data() + rows[i] * d;
+      const float r = residual(logit(x, theta.data(), d), y[rows[i]]);
+      for (int64_t j = 0; j < d; ++j) expected_G[i * D + j] = r * x[j];
+      expected_G[i * D + d] = r;
+      const float scaled = r / static_cast<float>(count);
+      for (int64_t j = 0; j < d; ++j) expected_grad[j] += scaled * x[j];
+      expected_grad[d] += scaled;
+    }
+    Microbatch batch(64, d);
+    batch.gather(X.data(), y.data(), rows.data(), count);
+    batch.per_example_gradients(theta.data(), G.data());
+    batch.mean_loss_gradient(theta.data(), grad.data());
+    EXPECT_EQ(std::memcmp(G.data(), expected_G.data(), G.size() * sizeof(float)), 0) << count;
+    EXPECT_EQ(std::memcmp(grad.data(), expected_grad.data(), D * sizeof(float)), 0) << count;
+  }
+}
+
+TEST(Model, MicrobatchGroupsAreEachWorkersOwnMeanGradient) {
+  // Workers in one process: one gather of every worker's examples, then each worker's mean-loss
+  // gradient over its own examples, bit for bit as if gathered alone.
+  const int64_t d = 5, D = d + 1, workers = 4, each = 3;
+  std::vector<float> X(40 * d), y(40), theta(D);
+  for (size_t i = 0; i < X.size(); ++i) X[i] = std::sin(0.7f * static_cast<float>(i)) * 2.0f;
+  for (size_t i = 0; i < y.size(); ++i) y[i] = static_cast<float>(i % 3 == 0);
+  for (int64_t j = 0; j < D; ++j) theta[j] = 0.1f * static_cast<float>(j) - 0.2f;
+  std::vector<int64_t> rows(workers * each);
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int64_t>((i * 7 + 3) % 40);
+  Microbatch all(workers * each, d);
+  all.gather(X.data(), y.data(), rows.data(), workers * each);
+  std::vector<float> grads(workers * D);
+  all.mean_loss_gradients(theta.data(), workers, grads.data());
+  for (int64_t w = 0; w < workers; ++w) {
+    std::vector<float> alone(D);
+    mean_loss_gradient(X.data(), y.data(), rows.data() + w * each, each, d, theta.data(), alone.data());
+    EXPECT_EQ(std::memcmp(alone.data(), grads.data() + w * D, D * sizeof(float)), 0) << w;
+  }
 }

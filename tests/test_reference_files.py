@@ -289,7 +289,8 @@ class MixedFigure(RunsInATemporaryFolder):
         groups = khsgd_results.group_by_setting(runs)
         self.assertEqual(len(groups), 1, list(groups))
         (setting, grouped), = groups.items()
-        self.assertEqual(setting, ("hmda", 20011, 1, 0.005, 16, 0.9, 3))
+        self.assertEqual(setting, ("hmda", 20011, 0.005, 16, 0.9, 3))
+        self.assertEqual({r.workers for r in grouped}, {1})
         curves = plot_figures.curves(grouped)
         self.assertEqual(len(curves), 8)
         for i, sorter in enumerate(SORTERS):
@@ -325,8 +326,9 @@ class MixedFigure(RunsInATemporaryFolder):
         folder = save_reference_run(alone, "CD-OH-opt", golden, step_seconds=1e-3, ranks=2)
         (run,) = khsgd_results.find_runs(os.path.dirname(alone))
         self.assertEqual((run.source, run.sorter, run.path), ("reference", "KH-SGD", folder))
-        self.assertEqual(run.setting(), ("hmda", None, 2, 0.005, 16, 0.9, 3))
-        self.assertIn("(? train rows), 2 rank(s)", khsgd_results.describe_setting(run.setting()))
+        self.assertEqual(run.setting(), ("hmda", None, 0.005, 16, 0.9, 3))
+        self.assertEqual(run.workers, 2)  # one time file per rank
+        self.assertIn("(? train rows), lr 0.005", khsgd_results.describe_setting(run.setting()))
 
 
 if __name__ == "__main__":

@@ -83,6 +83,18 @@ TEST(Resume, TwoRanksResumeBitForBit) {
   expect_same_run(run_dir(tmp, "SBW", 2), run_dir(whole, "SBW", 2), 2);
 }
 
+TEST(Resume, TwoWorkersInOneProcessResumeToTheTwoRankRun) {
+  TempDir whole, tmp;
+  ASSERT_EQ(run_launch(2, golden_args(whole, "KH-SGD"), whole.path()).exit_code, 0);
+  const std::vector<std::string> workers = {"--node_cnt", "2", "--in_process"};
+  ASSERT_EQ(run_train(golden_args(tmp, "KH-SGD", workers), tmp.path(), "KHSGD_STOP_AFTER_EPOCH=2").exit_code, 9);
+  std::vector<std::string> resume = workers;
+  resume.push_back("--resume");
+  const RunResult resumed = run_train(golden_args(tmp, "KH-SGD", resume), tmp.path());
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  expect_same_run(run_dir(tmp, "KH-SGD", 2), run_dir(whole, "KH-SGD", 2), 2);
+}
+
 TEST(Resume, LostResultRowsAreRestoredFromTheCheckpoint) {
   // A crash can leave metrics.csv ahead of the checkpoint (or damaged): the checkpoint's rows win.
   TempDir whole, tmp;
@@ -221,4 +233,104 @@ TEST(DeadRank, LosingRankZeroAndItsStoreIsNamed) {
   EXPECT_EQ(job.status[1], 3) << job.err[1];
   EXPECT_NE(job.err[1].find("lost rank 0"), std::string::npos) << job.err[1];
   expect_valid_metrics(job.metrics_file(), 1);
+}
+
+namespace {
+
+// Two ranks started by mpirun (through scripts/launch.sh --mpi, which execs it): the test holds
+// mpirun's pid and finds each rank among its children by the rank mpirun gave it.
+struct MpirunJob {
+  TempDir tmp;
+  pid_t mpirun = 0;
+  std::string err;
+  int status = -1;
+  double seconds = 0;
+
+  void start(int timeout) {
+    mpirun = fork();
+    if (mpirun == 0) {
+      setenv("KHSGD_TRAIN", KHSGD_TRAIN_BINARY, 1);
+      freopen((tmp / "err").c_str(), "w", stderr);
+      freopen("/dev/null", "w", stdout);
+      const std::string results = tmp / "results", data = test_data("golden/data"), t = std::to_string(timeout);
+      execl(KHSGD_LAUNCH_SCRIPT, KHSGD_LAUNCH_SCRIPT, "--mpi", "2", "--", "--sorter", "CD-GraB",
+            "--epochs", "2000", "--lr", "5e-3", "--seed", "1", "--data_dir", data.c_str(),
+            "--results_dir", results.c_str(), "--timeout", t.c_str(), "--quiet", "--device", "cpu",
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+  }
+  std::string run_folder() const {
+    return tmp / "results/LR-HMDA-2000/LR-hmda-CD-GraB-node-2-lr-0.005-B-16-seed-1";
+  }
+  void wait_for_epochs(int epochs) const {
+    for (int i = 0; i < 600 && count_lines(read_file(run_folder() + "/metrics.csv")) < epochs + 1; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  // The pid of rank `r`: the child of mpirun whose environment says OMPI_COMM_WORLD_RANK=r.
+  pid_t rank_pid(int r) const {
+    const RunResult found = run_shell(
+        "for p in $(pgrep -P " + std::to_string(mpirun) + "); do tr '\\0' '\\n' < /proc/$p/environ | "
+        "grep -qx OMPI_COMM_WORLD_RANK=" + std::to_string(r) + " && echo $p; done",
+        tmp.path());
+    return found.out.empty() ? 0 : std::stoi(found.out);
+  }
+  // After `epochs` epochs, sends rank 1 `signal`; false if rank 1 could not be found.
+  bool signal_rank1_after(int epochs, int signal) {
+    wait_for_epochs(epochs);
+    const pid_t rank1 = rank_pid(1);
+    return rank1 > 0 && kill(rank1, signal) == 0;
+  }
+  bool wait_exit(double limit) {
+    const auto begin = std::chrono::steady_clock::now();
+    while (true) {
+      int raw = 0;
+      if (waitpid(mpirun, &raw, WNOHANG) == mpirun) {
+        status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+        seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+        err = read_file(tmp / "err");
+        mpirun = 0;
+        return true;
+      }
+      if (std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count() > limit) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  ~MpirunJob() {
+    if (mpirun > 0) {
+      kill(mpirun, SIGTERM);  // mpirun ends its ranks
+      waitpid(mpirun, nullptr, 0);
+    }
+  }
+};
+
+}  // namespace
+
+TEST(DeadRank, UnderMpirunAHungRankIsNamedWithinTheTimeout) {
+  if (!mpi_missing().empty()) GTEST_SKIP() << mpi_missing();
+  MpirunJob job;
+  job.start(/*timeout=*/5);
+  // Alive and silent: mpirun does not notice, the watchdog must.
+  ASSERT_TRUE(job.signal_rank1_after(1, SIGSTOP));
+  ASSERT_TRUE(job.wait_exit(30)) << "rank 0 waited past its timeout";
+  EXPECT_EQ(job.status, 3) << job.err;
+  EXPECT_NE(job.err.find("khsgd_train: communication error: rank 0: lost rank 1 (no heartbeat"),
+            std::string::npos) << job.err;
+  EXPECT_NE(job.err.find("over mpi did not finish within 5 s"), std::string::npos) << job.err;
+  EXPECT_LT(job.seconds, 5 + 15.0);
+  expect_valid_metrics(job.run_folder() + "/metrics.csv", 1);
+}
+
+TEST(DeadRank, UnderMpirunAKilledRankStopsTheOthers) {
+  if (!mpi_missing().empty()) GTEST_SKIP() << mpi_missing();
+  MpirunJob job;
+  job.start(/*timeout=*/60);
+  ASSERT_TRUE(job.signal_rank1_after(2, SIGKILL));
+  // mpirun ends the others at once, well within --timeout; rank 0 says so in one line.
+  ASSERT_TRUE(job.wait_exit(20)) << "mpirun did not stop the job";
+  EXPECT_NE(job.status, 0);
+  EXPECT_NE(job.err.find("khsgd_train: communication error: rank 0: stopped by mpirun"),
+            std::string::npos) << job.err;
+  EXPECT_NE(job.err.find("process rank 1"), std::string::npos) << "mpirun names the lost rank: " << job.err;
+  expect_valid_metrics(job.run_folder() + "/metrics.csv", 2);
 }

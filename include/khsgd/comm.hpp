@@ -39,6 +39,10 @@ class Communicator {
 
 std::unique_ptr<Communicator> make_solo_communicator();
 
+// out[i] = sum over r of gathered[r * count + i], added in rank order from rank 0: how every
+// backend sums D-RR's gradients, so that their results agree bit for bit. `out` may be rank 0's row.
+void sum_in_rank_order(const float* gathered, int ranks, int64_t count, float* out);
+
 // Whether a run joins a c10d process group, given --backend as asked: with several ranks, and
 // with --backend nccl even alone, as the reference does under torchrun --nproc_per_node=1 (the
 // run then really opens NCCL). One rank with gloo or auto needs none: it has no one to talk to.
@@ -54,7 +58,27 @@ std::unique_ptr<Communicator> connect_process_group(const Launch& launch,
                                                     const std::string& backend, int cuda_device,
                                                     std::chrono::milliseconds timeout);
 
-// Backends this build can open ("gloo", "nccl").
-std::vector<std::string> available_backends();
+// The c10d backends this build can open ("gloo", "nccl"); backends.hpp lists all of them.
+std::vector<std::string> c10d_backends();
+
+// Which peers are lost or stuck, told by heartbeats: every rank bumps its counter in a c10d
+// TCPStore once a second and publishes its progress. Used by backends whose collectives cannot
+// say which peer failed (MPI).
+class PeerMonitor {
+ public:
+  virtual ~PeerMonitor() = default;
+  // "lost rank 1 (no heartbeat for 2.5 s)" and the like; "" when every peer looks alive and
+  // current. Takes a few seconds (it watches the counters move).
+  virtual std::string diagnose() = 0;
+  // The port the store listens on (the serving rank's; the port asked for elsewhere).
+  virtual int port() const = 0;
+};
+
+// Rank 0 (serve = true) opens the store on `port` (0: any free port, port() tells which) without
+// waiting for the others; the others join it at host:port within `timeout` (CommError if not).
+std::unique_ptr<PeerMonitor> start_peer_monitor(const std::string& host, int port, bool serve,
+                                                int rank, int size,
+                                                std::chrono::milliseconds timeout,
+                                                const std::atomic<int64_t>& progress);
 
 }  // namespace khsgd

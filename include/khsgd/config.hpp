@@ -26,7 +26,8 @@ struct Config {
   double momentum = 0.9;
   int64_t epochs = 50;
   int64_t node_cnt = 0;          // 0 = not given: the world size
-  std::string backend = "auto";  // auto = nccl on cuda, gloo on cpu
+  bool in_process = false;       // run all node_cnt workers' shards inside this one process
+  std::string backend = "auto";  // auto = nccl on cuda; on cpu mpi under mpirun, else gloo
   std::string exp = "LR-HMDA";
   std::string local_rank;        // accepted for launcher compatibility; LOCAL_RANK wins
   std::string device = "auto";   // auto = cuda when this build and machine have one
@@ -55,8 +56,9 @@ std::string epoch_list_text(const std::vector<int64_t>& epochs);
 // one line naming the offending flag for anything malformed or out of range.
 bool parse_command_line(int argc, const char* const* argv, Config* config, std::string* help);
 
-// Checks what depends on the launch: --node_cnt against the world size and --B against the ranks.
-// Fills node_cnt when it was not given. Throws UserError.
+// Checks what depends on the launch: --node_cnt against the world size (with --in_process: one
+// process, --node_cnt workers in it) and --B against the workers. Fills node_cnt when it was not
+// given. Throws UserError.
 void check_against_world(Config* config, int world_size);
 
 // One flag as the ranks compare it before they start: its name and its value as text.

@@ -18,6 +18,9 @@ struct EngineSetup {
   const Dataset* data = nullptr;  // the whole data set; the engine reads this rank's shard of it
   Partition partition;
   int rank = 0;
+  // Every worker of the partition runs here, in one process (--in_process; rank is then 0):
+  // the same shards, steps and sums in rank order as partition.ranks processes would run.
+  bool in_process = false;
   std::vector<float> theta;  // initial [w; b]
   double lr = 1e-2;
   double momentum = 0.9;

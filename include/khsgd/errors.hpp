@@ -20,4 +20,11 @@ class CommError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The one line khsgd_train prints for an error, "khsgd_train [rank 1]: KIND: MESSAGE\n" (rank 0
+// is not named). Also written by watchdogs that end a process from their own thread.
+inline std::string error_line(int rank, const std::string& kind, const std::string& message) {
+  return "khsgd_train" + (rank ? " [rank " + std::to_string(rank) + "]" : std::string()) + ": " +
+         kind + ": " + message + "\n";
+}
+
 }  // namespace khsgd

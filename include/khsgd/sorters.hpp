@@ -33,6 +33,10 @@ class Sorter {
   virtual bool balances_pairs() const = 0;
   // Starts an epoch: this rank's order of its m local examples (indices 0 .. m-1).
   virtual const std::vector<int64_t>& sort() = 0;
+  // After sort(): rank r's order of its m examples, m entries valid until the next sort(). Every
+  // rank holds the same state, so any rank can tell every rank's order: a process that runs all
+  // ranks' shards (--in_process) uses one sorter for all. Host-memory sorters only.
+  virtual const int64_t* order_of(int64_t rank) const;
   // Step k's gradients from all ranks, G [n, microbatch, D] row-major, in the memory of the
   // sorter's device (SorterShape::device: host memory or the GPU's). Called in step order.
   virtual void step(const float* G, int64_t k) = 0;

@@ -1,0 +1,55 @@
+// The examples of one optimizer step, gathered side by side so that their arithmetic runs in
+// vector lanes (SPEC §2's per-example gradients, the step loop's hot spot).
+//
+// A step's examples are independent until their gradients are combined, so their logits are
+// computed together: feature j of every example of a block is multiplied and added before
+// feature j + 1, the block's accumulators in vector registers.
+// Each example's dot product still accumulates in double in j order, exactly as logit() does, so
+// the results are bit for bit those of one example at a time; only the order in which independent
+// examples advance changes, which the compiler turns into SIMD instructions.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace khsgd {
+
+class Microbatch {
+ public:
+  // Examples advance in blocks of this many lanes (four SSE2 registers of doubles).
+  static constexpr int64_t kLanes = 8;
+
+  // Room for `capacity` examples of d features.
+  Microbatch(int64_t capacity, int64_t d);
+
+  // Takes rows[0..count) of X [*, d] and their labels y (count <= capacity). X must outlive the
+  // calls below: the rows are read where they are (copying them costs more than the arithmetic).
+  void gather(const float* X, const float* y, const int64_t* rows, int64_t count);
+  // Asks the memory system for rows[0..count) of X and their labels ahead of a later gather():
+  // the step loop's order is known in advance, and random rows otherwise stall every step.
+  static void prefetch(const float* X, const float* y, const int64_t* rows, int64_t count,
+                       int64_t d);
+
+  int64_t size() const { return count_; }
+
+  // g_i = (sigma(z_i) - y_i) [x_i; 1]: G is [size, d + 1].
+  void per_example_gradients(const float* theta, float* G);
+  // sum_i ((sigma(z_i) - y_i) / size) [x_i; 1], summed in example order, as autograd of the mean
+  // binary cross-entropy gives it.
+  void mean_loss_gradient(const float* theta, float* grad) { mean_loss_gradients(theta, 1, grad); }
+  // The same for each of `groups` equal runs of consecutive examples (the workers of one process,
+  // each with its own microbatch): grads is [groups, d + 1], group g's gradient over its
+  // size / groups examples, each exactly as mean_loss_gradient() of those examples alone.
+  void mean_loss_gradients(const float* theta, int64_t groups, float* grads);
+
+ private:
+  // residuals_[i] = sigma(z_i) - y_i for the gathered examples.
+  void compute_residuals(const float* theta);
+
+  int64_t d_, count_ = 0, blocks_ = 0;
+  std::vector<float> zeros_;           // the row of the lanes past the last example
+  std::vector<const float*> sources_;  // where each example's row is, [blocks * kLanes]
+  std::vector<float> labels_, residuals_;
+};
+
+}  // namespace khsgd
