@@ -1,5 +1,6 @@
 // khsgd_train: the command-line entry point. Everything here is about exits: one line per error,
-// status 2 for bad input, 3 for a lost peer, 1 for anything unexpected.
+// status 2 for bad input, 1 for a failed write (or anything unexpected), 3 for a lost peer,
+// 128 + the signal for a clean stop by SIGTERM (143) or SIGINT (130).
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
@@ -25,10 +26,11 @@ static int leave(int status) {
 int main(int argc, char** argv) {
   spdlog::set_pattern("%v");
   int rank = 0;
+  // "khsgd_train [rank R]: KIND: message" (no kind: a plain notice).
   auto report = [&rank](const char* kind, const std::string& message) {
-    std::fprintf(stderr, "khsgd_train%s: %s: %s\n",
+    std::fprintf(stderr, "khsgd_train%s: %s%s%s\n",
                  rank ? (" [rank " + std::to_string(rank) + "]").c_str() : "", kind,
-                 message.c_str());
+                 kind[0] ? ": " : "", message.c_str());
   };
   try {
     khsgd::Config config;
@@ -54,9 +56,15 @@ int main(int argc, char** argv) {
   } catch (const khsgd::UserError& e) {
     report("error", e.what());
     return leave(2);
+  } catch (const khsgd::IoError& e) {
+    report("I/O error", e.what());
+    return leave(1);
   } catch (const khsgd::CommError& e) {
     report("communication error", e.what());
     return leave(3);
+  } catch (const khsgd::StopRequested& e) {
+    report("", e.what());
+    return leave(128 + e.signal());
   } catch (const std::exception& e) {
     report("internal error", e.what());
     return leave(1);

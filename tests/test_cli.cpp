@@ -1,5 +1,6 @@
 // khsgd_train as a user runs it: outputs, determinism, and one clear line for each bad input
 // with nothing written.
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
@@ -65,9 +66,11 @@ TEST(Cli, WritesConfigMetricsAndOrders) {
   EXPECT_NE(r.out.find("test acc 82.436%"), std::string::npos) << r.out;
 
   const std::string dir = tmp / kRun;
-  EXPECT_EQ(list_dir(dir), (std::vector<std::string>{"config.json", "metrics.csv", "orders-rank0.csv",
-                                                     "results.pt", "summary.json", "time",
-                                                     "time-rank0.csv"}));
+  // .lock: the run's lock on its folder (run_lock.hpp), kept for the next run to take.
+  std::vector<std::string> files = list_dir(dir);
+  std::sort(files.begin(), files.end());
+  EXPECT_EQ(files, (std::vector<std::string>{".lock", "config.json", "metrics.csv", "orders-rank0.csv",
+                                             "results.pt", "summary.json", "time", "time-rank0.csv"}));
   EXPECT_EQ(list_dir(dir + "/time"), std::vector<std::string>{"time-0.pt"});
   const std::string summary = read_file(dir + "/summary.json");
   EXPECT_NE(summary.find("\"finished\": true"), std::string::npos) << summary;

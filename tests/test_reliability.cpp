@@ -1,15 +1,9 @@
 // Faults injected on purpose: runs stopped after an epoch and resumed, damaged checkpoints,
 // results folders in the way, and ranks that die or hang in the middle of a run.
-#include <signal.h>
-#include <sys/types.h>
-#include <unistd.h>
-
-#include <chrono>
 #include <fstream>
-#include <thread>
 
-#include "helpers.hpp"
 #include "khsgd/pt_file.hpp"
+#include "reliability.hpp"
 
 using namespace khsgd_test;
 
@@ -17,38 +11,11 @@ namespace {
 
 std::vector<std::string> golden_args(const TempDir& tmp, const std::string& sorter,
                                      std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = {"--sorter", sorter, "--seed", "1", "--lr", "5e-3", "--epochs", "3",
-                                   "--data_dir", test_data("golden/data"), "--results_dir",
-                                   tmp / "results", "--save_orders", "--quiet"};
-  args.insert(args.end(), extra.begin(), extra.end());
-  return args;
+  return golden_run_args(tmp, sorter, std::move(extra));
 }
 
-std::string run_dir(const TempDir& tmp, const std::string& sorter, int ranks = 1, int epochs = 3) {
-  return tmp / ("results/LR-HMDA-" + std::to_string(epochs) + "/LR-hmda-" + sorter + "-node-" +
-                std::to_string(ranks) + "-lr-0.005-B-16-seed-1");
-}
-
-// metrics.csv without its timing columns: what must not change when a run is resumed.
-std::vector<std::vector<double>> metrics_without_times(const std::string& path) {
-  const Csv csv = read_csv(path);
-  std::vector<std::vector<double>> rows;
-  for (const auto& row : csv.rows) rows.emplace_back(row.begin(), row.begin() + 5);
-  return rows;
-}
-
-void expect_same_run(const std::string& resumed, const std::string& uninterrupted, int ranks) {
-  const auto a = metrics_without_times(resumed + "/metrics.csv");
-  const auto b = metrics_without_times(uninterrupted + "/metrics.csv");
-  ASSERT_EQ(a.size(), 3u);
-  EXPECT_EQ(a, b) << "metrics differ after resuming";
-  for (int r = 0; r < ranks; ++r) {
-    const std::string name = "/orders-rank" + std::to_string(r) + ".csv";
-    EXPECT_EQ(read_file(resumed + name), read_file(uninterrupted + name)) << name;
-    EXPECT_EQ(read_csv(resumed + "/time-rank" + std::to_string(r) + ".csv").rows.size(), 3u);
-    EXPECT_FALSE(file_exists(resumed + "/checkpoint-rank" + std::to_string(r) + ".bin"));
-  }
-  EXPECT_NE(read_file(resumed + "/summary.json").find("\"finished\": true"), std::string::npos);
+std::string run_dir(const TempDir& tmp, const std::string& sorter, int ranks = 1) {
+  return golden_run_dir(tmp, sorter, ranks);
 }
 
 }  // namespace
@@ -193,37 +160,14 @@ namespace {
 
 // Two ranks started by hand (so that the test can signal one of them), on the golden data,
 // many epochs so that the fault lands mid-run.
-struct TwoRanks {
-  TempDir tmp;
-  pid_t pid[2] = {0, 0};
-  std::string err[2];
-  int status[2] = {-1, -1};
-  double seconds[2] = {0, 0};
+struct TwoRanks : WithTempDir, Job {
+  TwoRanks() : Job(tmp.path()) {}
 
   void start(int timeout) {
-    int port = 0;
-    {
-      const RunResult p = run_shell("/usr/bin/env python3 -c 'import socket; s=socket.socket(); "
-                                    "s.bind((\"127.0.0.1\",0)); print(s.getsockname()[1])' 2>/dev/null || echo 29877",
-                                    tmp.path());
-      port = std::stoi(p.out);
-    }
-    for (int r = 0; r < 2; ++r) {
-      pid[r] = fork();
-      if (pid[r] == 0) {
-        setenv("RANK", std::to_string(r).c_str(), 1);
-        setenv("WORLD_SIZE", "2", 1);
-        setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
-        const std::string errfile = tmp / ("err" + std::to_string(r));
-        freopen(errfile.c_str(), "w", stderr);
-        freopen("/dev/null", "w", stdout);
-        const std::string results = tmp / "results", data = test_data("golden/data"), t = std::to_string(timeout);
-        execl(KHSGD_TRAIN_BINARY, KHSGD_TRAIN_BINARY, "--sorter", "CD-GraB", "--epochs", "40", "--lr", "5e-3",
-              "--seed", "1", "--data_dir", data.c_str(), "--results_dir", results.c_str(), "--timeout",
-              t.c_str(), "--quiet", static_cast<char*>(nullptr));
-        _exit(127);
-      }
-    }
+    Job::start(2, {"--sorter", "CD-GraB", "--epochs", "40", "--lr", "5e-3", "--seed", "1", "--data_dir",
+                   test_data("golden/data"), "--results_dir", tmp / "results", "--timeout",
+                   std::to_string(timeout), "--quiet"},
+               free_tcp_port(tmp));
   }
   std::string time_file(int r) const {
     return tmp / ("results/LR-HMDA-40/LR-hmda-CD-GraB-node-2-lr-0.005-B-16-seed-1/time-rank" +
@@ -233,32 +177,7 @@ struct TwoRanks {
     return tmp / "results/LR-HMDA-40/LR-hmda-CD-GraB-node-2-lr-0.005-B-16-seed-1/metrics.csv";
   }
   // Waits until rank r has finished `epochs` epochs.
-  void wait_for_epochs(int r, int epochs) const {
-    for (int i = 0; i < 600 && count_lines(read_file(time_file(r))) < epochs + 1; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  // Waits for rank r to exit, at most `limit` seconds; returns false if it is still running.
-  bool wait_exit(int r, double limit) {
-    const auto start = std::chrono::steady_clock::now();
-    while (true) {
-      int raw = 0;
-      if (waitpid(pid[r], &raw, WNOHANG) == pid[r]) {
-        status[r] = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
-        seconds[r] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        err[r] = read_file(tmp / ("err" + std::to_string(r)));
-        return true;
-      }
-      if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > limit) return false;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-  }
-  ~TwoRanks() {
-    for (pid_t p : pid)
-      if (p > 0) {
-        kill(p, SIGKILL);
-        waitpid(p, nullptr, 0);
-      }
-  }
+  void wait_for_epochs(int r, int epochs) const { wait_for_lines(time_file(r), epochs + 1, 60); }
 };
 
 void expect_valid_metrics(const std::string& path, int at_least) {
@@ -276,7 +195,7 @@ TEST(DeadRank, AKilledRankIsNamedAndTheOthersStop) {
   TwoRanks job;
   job.start(/*timeout=*/10);
   job.wait_for_epochs(1, 2);
-  kill(job.pid[1], SIGKILL);
+  job.signal(1, SIGKILL);
   ASSERT_TRUE(job.wait_exit(1, 5));
   ASSERT_TRUE(job.wait_exit(0, 30)) << "rank 0 did not stop after its peer died";
   EXPECT_EQ(job.status[0], 3) << job.err[0];
@@ -289,14 +208,14 @@ TEST(DeadRank, AHungRankIsNamedWithinTheTimeout) {
   TwoRanks job;
   job.start(/*timeout=*/5);
   job.wait_for_epochs(1, 1);
-  kill(job.pid[1], SIGSTOP);  // hangs: alive, silent
+  job.signal(1, SIGSTOP);  // hangs: alive, silent
   ASSERT_TRUE(job.wait_exit(0, 30)) << "rank 0 waited past its timeout";
   EXPECT_EQ(job.status[0], 3) << job.err[0];
   EXPECT_NE(job.err[0].find("lost rank 1 (no heartbeat"), std::string::npos) << job.err[0];
   EXPECT_LT(job.seconds[0], 5 + 15.0);
   expect_valid_metrics(job.metrics_file(), 1);
   // Woken up, the hung rank finds its peer gone and stops as well: nothing is left running.
-  kill(job.pid[1], SIGCONT);
+  job.signal(1, SIGCONT);
   ASSERT_TRUE(job.wait_exit(1, 30)) << "the woken rank kept running";
   EXPECT_NE(job.status[1], 0);
 }
@@ -305,7 +224,7 @@ TEST(DeadRank, LosingRankZeroAndItsStoreIsNamed) {
   TwoRanks job;
   job.start(/*timeout=*/10);
   job.wait_for_epochs(0, 1);
-  kill(job.pid[0], SIGKILL);
+  job.signal(0, SIGKILL);
   ASSERT_TRUE(job.wait_exit(0, 5));
   ASSERT_TRUE(job.wait_exit(1, 30));
   EXPECT_EQ(job.status[1], 3) << job.err[1];

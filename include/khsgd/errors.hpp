@@ -1,8 +1,11 @@
 // Error types that decide how khsgd_train exits.
 //
-// Everything a user can get wrong (flags, data files, the launch environment, the results folder)
-// throws UserError: main() prints its message as one line and exits with status 2 before any
-// result is written. A collective that fails mid-run (a rank died or hung) throws CommError, exit 3.
+// Everything a user can get wrong (flags, data files, the launch environment, the results folder
+// at the start) throws UserError: main() prints its message as one line and exits with status 2
+// before any result is written. A write that fails mid-run (disk full, a folder removed) throws
+// IoError, status 1: the input was fine, the machine was not. A collective that fails mid-run (a
+// rank died or hung) throws CommError, status 3. A run stopped by SIGTERM or SIGINT ends with
+// StopRequested, status 128 + the signal's number.
 #pragma once
 
 #include <stdexcept>
@@ -15,9 +18,24 @@ class UserError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+class IoError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 class CommError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+// Not a failure: the run stopped cleanly at the end of an epoch, its checkpoint written.
+class StopRequested : public std::runtime_error {
+ public:
+  StopRequested(int signal, const std::string& message) : std::runtime_error(message), signal_(signal) {}
+  int signal() const { return signal_; }
+
+ private:
+  int signal_;
 };
 
 }  // namespace khsgd
