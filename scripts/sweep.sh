@@ -7,9 +7,9 @@
 #
 # Runs whose folder holds a finished run (summary.json) are skipped, so an interrupted sweep
 # continues where it stopped; an unfinished one resumes from its checkpoint (or starts over when
-# it has none). Each run's output
-# goes to RESULTS_DIR/EXP-EPOCHS/logs/RUN.log. Several ranks per run go through
-# scripts/launch.sh. The binary is $KHSGD_TRAIN or build/khsgd_train.
+# it has none). A run that another process is running (a second sweep on the same folder) is
+# left to it. Each run's output is appended to RESULTS_DIR/EXP-EPOCHS/logs/RUN.log. Several
+# ranks per run go through scripts/launch.sh. The binary is $KHSGD_TRAIN or build/khsgd_train.
 set -uo pipefail
 
 sorters="D-RR CD-GraB SBW KH-SGD"
@@ -78,14 +78,17 @@ for sorter in $sorters; do
           --dataset "$dataset" --results_dir "$results_dir" --exp "$exp" "${resume[@]}" "${extra[@]}")
     start=$(date +%s.%N)
     if [ "$ranks" -eq 1 ]; then
-      "$KHSGD_TRAIN" "${args[@]}" > "$logs/$name.log" 2>&1
+      "$KHSGD_TRAIN" "${args[@]}" >> "$logs/$name.log" 2>&1
     else
-      "$here/launch.sh" "$ranks" -- "${args[@]}" > "$logs/$name.log" 2>&1
+      "$here/launch.sh" "$ranks" -- "${args[@]}" >> "$logs/$name.log" 2>&1
     fi
     status=$?
     seconds=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
     if [ $status -eq 0 ]; then
       echo "[$index/$total] $sorter seed $seed: done in $seconds s${resume:+ (${resume[0]#--})}"
+    elif [ $status -eq 2 ] && tail -2 "$logs/$name.log" | grep -q "is in use by another run\|already holds a finished run"; then
+      echo "[$index/$total] $sorter seed $seed: running elsewhere, left to it:"
+      tail -1 "$logs/$name.log" | sed 's/^/    /'
     else
       failed=$((failed + 1))
       echo "[$index/$total] $sorter seed $seed: FAILED (status $status), see $logs/$name.log:"

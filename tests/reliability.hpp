@@ -86,7 +86,7 @@ struct Job {
     err.assign(ranks, "");
     status.assign(ranks, -1);
     seconds.assign(ranks, 0);
-    std::vector<const char*> argv = {KHSGD_TRAIN_BINARY};
+    std::vector<const char*> argv = {train_binary()};
     for (const auto& a : args) argv.push_back(a.c_str());
     argv.push_back(nullptr);
     for (int r = 0; r < ranks; ++r) {
@@ -104,7 +104,7 @@ struct Job {
         if (local_ranks) setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
       }
       if (!freopen(errfile.c_str(), "w", stderr) || !freopen("/dev/null", "w", stdout)) _exit(126);
-      execv(KHSGD_TRAIN_BINARY, const_cast<char* const*>(argv.data()));
+      execv(train_binary(), const_cast<char* const*>(argv.data()));
       _exit(127);
     }
   }

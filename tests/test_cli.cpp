@@ -37,7 +37,8 @@ TEST(Cli, HelpListsTheFlags) {
   EXPECT_EQ(r.exit_code, 0);
   for (const char* flag : {"--sorter", "--seed", "--lr", "--B", "--momentum", "--epochs", "--node_cnt",
                            "--backend", "--exp", "--local_rank", "--device", "--data_dir",
-                           "--results_dir", "--dataset", "--save_orders"})
+                           "--results_dir", "--dataset", "--save_orders", "--checkpoint_every",
+                           "--checkpoint_seconds", "--resume", "--overwrite"})
     EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
   // torchrun's spelling that torch 1.13 and 2.x both accept.
   EXPECT_NE(r.out.find("torchrun --nproc_per_node=N --no_python"), std::string::npos) << r.out;

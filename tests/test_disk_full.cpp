@@ -28,14 +28,14 @@ TEST(IoFailures, ADiskFullMidRunStopsWithStatusOneAndResumesOnceThereIsSpace) {
   const std::string metrics = disk + "/results/LR-HMDA-150/LR-hmda-CD-GraB-node-1-lr-0.005-B-16-seed-1/metrics.csv";
   const std::string script =
       "mkdir -p " + shell_quote(disk) + " && mount -t tmpfs -o size=64m tmpfs " + shell_quote(disk) + " || exit 77\n" +
-      shell_quote(KHSGD_TRAIN_BINARY) + join_args(args) + " >/dev/null 2>" + shell_quote(tmp / "err1") + " &\n" +
+      shell_quote(train_binary()) + join_args(args) + " >/dev/null 2>" + shell_quote(tmp / "err1") + " &\n" +
       "pid=$!\n"
       "while [ \"$(cat " + shell_quote(metrics) + " 2>/dev/null | wc -l)\" -lt 4 ] && kill -0 $pid 2>/dev/null; do sleep 0.005; done\n"
       "dd if=/dev/zero of=" + shell_quote(disk + "/filler") + " bs=64k 2>/dev/null\n"
       "wait $pid; echo $? > " + shell_quote(tmp / "status1") + "\n" +
       "cp -a " + shell_quote(disk + "/results") + " " + shell_quote(tmp / "after-failure") + "\n" +
       "rm " + shell_quote(disk + "/filler") + "\n" +
-      shell_quote(KHSGD_TRAIN_BINARY) + join_args(resume) + " >/dev/null 2>" + shell_quote(tmp / "err2") + "\n" +
+      shell_quote(train_binary()) + join_args(resume) + " >/dev/null 2>" + shell_quote(tmp / "err2") + "\n" +
       "echo $? > " + shell_quote(tmp / "status2") + "\n" +
       "cp -a " + shell_quote(disk + "/results") + " " + shell_quote(tmp / "final") + "\n";
   std::ofstream(tmp / "disk_full.sh") << script;

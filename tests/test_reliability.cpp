@@ -176,8 +176,12 @@ struct TwoRanks : WithTempDir, Job {
   std::string metrics_file() const {
     return tmp / "results/LR-HMDA-40/LR-hmda-CD-GraB-node-2-lr-0.005-B-16-seed-1/metrics.csv";
   }
-  // Waits until rank r has finished `epochs` epochs.
-  void wait_for_epochs(int r, int epochs) const { wait_for_lines(time_file(r), epochs + 1, 60); }
+  // Waits until rank r has finished `epochs` epochs (rank 0: with their metrics rows, which
+  // follow its time lines).
+  void wait_for_epochs(int r, int epochs) const {
+    wait_for_lines(time_file(r), epochs + 1, 60);
+    if (r == 0) wait_for_lines(metrics_file(), epochs + 1, 60);
+  }
 };
 
 void expect_valid_metrics(const std::string& path, int at_least) {

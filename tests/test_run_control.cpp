@@ -128,10 +128,10 @@ TEST(FlagAgreement, RanksThatDisagreeOnResumeOrOverwriteStopBeforeWriting) {
     std::string script = "cd " + shell_quote(tmp.path()) + " && export WORLD_SIZE=2 MASTER_PORT=" +
                          std::to_string(free_tcp_port(tmp)) + ";";
     for (int r = 0; r < 2; ++r)
-      script += " RANK=" + std::to_string(r) + " " + shell_quote(KHSGD_TRAIN_BINARY) +
+      script += " RANK=" + std::to_string(r) + " " + shell_quote(train_binary()) +
                 join_args(golden_run_args(tmp, "SBW", r == 0 ? std::vector<std::string>{flag}
                                                              : std::vector<std::string>{})) +
-                " 2>" + shell_quote(tmp / ("err" + std::to_string(r))) + " & p" + std::to_string(r) + "=$!;";
+                " >/dev/null 2>" + shell_quote(tmp / ("err" + std::to_string(r))) + " & p" + std::to_string(r) + "=$!;";
     script += " wait $p0; s0=$?; wait $p1; echo \"$s0 $?\"";
     const RunResult r = run_shell(script, tmp.path());
     EXPECT_EQ(r.out, "2 2\n") << "exit statuses of ranks 0 and 1";
@@ -228,7 +228,7 @@ TEST(CleanStop, ACtrlCOnLaunchShStopsEveryRankCleanly) {
   if (launcher == 0) {
     freopen((tmp / "launch.err").c_str(), "w", stderr);
     freopen("/dev/null", "w", stdout);
-    setenv("KHSGD_TRAIN", KHSGD_TRAIN_BINARY, 1);
+    setenv("KHSGD_TRAIN", train_binary(), 1);
     setenv("MASTER_PORT", std::to_string(free_tcp_port(tmp)).c_str(), 1);
     std::vector<std::string> args = {KHSGD_LAUNCH_SCRIPT, "2", "--"};
     for (const auto& a : golden_run_args(tmp, "D-RR", {"--checkpoint_every", "0"}, kEpochs)) args.push_back(a);
