@@ -20,7 +20,7 @@ sanitizer_start=$(date +%s)
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Release -DKHSGD_SANITIZE=ON
 cmake --build build-asan --target khsgd_train khsgd_unit_tests khsgd_run_tests khsgd_store_server
 . tests/sanitizers/options.sh
-ctest --test-dir build-asan -j2 --output-on-failure -L unit
+build-asan/tests/khsgd_unit_tests --gtest_brief=1  # one process: ctest -L unit starts one per test
 ctest --test-dir build-asan -j2 --output-on-failure \
       -R '^(AllSevenRuns/GoldenCpu|Resume|ExistingResults|DeadRank|FolderLock|FlagAgreement|CleanStop|Checkpoints|IoFailures)\.'
 echo "sanitizer stage: $(($(date +%s) - sanitizer_start)) s"
