@@ -1,61 +1,241 @@
 #!/usr/bin/env bash
-# On a GPU machine with PyTorch installed (the project's H100/H200 image): build against that
-# PyTorch's LibTorch (CUDA) and NCCL, run the GPU test set, then a one-epoch smoke run of every
-# sorter on the full-size synthetic set, and print a summary table. Logs go to $OUT (when set) or
-# build-gpu/logs. Meant to finish within 5 minutes.
+# The GPU machine's check, one script (about 8 minutes on an H100/H200 with 16 cores): builds
+# against the PyTorch installation's LibTorch (CUDA) and NCCL, then runs, each stage bounded in
+# time and run whatever the others did:
 #
-#   scripts/gpu-check.sh            # PYTHON=... to pick the python that has torch
+#   build         configure (prints the CUDA architectures) and build into build-gpu
+#   cpu-suite     the whole ctest suite but the GPU set, on this CUDA build (in the background)
+#   golden-gpu    the reference's four H200 runs (ctest GoldenGpu)
+#   kernels       each kernel against the CPU code at D = 5, 21, 200 (ctest KernelChecks, ...)
+#   backends      NCCL opened by one rank, two NCCL ranks where two GPUs exist, Gloo on the GPU,
+#                 lost ranks (ctest GpuBackends)
+#   torchrun      torchrun --no_python with 2 ranks (Gloo, CPU) against scripts/launch.sh, and with
+#                 1 rank (--device cuda --backend nccl) against a plain run; ctest -R Torchrun
+#   memcheck      compute-sanitizer on a one-epoch run of each sorter (small synthetic set)
+#   racecheck     the same with --tool racecheck
+#   bench         scripts/bench.sh --devices "cuda cpu": seconds per epoch, GPU memory
+#
+# and prints a table of the stages (passed / FAILED / TIMEOUT / skipped, seconds, log). Every
+# stage ends by the deadline (default 540 s after the start; a stage that cannot start in time is
+# skipped), so the table always comes out. Logs go to $OUT when set, else build-gpu/logs. Exit
+# status 0 when every stage passed.
+#
+#   scripts/gpu-check.sh [--only "stage ..."] [--build-dir DIR] [--deadline SECONDS]
+#   PYTHON=...   the python that has torch (default: /opt/torch/.venv/bin/python, else python3)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-python=${PYTHON:-python3}
-logs=${OUT:-build-gpu/logs}
-mkdir -p "$logs"
-start=$(date +%s)
+root=$(pwd)
 
-prefix=$("$python" -c 'import torch; print(torch.utils.cmake_prefix_path)') || {
-  echo "gpu-check: $python has no torch" >&2; exit 2; }
-nccl_include=$("$python" - <<'PY' 2>/dev/null
+only=""
+build=build-gpu
+deadline=540
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --only) only=" $2 "; shift 2 ;;
+    --build-dir) build=$2; shift 2 ;;
+    --deadline) deadline=$2; shift 2 ;;
+    *) echo "$0: unknown argument '$1' (see the header of this script)" >&2; exit 2 ;;
+  esac
+done
+default_python=python3
+[ -x /opt/torch/.venv/bin/python ] && default_python=/opt/torch/.venv/bin/python
+export PYTHON=${PYTHON:-$default_python}
+# torchrun (the ctest -R Torchrun tests call it by name) from the same installation.
+export PATH=$(dirname "$PYTHON"):$PATH
+[[ "$build" == /* ]] || build=$root/$build
+export BUILD=$build ROOT=$root
+export LOGS=${OUT:-$build/logs}
+mkdir -p "$LOGS"
+export TRAIN=$build/khsgd_train
+export SCRATCH=$(mktemp -d)
+trap 'rm -rf "$SCRATCH"' EXIT
+started=$(date +%s)
+
+wanted() { [ -z "$only" ] || [[ "$only" == *" $1 "* ]]; }
+
+# --- Bookkeeping: one row per stage.
+names=() results=() seconds=() logfiles=()
+record() {  # NAME RESULT SECONDS LOG
+  names+=("$1"); results+=("$2"); seconds+=("$3"); logfiles+=("$4")
+  printf 'gpu-check: %-10s %-8s %5ss  %s\n' "$1" "$2" "$3" "$4"
+}
+# Seconds a stage may take: at most `limit`, and ending 20 s before the deadline.
+time_left() {
+  local left=$(( deadline - ($(date +%s) - started) - 20 ))
+  echo $(( left < $1 ? left : $1 ))
+}
+# Runs the function or command after NAME LIMIT in its own bash, at most LIMIT seconds, its output
+# in $LOGS/NAME.log. Functions must be exported (export -f).
+stage() {
+  local name=$1 limit
+  limit=$(time_left "$2")
+  shift 2
+  if ! wanted "$name"; then return 0; fi
+  local log=$LOGS/$name.log start status
+  if [ "$limit" -lt 10 ]; then
+    record "$name" skipped 0 "(no time left before the deadline)"
+    return 0
+  fi
+  start=$(date +%s)
+  timeout --kill-after=15 "$limit" bash -c '"$@"' bash "$@" > "$log" 2>&1
+  status=$?
+  local result=passed
+  [ $status -eq 124 ] || [ $status -eq 137 ] && result="TIMEOUT"
+  [ $status -ne 0 ] && [ "$result" = passed ] && result=FAILED
+  [ $status -eq 77 ] && result=skipped
+  record "$name" "$result" $(( $(date +%s) - start )) "$log"
+}
+
+# --- Stages.
+build_stage() {
+  local prefix nccl_include nvcc
+  prefix=$("$PYTHON" -c 'import torch; print(torch.utils.cmake_prefix_path)') || {
+    echo "$PYTHON has no torch"; return 1; }
+  nccl_include=$("$PYTHON" - <<'PY' 2>/dev/null
 import os, nvidia.nccl
 for path in nvidia.nccl.__path__:
     if os.path.exists(os.path.join(path, "include", "nccl.h")):
         print(os.path.join(path, "include"))
 PY
 )
-echo "gpu-check: LibTorch from $prefix; NCCL headers in ${nccl_include:-(not found)}"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$logs/gpu.txt"
+  nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+  echo "torch $("$PYTHON" -c 'import torch; print(torch.__version__, torch.version.cuda)')"
+  echo "LibTorch from $prefix; NCCL headers in ${nccl_include:-(not found)}; nvcc $nvcc"
+  cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
+    -DNCCL_INCLUDE_DIR="$nccl_include" -DCMAKE_CUDA_COMPILER="$nvcc" || return 1
+  cmake --build "$BUILD" || return 1
+  "$TRAIN" --version
+  "$TRAIN" --version | grep -q "CUDA engine: yes" || { echo "built without the CUDA engine"; return 1; }
+}
 
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
-  -DNCCL_INCLUDE_DIR="$nccl_include" > "$logs/configure.log" 2>&1 || {
-  tail -30 "$logs/configure.log"; echo "gpu-check: configure failed" >&2; exit 1; }
-grep -E "khsgd:|WARNING" -A1 "$logs/configure.log" || true
-cmake --build build-gpu > "$logs/build.log" 2>&1 || {
-  grep -E "error|Error" "$logs/build.log" | head -40; echo "gpu-check: build failed" >&2; exit 1; }
-build-gpu/khsgd_train --version | tee "$logs/version.txt"
-echo "gpu-check: built in $(( $(date +%s) - start )) s"
+ctest_stage() {  # ctest arguments: the tests to run
+  ctest --test-dir "$BUILD" --output-on-failure --no-tests=error --timeout 300 "$@"
+}
 
-ctest --test-dir build-gpu -L gpu --output-on-failure --timeout 240 > "$logs/gpu-tests.log" 2>&1
-tests_status=$?
-grep -E "tests passed|Failed|\*\*\*" "$logs/gpu-tests.log" || true
+# Metrics without the timing columns, and every rank's orders, of the run folders under $1 and $2.
+same_runs() {
+  local a b
+  a=$(find "$1" -name metrics.csv 2> /dev/null | head -1)
+  b=$(find "$2" -name metrics.csv 2> /dev/null | head -1)
+  [ -n "$a" ] && [ -n "$b" ] || { echo "no results under $1 or $2 to compare"; return 1; }
+  a=$(dirname "$a")
+  b=$(dirname "$b")
+  diff <(cut -d, -f1-5 "$a/metrics.csv") <(cut -d, -f1-5 "$b/metrics.csv") || return 1
+  for orders in "$a"/orders-rank*.csv; do
+    cmp "$orders" "$b/$(basename "$orders")" || return 1
+  done
+  echo "identical: $a and $b"
+}
 
-printf '\n%-8s %-6s %10s %10s %10s %10s\n' sorter epochs "train s" "eval s" "test acc" "peak MiB" | tee "$logs/summary.txt"
-smoke_status=0
-for sorter in D-RR CD-GraB SBW KH-SGD; do
-  out=build-gpu/smoke/$sorter
-  rm -rf "$out"
-  if build-gpu/khsgd_train --dataset synthetic --device cuda --sorter "$sorter" --lr 5e-3 --epochs 2 \
-      --results_dir "$out" > "$logs/smoke-$sorter.log" 2>&1; then
-    run=$(dirname "$(find "$out" -name metrics.csv | head -1)")
-    last=$(tail -1 "$run/metrics.csv")
-    peak=$(sed -n 's/.*"peak_rss_mib": \([0-9.]*\).*/\1/p' "$run/summary.json")
-    printf '%-8s %-6s %10s %10s %10s %10s\n' "$sorter" 2 "$(echo "$last" | cut -d, -f6)" \
-      "$(echo "$last" | cut -d, -f7)" "$(echo "$last" | cut -d, -f5)" "$peak" | tee -a "$logs/summary.txt"
+free_port() {
+  "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+torchrun_stage() {
+  local torchrun=("$(dirname "$PYTHON")/torchrun")
+  [ -x "${torchrun[0]}" ] || torchrun=("$PYTHON" -m torch.distributed.run)
+  local small=(--dataset synthetic --synthetic_rows 4000 --epochs 2 --lr 5e-3 --save_orders --quiet)
+  local status=0
+  echo "== torchrun --nproc_per_node=2 --no_python (gloo, cpu) against scripts/launch.sh 2"
+  "${torchrun[@]}" --nproc_per_node=2 --master_port "$(free_port)" --no_python "$TRAIN" "${small[@]}" \
+    --sorter CD-GraB --device cpu --backend gloo --results_dir "$SCRATCH/torchrun2" || status=1
+  KHSGD_TRAIN=$TRAIN "$ROOT/scripts/launch.sh" 2 -- "${small[@]}" --sorter CD-GraB --device cpu \
+    --backend gloo --results_dir "$SCRATCH/launch2" || status=1
+  same_runs "$SCRATCH/torchrun2" "$SCRATCH/launch2" || status=1
+  echo "== torchrun --nproc_per_node=1 --no_python --device cuda --backend nccl against a plain run"
+  NCCL_DEBUG=INFO "${torchrun[@]}" --nproc_per_node=1 --master_port "$(free_port)" --no_python "$TRAIN" \
+    "${small[@]}" --sorter KH-SGD --device cuda --backend nccl --results_dir "$SCRATCH/nccl1" \
+    > "$SCRATCH/nccl1.log" 2>&1 || status=1
+  cat "$SCRATCH/nccl1.log"
+  grep -q "NCCL INFO" "$SCRATCH/nccl1.log" || { echo "NCCL never initialised"; status=1; }
+  "$TRAIN" "${small[@]}" --sorter KH-SGD --device cuda --results_dir "$SCRATCH/plain1" || status=1
+  same_runs "$SCRATCH/nccl1" "$SCRATCH/plain1" || status=1
+  echo "== ctest -R Torchrun"
+  if ctest --test-dir "$BUILD" -N -R Torchrun | grep -q "Total Tests: 0"; then
+    echo "no Torchrun test in this build"
   else
-    smoke_status=1
-    printf '%-8s failed: %s\n' "$sorter" "$(tail -1 "$logs/smoke-$sorter.log")" | tee -a "$logs/summary.txt"
+    ctest_stage -R Torchrun || status=1
   fi
-done
-# Speed: the GPU and, as the baseline on the same machine, its CPU.
-echo | tee -a "$logs/summary.txt"
-KHSGD_TRAIN=build-gpu/khsgd_train scripts/bench.sh --devices "cuda cpu" --epochs 4 2>&1 | tee "$logs/bench.txt" | tee -a "$logs/summary.txt"
-echo "gpu-check: GPU tests $([ $tests_status -eq 0 ] && echo passed || echo FAILED), smoke runs $([ $smoke_status -eq 0 ] && echo passed || echo FAILED), $(( $(date +%s) - start )) s in all" | tee -a "$logs/summary.txt"
-[ $tests_status -eq 0 ] && [ $smoke_status -eq 0 ]
+  return $status
+}
+
+# compute-sanitizer --tool $1 on one epoch of each sorter, the four at once.
+sanitizer_stage() {
+  local tool=$1 sanitizer status=0
+  sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer \
+              /usr/local/cuda/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
+  [ -n "$sanitizer" ] || { echo "compute-sanitizer not found"; return 1; }
+  local pids=() sorter
+  for sorter in D-RR CD-GraB SBW KH-SGD; do
+    "$sanitizer" --tool "$tool" --error-exitcode 9 "$TRAIN" --dataset synthetic --synthetic_rows 4000 \
+      --epochs 1 --lr 5e-3 --device cuda --sorter "$sorter" --quiet \
+      --results_dir "$SCRATCH/$tool-$sorter" > "$SCRATCH/$tool-$sorter.log" 2>&1 &
+    pids+=($!)
+  done
+  local i=0
+  for sorter in D-RR CD-GraB SBW KH-SGD; do
+    if wait "${pids[$i]}"; then echo "$sorter: clean"; else echo "$sorter: FAILED"; status=1; fi
+    sed 's/^/    /' "$SCRATCH/$tool-$sorter.log" | grep -v "^    $" | tail -15
+    i=$((i + 1))
+  done
+  return $status
+}
+
+bench_stage() {
+  KHSGD_TRAIN=$TRAIN "$ROOT/scripts/bench.sh" --devices "cuda cpu" --epochs 4
+}
+
+export -f build_stage ctest_stage same_runs free_port torchrun_stage sanitizer_stage bench_stage
+
+# --- The run.
+{
+  echo "gpu-check: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname), $(nproc) cores"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 || true
+} | tee "$LOGS/machine.txt"
+
+stage build 420 build_stage
+if [ -x "$TRAIN" ] && "$TRAIN" --version 2> /dev/null | grep -q "CUDA engine: yes"; then
+  # The CPU suite needs no GPU: it runs beside the GPU stages, which wait on the device.
+  cpu_suite_start=$(date +%s)
+  if wanted cpu-suite; then
+    timeout --kill-after=10 "$(time_left 360)" bash -c 'ctest_stage -LE gpu -j 10' \
+      > "$LOGS/cpu-suite.log" 2>&1 &
+    cpu_suite_pid=$!
+  fi
+  stage golden-gpu 180 ctest_stage -R GoldenGpu -j 4
+  stage kernels 240 ctest_stage -R "KernelChecks|GpuSorters|GpuEngine"
+  stage backends 300 ctest_stage -R GpuBackends
+  stage torchrun 180 torchrun_stage
+  stage memcheck 300 sanitizer_stage memcheck
+  stage racecheck 300 sanitizer_stage racecheck
+  if [ -n "${cpu_suite_pid:-}" ]; then
+    wait "$cpu_suite_pid"
+    status=$?
+    result=passed
+    [ $status -eq 124 ] || [ $status -eq 137 ] && result=TIMEOUT
+    [ $status -ne 0 ] && [ "$result" = passed ] && result=FAILED
+    record cpu-suite "$result" $(( $(date +%s) - cpu_suite_start )) "$LOGS/cpu-suite.log"
+  fi
+  stage bench 240 bench_stage
+else
+  for name in cpu-suite golden-gpu kernels backends torchrun memcheck racecheck bench; do
+    wanted "$name" && record "$name" skipped 0 "(no CUDA build)"
+  done
+fi
+
+# --- The summary.
+{
+  echo
+  echo "gpu-check summary ($(( $(date +%s) - started )) s in all)"
+  cat "$LOGS/machine.txt"
+  printf '%-10s %-8s %8s  %s\n' stage result seconds log
+  for i in "${!names[@]}"; do
+    printf '%-10s %-8s %8s  %s\n' "${names[$i]}" "${results[$i]}" "${seconds[$i]}" "${logfiles[$i]}"
+  done
+  for log in golden-gpu kernels backends cpu-suite; do
+    [ -f "$LOGS/$log.log" ] && grep -E "tests passed|tests failed" "$LOGS/$log.log" | sed "s/^/$log: /"
+  done
+  [ -f "$LOGS/bench.log" ] && { echo; cat "$LOGS/bench.log"; }
+} | tee "$LOGS/summary.txt"
+grep -qE " (FAILED|TIMEOUT|skipped) " "$LOGS/summary.txt" && exit 1
+exit 0

@@ -1,6 +1,7 @@
 #include "khsgd/comm.hpp"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef USE_C10D_GLOO
@@ -12,6 +13,7 @@
 #endif
 
 #include <arpa/inet.h>
+#include <stdlib.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -217,10 +219,38 @@ class ProcessGroupCommunicator final : public Communicator {
   std::vector<float> reduce_scratch_;
 };
 
+// The rendezvous store: torchrun's agent's, rank 0's TCPStore, or, for a plain process alone (one
+// rank opening NCCL), one in this process.
+c10::intrusive_ptr<c10d::Store> join_store(const Launch& launch, std::chrono::milliseconds timeout) {
+  if (launch.world_size == 1 && launch.launcher == "single")
+    return c10::make_intrusive<c10d::HashStore>();
+  c10::intrusive_ptr<c10d::Store> store;
+  try {
+    c10d::TCPStoreOptions options;
+    options.port = static_cast<uint16_t>(launch.master_port);
+    options.isServer = launch.rank == 0 && !launch.agent_store;
+    options.numWorkers = launch.world_size;
+    options.waitWorkers = !launch.agent_store;
+    options.timeout = timeout;
+    store = c10::make_intrusive<c10d::TCPStore>(launch.master_addr, options);
+    if (launch.agent_store) store = c10::make_intrusive<c10d::PrefixStore>(launch.store_prefix, store);
+  } catch (const std::exception& e) {
+    throw CommError("rank " + std::to_string(launch.rank) + ": cannot join the rendezvous at " +
+                    launch.master_addr + ":" + std::to_string(launch.master_port) + " within " +
+                    std::to_string(timeout.count() / 1000) + " s (" + first_line(e.what()) +
+                    "); are all ranks started with the same MASTER_ADDR/MASTER_PORT?");
+  }
+  return store;
+}
+
 }  // namespace
 
 std::unique_ptr<Communicator> make_solo_communicator() {
   return std::make_unique<SoloCommunicator>();
+}
+
+bool needs_process_group(int world_size, const std::string& requested_backend) {
+  return world_size > 1 || requested_backend == "nccl";
 }
 
 std::vector<std::string> available_backends() {
@@ -242,23 +272,7 @@ std::unique_ptr<Communicator> connect_process_group(const Launch& launch,
     throw UserError("--backend " + backend + " is not available in this build" +
                     (backend == "nccl" ? " (it needs LibTorch with CUDA and NCCL); use --backend gloo"
                                        : ""));
-  c10::intrusive_ptr<c10d::Store> store;
-  try {
-    c10d::TCPStoreOptions options;
-    options.port = static_cast<uint16_t>(launch.master_port);
-    options.isServer = launch.rank == 0 && !launch.agent_store;
-    options.numWorkers = launch.world_size;
-    options.waitWorkers = !launch.agent_store;
-    options.timeout = timeout;
-    store = c10::make_intrusive<c10d::TCPStore>(launch.master_addr, options);
-    if (launch.agent_store) store = c10::make_intrusive<c10d::PrefixStore>(launch.store_prefix, store);
-  } catch (const std::exception& e) {
-    throw CommError("rank " + std::to_string(launch.rank) + ": cannot join the rendezvous at " +
-                    launch.master_addr + ":" + std::to_string(launch.master_port) + " within " +
-                    std::to_string(timeout.count() / 1000) + " s (" + first_line(e.what()) +
-                    "); are all ranks started with the same MASTER_ADDR/MASTER_PORT?");
-  }
-
+  const c10::intrusive_ptr<c10d::Store> store = join_store(launch, timeout);
   try {
 #ifdef USE_C10D_GLOO
     if (backend == "gloo") {
@@ -282,6 +296,10 @@ std::unique_ptr<Communicator> connect_process_group(const Launch& launch,
 #endif
 #ifdef USE_C10D_NCCL
     if (backend == "nccl") {
+      // PyTorch 2.x's NCCL watchdog aborts the whole process when a collective times out (a lost
+      // peer). Blocking wait makes the waiting call throw instead, so a lost rank still ends with
+      // one line and exit status 3; a user's own setting is kept.
+      setenv("TORCH_NCCL_BLOCKING_WAIT", "1", /*overwrite=*/0);
       c10::cuda::set_device(static_cast<c10::DeviceIndex>(cuda_device));
       auto options = c10d::ProcessGroupNCCL::Options::create();
       options->timeout = timeout;

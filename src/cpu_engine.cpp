@@ -64,8 +64,6 @@ class CpuEngine final : public TrainingEngine {
     std::iota(batch_rows_.begin(), batch_rows_.end(), 0);
   }
 
-  Device device() const override { return Device::Cpu; }
-
   EpochTimes train_epoch(const std::vector<int64_t>& order, Sorter& sorter, Communicator& comm,
                          const EpochHooks& hooks) override {
     const int64_t mb = part_.microbatch, n = part_.ranks, step_rows = n * mb;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "khsgd/step_math.hpp"
+
 namespace khsgd {
 
 void per_example_gradients(const float* X, const float* y, const int64_t* rows, int64_t count,
@@ -38,24 +40,15 @@ double microbatch_loss(const float* X, const float* y, const int64_t* rows, int6
 }
 
 void mean_of_rows(const float* G, int64_t rows, int64_t D, float* mean) {
-  std::copy(G, G + D, mean);
-  for (int64_t i = 1; i < rows; ++i)
-    for (int64_t j = 0; j < D; ++j) mean[j] += G[i * D + j];
-  const float n = static_cast<float>(rows);
-  for (int64_t j = 0; j < D; ++j) mean[j] /= n;
+  for (int64_t j = 0; j < D; ++j) mean[j] = column_mean(G, rows, D, j);
 }
 
 MomentumSGD::MomentumSGD(int64_t D, double lr, double momentum)
     : neg_lr_(static_cast<float>(-lr)), momentum_(static_cast<float>(momentum)), velocity_(D, 0.0f) {}
 
 void MomentumSGD::step(float* theta, const float* grad) {
-  // torchopt: trace t.mul_(momentum).add_(g); scale updates.mul_(-lr); apply p.add_(update).
   const int64_t D = static_cast<int64_t>(velocity_.size());
-  for (int64_t j = 0; j < D; ++j) {
-    velocity_[j] = velocity_[j] * momentum_ + grad[j];
-    const float update = velocity_[j] * neg_lr_;
-    theta[j] = theta[j] + update;
-  }
+  for (int64_t j = 0; j < D; ++j) momentum_update(grad[j], momentum_, neg_lr_, &velocity_[j], &theta[j]);
 }
 
 Evaluation evaluate(const float* X, const float* y, int64_t rows, int64_t d, const float* theta) {

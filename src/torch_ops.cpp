@@ -10,8 +10,6 @@
 
 namespace khsgd {
 
-const char* device_name(Device device) { return device == Device::Cuda ? "cuda" : "cpu"; }
-
 namespace {
 
 template <typename T>

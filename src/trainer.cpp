@@ -126,8 +126,9 @@ class Run {
     if (rank_ != 0) spdlog::set_level(spdlog::level::warn);
     dir_ = run_directory(config_);
     const auto timeout = std::chrono::milliseconds(config_.timeout * 1000);
-    comm_ = launch_.world_size > 1 ? connect_process_group(launch_, backend_, cuda_index_, timeout)
-                                   : make_solo_communicator();
+    comm_ = needs_process_group(launch_.world_size, config_.backend)
+                ? connect_process_group(launch_, backend_, cuda_index_, timeout)
+                : make_solo_communicator();
   }
 
   // Every rank loads the data; then all compare every flag and the data, so that a rank started

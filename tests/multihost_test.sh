@@ -42,7 +42,7 @@ done
 master=${subnet}1
 sleep 1  # the bridge forwards once its ports have come up
 
-args=(--sorter CD-GraB --seed 1 --lr 5e-3 --epochs 2 --data_dir "$data" --quiet --save_orders)
+args=(--sorter CD-GraB --seed 1 --lr 5e-3 --epochs 2 --data_dir "$data" --quiet --save_orders --device cpu)
 status=0
 for n in 2 4; do
   # The same ranks on one host, through the launcher.

@@ -16,13 +16,13 @@
 
 namespace khsgd_test {
 
-// The golden runs' flags (seed 1, lr 5e-3, --save_orders, --quiet), `epochs` epochs, with a
-// checkpoint after every epoch unless `extra` sets --checkpoint_every.
+// The golden runs' flags (seed 1, lr 5e-3, --save_orders, --quiet, on the CPU), `epochs` epochs,
+// with a checkpoint after every epoch unless `extra` sets --checkpoint_every.
 inline std::vector<std::string> golden_run_args(const TempDir& tmp, const std::string& sorter,
                                                 std::vector<std::string> extra = {}, int epochs = 3) {
   std::vector<std::string> args = {"--sorter", sorter, "--seed", "1", "--lr", "5e-3", "--epochs",
                                    std::to_string(epochs), "--data_dir", test_data("golden/data"),
-                                   "--results_dir", tmp / "results", "--save_orders", "--quiet"};
+                                   "--results_dir", tmp / "results", "--save_orders", "--quiet", "--device", "cpu"};
   if (std::find(extra.begin(), extra.end(), "--checkpoint_every") == extra.end())
     extra.insert(extra.end(), {"--checkpoint_every", "1"});
   args.insert(args.end(), extra.begin(), extra.end());
@@ -70,10 +70,11 @@ inline int free_tcp_port(const TempDir& tmp) {
 
 // The ranks of one job started by hand (fork + exec of khsgd_train), so that a test can signal,
 // pause or kill each of them. Rank r's stderr goes to DIR/errR. One rank runs as a plain process;
-// several get RANK, WORLD_SIZE and MASTER_PORT, and LOCAL_RANK = r when `local_ranks` (else none:
-// every rank is the first on its host, as on separate hosts sharing the folder).
+// several get RANK, WORLD_SIZE and MASTER_PORT, and LOCAL_RANK = r (LOCAL_WORLD_SIZE = ranks) when
+// `local_ranks` (else none: every rank is the first on its host, as on hosts sharing the folder).
 struct Job {
   std::vector<pid_t> pid;
+  std::vector<bool> running;
   std::vector<std::string> err;
   std::vector<int> status;
   std::vector<double> seconds;
@@ -83,6 +84,7 @@ struct Job {
 
   void start(int ranks, const std::vector<std::string>& args, int port = 0, bool local_ranks = false) {
     pid.assign(ranks, 0);
+    running.assign(ranks, true);
     err.assign(ranks, "");
     status.assign(ranks, -1);
     seconds.assign(ranks, 0);
@@ -101,7 +103,10 @@ struct Job {
         setenv("RANK", std::to_string(r).c_str(), 1);
         setenv("WORLD_SIZE", std::to_string(ranks).c_str(), 1);
         setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
-        if (local_ranks) setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
+        if (local_ranks) {
+          setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
+          setenv("LOCAL_WORLD_SIZE", std::to_string(ranks).c_str(), 1);
+        }
       }
       if (!freopen(errfile.c_str(), "w", stderr) || !freopen("/dev/null", "w", stdout)) _exit(126);
       execv(train_binary(), const_cast<char* const*>(argv.data()));
@@ -110,7 +115,7 @@ struct Job {
   }
 
   void signal(int r, int sig) const {
-    if (pid[r] > 0) kill(pid[r], sig);  // never kill(0, ...): that is the whole process group
+    if (running[r] && pid[r] > 0) kill(pid[r], sig);  // never kill(0, ...): the process group
   }
 
   // Waits for rank r to exit, at most `limit` seconds; false if it is still running.
@@ -122,7 +127,7 @@ struct Job {
         status[r] = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
         seconds[r] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         err[r] = read_file(dir + "/err" + std::to_string(r));
-        pid[r] = 0;
+        running[r] = false;
         return true;
       }
       if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > limit) return false;
@@ -131,10 +136,10 @@ struct Job {
   }
 
   ~Job() {
-    for (pid_t p : pid)
-      if (p > 0) {
-        kill(p, SIGKILL);
-        waitpid(p, nullptr, 0);
+    for (size_t r = 0; r < pid.size(); ++r)
+      if (running[r] && pid[r] > 0) {
+        kill(pid[r], SIGKILL);
+        waitpid(pid[r], nullptr, 0);
       }
   }
 };

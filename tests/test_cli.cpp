@@ -15,7 +15,8 @@ const std::string kRun = "results/LR-HMDA-3/LR-hmda-CD-GraB-node-1-lr-0.005-B-16
 
 std::vector<std::string> golden_args(const TempDir& tmp, std::vector<std::string> extra = {}) {
   std::vector<std::string> args = {"--seed", "1", "--lr", "5e-3", "--epochs", "3", "--data_dir",
-                                   test_data("golden/data"), "--results_dir", tmp / "results"};
+                                   test_data("golden/data"), "--results_dir", tmp / "results",
+                                   "--device", "cpu"};
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
 }
@@ -128,7 +129,8 @@ TEST(Cli, SameSeedTwiceGivesIdenticalMetrics) {
 TEST(Cli, SyntheticSetTrainsToTheDocumentedAccuracy) {
   TempDir tmp;
   const RunResult r = run_train({"--dataset", "synthetic", "--epochs", "1", "--lr", "5e-3",
-                                 "--sorter", "KH-SGD", "--results_dir", tmp / "results"},
+                                 "--sorter", "KH-SGD", "--results_dir", tmp / "results",
+                                 "--device", "cpu"},
                                 tmp.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const Csv m = read_csv(tmp / "results/LR-HMDA-1/LR-synthetic-KH-SGD-node-1-lr-0.005-B-16-seed-0/metrics.csv");
@@ -140,7 +142,7 @@ TEST(Cli, SyntheticSetTrainsToTheDocumentedAccuracy) {
 TEST(Cli, RunsOnTheCudaSavedFixture) {
   TempDir tmp;
   const RunResult r = run_train({"--data_dir", test_data("hmda-small-cuda"), "--epochs", "2",
-                                 "--results_dir", tmp / "results"},
+                                 "--results_dir", tmp / "results", "--device", "cpu"},
                                 tmp.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const Csv m = read_csv(tmp / "results/LR-HMDA-2/LR-hmda-CD-GraB-node-1-lr-0.01-B-16-seed-0/metrics.csv");
@@ -179,7 +181,8 @@ TEST(Cli, CudaOnACpuBuildIsAClearError) {
 TEST(Cli, BadDataIsOneLineAndWritesNothing) {
   {
     TempDir tmp;
-    expect_clean_refusal(run_train({"--data_dir", tmp / "nowhere", "--results_dir", tmp / "results"}, tmp.path()),
+    expect_clean_refusal(run_train({"--data_dir", tmp / "nowhere", "--results_dir", tmp / "results", "--device", "cpu"},
+                                   tmp.path()),
                          tmp, "nowhere/features-processed-NY-2017.pt: file not found");
   }
   {
@@ -196,7 +199,8 @@ TEST(Cli, BadDataIsOneLineAndWritesNothing) {
                  shell_quote(tmp / "data/"))
                     .c_str());
     khsgd::write_tensor_tuple(tmp / "data/targets-processed-NY-2017.pt", {train_y, test_y});
-    expect_clean_refusal(run_train({"--data_dir", tmp / "data", "--results_dir", tmp / "results"}, tmp.path()),
+    expect_clean_refusal(run_train({"--data_dir", tmp / "data", "--results_dir", tmp / "results", "--device", "cpu"},
+                                   tmp.path()),
                          tmp, "train_y[17] = 2, expected labels in {0, 1}");
   }
 }

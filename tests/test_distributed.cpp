@@ -24,7 +24,8 @@ int free_port() {
 
 std::vector<std::string> golden_args(const TempDir& tmp, const std::string& sorter) {
   return {"--sorter", sorter, "--seed", "1", "--lr", "5e-3", "--epochs", "2", "--data_dir",
-          test_data("golden/data"), "--results_dir", tmp / "results", "--save_orders"};
+          test_data("golden/data"), "--results_dir", tmp / "results", "--save_orders",
+          "--device", "cpu"};
 }
 
 std::string run_dir(const TempDir& tmp, const std::string& sorter, int ranks) {
@@ -131,7 +132,7 @@ TEST(Distributed, ARankThatCannotLoadItsDataStopsEveryRank) {
     wrapped += " env RANK=" + std::to_string(r) + " WORLD_SIZE=2 MASTER_PORT=" + std::to_string(port) + " " +
                shell_quote(KHSGD_TRAIN_BINARY) + " --data_dir " +
                (r == 0 ? shell_quote(test_data("golden/data")) : shell_quote(tmp / "empty")) +
-               " --results_dir " + shell_quote(tmp / "results") + " --epochs 2 2>>" +
+               " --results_dir " + shell_quote(tmp / "results") + " --epochs 2 --device cpu 2>>" +
                shell_quote(tmp / ("err" + std::to_string(r))) + " & pids=\"$pids $!\";";
   wrapped += " for p in $pids; do wait $p || status=$?; done; exit $status";
   const RunResult r = run_shell(wrapped, tmp.path());
@@ -150,7 +151,7 @@ TEST(Distributed, RanksWithDifferentFlagsAreRefused) {
   for (int r = 0; r < 2; ++r)
     script += " env RANK=" + std::to_string(r) + " WORLD_SIZE=2 MASTER_PORT=" + std::to_string(port) + " " +
               shell_quote(KHSGD_TRAIN_BINARY) + " --data_dir " + shell_quote(test_data("golden/data")) +
-              " --results_dir " + shell_quote(tmp / "results") + " --epochs 2 --seed " +
+              " --results_dir " + shell_quote(tmp / "results") + " --epochs 2 --device cpu --seed " +
               std::to_string(r + 1) + " 2>>" + shell_quote(tmp / ("err" + std::to_string(r))) +
               " & pids=\"$pids $!\";";
   script += " for p in $pids; do wait $p || status=$?; done; exit $status";

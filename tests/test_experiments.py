@@ -47,7 +47,7 @@ class Sweep(unittest.TestCase):
         return run([os.path.join(SOURCE, "scripts", "sweep.sh"), "--sorters", "D-RR KH-SGD",
                     "--seeds", "1 2", "--epochs", "2", "--ranks", str(ranks), "--dataset",
                     "synthetic", "--results_dir", results, "--", "--synthetic_rows", "2000",
-                    "--quiet"])
+                    "--quiet", "--device", "cpu"])
 
     def check_table(self, out, ranks):
         self.assertIn(f"{ranks} rank(s), lr 0.005, B 16", out)
@@ -159,7 +159,7 @@ class Spectrum(unittest.TestCase):
             golden = os.path.join(SOURCE, "tests", "data", "golden", "data")
             result = run([TRAIN, "--sorter", "SBW", "--seed", "1", "--lr", "5e-3", "--epochs", "2",
                           "--data_dir", golden, "--results_dir", tmp, "--save_grads", "2",
-                          "--save_orders", "--quiet"])
+                          "--save_orders", "--quiet", "--device", "cpu"])
             self.assertEqual(result.returncode, 0, result.stderr)
             folder = os.path.join(tmp, "LR-HMDA-2", "LR-hmda-SBW-node-1-lr-0.005-B-16-seed-1")
             grads = khsgd_results.load_pt(os.path.join(folder, "grads-epoch2.pt"))

@@ -26,7 +26,8 @@ TEST_P(GoldenCpu, MatchesReferenceOrdersAndMetrics) {
   TempDir tmp;
   const std::vector<std::string> args = {
       "--sorter", run.sorter, "--seed", "1", "--lr", "5e-3", "--B", "16", "--epochs", "3",
-      "--data_dir", test_data("golden/data"), "--results_dir", tmp / "results", "--save_orders"};
+      "--data_dir", test_data("golden/data"), "--results_dir", tmp / "results", "--save_orders",
+      "--device", "cpu"};
   const RunResult result = run.ranks == 1 ? run_train(args, tmp.path()) : run_launch(run.ranks, args, tmp.path());
   ASSERT_EQ(result.exit_code, 0) << result.err;
 

@@ -1,17 +1,66 @@
-// The GPU path (ctest label "gpu", built only against a CUDA LibTorch): the reference's H200
-// numbers, the CUDA sorters against their CPU twins, and the backends on one GPU.
+// The GPU path (ctest label "gpu"). Built in every build against LibTorch (tests/CMakeLists.txt);
+// each test skips, saying why, where the build has no CUDA engine or no GPU is visible.
+//
+//   GoldenGpu      the reference's H200 runs (random numbers from the CUDA generator)
+//   KernelChecks   each kernel against the CPU code on the same inputs, D = 5, 21 and 200: the
+//                  pair-balance kernels (registers, registers<4>, shared memory), the epoch kernel
+//                  with the pass beside the steps, the per-step kernels, the evaluation
+//   GpuSorters     the CUDA sorters against the CPU ones through the public interface
+//   GpuBackends    Gloo with two ranks on one GPU, NCCL alone and with one GPU per rank, refusals,
+//                  and lost ranks (one line, exit status 3)
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
 #include "helpers.hpp"
+#include "khsgd/comm.hpp"
+#include "khsgd/data.hpp"
 #include "khsgd/engine.hpp"
+#include "khsgd/pair_walk.hpp"
 #include "khsgd/sorters.hpp"
 #include "khsgd/torch_ops.hpp"
+#include "two_ranks.hpp"
+#ifdef KHSGD_WITH_CUDA
+#include "pair_kernel_runner.hpp"
+#endif
 
 using namespace khsgd_test;
 
 namespace {
 
-bool have_gpu() { return khsgd::cuda_available(); }
+#ifdef KHSGD_WITH_CUDA
+bool build_has_backend(const std::string& backend) {
+  TempDir probe;
+  return run_train({"--version"}, probe.path()).out.find(backend) != std::string::npos;
+}
+#endif
+
+// Why a test cannot run here ("" when it can): it needs a CUDA build, `gpus` visible GPUs and,
+// when named, a backend this build has.
+std::string missing(const std::string& backend = "", int gpus = 1) {
+#ifndef KHSGD_WITH_CUDA
+  return "this build has no CUDA engine (its LibTorch has no CUDA)";
+#else
+  const int visible = khsgd::cuda_available() ? khsgd::cuda_device_count() : 0;
+  if (visible == 0) return "no GPU visible";
+  if (!backend.empty() && !build_has_backend(backend))
+    return "this build has no " + backend + " backend (" +
+           (backend == "nccl" ? "nccl.h" : "Gloo's headers") + " not found)";
+  if (visible < gpus)
+    return std::to_string(gpus) + " " + backend + " ranks need " + std::to_string(gpus) +
+           " GPUs; this machine has " + std::to_string(visible);
+  return "";
+#endif
+}
+
+#define SKIP_UNLESS_RUNNABLE(...)                          \
+  do {                                                     \
+    const std::string why = missing(__VA_ARGS__);          \
+    if (!why.empty()) GTEST_SKIP() << why;                 \
+  } while (0)
 
 std::vector<std::string> golden_args(const TempDir& tmp, const std::string& sorter,
                                      const std::string& device) {
@@ -35,23 +84,31 @@ void expect_metrics_near(const Csv& ours, const Csv& reference) {
   }
 }
 
+// A finished run in `tmp` against a golden folder: metrics within tolerance, orders identical.
+void expect_golden(const TempDir& tmp, const std::string& sorter, int ranks, const std::string& golden) {
+  expect_metrics_near(read_csv(run_dir(tmp, sorter, ranks) + "/metrics.csv"),
+                      read_csv(test_data(golden + "/metrics.csv")));
+  for (int rank = 0; rank < ranks; ++rank) {
+    const std::string name = "/orders-rank" + std::to_string(rank) + ".csv";
+    const auto ours = read_orders(run_dir(tmp, sorter, ranks) + name);
+    const auto reference = read_orders(test_data(golden + name + ".gz"));
+    ASSERT_EQ(ours.size(), reference.size());
+    for (size_t e = 0; e < ours.size(); ++e) EXPECT_EQ(ours[e], reference[e]) << "rank " << rank << " epoch " << e + 1;
+  }
+}
+
 class GoldenGpu : public ::testing::TestWithParam<std::string> {};
 
 }  // namespace
 
 // One rank on the GPU reproduces the reference's H200 run: random numbers from the CUDA generator.
 TEST_P(GoldenGpu, MatchesReferenceOnTheGpu) {
-  if (!have_gpu()) GTEST_SKIP() << "no GPU visible";
+  SKIP_UNLESS_RUNNABLE();
   const std::string sorter = GetParam();
   TempDir tmp;
   const RunResult r = run_train(golden_args(tmp, sorter, "cuda"), tmp.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const std::string golden = test_data("golden/gpu/n1-" + sorter);
-  expect_metrics_near(read_csv(run_dir(tmp, sorter, 1) + "/metrics.csv"), read_csv(golden + "/metrics.csv"));
-  const auto ours = read_orders(run_dir(tmp, sorter, 1) + "/orders-rank0.csv");
-  const auto reference = read_orders(golden + "/orders-rank0.csv.gz");
-  ASSERT_EQ(ours.size(), reference.size());
-  for (size_t e = 0; e < ours.size(); ++e) EXPECT_EQ(ours[e], reference[e]) << "epoch " << e + 1;
+  expect_golden(tmp, sorter, 1, "golden/gpu/n1-" + sorter);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllSorters, GoldenGpu,
@@ -65,7 +122,7 @@ INSTANTIATE_TEST_SUITE_P(AllSorters, GoldenGpu,
 
 // CD-GraB draws no random numbers, so the GPU engine must follow the CPU engine's orders.
 TEST(GpuEngine, FollowsTheCpuEngineWhereNoRandomNumbersAreDrawn) {
-  if (!have_gpu()) GTEST_SKIP() << "no GPU visible";
+  SKIP_UNLESS_RUNNABLE();
   TempDir gpu, cpu;
   ASSERT_EQ(run_train(golden_args(gpu, "CD-GraB", "cuda"), gpu.path()).exit_code, 0);
   ASSERT_EQ(run_train(golden_args(cpu, "CD-GraB", "cpu"), cpu.path()).exit_code, 0);
@@ -76,10 +133,216 @@ TEST(GpuEngine, FollowsTheCpuEngineWhereNoRandomNumbersAreDrawn) {
             read_file(run_dir(cpu, "CD-GraB", 1) + "/orders-rank0.csv"));
 }
 
+#ifdef KHSGD_WITH_CUDA
+namespace {
+
+using khsgd::PairRule;
+
+// A pass over two epochs' worth of pairs: random gradients (one pair identical, bsq = 0), a
+// shuffled order, a running sum and SBW's counter already under way, tables drawn as the sorters
+// draw them (thresholds of both signs around the dot products' size).
+PairPassData random_pass(PairRule rule, int64_t D, std::mt19937* random) {
+  PairPassData data;
+  data.rule = rule;
+  data.layout.ranks = 2;
+  data.layout.shard_rows = 64;
+  data.layout.microbatch = 4;
+  data.layout.D = D;
+  const int64_t m = data.layout.shard_rows, n = data.layout.ranks, T = n * m / 2;
+  std::normal_distribution<float> normal;
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  for (int64_t j = 0; j < n; ++j) {
+    std::vector<int64_t> order(m);
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), *random);
+    data.orders.insert(data.orders.end(), order.begin(), order.end());
+  }
+  data.next_orders.assign(n * m, -1);
+  for (int64_t c = 0; c < D; ++c) data.sum.push_back(0.1f * normal(*random));
+  for (int64_t t = 0; t < 3 * T; ++t) data.thresholds.push_back(2.0f * std::sqrt(float(D)) * normal(*random));
+  const double constant = 8 * (std::log(3.0) + 1) * (std::log(static_cast<double>(T)) + 1);
+  for (int64_t t = 1; t <= T; ++t) data.log_penalty.push_back(std::log(static_cast<float>(constant) * t));
+  for (int64_t t = 0; t < T; ++t) data.uniforms.push_back(uniform(*random));
+  data.cursor.decision = rule == PairRule::SBW ? 10 : 0;
+  data.cursor.right = m - 1;
+  return data;
+}
+
+// `steps` steps of random gradients [steps, ranks, microbatch, D]; in the first step, rank 1's
+// first pair is two identical rows (bsq = 0, the reference's IEEE corner).
+std::vector<float> random_gradients(const khsgd::PairLayout& layout, int64_t steps, std::mt19937* random) {
+  std::normal_distribution<float> normal;
+  std::vector<float> G(steps * layout.ranks * layout.microbatch * layout.D);
+  for (float& g : G) g = normal(*random);
+  const int64_t D = layout.D, row = (1 * layout.microbatch + 0) * D;
+  std::copy(&G[row], &G[row + D], &G[row + D]);
+  return G;
+}
+
+// The CPU's walk over the same data (what the CPU sorters run).
+void walk_on_host(int64_t first_step, int64_t steps, PairPassData* data) {
+  khsgd::PairRuleTables tables;
+  tables.rule = data->rule;
+  tables.thresholds = data->thresholds.data();
+  tables.log_penalty = data->log_penalty.data();
+  tables.uniforms = data->uniforms.data();
+  std::vector<float> delta(data->layout.D);
+  khsgd::HostPairRows rows(data->gradients.data(), data->layout, data->sum.data(), delta.data());
+  khsgd::walk_pairs(rows, tables, data->layout, first_step, steps, data->orders.data(),
+                    data->next_orders.data(), &data->cursor);
+}
+
+const char* kernel_name(PairKernelChoice kernel) {
+  return kernel == PairKernelChoice::Registers1   ? "registers"
+         : kernel == PairKernelChoice::Registers4 ? "registers<4>"
+                                                  : "shared memory";
+}
+
+}  // namespace
+
+namespace {
+
+// A random data set with d features (labels about 70 % ones).
+khsgd::Dataset random_dataset(int64_t d, int64_t n_train, int64_t n_test, uint64_t seed) {
+  torch::manual_seed(seed);
+  auto values = [](const torch::Tensor& t) {
+    const torch::Tensor c = t.contiguous();
+    return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  };
+  khsgd::Dataset data;
+  data.d = d;
+  data.n_train = n_train;
+  data.n_test = n_test;
+  data.train_x = values(torch::randn({n_train, d}));
+  data.train_y = values((torch::rand({n_train}) < 0.7).to(torch::kFloat));
+  data.test_x = values(torch::randn({n_test, d}));
+  data.test_y = values((torch::rand({n_test}) < 0.7).to(torch::kFloat));
+  data.source = "random";
+  return data;
+}
+
+double max_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  double most = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) most = std::max(most, std::fabs(double(a[i]) - b[i]));
+  return most;
+}
+
+// The CPU engine with a CPU sorter and the CUDA engine with its CUDA twin, side by side over
+// `epochs` epochs on the same data; the sorters' tables come from the same generator state.
+struct TwinRuns {
+  khsgd::Dataset data;
+  khsgd::EngineSetup setup;
+  std::unique_ptr<khsgd::DeviceOps> ops = khsgd::make_torch_ops(khsgd::Device::Cpu);
+  std::unique_ptr<khsgd::Communicator> solo = khsgd::make_solo_communicator();
+  std::unique_ptr<khsgd::TrainingEngine> cpu_engine, gpu_engine;
+  std::unique_ptr<khsgd::Sorter> cpu_sorter, gpu_sorter;
+
+  TwinRuns(int64_t D, const std::string& sorter, int64_t epochs) : data(random_dataset(D - 1, 640, 160, D)) {
+    setup.data = &data;
+    setup.partition = khsgd::plan_partition(data.n_train, 16, 1);
+    std::mt19937 random(static_cast<uint32_t>(D));
+    std::normal_distribution<float> normal(0.0f, 0.1f);
+    for (int64_t j = 0; j < D; ++j) setup.theta.push_back(normal(random));
+    setup.lr = 5e-2;
+    cpu_engine = khsgd::make_cpu_engine(setup);
+    gpu_engine = khsgd::make_cuda_engine(setup, 0);
+    khsgd::SorterShape shape;
+    shape.shard_rows = setup.partition.shard_rows;
+    shape.microbatch = setup.partition.microbatch;
+    shape.D = D;
+    shape.epochs = epochs;
+    khsgd::seed_generators(7);
+    cpu_sorter = khsgd::make_sorter(sorter, shape, *ops);
+    shape.device = khsgd::Device::Cuda;
+    khsgd::seed_generators(7);
+    gpu_sorter = khsgd::make_sorter(sorter, shape, *ops);
+  }
+
+  // Both sorters' next order, drawn from the same generator state (D-RR, KH-SGD's redraws).
+  std::pair<std::vector<int64_t>, std::vector<int64_t>> sort(int epoch) {
+    khsgd::seed_generators(100 + epoch);
+    std::vector<int64_t> cpu = cpu_sorter->sort();
+    khsgd::seed_generators(100 + epoch);
+    return {cpu, gpu_sorter->sort()};
+  }
+};
+
+}  // namespace
+
+#endif  // KHSGD_WITH_CUDA
+
+// The pair-balance kernels make the CPU walk's decisions: the same next orders, running sum and
+// cursor, over two launches (the state carries from one to the next).
+TEST(KernelChecks, PairKernelsMakeTheCpuWalksDecisions) {
+  SKIP_UNLESS_RUNNABLE();
+#ifdef KHSGD_WITH_CUDA
+  for (const int64_t D : {5, 21, 200}) {
+    std::vector<PairKernelChoice> kernels = {PairKernelChoice::SharedMemory};
+    if (D <= 32) kernels.push_back(PairKernelChoice::Registers1);
+    if (D <= 128) kernels.push_back(PairKernelChoice::Registers4);
+    for (const PairRule rule : {PairRule::CDGraB, PairRule::SBW, PairRule::KHSGD}) {
+      for (const PairKernelChoice kernel : kernels) {
+        SCOPED_TRACE("D " + std::to_string(D) + ", rule " + std::to_string(static_cast<int>(rule)) +
+                     ", " + kernel_name(kernel) + " kernel");
+        std::mt19937 random(static_cast<uint32_t>(D * 10 + static_cast<int>(rule)));
+        PairPassData cpu = random_pass(rule, D, &random);
+        for (const int64_t first_step : {0, 8}) {
+          cpu.gradients = random_gradients(cpu.layout, 8, &random);
+          PairPassData gpu = cpu;
+          walk_on_host(first_step, 8, &cpu);
+          run_pair_kernel(kernel, first_step, 8, &gpu);
+          ASSERT_EQ(gpu.next_orders, cpu.next_orders) << "from step " << first_step;
+          ASSERT_EQ(gpu.sum, cpu.sum);
+          EXPECT_EQ(gpu.cursor.tau, cpu.cursor.tau);
+          EXPECT_EQ(gpu.cursor.decision, cpu.cursor.decision);
+          EXPECT_EQ(gpu.cursor.left, cpu.cursor.left);
+          EXPECT_EQ(gpu.cursor.right, cpu.cursor.right);
+        }
+      }
+    }
+  }
+#endif
+}
+
+// The epoch kernel (with the pair pass beside the steps where D <= 128), the per-step kernels
+// (--profile), the pass after the steps (D = 200) and the evaluation against the CPU engine and
+// sorters: the same orders every epoch, parameters within float rounding, the same predictions.
+TEST(KernelChecks, EngineKernelsFollowTheCpuEngine) {
+  SKIP_UNLESS_RUNNABLE();
+#ifdef KHSGD_WITH_CUDA
+  const int epochs = 3;
+  for (const int64_t D : {5, 21, 200}) {
+    for (const std::string sorter : {"D-RR", "CD-GraB", "SBW", "KH-SGD"}) {
+      for (const bool profile : {false, true}) {
+        SCOPED_TRACE("D " + std::to_string(D) + ", " + sorter + (profile ? ", --profile" : ""));
+        TwinRuns twins(D, sorter, epochs);
+        khsgd::EpochHooks hooks;
+        hooks.profile = profile;
+        for (int epoch = 1; epoch <= epochs; ++epoch) {
+          const auto [cpu_order, gpu_order] = twins.sort(epoch);
+          ASSERT_EQ(gpu_order, cpu_order) << "epoch " << epoch;
+          if (epoch == epochs) break;  // the last sort() shows what the last epoch's pass decided
+          twins.cpu_engine->train_epoch(cpu_order, *twins.cpu_sorter, *twins.solo, khsgd::EpochHooks{});
+          twins.gpu_engine->train_epoch(gpu_order, *twins.gpu_sorter, *twins.solo, hooks);
+          EXPECT_LE(max_difference(twins.gpu_engine->parameters(), twins.cpu_engine->parameters()), 1e-5);
+          EXPECT_LE(max_difference(twins.gpu_engine->velocity(), twins.cpu_engine->velocity()), 1e-5);
+          const auto [cpu_train, cpu_test] = twins.cpu_engine->evaluate();
+          const auto [gpu_train, gpu_test] = twins.gpu_engine->evaluate();
+          EXPECT_EQ(gpu_train.correct, cpu_train.correct);
+          EXPECT_EQ(gpu_test.correct, cpu_test.correct);
+          EXPECT_NEAR(gpu_train.loss, cpu_train.loss, 1e-6 * cpu_train.loss);
+          EXPECT_NEAR(gpu_test.loss, cpu_test.loss, 1e-6 * cpu_test.loss);
+        }
+      }
+    }
+  }
+#endif
+}
+
 // The CUDA pair sorters make the CPU sorters' decisions on the same gradients, tables drawn from
 // the same (CPU) generator state.
 TEST(GpuSorters, MakeTheCpuSortersDecisions) {
-  if (!have_gpu()) GTEST_SKIP() << "no GPU visible";
+  SKIP_UNLESS_RUNNABLE();
   khsgd::SorterShape shape;
   shape.ranks = 2;
   shape.shard_rows = 64;
@@ -115,47 +378,74 @@ TEST(GpuSorters, MakeTheCpuSortersDecisions) {
 }
 
 TEST(GpuBackends, GlooRunsSeveralRanksOnOneGpu) {
-  if (!have_gpu()) GTEST_SKIP() << "no GPU visible";
-  TempDir probe;
-  if (run_train({"--version"}, probe.path()).out.find("gloo") == std::string::npos)
-    GTEST_SKIP() << "this build has no Gloo (its headers were not found)";
+  SKIP_UNLESS_RUNNABLE("gloo");
   TempDir tmp;
   std::vector<std::string> args = golden_args(tmp, "CD-GraB", "cuda");
-  args.push_back("--backend");
-  args.push_back("gloo");
+  args.insert(args.end(), {"--backend", "gloo"});
   const RunResult r = run_launch(2, args, tmp.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  expect_metrics_near(read_csv(run_dir(tmp, "CD-GraB", 2) + "/metrics.csv"),
-                      read_csv(test_data("golden/cpu/n2-CD-GraB/metrics.csv")));
-  for (int rank = 0; rank < 2; ++rank)
-    EXPECT_EQ(read_orders(run_dir(tmp, "CD-GraB", 2) + "/orders-rank" + std::to_string(rank) + ".csv"),
-              read_orders(test_data("golden/cpu/n2-CD-GraB/orders-rank" + std::to_string(rank) + ".csv.gz")));
+  expect_golden(tmp, "CD-GraB", 2, "golden/cpu/n2-CD-GraB");
 }
 
 TEST(GpuBackends, NcclWithMoreRanksThanGpusIsAClearError) {
-  if (!have_gpu()) GTEST_SKIP() << "no GPU visible";
+  SKIP_UNLESS_RUNNABLE();
   const int gpus = khsgd::cuda_device_count();
   TempDir tmp;
   std::vector<std::string> args = golden_args(tmp, "D-RR", "cuda");
-  args.push_back("--backend");
-  args.push_back("nccl");
+  args.insert(args.end(), {"--backend", "nccl"});
   const RunResult r = run_launch(gpus + 1, args, tmp.path());
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("use --backend gloo to run several ranks per GPU"), std::string::npos) << r.err;
   EXPECT_FALSE(file_exists(tmp / "results"));
 }
 
-TEST(GpuBackends, NcclOneRankPerGpu) {
-  if (!have_gpu()) GTEST_SKIP() << "no GPU visible";
-  TempDir probe;
-  if (run_train({"--version"}, probe.path()).out.find("nccl") == std::string::npos)
-    GTEST_SKIP() << "this build has no NCCL backend";
-  const int gpus = khsgd::cuda_device_count();
+// One rank alone with --backend nccl opens a real ProcessGroupNCCL, as the reference did under
+// torchrun --nproc_per_node=1 (its H200 goldens are such runs): NCCL's own log shows the
+// communicator, and the run matches the goldens. As a plain process (in-process store) and under
+// the launcher (TCPStore).
+TEST(GpuBackends, NcclAloneOpensAProcessGroup) {
+  SKIP_UNLESS_RUNNABLE("nccl");
+  for (const bool launched : {false, true}) {
+    SCOPED_TRACE(launched ? "scripts/launch.sh 1" : "plain process");
+    TempDir tmp;
+    std::vector<std::string> args = golden_args(tmp, "SBW", "cuda");
+    args.insert(args.end(), {"--backend", "nccl"});
+    const RunResult r = launched ? run_launch(1, args, tmp.path(), "NCCL_DEBUG=INFO")
+                                 : run_train(args, tmp.path(), "NCCL_DEBUG=INFO");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE((r.out + r.err).find("NCCL INFO"), std::string::npos) << "NCCL never initialised:\n" << r.err;
+    EXPECT_NE(read_file(run_dir(tmp, "SBW", 1) + "/config.json").find("\"backend\": \"nccl\""),
+              std::string::npos);
+    expect_golden(tmp, "SBW", 1, "golden/gpu/n1-SBW");
+  }
+}
+
+// Two ranks, one GPU each, over NCCL: CD-GraB draws no random numbers, so the CPU goldens hold.
+TEST(GpuBackends, NcclTwoRanksOnTwoGpus) {
+  SKIP_UNLESS_RUNNABLE("nccl", 2);
   TempDir tmp;
-  std::vector<std::string> args = golden_args(tmp, "SBW", "cuda");
-  args.push_back("--backend");
-  args.push_back("nccl");
-  const RunResult r = run_launch(gpus >= 2 ? 2 : 1, args, tmp.path());
+  std::vector<std::string> args = golden_args(tmp, "CD-GraB", "cuda");
+  args.insert(args.end(), {"--backend", "nccl"});
+  const RunResult r = run_launch(2, args, tmp.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(read_csv(run_dir(tmp, "SBW", gpus >= 2 ? 2 : 1) + "/metrics.csv").rows.size(), 3u);
+  expect_golden(tmp, "CD-GraB", 2, "golden/cpu/n2-CD-GraB");
+}
+
+// A killed rank while the survivor's collective runs on GPU memory (staged through Gloo): one line
+// naming it, exit status 3. This is the path NCCL takes too, where one GPU cannot hold two NCCL
+// ranks.
+TEST(GpuBackends, ALostRankUnderGlooOnTheGpuIsNamed) {
+  SKIP_UNLESS_RUNNABLE("gloo");
+  TwoRanks job;
+  job.device_flags = {"--device", "cuda", "--backend", "gloo"};
+  expect_killed_rank_named(job);
+}
+
+// Under NCCL, PyTorch's watchdog would abort the survivor; with blocking wait its collective
+// throws instead, so the survivor still ends with one line and exit status 3.
+TEST(GpuBackends, ALostRankUnderNcclIsNamed) {
+  SKIP_UNLESS_RUNNABLE("nccl", 2);
+  TwoRanks job;
+  job.device_flags = {"--device", "cuda", "--backend", "nccl"};
+  expect_killed_rank_named(job);
 }

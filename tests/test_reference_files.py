@@ -42,7 +42,8 @@ TIMER_KEYS = ["time", "cuda-max", "cuda-current", "ram"]
 
 def train(results, sorter, *extra, env=None, ranks=1):
     args = ["--sorter", sorter, "--seed", "1", "--lr", "5e-3", "--epochs", "3", "--data_dir",
-            os.path.join(GOLDEN, "data"), "--results_dir", results, "--quiet", *extra]
+            os.path.join(GOLDEN, "data"), "--results_dir", results, "--quiet", "--device", "cpu",
+            *extra]
     command = ([os.path.join(SOURCE, "scripts", "launch.sh"), str(ranks), "--"] if ranks > 1 else [TRAIN])
     return subprocess.run(command + args, capture_output=True, text=True,
                           env=dict(os.environ, KHSGD_TRAIN=TRAIN, **(env or {})))

@@ -263,7 +263,7 @@ TEST(CleanStop, ASecondCtrlCExitsAtOnce) {
   const std::string dir = tmp / "results/LR-HMDA-50/LR-synthetic-CD-GraB-node-1-lr-0.005-B-16-seed-1";
   Job job(tmp.path());
   job.start(1, {"--dataset", "synthetic", "--synthetic_rows", "1000000", "--lr", "5e-3", "--seed", "1",
-                "--results_dir", tmp / "results", "--quiet"});
+                "--results_dir", tmp / "results", "--quiet", "--device", "cpu"});
   ASSERT_TRUE(wait_for_lines(dir + "/metrics.csv", 2));
   job.signal(0, SIGINT);
   std::this_thread::sleep_for(std::chrono::milliseconds(10));

@@ -15,48 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "khsgd/state_io.hpp"
+
 namespace khsgd {
-
-// Appends typed values to a byte buffer.
-class StateWriter {
- public:
-  void i64(int64_t value);
-  void f64(double value);
-  void bytes(const std::vector<uint8_t>& values);
-  void floats(const std::vector<float>& values);
-  void i64s(const std::vector<int64_t>& values);
-  // int64 indices known to fit in 32 bits, stored in 4 bytes each (order matrices)
-  void indices(const std::vector<int64_t>& values);
-  const std::vector<uint8_t>& data() const { return data_; }
-
- private:
-  void raw(const void* p, size_t n);
-  std::vector<uint8_t> data_;
-};
-
-// Reads them back in the same order; a read past the end or a length that does not fit is a
-// corrupt checkpoint (UserError naming `source`).
-class StateReader {
- public:
-  StateReader(const std::vector<uint8_t>& data, std::string source);
-  int64_t i64();
-  double f64();
-  std::vector<uint8_t> bytes();
-  std::vector<float> floats();
-  std::vector<int64_t> i64s();
-  std::vector<int64_t> indices();
-  // `what` must hold exactly `expected` elements (e.g. the order matrix of this run's shape).
-  void expect_size(size_t got, size_t expected, const char* what) const;
-  bool at_end() const { return at_ == data_.size(); }
-  [[noreturn]] void corrupt(const std::string& why) const;
-
- private:
-  void raw(void* p, size_t n);
-  size_t length(size_t element_size);
-  const std::vector<uint8_t>& data_;
-  std::string source_;
-  size_t at_ = 0;
-};
 
 struct Checkpoint {
   int64_t epoch = 0;        // epochs finished

@@ -55,7 +55,6 @@ struct EpochHooks {
 class TrainingEngine {
  public:
   virtual ~TrainingEngine() = default;
-  virtual Device device() const = 0;
   // The epoch's num_batches steps: step k trains on order[k mb .. (k+1) mb) of this rank's shard.
   // Pair sorters get every step's gathered per-example gradients; D-RR's gradients are averaged
   // by an all-reduce.

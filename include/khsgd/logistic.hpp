@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "khsgd/pair_rules.hpp"  // KHSGD_HOST_DEVICE
+#include "khsgd/host_device.hpp"
 
 namespace khsgd {
 

@@ -6,11 +6,7 @@
 
 #include <cmath>
 
-#if defined(__CUDACC__)
-#define KHSGD_HOST_DEVICE __host__ __device__
-#else
-#define KHSGD_HOST_DEVICE
-#endif
+#include "khsgd/host_device.hpp"
 
 namespace khsgd {
 

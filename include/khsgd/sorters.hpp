@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "khsgd/checkpoint.hpp"
+#include "khsgd/state_io.hpp"
 #include "khsgd/torch_ops.hpp"
 
 namespace khsgd {
@@ -29,20 +29,17 @@ struct SorterShape {
 class Sorter {
  public:
   virtual ~Sorter() = default;
-  virtual std::string name() const = 0;
   // True for CD-GraB, SBW and KH-SGD: they need every step's gathered per-example gradients.
   virtual bool balances_pairs() const = 0;
   // Starts an epoch: this rank's order of its m local examples (indices 0 .. m-1).
   virtual const std::vector<int64_t>& sort() = 0;
-  // Step k's gradients from all ranks, G [n, microbatch, D] row-major, in the sorter's memory
-  // (device()). Called in step order.
+  // Step k's gradients from all ranks, G [n, microbatch, D] row-major, in the memory of the
+  // sorter's device (SorterShape::device: host memory or the GPU's). Called in step order.
   virtual void step(const float* G, int64_t k) = 0;
   // All steps of an epoch at once, G_all [num_batches, n, microbatch, D]: the same decisions as
   // step() for k = 0, 1, ... The decisions only shape the next epoch's order, so an engine may
   // run the whole pass after the epoch's SGD steps.
   virtual void balance_epoch(const float* G_all, int64_t num_batches) = 0;
-  // Where step() and balance_epoch() read gradients from: host memory or the GPU.
-  virtual Device device() const { return Device::Cpu; }
   // Checkpoints, between epochs: what the next sort() and the epochs after it depend on beyond
   // the generators (the next epoch's order matrix, counters, KH-SGD's log-penalties).
   virtual void save_state(StateWriter& out) const = 0;

@@ -12,11 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "khsgd/device.hpp"
+
 namespace khsgd {
-
-enum class Device { Cpu, Cuda };
-
-const char* device_name(Device device);
 
 // What the sorters draw from the training device. An interface so that tests can script draws.
 class DeviceOps {

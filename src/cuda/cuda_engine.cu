@@ -1,5 +1,7 @@
 // The GPU training engine, beside cpu_engine.cpp: the data stays on the device, an epoch of one
-// rank is one persistent kernel, and several ranks step around a collective on device memory.
+// rank is one persistent kernel (with the pair sorter's decisions made beside the steps), and
+// several ranks step around a collective on device memory. Pair sorters are the CUDA ones
+// (cuda_sorters.cu): the gathered gradients never leave the device.
 //
 // Everything runs on the legacy default stream, which LibTorch's current stream is unless changed:
 // c10d's NCCL work orders itself after it, and our kernels after the work.
@@ -76,14 +78,12 @@ class CudaEngine final : public TrainingEngine {
     cudaEventDestroy(kernel_end_);
   }
 
-  Device device() const override { return Device::Cuda; }
-
   EpochTimes train_epoch(const std::vector<int64_t>& order, Sorter& sorter, Communicator& comm,
                          const EpochHooks& hooks) override {
     const bool pairs = sorter.balances_pairs();
     const bool capture = hooks.capture != nullptr;
-    const int64_t n = part_.ranks, mb = part_.microbatch, steps = part_.num_batches;
-    const int64_t step_floats = n * mb * D_;
+    const int64_t n = part_.ranks, steps = part_.num_batches;
+    const int64_t step_floats = n * part_.microbatch * D_;
     // Pair sorters keep every step's gathered rows for their pass; D-RR only when they are saved.
     if ((pairs || capture) && gradients_.size() == 0) gradients_.resize(steps * step_floats);
     EpochTimes times;
@@ -94,51 +94,27 @@ class CudaEngine final : public TrainingEngine {
     args_.gradients = pairs ? gradients_.data() : nullptr;
     args_.captured = !pairs && capture && n == 1 && !hooks.profile ? gradients_.data() : nullptr;
 
-    if (n == 1 && !hooks.profile) {
-      // One persistent kernel; timed by events, so no synchronisation inside the epoch.
+    const bool fused = n == 1 && !hooks.profile;
+    if (fused) {
+      // One persistent kernel, the pair sorter's pass beside the steps where it fits; timed by
+      // events, so no synchronisation inside the epoch.
+      cuda::PairBalanceArgs pass;
+      const bool beside = pairs && cuda::pair_pass_beside_steps(sorter, gradients_.data(), steps, &pass);
       KHSGD_CUDA_CHECK(cudaEventRecord(kernel_start_, nullptr));
-      cuda::launch_fused_epoch(args_, nullptr);
+      cuda::launch_fused_epoch(args_, beside ? &pass : nullptr, nullptr);
       KHSGD_CUDA_CHECK(cudaEventRecord(kernel_end_, nullptr));
+      if (pairs && !beside) sorter.balance_epoch(gradients_.data(), steps);
     } else {
-      for (int64_t k = 0; k < steps; ++k) {
-        float* gathered = (pairs || capture) ? gradients_.data() + k * step_floats : nullptr;
-        if (pairs || capture) {
-          float* rows_out = n == 1 ? gathered : local_.data();
-          if (pairs)
-            cuda::launch_step_gradients(args_, k, /*per_example=*/true, rows_out, nullptr);
-          else
-            cuda::launch_step_rows(args_, k, rows_out, nullptr);
-          watch.lap(&times.forward_backward);
-          if (n > 1) comm.all_gather(local_.data(), gathered, mb * D_, Device::Cuda);
-          watch.lap(&times.communication);
-        }
-        if (pairs) {
-          cuda::launch_step_update(args_, gathered, n * mb, /*mean_rows=*/true, 1.0f, nullptr);
-        } else {
-          cuda::launch_step_gradients(args_, k, /*per_example=*/false, mean_.data(), nullptr);
-          watch.lap(&times.forward_backward);
-          if (n > 1) comm.all_reduce_sum(mean_.data(), D_, Device::Cuda);
-          watch.lap(&times.communication);
-          cuda::launch_step_update(args_, mean_.data(), 1, /*mean_rows=*/false,
-                                   static_cast<float>(n), nullptr);
-        }
-        watch.lap(&times.sgd);
-      }
-    }
-    if (pairs) {
-      if (sorter.device() == Device::Cuda) {
-        sorter.balance_epoch(gradients_.data(), steps);
-      } else {
-        const std::vector<float> host = gradients_.download(steps * step_floats);
-        sorter.balance_epoch(host.data(), steps);
-      }
+      step_by_step(pairs, capture, comm, &watch, &times);
+      if (pairs) sorter.balance_epoch(gradients_.data(), steps);
     }
     KHSGD_CUDA_CHECK(cudaDeviceSynchronize());
     watch.lap(&times.sorter);
-    if (n == 1 && !hooks.profile) {
+    if (fused) {
       float kernel_ms = 0.0f;
       KHSGD_CUDA_CHECK(cudaEventElapsedTime(&kernel_ms, kernel_start_, kernel_end_));
-      times.forward_backward = kernel_ms / 1000.0;  // the whole fused epoch: data, fwd-bwd, SGD
+      // The whole fused epoch: data, forward-backward, SGD and the pass beside them.
+      times.forward_backward = kernel_ms / 1000.0;
       times.sorter = std::max(0.0, times.sorter - times.forward_backward);
     }
     // Without --profile, host clocks see kernels only when the device is waited for.
@@ -164,6 +140,36 @@ class CudaEngine final : public TrainingEngine {
   }
 
  private:
+  // Several ranks or --profile: each step's kernels around the collective.
+  void step_by_step(bool pairs, bool capture, Communicator& comm, Stopwatch* watch, EpochTimes* times) {
+    const int64_t n = part_.ranks, mb = part_.microbatch;
+    const int64_t step_floats = n * mb * D_;
+    for (int64_t k = 0; k < part_.num_batches; ++k) {
+      float* gathered = (pairs || capture) ? gradients_.data() + k * step_floats : nullptr;
+      if (pairs || capture) {
+        float* rows_out = n == 1 ? gathered : local_.data();
+        if (pairs)
+          cuda::launch_step_gradients(args_, k, /*per_example=*/true, rows_out, nullptr);
+        else
+          cuda::launch_step_rows(args_, k, rows_out, nullptr);
+        watch->lap(&times->forward_backward);
+        if (n > 1) comm.all_gather(local_.data(), gathered, mb * D_, Device::Cuda);
+        watch->lap(&times->communication);
+      }
+      if (pairs) {
+        cuda::launch_step_update(args_, gathered, n * mb, /*mean_rows=*/true, 1.0f, nullptr);
+      } else {
+        cuda::launch_step_gradients(args_, k, /*per_example=*/false, mean_.data(), nullptr);
+        watch->lap(&times->forward_backward);
+        if (n > 1) comm.all_reduce_sum(mean_.data(), D_, Device::Cuda);
+        watch->lap(&times->communication);
+        cuda::launch_step_update(args_, mean_.data(), 1, /*mean_rows=*/false, static_cast<float>(n),
+                                 nullptr);
+      }
+      watch->lap(&times->sgd);
+    }
+  }
+
   Evaluation evaluate_rows(const float* X, const float* y, int64_t rows) {
     cuda::launch_evaluate(X, y, rows, d_, theta_.data(), totals_.data(), nullptr);
     const cuda::EvalTotals totals = totals_.download(1)[0];

@@ -1,14 +1,20 @@
 // The CUDA twins of model.cpp and sorters.cpp: kernel launchers and their arguments.
 //
 // No LibTorch here, so nvcc on a machine without a CUDA LibTorch can still compile-check them.
-// Every kernel rounds like its CPU twin (logistic.hpp, pair_rules.hpp are shared), so the CUDA
-// engine reproduces the CPU engine's numbers up to the few operations whose order differs
-// (sums accumulated in double, then rounded once to float).
+// The arithmetic is shared with the CPU code (logistic.hpp, step_math.hpp, pair_rules.hpp,
+// pair_walk.hpp), so the CUDA engine reproduces the CPU engine's numbers up to the few sums whose
+// order differs (dot products accumulated in double across a warp, then rounded once to float).
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <cstdint>
+
+#include "khsgd/pair_walk.hpp"
+
+namespace khsgd {
+class Sorter;
+}
 
 namespace khsgd::cuda {
 
@@ -32,15 +38,41 @@ struct EpochArgs {
   float* captured = nullptr;
 };
 
-// Largest d + 1 and microbatch the kernels take: the block keeps theta and one step's gradient
-// rows in shared memory.
-inline constexpr int kBlockThreads = 512;
+// Threads that compute a step (one warp per example of the step); the block keeps theta, the
+// momentum and one step's gradient rows in shared memory, which bounds d + 1 and the microbatch.
+inline constexpr int kStepThreads = 512;
 inline constexpr int64_t kMaxSharedFloats = 12 * 1024;  // 48 KiB
 bool fits_fused_kernel(int64_t d, int64_t microbatch);
 
+// The pair-balancing pass (ALGORITHM.md §4.2) over `steps` steps of gathered gradients, state on the device.
+struct PairBalanceArgs {
+  PairRuleTables tables;  // device pointers
+  PairLayout layout;
+  const float* gradients = nullptr;  // [steps, ranks, microbatch, D], step first_step first
+  int64_t first_step = 0;
+  int64_t steps = 0;
+  const int64_t* orders = nullptr;  // [ranks, m]
+  int64_t* next_orders = nullptr;   // [ranks, m]
+  float* sum = nullptr;             // [D], the running signed sum s
+  PairCursor* cursor = nullptr;     // [1]
+};
+
+// The pass's kernels: one warp walks the decisions (they are sequential) with lane c holding
+// components c, c + 32, ... Registers<K> keep s and the next pair's rows in registers (D <= 32 K);
+// SharedMemory keeps s in shared memory (any D). Auto takes registers up to D = 128.
+enum class PairKernel { Auto, Registers1, Registers4, SharedMemory };
+void launch_pair_balance(const PairBalanceArgs& args, cudaStream_t stream,
+                         PairKernel kernel = PairKernel::Auto);
+
+// Whether the pass over D-long gradients can run beside the steps inside the epoch kernel
+// (one more warp, s in registers).
+bool fits_pass_beside_steps(int64_t D);
+
 // One rank: all the epoch's steps in one persistent single-block kernel (steps are dependent, so
-// one block; per-step launches would cost more than a step's arithmetic).
-void launch_fused_epoch(const EpochArgs& args, cudaStream_t stream);
+// one block; per-step launches would cost more than a step's arithmetic). With `pass` (pair
+// sorters, fits_pass_beside_steps), one more warp makes the sorter's decisions as each step's
+// gradients come out, instead of a second pass over the epoch after it: the same decisions.
+void launch_fused_epoch(const EpochArgs& args, const PairBalanceArgs* pass, cudaStream_t stream);
 
 // Several ranks, step k around the host's collective. First this rank's gradients: per-example
 // rows [microbatch, d + 1] (pair sorters) or the mean-loss gradient [d + 1] (D-RR) into `out`.
@@ -61,36 +93,13 @@ struct EvalTotals {
 void launch_evaluate(const float* X, const float* y, int64_t rows, int64_t d, const float* theta,
                      EvalTotals* totals, cudaStream_t stream);
 
-// The pair-balancing pass (ALGORITHM.md §4.2) over `steps` steps of gathered gradients.
-enum class PairRule : int { CDGraB = 0, SBW = 1, KHSGD = 2 };
-
-struct PairState {
-  double tau;        // KH-SGD's "two sigma squared"
-  int64_t decision;  // KH-SGD: index into this epoch's tables; SBW: across the whole run
-  int64_t left;
-  int64_t right;
-};
-
-struct PairBalanceArgs {
-  PairRule rule = PairRule::CDGraB;
-  const float* gradients = nullptr;  // [steps, ranks, microbatch, D], step first_step first
-  int64_t first_step = 0;
-  int64_t steps = 0;
-  int64_t ranks = 1;
-  int64_t shard_rows = 0;  // m
-  int64_t microbatch = 0;
-  int64_t D = 0;
-  const int64_t* orders = nullptr;  // [ranks, m]
-  int64_t* next_orders = nullptr;   // [ranks, m]
-  float* sum = nullptr;             // [D], running signed sum
-  PairState* state = nullptr;
-  const float* log_penalty = nullptr;  // KH-SGD [T]
-  const float* uniforms = nullptr;     // KH-SGD [T]
-  const float* thresholds = nullptr;   // SBW [m n E / 2]
-};
-void launch_pair_balance(const PairBalanceArgs& args, cudaStream_t stream);
-
 // values[i] = values[i] + increment in float32 (KH-SGD's per-epoch log-penalty shift).
 void launch_add_scalar(float* values, int64_t count, float increment, cudaStream_t stream);
+
+// When `sorter` is a CUDA pair sorter whose pass fits beside the steps: the arguments of its pass
+// over an epoch of `steps` steps whose gradients the epoch kernel writes to `gradients`.
+// (cuda_sorters.cu; false for any other sorter.)
+bool pair_pass_beside_steps(Sorter& sorter, const float* gradients, int64_t steps,
+                            PairBalanceArgs* pass);
 
 }  // namespace khsgd::cuda

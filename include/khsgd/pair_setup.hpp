@@ -1,0 +1,53 @@
+// The host side of the pair-balancing sorters, shared by the CPU ones (sorters.cpp) and the CUDA
+// ones (src/cuda/cuda_sorters.cu): the rule by name, the checks on the shape, the tables drawn at
+// construction (in ALGORITHM.md §5's order) and what a checkpoint holds. The decisions are in pair_walk.hpp.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "khsgd/pair_walk.hpp"
+#include "khsgd/sorters.hpp"
+#include "khsgd/state_io.hpp"
+#include "khsgd/torch_ops.hpp"
+
+namespace khsgd {
+
+// CD-GraB, SBW or KH-SGD; UserError for any other name.
+PairRule pair_rule_named(const std::string& name);
+
+// Throws UserError unless every rank's shard and every microbatch hold whole pairs.
+PairLayout pair_layout(const SorterShape& shape);
+
+// The order matrices' start: each of the n rows is 0 .. m-1, so epoch 1 runs in natural order.
+std::vector<int64_t> identity_orders(const SorterShape& shape);
+
+// SBW's thresholds scale * (1 - 2u) for u = rand(m n E / 2) from `ops`, in float32 like the
+// reference's tensor ops. UserError when they would not fit in memory.
+std::vector<float> sbw_thresholds(const SorterShape& shape, DeviceOps& ops);
+
+// KH-SGD's decisions per epoch, T = n m / 2 (one per pair and rank).
+int64_t khsgd_decisions(const SorterShape& shape);
+// KH-SGD's log-penalties ln((4/delta)(ln E + 1)(1 + ln T) t), t = 1 .. T, from `ops` in float32.
+std::vector<float> khsgd_log_penalties(const SorterShape& shape, DeviceOps& ops);
+// What sort() adds to every log-penalty after `earlier` earlier sort() calls: ln(1 + 1/c) rounded
+// to float32, so that epoch e carries + ln e as the reference rounds it.
+float khsgd_penalty_increment(int64_t earlier);
+
+// What a pair sorter's checkpoint holds between epochs: the next epoch's order matrix and the
+// epoch count, SBW's decision counter, KH-SGD's log-penalties (which carry every earlier epoch's
+// increment). The running sum, the pointers, tau and KH-SGD's counter are reset by sort().
+struct PairSorterState {
+  int64_t sort_calls = 0;
+  std::vector<int64_t> next_orders;
+  int64_t sbw_decision = 0;
+  std::vector<float> log_penalty;
+};
+
+void save_pair_state(StateWriter& out, PairRule rule, const PairSorterState& state);
+// Reads into `state`, whose vectors hold this run's sizes (a checkpoint of another shape is
+// corrupt); `sbw_thresholds` is how many thresholds SBW drew. Throws UserError.
+void load_pair_state(StateReader& in, PairRule rule, int64_t sbw_thresholds, PairSorterState* state);
+
+}  // namespace khsgd
