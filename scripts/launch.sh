@@ -6,11 +6,17 @@
 # Each rank gets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT (MASTER_PORT: as set,
 # else a free port). The binary is $KHSGD_TRAIN, else build/khsgd_train beside this script.
 # When one rank fails, the others are stopped; the exit status is the first failure's.
+# SIGINT (Ctrl-C) and SIGTERM are passed on to every rank, which stop cleanly at the end of the
+# epoch (a second Ctrl-C: at once); the script waits for them and exits with their status (130, 143).
 #
 # --mpi: Open MPI's mpirun starts the ranks instead (--backend auto then picks mpi). More ranks
 # than cores are allowed (--oversubscribe; Open MPI then yields the core while a rank waits), and
 # as root the variables Open MPI asks for are set. Nothing else changes.
 set -u
+# Job control: each rank in its own process group, so that a Ctrl-C on the terminal reaches this
+# script alone and every rank gets it exactly once, from here (and ranks do not start with SIGINT
+# ignored, as background commands of a script otherwise do).
+set -m
 
 usage() {
   echo "usage: $0 [--mpi] NPROC -- [khsgd_train flags...]" >&2
@@ -59,10 +65,11 @@ export MASTER_PORT=${MASTER_PORT:-$(free_port)}
 export WORLD_SIZE=$nproc_arg
 
 pids=()
-stop_all() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+signal_all() {
+  for pid in "${pids[@]}"; do kill -"$1" "$pid" 2>/dev/null; done
 }
-trap 'stop_all; exit 130' INT TERM
+trap 'signal_all INT' INT
+trap 'signal_all TERM' TERM
 
 for ((rank = 0; rank < nproc_arg; rank++)); do
   RANK=$rank LOCAL_RANK=$rank LOCAL_WORLD_SIZE=$nproc_arg "$train" "$@" &
@@ -76,20 +83,25 @@ while [ ${#live[@]} -gt 0 ]; do
   done_pid=""
   wait -n -p done_pid "${live[@]}"
   code=$?
-  [ -n "$done_pid" ] || break
+  # A signal passed on to the ranks interrupts the wait: keep waiting for them.
+  # (wait -p leaves the variable unset then).
+  [ -z "${done_pid:-}" ] && [ "$code" -gt 128 ] && continue
+  [ -n "${done_pid:-}" ] || break
   still=()
   for pid in "${live[@]}"; do [ "$pid" = "$done_pid" ] || still+=("$pid"); done
   live=("${still[@]+"${still[@]}"}")
-  if [ "$code" -ne 0 ] && [ "$status" -eq 0 ]; then
-    status=$code
-    # Give the others a moment to report their own view of the failure, then stop them.
+  [ "$code" -ne 0 ] && [ "$status" -eq 0 ] && status=$code
+  # 130 and 143: a clean stop, which every rank makes after the same epoch; wait for the others.
+  if [ "$code" -ne 0 ] && [ "$code" -ne 130 ] && [ "$code" -ne 143 ]; then
+    # Give the others a moment to report their own view of the failure, then end them: they are
+    # stuck in a collective with the lost rank, so a clean stop would never come.
     for _ in 1 2 3 4 5 6 7 8 9 10; do
       alive=0
       for pid in "${live[@]+"${live[@]}"}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
       [ "$alive" -eq 0 ] && break
       sleep 0.5
     done
-    stop_all
+    signal_all KILL
   fi
 done
 wait 2>/dev/null

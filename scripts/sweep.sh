@@ -14,7 +14,8 @@
 #
 # Runs whose folder holds a finished run (summary.json) are skipped, so an interrupted sweep
 # continues where it stopped; an unfinished one resumes from its checkpoint (or starts over when
-# it has none). Each run's output goes to RESULTS_DIR/EXP-EPOCHS/logs/RUN.log. The binary is
+# it has none). A run that another process is running (a second sweep on the same folder) is
+# left to it. Each run's output is appended to RESULTS_DIR/EXP-EPOCHS/logs/RUN.log. The binary is
 # $KHSGD_TRAIN or build/khsgd_train.
 set -uo pipefail
 
@@ -79,11 +80,10 @@ for candidate in ${PYTHON:-} python3 /usr/bin/python3; do
 done
 [ -n "$python" ] || { echo "sweep: no python3 with numpy (install python3-numpy)" >&2; exit 2; }
 [ -x "$KHSGD_TRAIN" ] || { echo "sweep: $KHSGD_TRAIN is missing; build first" >&2; exit 2; }
-# The run folder's name carries --lr as Python's repr() writes it (0.005, 1e-05).
-lr_text=$("$python" -c "import sys; print(repr(float(sys.argv[1])))" "$lr") || {
-  echo "sweep: --lr '$lr' is not a number" >&2; exit 2; }
-data_tag=$([ "$dataset" = synthetic ] && echo synthetic || echo hmda)
-exp_dir=$results_dir/$exp-$epochs
+# Folder names come from khsgd_train itself (--print_run_dir), which also checks the flags.
+probe=$("$KHSGD_TRAIN" --results_dir "$results_dir" --exp "$exp" --epochs "$epochs" --lr "$lr" \
+        --B "$batch" --dataset "$dataset" --print_run_dir 2>&1) || { echo "sweep: $probe" >&2; exit 2; }
+exp_dir=$(dirname "$probe")
 logs=$exp_dir/logs
 mkdir -p "$logs" || exit 2
 
@@ -94,16 +94,21 @@ run_one() {
   local start status seconds
   start=$(date +%s.%N)
   if [ "$ranks" -eq 1 ] || [ "$in_process" -eq 1 ]; then
-    "$KHSGD_TRAIN" "$@" > "$log" 2>&1
+    "$KHSGD_TRAIN" "$@" >> "$log" 2>&1
   elif [ "$backend" = mpi ]; then
-    "$here/launch.sh" --mpi "$ranks" -- "$@" > "$log" 2>&1
+    "$here/launch.sh" --mpi "$ranks" -- "$@" >> "$log" 2>&1
   else
-    "$here/launch.sh" "$ranks" -- "$@" > "$log" 2>&1
+    "$here/launch.sh" "$ranks" -- "$@" >> "$log" 2>&1
   fi
   status=$?
   seconds=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
   if [ $status -eq 0 ]; then
     echo "$label: done in $seconds s$note"
+  elif [ $status -eq 2 ] && tail -2 "$log" | grep -q "is in use by another run\|already holds a finished run"; then
+    # A second sweep on the same folder: the run belongs to the process that holds it.
+    echo "$label: running elsewhere, left to it:"
+    tail -1 "$log" | sed 's/^/    /'
+    return 0
   else
     echo "$label: FAILED (status $status), see $log:"
     tail -2 "$log" | sed 's/^/    /'
@@ -139,8 +144,16 @@ for ranks in $ranks_list; do
     for seed in $seeds; do
       index=$((index + 1))
       label="[$index/$total] $sorter seed $seed$workers"
-      name=LR-$data_tag-$sorter-node-$ranks-lr-$lr_text-B-$batch-seed-$seed
-      run=$exp_dir/$name
+      mode=()
+      [ "$in_process" -eq 1 ] && mode=(--node_cnt "$ranks" --in_process)
+      [ -n "$backend" ] && mode=(--backend "$backend")
+      args=(--sorter "$sorter" --seed "$seed" --epochs "$epochs" --lr "$lr" --B "$batch"
+            --dataset "$dataset" --results_dir "$results_dir" --exp "$exp" "${mode[@]}" "${extra[@]}")
+      # The run folder as khsgd_train names it (--node_cnt: the ranks it will be launched with).
+      run=$("$KHSGD_TRAIN" "${args[@]}" --node_cnt "$ranks" --print_run_dir) || {
+        echo "$label: FAILED: khsgd_train refuses these flags:"; "$KHSGD_TRAIN" "${args[@]}" --node_cnt "$ranks" --print_run_dir 2>&1 | sed 's/^/    /'
+        failed=$((failed + 1)); continue; }
+      name=$(basename "$run")
       if grep -qs '"finished": true' "$run/summary.json"; then
         echo "$label: finished earlier, skipped"
         continue
@@ -150,12 +163,7 @@ for ranks in $ranks_list; do
         # Unfinished: continue from its checkpoint, or start it over when it has none.
         if [ -f "$run/checkpoint-rank0.bin" ]; then resume=(--resume); else resume=(--overwrite); fi
       fi
-      mode=()
-      [ "$in_process" -eq 1 ] && mode=(--node_cnt "$ranks" --in_process)
-      [ -n "$backend" ] && mode=(--backend "$backend")
-      args=(--sorter "$sorter" --seed "$seed" --epochs "$epochs" --lr "$lr" --B "$batch"
-            --dataset "$dataset" --results_dir "$results_dir" --exp "$exp" "${mode[@]}"
-            "${resume[@]}" "${extra[@]}")
+      args+=("${resume[@]}")
       procs=$(processes_of "$ranks")
       while must_wait "$procs"; do reap; done
       run_one "$label" "${resume:+ (${resume[0]#--})}" "$ranks" "$logs/$name.log" "${args[@]}" &

@@ -32,13 +32,43 @@ int first_differing_rank(const std::vector<int64_t>& values) {
 
 }  // namespace
 
-void agree(Communicator& comm, const std::string& own_failure, const char* stage) {
-  const std::vector<int64_t> all = comm.all_gather_value(own_failure.empty() ? 0 : 1);
-  if (!own_failure.empty()) throw UserError(own_failure);
-  for (int r = 0; r < comm.size(); ++r)
-    if (all[r] != 0)
-      throw UserError("rank " + std::to_string(r) + " could not " + stage +
-                      " (its error is printed above); stopping");
+void agree(Communicator& comm, Failure own_failure, const std::string& message, const char* stage) {
+  const std::vector<int64_t> all = comm.all_gather_value(static_cast<int64_t>(own_failure));
+  if (own_failure == Failure::Io) throw IoError(message);
+  if (own_failure != Failure::None) throw UserError(message);
+  for (int r = 0; r < comm.size(); ++r) {
+    if (all[r] == static_cast<int64_t>(Failure::None)) continue;
+    const std::string line = "rank " + std::to_string(r) + " could not " + stage +
+                             " (its error is printed above); stopping";
+    if (all[r] == static_cast<int64_t>(Failure::Io)) throw IoError(line);
+    throw UserError(line);
+  }
+}
+
+namespace {
+
+// One int64 per rank carries the end-of-epoch agreement.
+constexpr int64_t kSignalBits = 0xff;
+constexpr int64_t kCheckpointDue = 1 << 8;
+constexpr int64_t kWriteFailed = 1 << 9;
+
+}  // namespace
+
+EpochDecision agree_after_epoch(Communicator& comm, const std::string& own_io_failure,
+                                int own_signal, bool checkpoint_due) {
+  const int64_t mine = (own_signal & kSignalBits) | (checkpoint_due ? kCheckpointDue : 0) |
+                       (own_io_failure.empty() ? 0 : kWriteFailed);
+  const std::vector<int64_t> all = comm.all_gather_value(mine);
+  if (!own_io_failure.empty()) throw IoError(own_io_failure);
+  EpochDecision decision;
+  for (int r = 0; r < comm.size(); ++r) {
+    if (all[r] & kWriteFailed)
+      throw IoError("rank " + std::to_string(r) +
+                    " could not write its results (its error is printed above); stopping");
+    if (decision.stop_signal == 0) decision.stop_signal = static_cast<int>(all[r] & kSignalBits);
+  }
+  decision.checkpoint = (all[0] & kCheckpointDue) != 0 || decision.stop_signal != 0;
+  return decision;
 }
 
 void agree_on_settings(Communicator& comm, const std::vector<FlagSetting>& flags,

@@ -20,6 +20,14 @@ constexpr int64_t kFormatVersion = 1;
 
 }  // namespace
 
+CheckpointSchedule::CheckpointSchedule(int64_t every_epochs, double every_seconds, double now)
+    : every_epochs_(every_epochs), every_seconds_(every_seconds), last_(now) {}
+
+bool CheckpointSchedule::due(int64_t epoch, double now) const {
+  if (every_epochs_ > 0 && epoch % every_epochs_ == 0) return true;
+  return every_seconds_ > 0 && now - last_ >= every_seconds_;
+}
+
 std::string checkpoint_path(const std::string& dir, int rank) {
   return dir + "/checkpoint-rank" + std::to_string(rank) + ".bin";
 }

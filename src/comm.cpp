@@ -18,15 +18,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <condition_variable>
-#include <future>
 #include <cstring>
-#include <mutex>
-#include <thread>
 #include <tuple>
 
 #include "khsgd/errors.hpp"
-#include "khsgd/periodic_thread.hpp"
+#include "khsgd/heartbeat.hpp"
 
 namespace khsgd {
 
@@ -84,83 +80,21 @@ std::string local_address_towards(const std::string& host, int port) {
   return address;
 }
 
-// Every second each rank bumps its counter in the store and publishes its progress. When a
-// collective fails, the survivors look at the counters: a rank whose counter stood still is
-// gone (or stopped), one that beats but lags is stuck; the store not answering means rank 0,
-// which serves it, is gone.
-class Heartbeat {
+// The heartbeats' counters (heartbeat.hpp) in the job's c10d store.
+class StoreCounters final : public CounterStore {
  public:
-  static constexpr std::chrono::milliseconds kInterval{1000};
-
-  Heartbeat(c10::intrusive_ptr<c10d::Store> store, int rank, int size, const std::atomic<int64_t>& progress)
-      : store_(std::move(store)),
-        rank_(rank),
-        size_(size),
-        progress_(progress),
-        beats_(std::make_unique<PeriodicThread>(kInterval, [this] { beat(); })) {}
-
-  // Which ranks are lost or stuck, in words ("" when every peer looks alive and current). Bounded
-  // in time: a store whose server is stopped (not dead) would block a store call indefinitely.
-  std::string diagnose() {
-    auto answer = std::make_shared<std::promise<std::string>>();
-    std::future<std::string> result = answer->get_future();
-    std::thread([this, answer] { answer->set_value(look()); }).detach();
-    if (result.wait_for(kInterval * 6) == std::future_status::ready) return result.get();
-    return rank_ == 0 ? "" : "lost rank 0 (the rendezvous store it serves does not answer)";
-  }
+  explicit StoreCounters(c10::intrusive_ptr<c10d::Store> store) : store_(std::move(store)) {}
+  int64_t add(const std::string& key, int64_t delta) override { return store_->add(key, delta); }
 
  private:
-  std::string look() {
-    try {
-      std::vector<int64_t> before(size_), after(size_), progress(size_);
-      for (int r = 0; r < size_; ++r) before[r] = store_->add(beat_key(r), 0);
-      std::this_thread::sleep_for(kInterval * 5 / 2);
-      for (int r = 0; r < size_; ++r) after[r] = store_->add(beat_key(r), 0);
-      for (int r = 0; r < size_; ++r) progress[r] = store_->add(progress_key(r), 0);
-      std::string lost, stuck;
-      for (int r = 0; r < size_; ++r) {
-        if (r == rank_) continue;
-        if (after[r] == before[r])
-          lost += (lost.empty() ? "" : ", ") + std::to_string(r);
-        else if (progress[r] < progress[rank_])
-          stuck += (stuck.empty() ? "" : ", ") + std::to_string(r);
-      }
-      if (!lost.empty()) return "lost rank " + lost + " (no heartbeat for 2.5 s)";
-      if (!stuck.empty()) return "rank " + stuck + " is alive but stuck behind this rank";
-      return "";
-    } catch (const std::exception&) {
-      return rank_ == 0 ? "" : "lost rank 0 (the rendezvous store it serves does not answer)";
-    }
-  }
-
-  static std::string beat_key(int r) { return "khsgd/beat/" + std::to_string(r); }
-  static std::string progress_key(int r) { return "khsgd/progress/" + std::to_string(r); }
-
-  void beat() {
-    try {
-      store_->add(beat_key(rank_), 1);
-      const int64_t now = progress_.load(std::memory_order_relaxed);
-      if (now != published_) {
-        store_->add(progress_key(rank_), now - published_);  // add keeps it an integer key
-        published_ = now;
-      }
-    } catch (const std::exception&) {
-      // The store is gone (rank 0 died): the failing collective will report it.
-    }
-  }
-
   c10::intrusive_ptr<c10d::Store> store_;
-  int rank_, size_;
-  const std::atomic<int64_t>& progress_;
-  int64_t published_ = 0;  // the progress the store holds (the beating thread's)
-  std::unique_ptr<PeriodicThread> beats_;  // last: it beats once the rest is built
 };
 
 class StorePeerMonitor final : public PeerMonitor {
  public:
   StorePeerMonitor(c10::intrusive_ptr<c10d::TCPStore> store, int rank, int size,
                    const std::atomic<int64_t>& progress)
-      : port_(store->getPort()), heartbeat_(std::move(store), rank, size, progress) {}
+      : port_(store->getPort()), heartbeat_(std::make_shared<StoreCounters>(std::move(store)), rank, size, progress) {}
   std::string diagnose() override { return heartbeat_.diagnose(); }
   int port() const override { return port_; }
 
@@ -183,7 +117,8 @@ class ProcessGroupCommunicator final : public Communicator {
         rank_(rank),
         size_(size),
         cuda_device_(cuda_device),
-        heartbeat_(std::make_unique<Heartbeat>(std::move(store), rank, size, progress_)) {}
+        heartbeat_(std::make_unique<Heartbeat>(std::make_shared<StoreCounters>(std::move(store)),
+                                               rank, size, progress_)) {}
 
   int size() const override { return size_; }
 

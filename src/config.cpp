@@ -86,7 +86,11 @@ Options (defaults in brackets):
   --synthetic_rows N   with --dataset synthetic: N train rows (N/4 test) instead of 195285
   --quiet              no progress display
   --profile            exact per-category times in time-rankR.csv (synchronises every step)
-  --checkpoint_every K write a checkpoint every K epochs (0: none) [1]
+  --checkpoint_every K also write a checkpoint after every K-th epoch (0: not by count) [0]
+  --checkpoint_seconds S
+                       write a checkpoint after an epoch that ends S seconds or more after
+                       the last one (0: not by time) [60]; a stop by SIGTERM/SIGINT always
+                       writes one
   --resume             continue an unfinished run from its checkpoint
   --overwrite          replace the results of an earlier run in the same folder
   --timeout S          seconds after which a lost or silent rank stops the others [300]
@@ -94,6 +98,10 @@ Options (defaults in brackets):
   --version            this build's version, LibTorch, CUDA support and backends
   --print_run_dir      print the run folder these flags write to (for scripts) and exit
   -h, --help           this text
+
+SIGTERM or SIGINT (Ctrl-C) stops the run cleanly at the end of the current epoch, with a
+checkpoint; a second Ctrl-C exits at once. Exit status: 0 done, 1 a failed write, 2 bad input
+(nothing written), 3 a lost peer, 130 / 143 stopped by SIGINT / SIGTERM (--resume continues).
 
 Results: RESULTS_DIR/EXP-EPOCHS/LR-hmda-SORTER-node-N-lr-LR-B-B-seed-SEED/ with metrics.csv,
 config.json, and the reference's results.pt and time/time-R.pt (LR-synthetic-... for
@@ -166,6 +174,7 @@ cxxopts::Options declare_options() {
       ("quiet", "", cxxopts::value<bool>())
       ("profile", "", cxxopts::value<bool>())
       ("checkpoint_every", "", cxxopts::value<std::string>())
+      ("checkpoint_seconds", "", cxxopts::value<std::string>())
       ("resume", "", cxxopts::value<bool>())
       ("overwrite", "", cxxopts::value<bool>())
       ("timeout", "", cxxopts::value<std::string>())
@@ -263,6 +272,8 @@ void read_data_and_output_flags(const FlagReader& flags, Config& c) {
 // How the run survives: checkpoints, resuming, lost ranks.
 void read_reliability_flags(const FlagReader& flags, Config& c) {
   flags.integer("checkpoint_every", &c.checkpoint_every, 0, 100000);
+  flags.real("checkpoint_seconds", &c.checkpoint_seconds, "a finite number of seconds >= 0",
+             [](double x) { return x >= 0; });
   flags.on_off("resume", &c.resume);
   flags.on_off("overwrite", &c.overwrite);
   if (c.resume && c.overwrite)
@@ -358,6 +369,7 @@ std::vector<FlagSetting> behaviour_flags(const Config& c) {
       {"save_grads", epoch_list_text(c.save_grads), false},
       {"profile", flag(c.profile), false},
       {"checkpoint_every", std::to_string(c.checkpoint_every), false},
+      {"checkpoint_seconds", real(c.checkpoint_seconds), false},
       {"resume", flag(c.resume), false},
       {"overwrite", flag(c.overwrite), false},
       {"timeout", std::to_string(c.timeout), false},

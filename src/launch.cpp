@@ -1,5 +1,7 @@
 #include "khsgd/launch.hpp"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <string>
@@ -67,6 +69,12 @@ Launch detect_launch(const EnvLookup& env) {
         std::string("/worker/attempt_") + (restarts && restarts[0] ? restarts : "0");
   }
   return launch;
+}
+
+std::string this_host() {
+  char name[256] = {0};
+  ::gethostname(name, sizeof name - 1);
+  return name;
 }
 
 Launch detect_launch() {

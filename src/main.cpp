@@ -1,5 +1,6 @@
 // khsgd_train: the command-line entry point. Everything here is about exits: one line per error,
-// status 2 for bad input, 3 for a lost peer, 1 for anything unexpected.
+// status 2 for bad input, 1 for a failed write (or anything unexpected), 3 for a lost peer,
+// 128 + the signal for a clean stop by SIGTERM (143) or SIGINT (130).
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
@@ -25,6 +26,7 @@ static int leave(int status) {
 int main(int argc, char** argv) {
   spdlog::set_pattern("%v");
   int rank = 0;
+  // "khsgd_train [rank R]: KIND: message" (no kind: a plain notice).
   auto report = [&rank](const char* kind, const std::string& message) {
     std::fputs(khsgd::error_line(rank, kind, message).c_str(), stderr);
   };
@@ -52,9 +54,15 @@ int main(int argc, char** argv) {
   } catch (const khsgd::UserError& e) {
     report("error", e.what());
     return leave(2);
+  } catch (const khsgd::IoError& e) {
+    report("I/O error", e.what());
+    return leave(1);
   } catch (const khsgd::CommError& e) {
     report("communication error", e.what());
     return leave(3);
+  } catch (const khsgd::StopRequested& e) {
+    report("", e.what());
+    return leave(128 + e.signal());
   } catch (const std::exception& e) {
     report("internal error", e.what());
     return leave(1);

@@ -42,10 +42,11 @@ Progress::Progress(bool enabled, std::FILE* stream, int64_t examples_per_epoch,
       start_(Clock::now()),
       last_draw_(Clock::now()) {}
 
-std::string Progress::render(int64_t done, int64_t total, double seconds, double loss,
-                             int64_t epoch, int64_t epochs, bool bar) {
+std::string Progress::render(int64_t done, int64_t total, int64_t done_before, double seconds,
+                             double loss, int64_t epoch, int64_t epochs, bool bar) {
   const double fraction = total > 0 ? static_cast<double>(done) / total : 0.0;
-  const double rate = seconds > 0 ? done / seconds : 0.0;
+  // Only what this process did counts against its time (a resumed run's earlier epochs do not).
+  const double rate = seconds > 0 ? (done - done_before) / seconds : 0.0;
   const double eta = rate > 0 ? (total - done) / rate : NAN;
   std::string text;
   if (bar) {
@@ -68,7 +69,16 @@ std::string Progress::render(int64_t done, int64_t total, double seconds, double
   return text;
 }
 
-void Progress::start_epoch(int64_t epoch) { epoch_ = epoch; }
+void Progress::start_epoch(int64_t epoch) {
+  if (first_epoch_ == 0) first_epoch_ = epoch;
+  epoch_ = epoch;
+}
+
+std::string Progress::text(double seconds) const {
+  const int64_t done_before = first_epoch_ > 0 ? (first_epoch_ - 1) * examples_per_epoch_ : 0;
+  return render(examples_done_, examples_per_epoch_ * epochs_, done_before, seconds, loss_, epoch_,
+                epochs_, mode_ == Mode::Bar);
+}
 
 void Progress::on_steps(int64_t steps_done, double sampled_loss) {
   if (mode_ == Mode::Off) return;
@@ -91,15 +101,12 @@ void Progress::draw(bool force) {
   const double since = std::chrono::duration<double>(now - last_draw_).count();
   if (!force && since < (mode_ == Mode::Bar ? 0.1 : 10.0)) return;
   last_draw_ = now;
-  const std::string text =
-      render(examples_done_, examples_per_epoch_ * epochs_,
-             std::chrono::duration<double>(now - start_).count(), loss_, epoch_, epochs_,
-             mode_ == Mode::Bar);
+  const std::string shown = text(std::chrono::duration<double>(now - start_).count());
   if (mode_ == Mode::Bar) {
-    std::fprintf(stream_, "\r\033[K%s", text.c_str());
+    std::fprintf(stream_, "\r\033[K%s", shown.c_str());
     drawn_ = true;
   } else {
-    std::fprintf(stream_, "%s\n", text.c_str());
+    std::fprintf(stream_, "%s\n", shown.c_str());
   }
   std::fflush(stream_);
 }

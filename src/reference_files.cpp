@@ -1,5 +1,6 @@
 #include "khsgd/reference_files.hpp"
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -93,7 +94,7 @@ std::vector<float> column_values(const std::vector<std::vector<std::string>>& li
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path);
-  if (!in) throw UserError("cannot read '" + path + "'");
+  if (!in) throw_io_error("read", path, errno);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 

@@ -51,17 +51,20 @@ std::string first_lines(const std::string& path, int64_t count) {
 LineLog::LineLog(const std::string& path, const std::string& header, int64_t keep_lines)
     : LineLog(path, keep_lines < 0 ? (header.empty() ? "" : header + "\n") : first_lines(path, keep_lines)) {}
 
-LineLog::LineLog(const std::string& path, const std::string& initial_text) : path_(path) {
+namespace {
+
+// Writes the file's first text (atomically) before it is opened for appending.
+const std::string& started(const std::string& path, const std::string& initial_text) {
   write_file_atomically(path, initial_text);
-  out_.open(path, std::ios::app);
-  if (!out_) throw UserError("cannot write '" + path + "': " + std::strerror(errno));
+  return path;
 }
 
-void LineLog::append(const std::string& line) {
-  out_ << line << '\n';
-  out_.flush();
-  if (!out_) throw UserError("cannot append to '" + path_ + "': " + std::strerror(errno));
-}
+}  // namespace
+
+LineLog::LineLog(const std::string& path, const std::string& initial_text)
+    : file_(started(path, initial_text)) {}
+
+void LineLog::append(const std::string& line) { file_.append(line + "\n"); }
 
 MetricsLog::MetricsLog(const std::string& path, const std::string& earlier_rows)
     : file_(path, std::string(kMetricsHeader) + "\n" + earlier_rows), rows_(earlier_rows) {}
@@ -76,12 +79,6 @@ void MetricsLog::append(const EpochRecord& r) {
 }
 
 namespace {
-
-std::string host_name() {
-  char name[256] = {0};
-  gethostname(name, sizeof name - 1);
-  return name;
-}
 
 std::string utc_now() {
   const std::time_t now = std::time(nullptr);
@@ -152,7 +149,7 @@ std::string config_json(const Config& c, const Launch& launch, const std::string
       {"world_size", num(launch.world_size)},
       {"launcher", str(launch.launcher)},
       {"master", str(launch.master_addr + ":" + std::to_string(launch.master_port))},
-      {"host", str(host_name())},
+      {"host", str(this_host())},
       {"data_source", str(data.source)},
       {"train_rows", num(data.n_train)},
       {"test_rows", num(data.n_test)},

@@ -24,7 +24,9 @@
 #include "khsgd/pt_file.hpp"
 #include "khsgd/reference_files.hpp"
 #include "khsgd/results.hpp"
+#include "khsgd/run_lock.hpp"
 #include "khsgd/sorters.hpp"
+#include "khsgd/stop_signal.hpp"
 #include "khsgd/torch_ops.hpp"
 
 namespace khsgd {
@@ -36,6 +38,8 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
+
+double clock_seconds() { return std::chrono::duration<double>(Clock::now().time_since_epoch()).count(); }
 
 bool build_has_cuda_engine() {
 #ifdef KHSGD_WITH_CUDA
@@ -88,7 +92,7 @@ std::unique_ptr<TrainingEngine> make_engine(const EngineSetup& setup, Device dev
 }
 
 // Test hook for fault injection: KHSGD_STOP_AFTER_EPOCH=N ends the process abruptly (as a kill
-// would) right after epoch N's results and checkpoint are written.
+// would) right after epoch N's results (and its checkpoint, when one was due) are written.
 int64_t stop_after_epoch() {
   const char* value = std::getenv("KHSGD_STOP_AFTER_EPOCH");
   return value ? std::atoll(value) : 0;
@@ -101,6 +105,7 @@ class Run {
   void execute() {
     join();
     load_and_agree();
+    lock_folder();
     build();
     restore();
     open_outputs();
@@ -129,8 +134,8 @@ class Run {
     comm_ = open_communicator(launch_, config_.backend, backend_, device_, cuda_index_, timeout);
   }
 
-  // Every rank loads the data and rank 0 checks the results folder; then all compare every flag
-  // and the data, so that a rank started differently stops the run before anything is written.
+  // Every rank loads the data; then all compare every flag and the data, so that a rank started
+  // differently stops the run before anything is written.
   void load_and_agree() {
     run_agreed(*comm_, "start", [&] {
       if (config_.dataset == "synthetic")
@@ -139,13 +144,27 @@ class Run {
                     : make_synthetic();
       else
         data_ = load_hmda(config_.data_dir);
-      if (rank_ == 0) check_run_folder(dir_, config_.resume, config_.overwrite);
     });
     const std::vector<FlagSetting> flags = behaviour_flags(config_);
     const uint64_t data_hash = data_fingerprint(data_);
     agree_on_settings(*comm_, flags, data_hash);
     fingerprint_ = run_fingerprint(flags, data_hash);
     part_ = plan_partition(data_.n_train, config_.B, config_.node_cnt);
+  }
+
+  // One run per folder (run_lock.hpp): rank 0 locks the folder before it looks into it, then the
+  // first rank on every other host locks that host's copy (or finds its own job's lock there).
+  void lock_folder() {
+    const uint64_t job = static_cast<uint64_t>(
+        comm_->all_gather_value(rank_ == 0 ? static_cast<int64_t>(new_job_id()) : 0)[0]);
+    run_agreed(*comm_, "lock its results folder", [&] {
+      if (rank_ != 0) return;
+      lock_ = lock_run_folder(dir_, job);
+      check_run_folder(dir_, config_.resume, config_.overwrite);
+    });
+    run_agreed(*comm_, "lock its results folder", [&] {
+      if (rank_ != 0 && launch_.local_rank == 0) lock_ = lock_run_folder(dir_, job);
+    });
   }
 
   // The order of random draws (ALGORITHM.md §5): seed, Linear init on the CPU generator, sorter tables on the
@@ -236,23 +255,54 @@ class Run {
                  dir_);
   }
 
+  // Epoch by epoch: train and write the results, then one agreement of all ranks decides whether
+  // a write failed somewhere, whether to checkpoint (rank 0's schedule) and whether to stop.
   void train() {
     run_start_ = Clock::now();
+    CheckpointSchedule schedule(config_.checkpoint_every, config_.checkpoint_seconds, clock_seconds());
+    // Before this, SIGTERM/SIGINT end the process as they always did. Under mpi they stay with
+    // mpi_comm.cpp: mpirun sends SIGTERM to end every rank when one fails, and SIGKILL soon
+    // after, so there is no clean stop at an epoch's end to be had there.
+    if (backend_ != "mpi") install_stop_handlers();
     const int64_t stop_after = stop_after_epoch();
     for (int64_t epoch = done_ + 1; epoch <= config_.epochs; ++epoch) {
-      const double train_seconds = train_epoch(epoch);
-      if (rank_ == 0) record_epoch(epoch, train_seconds);
-      for (size_t i = 0; i < references_.size(); ++i)
-        references_[i].update(epoch == config_.epochs,
-                              ranks_here_[i] == 0 ? &metrics_->rows() : nullptr);
-      if (config_.checkpoint_every > 0 && epoch % config_.checkpoint_every == 0 && epoch < config_.epochs)
-        save_checkpoint(epoch);
+      const bool last = epoch == config_.epochs;  // a signal in the last epoch lets the run finish
+      std::string write_failure;
+      try {
+        const double train_seconds = train_epoch(epoch);
+        if (rank_ == 0) record_epoch(epoch, train_seconds);
+        update_reference_files(last);
+      } catch (const IoError& e) {
+        write_failure = e.what();
+      }
+      const EpochDecision next = agree_after_epoch(*comm_, write_failure, last ? 0 : stop_signal(),
+                                                   !last && schedule.due(epoch, clock_seconds()));
+      if (next.checkpoint) {
+        run_agreed(*comm_, "write its checkpoint", [&] { save_checkpoint(epoch); });
+        schedule.written(clock_seconds());
+      }
       if (epoch == stop_after) {
         std::fflush(nullptr);
         std::_Exit(9);
       }
+      if (next.stop_signal != 0) stop(epoch, next.stop_signal);
     }
     progress_->finish();
+  }
+
+  // A clean stop after `epoch`, whose checkpoint is written: the reference's files catch up with
+  // the CSVs, and main() exits with 128 + the signal.
+  [[noreturn]] void stop(int64_t epoch, int signal) {
+    progress_->finish();
+    run_agreed(*comm_, "write its results", [&] { update_reference_files(/*last=*/true); });
+    throw StopRequested(signal, "stopped by " + signal_name(signal) + " after epoch " +
+                                    std::to_string(epoch) + "; --resume continues");
+  }
+
+  // results.pt (rank 0) and time/time-R.pt of every rank this process writes for.
+  void update_reference_files(bool last) {
+    for (size_t i = 0; i < references_.size(); ++i)
+      references_[i].update(last, ranks_here_[i] == 0 ? &metrics_->rows() : nullptr);
   }
 
   // The sorter's order, then the engine's steps; the epoch's times and order go to this rank's
@@ -364,6 +414,8 @@ class Run {
   std::unique_ptr<DeviceOps> ops_;
   std::unique_ptr<Sorter> sorter_;
   std::unique_ptr<TrainingEngine> engine_;
+
+  std::optional<RunLock> lock_;  // this host's copy of the run folder is ours while the run lives
 
   // restore
   bool resuming_ = false;

@@ -19,6 +19,13 @@
 
 namespace khsgd_test {
 
+// The khsgd_train under test: $KHSGD_TEST_TRAIN when set (to run these tests against another
+// build, e.g. to see a new test fail on an older one), else this build's.
+inline const char* train_binary() {
+  const char* other = std::getenv("KHSGD_TEST_TRAIN");
+  return other != nullptr && other[0] != '\0' ? other : KHSGD_TRAIN_BINARY;
+}
+
 inline std::string test_data(const std::string& relative) {
   return std::string(KHSGD_TEST_DATA) + "/" + relative;
 }
@@ -89,7 +96,7 @@ inline std::string join_args(const std::vector<std::string>& args) {
 inline RunResult run_train(const std::vector<std::string>& args, const std::string& cwd,
                            const std::string& env = "") {
   return run_shell("cd " + shell_quote(cwd) + " && env -u RANK -u WORLD_SIZE -u LOCAL_RANK " + env +
-                       " " + shell_quote(KHSGD_TRAIN_BINARY) + join_args(args),
+                       " " + shell_quote(train_binary()) + join_args(args),
                    cwd);
 }
 
@@ -97,7 +104,7 @@ inline RunResult run_train(const std::vector<std::string>& args, const std::stri
 inline RunResult run_launch(int nproc, const std::vector<std::string>& args, const std::string& cwd,
                             const std::string& env = "", const std::string& launch_flags = "") {
   return run_shell("cd " + shell_quote(cwd) + " && env KHSGD_TRAIN=" +
-                       shell_quote(KHSGD_TRAIN_BINARY) + " " + env + " " +
+                       shell_quote(train_binary()) + " " + env + " " +
                        shell_quote(KHSGD_LAUNCH_SCRIPT) + " " + launch_flags + " " +
                        std::to_string(nproc) + " --" + join_args(args),
                    cwd);

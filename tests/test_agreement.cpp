@@ -2,6 +2,8 @@
 // rank stops both with their own lines, and differing flags are named.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <condition_variable>
 #include <mutex>
 #include <stdexcept>
@@ -61,7 +63,8 @@ class ThreadPair {
   int64_t exchanges_[2] = {0, 0};
 };
 
-// Runs `work(comm, rank)` on two threads; returns each rank's error message ("" when none).
+// Runs `work(comm, rank)` on two threads; returns each rank's error message ("" when none), an
+// IoError's marked "[io] ".
 template <typename Work>
 std::vector<std::string> on_two_ranks(ThreadPair& pair, Work work) {
   std::vector<std::string> errors(2);
@@ -73,6 +76,8 @@ std::vector<std::string> on_two_ranks(ThreadPair& pair, Work work) {
         work(end, rank);
       } catch (const UserError& e) {
         errors[rank] = e.what();
+      } catch (const IoError& e) {
+        errors[rank] = std::string("[io] ") + e.what();
       }
     });
   for (auto& t : threads) t.join();
@@ -134,7 +139,7 @@ TEST(Agreement, DifferentDataIsNamedAsData) {
 TEST(Agreement, EveryBehaviourFlagIsCompared) {
   // Changing any one of these flags must change what the ranks compare.
   const Config base;
-  std::vector<Config> variants(20, base);
+  std::vector<Config> variants(21, base);
   variants[0].sorter = "SBW";
   variants[1].seed = 2;
   variants[2].lr = 0.02;
@@ -155,6 +160,7 @@ TEST(Agreement, EveryBehaviourFlagIsCompared) {
   variants[17].resume = true;
   variants[18].overwrite = true;
   variants[19].timeout = 5;
+  variants[20].checkpoint_seconds = 5;
   const auto base_flags = flags_of(base);
   for (size_t v = 0; v < variants.size(); ++v) {
     const auto flags = flags_of(variants[v]);
@@ -172,10 +178,62 @@ TEST(Agreement, TheRunIdentityLeavesOutHowTheRunGoes) {
   resumed.resume = true;
   resumed.timeout = 10;
   resumed.checkpoint_every = 5;
+  resumed.checkpoint_seconds = 0;
   reseeded.seed = 7;
   const int64_t id = run_fingerprint(flags_of(original), 42);
   EXPECT_GE(id, 0);
   EXPECT_EQ(run_fingerprint(flags_of(resumed), 42), id);
   EXPECT_NE(run_fingerprint(flags_of(reseeded), 42), id);
   EXPECT_NE(run_fingerprint(flags_of(original), 43), id);
+}
+
+TEST(Agreement, AFailedWriteStopsEveryRankAsAnIoError) {
+  ThreadPair pair;
+  const auto errors = on_two_ranks(pair, [](Communicator& comm, int rank) {
+    run_agreed(comm, "write its checkpoint", [&] {
+      if (rank == 1) throw IoError("cannot write 'DIR/checkpoint-rank1.bin': No space left on device");
+    });
+  });
+  EXPECT_EQ(errors[0], "[io] rank 1 could not write its checkpoint (its error is printed above); stopping");
+  EXPECT_EQ(errors[1], "[io] cannot write 'DIR/checkpoint-rank1.bin': No space left on device");
+}
+
+TEST(Agreement, TheEndOfEpochDecisionIsOneCollective) {
+  struct Case {
+    const char* what;
+    int signal[2];
+    bool due[2];
+    const char* failure[2];
+    bool checkpoint;
+    int stop;
+  };
+  const Case cases[] = {
+      {"nothing to do", {0, 0}, {false, false}, {"", ""}, false, 0},
+      {"rank 0's schedule decides", {0, 0}, {true, false}, {"", ""}, true, 0},
+      {"the others' clocks do not", {0, 0}, {false, true}, {"", ""}, false, 0},
+      {"a signal on any rank stops all, with a checkpoint", {0, SIGTERM}, {false, false}, {"", ""}, true, SIGTERM},
+      {"the lowest rank's signal names the stop", {SIGINT, SIGTERM}, {false, false}, {"", ""}, true, SIGINT},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    ThreadPair pair;
+    EpochDecision decided[2];
+    const auto errors = on_two_ranks(pair, [&](Communicator& comm, int rank) {
+      decided[rank] = agree_after_epoch(comm, c.failure[rank], c.signal[rank], c.due[rank]);
+    });
+    EXPECT_EQ(errors, (std::vector<std::string>{"", ""}));
+    for (int rank = 0; rank < 2; ++rank) {
+      EXPECT_EQ(decided[rank].checkpoint, c.checkpoint) << "rank " << rank;
+      EXPECT_EQ(decided[rank].stop_signal, c.stop) << "rank " << rank;
+    }
+    EXPECT_EQ(pair.exchanges(0), 1);
+  }
+  // A failed write on one rank stops both, before any checkpoint or stop.
+  ThreadPair pair;
+  const auto errors = on_two_ranks(pair, [&](Communicator& comm, int rank) {
+    agree_after_epoch(comm, rank == 0 ? "cannot append to 'DIR/metrics.csv': No space left on device" : "",
+                      SIGTERM, true);
+  });
+  EXPECT_EQ(errors[0], "[io] cannot append to 'DIR/metrics.csv': No space left on device");
+  EXPECT_EQ(errors[1], "[io] rank 0 could not write its results (its error is printed above); stopping");
 }

@@ -1,5 +1,6 @@
 // khsgd_train as a user runs it: outputs, determinism, and one clear line for each bad input
 // with nothing written.
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
@@ -37,7 +38,8 @@ TEST(Cli, HelpListsTheFlags) {
   EXPECT_EQ(r.exit_code, 0);
   for (const char* flag : {"--sorter", "--seed", "--lr", "--B", "--momentum", "--epochs", "--node_cnt",
                            "--backend", "--exp", "--local_rank", "--device", "--data_dir",
-                           "--results_dir", "--dataset", "--save_orders"})
+                           "--results_dir", "--dataset", "--save_orders", "--checkpoint_every",
+                           "--checkpoint_seconds", "--resume", "--overwrite"})
     EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
   // torchrun's spelling that torch 1.13 and 2.x both accept.
   EXPECT_NE(r.out.find("torchrun --nproc_per_node=N --no_python"), std::string::npos) << r.out;
@@ -66,9 +68,11 @@ TEST(Cli, WritesConfigMetricsAndOrders) {
   EXPECT_NE(r.out.find("test acc 82.436%"), std::string::npos) << r.out;
 
   const std::string dir = tmp / kRun;
-  EXPECT_EQ(list_dir(dir), (std::vector<std::string>{"config.json", "metrics.csv", "orders-rank0.csv",
-                                                     "results.pt", "summary.json", "time",
-                                                     "time-rank0.csv"}));
+  // .lock: the run's lock on its folder (run_lock.hpp), kept for the next run to take.
+  std::vector<std::string> files = list_dir(dir);
+  std::sort(files.begin(), files.end());
+  EXPECT_EQ(files, (std::vector<std::string>{".lock", "config.json", "metrics.csv", "orders-rank0.csv",
+                                             "results.pt", "summary.json", "time", "time-rank0.csv"}));
   EXPECT_EQ(list_dir(dir + "/time"), std::vector<std::string>{"time-0.pt"});
   const std::string summary = read_file(dir + "/summary.json");
   EXPECT_NE(summary.find("\"finished\": true"), std::string::npos) << summary;

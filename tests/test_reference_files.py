@@ -207,7 +207,7 @@ class WrittenFiles(RunsInATemporaryFolder):
     def test_a_resumed_run_holds_every_epoch(self):
         tmp = tempfile.mkdtemp(prefix="khsgd-reference-resume-")
         try:
-            stopped = train(tmp, "SBW", env={"KHSGD_STOP_AFTER_EPOCH": "1"})
+            stopped = train(tmp, "SBW", "--checkpoint_every", "1", env={"KHSGD_STOP_AFTER_EPOCH": "1"})
             self.assertEqual(stopped.returncode, 9, stopped.stderr)
             folder = run_folder(tmp, "SBW")
             self.assertEqual(len(load(os.path.join(folder, "results.pt"))["train"]["loss"]), 1)

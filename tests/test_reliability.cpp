@@ -1,14 +1,7 @@
 // Faults injected on purpose: runs stopped after an epoch and resumed, damaged checkpoints,
 // results folders in the way, and ranks that die or hang in the middle of a run.
-#include <signal.h>
-#include <sys/types.h>
-#include <unistd.h>
-
-#include <chrono>
 #include <fstream>
-#include <thread>
 
-#include "helpers.hpp"
 #include "khsgd/pt_file.hpp"
 #include "two_ranks.hpp"
 
@@ -18,38 +11,11 @@ namespace {
 
 std::vector<std::string> golden_args(const TempDir& tmp, const std::string& sorter,
                                      std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = {"--sorter", sorter, "--seed", "1", "--lr", "5e-3", "--epochs", "3",
-                                   "--data_dir", test_data("golden/data"), "--results_dir",
-                                   tmp / "results", "--save_orders", "--quiet", "--device", "cpu"};
-  args.insert(args.end(), extra.begin(), extra.end());
-  return args;
+  return golden_run_args(tmp, sorter, std::move(extra));
 }
 
-std::string run_dir(const TempDir& tmp, const std::string& sorter, int ranks = 1, int epochs = 3) {
-  return tmp / ("results/LR-HMDA-" + std::to_string(epochs) + "/LR-hmda-" + sorter + "-node-" +
-                std::to_string(ranks) + "-lr-0.005-B-16-seed-1");
-}
-
-// metrics.csv without its timing columns: what must not change when a run is resumed.
-std::vector<std::vector<double>> metrics_without_times(const std::string& path) {
-  const Csv csv = read_csv(path);
-  std::vector<std::vector<double>> rows;
-  for (const auto& row : csv.rows) rows.emplace_back(row.begin(), row.begin() + 5);
-  return rows;
-}
-
-void expect_same_run(const std::string& resumed, const std::string& uninterrupted, int ranks) {
-  const auto a = metrics_without_times(resumed + "/metrics.csv");
-  const auto b = metrics_without_times(uninterrupted + "/metrics.csv");
-  ASSERT_EQ(a.size(), 3u);
-  EXPECT_EQ(a, b) << "metrics differ after resuming";
-  for (int r = 0; r < ranks; ++r) {
-    const std::string name = "/orders-rank" + std::to_string(r) + ".csv";
-    EXPECT_EQ(read_file(resumed + name), read_file(uninterrupted + name)) << name;
-    EXPECT_EQ(read_csv(resumed + "/time-rank" + std::to_string(r) + ".csv").rows.size(), 3u);
-    EXPECT_FALSE(file_exists(resumed + "/checkpoint-rank" + std::to_string(r) + ".bin"));
-  }
-  EXPECT_NE(read_file(resumed + "/summary.json").find("\"finished\": true"), std::string::npos);
+std::string run_dir(const TempDir& tmp, const std::string& sorter, int ranks = 1) {
+  return golden_run_dir(tmp, sorter, ranks);
 }
 
 }  // namespace
@@ -211,14 +177,14 @@ TEST(DeadRank, AHungRankIsNamedWithinTheTimeout) {
   TwoRanks job;
   job.start(/*timeout=*/5);
   job.wait_for_epochs(1, 1);
-  kill(job.pid[1], SIGSTOP);  // hangs: alive, silent
+  job.signal(1, SIGSTOP);  // hangs: alive, silent
   ASSERT_TRUE(job.wait_exit(0, 30)) << "rank 0 waited past its timeout";
   EXPECT_EQ(job.status[0], 3) << job.err[0];
   EXPECT_NE(job.err[0].find("lost rank 1 (no heartbeat"), std::string::npos) << job.err[0];
   EXPECT_LT(job.seconds[0], 5 + 15.0);
   expect_valid_metrics(job.metrics_file(), 1);
   // Woken up, the hung rank finds its peer gone and stops as well: nothing is left running.
-  kill(job.pid[1], SIGCONT);
+  job.signal(1, SIGCONT);
   ASSERT_TRUE(job.wait_exit(1, 30)) << "the woken rank kept running";
   EXPECT_NE(job.status[1], 0);
 }
@@ -227,7 +193,7 @@ TEST(DeadRank, LosingRankZeroAndItsStoreIsNamed) {
   TwoRanks job;
   job.start(/*timeout=*/10);
   job.wait_for_epochs(0, 1);
-  kill(job.pid[0], SIGKILL);
+  job.signal(0, SIGKILL);
   ASSERT_TRUE(job.wait_exit(0, 5));
   ASSERT_TRUE(job.wait_exit(1, 30));
   EXPECT_EQ(job.status[1], 3) << job.err[1];

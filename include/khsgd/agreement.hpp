@@ -13,22 +13,48 @@
 
 namespace khsgd {
 
-// Every rank reports its own failure ("" when none). If any rank failed, every rank throws
-// UserError: the failing rank its own message, the others "rank R could not STAGE (its error is
-// printed above); stopping".
-void agree(Communicator& comm, const std::string& own_failure, const char* stage);
+// What went wrong on a rank, as the ranks tell each other: bad input (UserError, exit 2) or a
+// failed write (IoError, exit 1).
+enum class Failure : int64_t { None = 0, BadInput = 1, Io = 2 };
 
-// Runs `phase` on this rank, then agrees on how it went: a UserError on any rank stops all.
+// Every rank reports its own failure (Failure::None and "" when none). If any rank failed, every
+// rank throws: the failing rank its own message, the others "rank R could not STAGE (its error
+// is printed above); stopping", each as the error type of rank R's failure.
+void agree(Communicator& comm, Failure own_failure, const std::string& message, const char* stage);
+inline void agree(Communicator& comm, const std::string& own_failure, const char* stage) {
+  agree(comm, own_failure.empty() ? Failure::None : Failure::BadInput, own_failure, stage);
+}
+
+// Runs `phase` on this rank, then agrees on how it went: a UserError or IoError on any rank stops
+// all.
 template <typename Phase>
 void run_agreed(Communicator& comm, const char* stage, Phase&& phase) {
-  std::string failure;
+  Failure failure = Failure::None;
+  std::string message;
   try {
     phase();
   } catch (const UserError& e) {
-    failure = e.what();
+    failure = Failure::BadInput;
+    message = e.what();
+  } catch (const IoError& e) {
+    failure = Failure::Io;
+    message = e.what();
   }
-  agree(comm, failure, stage);
+  agree(comm, failure, message, stage);
 }
+
+// What the ranks decide together at the end of every epoch, in one collective.
+struct EpochDecision {
+  bool checkpoint = false;  // write a checkpoint now (rank 0's schedule, or a stop)
+  int stop_signal = 0;      // stop after this epoch: the signal of the lowest rank that got one
+};
+
+// Every rank says whether its writes of the epoch failed (`own_io_failure`, "" when not) and
+// which stop signal it received (0: none); rank 0 also whether a checkpoint is due (the others'
+// `checkpoint_due` is ignored, so that all follow one clock). A failed write on any rank throws
+// IoError on every rank, as agree() does.
+EpochDecision agree_after_epoch(Communicator& comm, const std::string& own_io_failure,
+                                int own_signal, bool checkpoint_due);
 
 // The ranks compare every behaviour flag and the data before anyone trains. A mismatch is one
 // line on every rank naming the first flag that differs (or the data).

@@ -35,7 +35,25 @@ struct Checkpoint {
 // DIR/checkpoint-rankR.bin: every rank keeps its own (ranks on other hosts have their own folder).
 std::string checkpoint_path(const std::string& dir, int rank);
 
-// Atomic write (temporary file, fsync, rename). Throws UserError when the folder is not writable.
+// When a run writes its checkpoint (README "Checkpoints and resuming"): after every K-th epoch
+// (--checkpoint_every K; 0: never by count) and after any epoch that ends S seconds or more after
+// the last checkpoint, or after this process began training (--checkpoint_seconds S; 0: never by
+// time). Rank 0's schedule decides for every rank. A clean stop writes one whatever the schedule
+// says; the last epoch none (a finished run needs none).
+class CheckpointSchedule {
+ public:
+  // `now`: steady-clock seconds when training starts.
+  CheckpointSchedule(int64_t every_epochs, double every_seconds, double now);
+  bool due(int64_t epoch, double now) const;
+  void written(double now) { last_ = now; }
+
+ private:
+  int64_t every_epochs_;
+  double every_seconds_;
+  double last_;
+};
+
+// Atomic write (temporary file, fsync, rename). Throws IoError when it cannot be written.
 void write_checkpoint(const std::string& path, const Checkpoint& checkpoint);
 
 // Throws UserError for a missing, truncated, corrupt or foreign file.

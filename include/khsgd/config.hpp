@@ -39,7 +39,8 @@ struct Config {
   int64_t synthetic_rows = 0;       // 0: the full HMDA shape; else train rows (test: a quarter)
   bool quiet = false;               // no progress display
   bool profile = false;             // exact per-category times (synchronises every step)
-  int64_t checkpoint_every = 1;     // epochs between checkpoints; 0: none
+  int64_t checkpoint_every = 0;     // a checkpoint every K epochs; 0: not by count
+  double checkpoint_seconds = 60;   // a checkpoint when S seconds passed since the last; 0: not by time
   bool resume = false;              // continue an unfinished run from its checkpoint
   bool overwrite = false;           // replace whatever the run folder holds
   int64_t timeout = 300;            // seconds before a lost or silent rank stops the others

@@ -33,4 +33,7 @@ using EnvLookup = std::function<const char*(const char*)>;
 Launch detect_launch(const EnvLookup& env);
 Launch detect_launch();  // from the process environment
 
+// This machine's host name (config.json, the run lock's holder).
+std::string this_host();
+
 }  // namespace khsgd

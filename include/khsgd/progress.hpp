@@ -22,7 +22,9 @@ class Progress final : public StepObserver {
            int64_t epochs);
   Mode mode() const { return mode_; }
 
-  void start_epoch(int64_t epoch);  // 1-based
+  // 1-based. The first call tells where this process began: a run resumed after epoch E starts
+  // at E + 1, and the examples/s and the ETA count only the epochs trained since.
+  void start_epoch(int64_t epoch);
   void on_steps(int64_t steps_done, double sampled_loss) override;
   // After the epoch's evaluation: its full-train loss stands in where no sampled loss exists.
   void end_epoch(double train_loss);
@@ -30,9 +32,13 @@ class Progress final : public StepObserver {
   void print_line(const std::string& line);
   void finish();
 
-  // The text of the display for the given state (exposed for tests).
-  static std::string render(int64_t examples_done, int64_t examples_total, double seconds,
-                            double loss, int64_t epoch, int64_t epochs, bool bar);
+  // The display now, `seconds` after this process began training.
+  std::string text(double seconds) const;
+
+  // The text of the display for the given state: `done_before` of the `examples_done` were done
+  // before this process began (a resumed run's), `seconds` is this process's time.
+  static std::string render(int64_t examples_done, int64_t examples_total, int64_t done_before,
+                            double seconds, double loss, int64_t epoch, int64_t epochs, bool bar);
 
  private:
   void draw(bool force);
@@ -41,6 +47,7 @@ class Progress final : public StepObserver {
   std::FILE* stream_;
   int64_t examples_per_epoch_, steps_per_epoch_, epochs_;
   int64_t epoch_ = 0;
+  int64_t first_epoch_ = 0;  // the first epoch this process trains
   int64_t examples_done_ = 0;
   double loss_ = -1.0;
   Clock::time_point start_, last_draw_;

@@ -40,7 +40,8 @@ struct EpochRecord {
 inline constexpr const char* kMetricsHeader =
     "epoch,train_loss,train_acc,test_loss,test_acc,train_seconds,eval_seconds";
 
-// A file of lines appended as epochs end, each flushed (orders-rankR.csv, time-rankR.csv).
+// A file of lines appended as epochs end, each written at once (orders-rankR.csv,
+// time-rankR.csv); a line that cannot be written whole is an IoError and leaves no part behind.
 class LineLog {
  public:
   // Starts the file with `initial_text`.
@@ -51,8 +52,7 @@ class LineLog {
   void append(const std::string& line);
 
  private:
-  std::string path_;
-  std::ofstream out_;
+  AppendFile file_;
 };
 
 // metrics.csv: the header and `earlier_rows` (a resumed run's rows, from its checkpoint), then a

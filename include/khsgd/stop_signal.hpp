@@ -1,0 +1,24 @@
+// A clean stop on SIGTERM (what SLURM and Kubernetes send before SIGKILL) and SIGINT (Ctrl-C):
+// the handler only records the signal; the ranks agree at the end of each epoch to stop there
+// (agreement.hpp), write a checkpoint and exit with 128 + the signal (143, 130).
+//
+// A second SIGINT exits at once (status 130; the last checkpoint stays). A second SIGTERM is
+// ignored: launchers that pass a Ctrl-C on as SIGTERM (torchrun) would otherwise cut the stop
+// short. A process started with SIGINT ignored (a `cmd &` in a script) keeps ignoring it, as
+// Python and most tools do.
+#pragma once
+
+#include <string>
+
+namespace khsgd {
+
+// From here on SIGTERM and SIGINT are recorded instead of ending the process.
+void install_stop_handlers();
+
+// The first SIGTERM or SIGINT received since install_stop_handlers(), 0 when none.
+int stop_signal();
+
+// "SIGTERM", "SIGINT", else "signal N".
+std::string signal_name(int signal);
+
+}  // namespace khsgd

@@ -1,0 +1,55 @@
+#include "khsgd/stop_signal.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+
+namespace khsgd {
+
+namespace {
+
+// Touched from a signal handler: must be lock-free to be async-signal-safe.
+std::atomic<int> received{0};
+static_assert(std::atomic<int>::is_always_lock_free, "the stop flag must be lock-free");
+
+extern "C" void on_stop_signal(int signal) {
+  int none = 0;
+  if (received.compare_exchange_strong(none, signal)) return;
+  if (signal != SIGINT) return;
+  static const char kMessage[] = "khsgd_train: second SIGINT: exiting at once (the last checkpoint stays)\n";
+  ssize_t ignored = ::write(STDERR_FILENO, kMessage, sizeof kMessage - 1);
+  (void)ignored;
+  ::_exit(128 + SIGINT);
+}
+
+void catch_signal(int signal) {
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;  // a blocking read or poll goes on; the epoch ends as usual
+  ::sigaction(signal, &action, nullptr);
+}
+
+bool ignored_at_start(int signal) {
+  struct sigaction current {};
+  return ::sigaction(signal, nullptr, &current) == 0 && current.sa_handler == SIG_IGN;
+}
+
+}  // namespace
+
+void install_stop_handlers() {
+  catch_signal(SIGTERM);
+  if (!ignored_at_start(SIGINT)) catch_signal(SIGINT);
+}
+
+int stop_signal() { return received.load(); }
+
+std::string signal_name(int signal) {
+  if (signal == SIGTERM) return "SIGTERM";
+  if (signal == SIGINT) return "SIGINT";
+  return "signal " + std::to_string(signal);
+}
+
+}  // namespace khsgd
