@@ -20,7 +20,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-train=${KHSGD_TRAIN:-$here/../build/khsgd_train}
+. "$here/khsgd_binary.sh"
+train=$KHSGD_TRAIN
 before=${KHSGD_TRAIN_BEFORE:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -37,8 +37,7 @@ for mode in $modes; do
 done
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-export KHSGD_TRAIN=${KHSGD_TRAIN:-$here/../build/khsgd_train}
-[ -x "$KHSGD_TRAIN" ] || { echo "$0: build first: $KHSGD_TRAIN is missing" >&2; exit 2; }
+. "$here/khsgd_binary.sh"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 

@@ -37,11 +37,8 @@ case "$nproc_arg" in
 esac
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-train=${KHSGD_TRAIN:-$here/../build/khsgd_train}
-if [ ! -x "$train" ]; then
-  echo "$0: $train is not an executable; build first (cmake --build build) or set KHSGD_TRAIN" >&2
-  exit 2
-fi
+. "$here/khsgd_binary.sh"
+train=$KHSGD_TRAIN
 
 if [ "$use_mpi" -eq 1 ]; then
   command -v mpirun > /dev/null || { echo "$0: --mpi needs Open MPI's mpirun (scripts/install-deps.sh installs it)" >&2; exit 2; }

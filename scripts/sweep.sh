@@ -72,14 +72,13 @@ fi
 processes_of() { [ "$in_process" -eq 1 ] && echo 1 || echo "$1"; }
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-export KHSGD_TRAIN=${KHSGD_TRAIN:-$here/../build/khsgd_train}
+. "$here/khsgd_binary.sh"
 # The summary needs numpy: $PYTHON, else the first python3 that has it (Debian's python3-numpy).
 python=""
 for candidate in ${PYTHON:-} python3 /usr/bin/python3; do
   if "$candidate" -c "import numpy" 2>/dev/null; then python=$candidate; break; fi
 done
 [ -n "$python" ] || { echo "sweep: no python3 with numpy (install python3-numpy)" >&2; exit 2; }
-[ -x "$KHSGD_TRAIN" ] || { echo "sweep: $KHSGD_TRAIN is missing; build first" >&2; exit 2; }
 # Folder names come from khsgd_train itself (--print_run_dir), which also checks the flags.
 probe=$("$KHSGD_TRAIN" --results_dir "$results_dir" --exp "$exp" --epochs "$epochs" --lr "$lr" \
         --B "$batch" --dataset "$dataset" --print_run_dir 2>&1) || { echo "sweep: $probe" >&2; exit 2; }

@@ -15,7 +15,6 @@
 #include <iterator>
 
 #include "khsgd/errors.hpp"
-#include "khsgd/torch_ops.hpp"
 
 namespace khsgd {
 
@@ -122,8 +121,8 @@ std::string time_line(int64_t epoch, const EpochTimes& t, double train_seconds) 
   return line;
 }
 
-std::string config_json(const Config& c, const Launch& launch, const std::string& device,
-                        const std::string& backend, const Dataset& data, const Partition& p) {
+std::string config_json(const Config& c, const Launch& launch, const RunPlacement& placement,
+                        const Dataset& data, const Partition& p) {
   auto str = [](const std::string& s) { return json_string(s); };
   auto num = [](auto v) { return std::to_string(v); };
   auto flag = [](bool on) { return std::string(on ? "true" : "false"); };
@@ -136,9 +135,9 @@ std::string config_json(const Config& c, const Launch& launch, const std::string
       {"epochs", num(c.epochs)},
       {"node_cnt", num(c.node_cnt)},
       {"in_process", c.in_process ? "true" : "false"},
-      {"backend", str(backend)},
+      {"backend", str(placement.backend)},
       {"exp", str(c.exp)},
-      {"device", str(device)},
+      {"device", str(placement.device)},
       {"dataset", str(c.dataset)},
       {"data_dir", str(c.data_dir)},
       {"results_dir", str(c.results_dir)},
@@ -158,7 +157,7 @@ std::string config_json(const Config& c, const Launch& launch, const std::string
       {"shard_rows", num(p.shard_rows)},
       {"microbatch", num(p.microbatch)},
       {"steps_per_epoch", num(p.num_batches)},
-      {"libtorch", str(torch_version())},
+      {"libtorch", str(placement.libtorch)},
       {"started_utc", str(utc_now())},
   });
 }

@@ -60,7 +60,7 @@ Device resolve_device(const std::string& requested) {
 }
 
 std::string resolve_backend(const std::string& requested, Device device, const Launch& launch) {
-  const std::string backend =
+  std::string backend =
       requested == "auto" ? auto_backend(device, launch) : requested;
   if (backend == "nccl" && device != Device::Cuda)
     throw UserError("--backend nccl moves GPU memory and needs --device cuda; use --backend gloo "
@@ -228,8 +228,9 @@ class Run {
       if (config_.overwrite) remove_run_files(dir_);
       make_directories(dir_);
       if (!resuming_)
-        write_file_atomically(dir_ + "/config.json", config_json(config_, launch_, device_name(device_),
-                                                                 backend_, data_, part_));
+        write_file_atomically(dir_ + "/config.json",
+                              config_json(config_, launch_, {device_name(device_), backend_, torch_version()},
+                                          data_, part_));
       metrics_.emplace(dir_ + "/metrics.csv", earlier_metrics_);
     });
     run_agreed(*comm_, "prepare its results folder", [&] {

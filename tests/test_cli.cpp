@@ -262,7 +262,9 @@ TEST(Cli, TimeBreakdownPerEpochAndRank) {
       EXPECT_GT(t.at(e, "forward_backward"), 0.0);
       EXPECT_GT(t.at(e, "sorter"), 0.0);
       EXPECT_EQ(t.at(e, "estimated"), profile ? 0.0 : 1.0);
-      if (profile) EXPECT_LE(parts, t.at(e, "train_seconds") * 1.001);
+      if (profile) {
+        EXPECT_LE(parts, t.at(e, "train_seconds") * 1.001);
+      }
     }
   }
 }

@@ -54,8 +54,9 @@ TEST_P(GoldenCpu, MatchesReferenceOrdersAndMetrics) {
   ASSERT_EQ(result.exit_code, 0) << result.err;
   const std::string dir = tmp / ("results/LR-HMDA-3/LR-hmda-" + run.sorter + "-node-" +
                                  std::to_string(run.ranks) + "-lr-0.005-B-16-seed-1");
-  if (run.via == Via::Mpirun)
+  if (run.via == Via::Mpirun) {
     EXPECT_NE(read_file(dir + "/config.json").find("\"backend\": \"mpi\""), std::string::npos);
+  }
   EXPECT_EQ(read_file(dir + "/config.json").find("\"in_process\": true") != std::string::npos,
             run.via == Via::InProcess);
 

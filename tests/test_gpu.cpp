@@ -42,6 +42,8 @@ bool build_has_backend(const std::string& backend) {
 // when named, a backend this build has.
 std::string missing(const std::string& backend = "", int gpus = 1) {
 #ifndef KHSGD_WITH_CUDA
+  (void)backend;
+  (void)gpus;
   return "this build has no CUDA engine (its LibTorch has no CUDA)";
 #else
   const int visible = khsgd::cuda_available() ? khsgd::cuda_device_count() : 0;

@@ -73,9 +73,16 @@ inline constexpr const char* kTimeHeader =
     "epoch,sorter,communication,dataset,forward_backward,sgd,train_seconds,estimated";
 std::string time_line(int64_t epoch, const EpochTimes& times, double train_seconds);
 
+// Where and with what the run executes, beyond its flags (config.json records it).
+struct RunPlacement {
+  std::string device;    // "cpu" or "cuda"
+  std::string backend;   // the resolved communication backend
+  std::string libtorch;  // LibTorch's version
+};
+
 // config.json: every setting, the launch, the data's shape and the build, as the run started.
-std::string config_json(const Config& config, const Launch& launch, const std::string& device,
-                        const std::string& backend, const Dataset& data, const Partition& partition);
+std::string config_json(const Config& config, const Launch& launch, const RunPlacement& placement,
+                        const Dataset& data, const Partition& partition);
 
 // summary.json, written last: its presence marks a finished run.
 struct RunSummary {

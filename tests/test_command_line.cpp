@@ -1,41 +1,16 @@
-// Command line, launch environment and folder naming.
+// The command line: the reference's flags and spellings, the checks that name a flag, folder
+// naming from the flags, and the checkpoint schedule the flags set.
 #include <gtest/gtest.h>
 
-#include <cstdio>
-#include <map>
-
+#include "command_line_helpers.hpp"
 #include "khsgd/checkpoint.hpp"
 #include "khsgd/config.hpp"
 #include "khsgd/errors.hpp"
-#include "khsgd/launch.hpp"
-#include "khsgd/progress.hpp"
 #include "khsgd/results.hpp"
 
 using namespace khsgd;
-
-namespace {
-
-Config parse(std::vector<std::string> args) {
-  args.insert(args.begin(), "khsgd_train");
-  std::vector<const char*> argv;
-  for (const auto& a : args) argv.push_back(a.c_str());
-  Config config;
-  std::string help;
-  if (!parse_command_line(static_cast<int>(argv.size()), argv.data(), &config, &help))
-    throw std::logic_error("help");
-  return config;
-}
-
-std::string error_of(std::vector<std::string> args) {
-  try {
-    parse(std::move(args));
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  return "";
-}
-
-}  // namespace
+using khsgd_test::error_of;
+using khsgd_test::parse;
 
 TEST(CommandLine, DefaultsAreTheReferences) {
   const Config c = parse({});
@@ -127,6 +102,18 @@ TEST(CommandLine, WorldChecks) {
   }
 }
 
+TEST(CommandLine, EpochLists) {
+  EXPECT_EQ(parse_epoch_list("1,5,10-12", 50), (std::vector<int64_t>{1, 5, 10, 11, 12}));
+  EXPECT_EQ(parse_epoch_list("3,1,3", 5), (std::vector<int64_t>{1, 3}));
+  EXPECT_EQ(parse_epoch_list("all", 3), (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_THROW(parse_epoch_list("0", 3), UserError);
+  EXPECT_THROW(parse_epoch_list("1-9", 3), UserError);
+  EXPECT_THROW(parse_epoch_list("a", 3), UserError);
+  EXPECT_THROW(parse_epoch_list("", 3), UserError);
+  EXPECT_EQ(parse({"--dataset", "synthetic", "--synthetic_rows", "2000"}).synthetic_rows, 2000);
+  EXPECT_NE(error_of({"--synthetic_rows", "2000"}).find("--dataset synthetic only"), std::string::npos);
+}
+
 TEST(FolderNames, LearningRateIsWrittenLikePythonRepr) {
   EXPECT_EQ(python_float_repr(0.01), "0.01");
   EXPECT_EQ(python_float_repr(5e-3), "0.005");
@@ -147,117 +134,6 @@ TEST(FolderNames, RunFolderFollowsTheReferenceLayoutWithNodeCount) {
   EXPECT_EQ(run_directory(c), "results/LR-HMDA-50/LR-hmda-KH-SGD-node-1-lr-0.005-B-16-seed-2");
   c.dataset = "synthetic";
   EXPECT_EQ(run_name(c), "LR-synthetic-KH-SGD-node-1-lr-0.005-B-16-seed-2");
-}
-
-namespace {
-
-Launch launch_from(const std::map<std::string, std::string>& vars) {
-  return detect_launch([&vars](const char* name) -> const char* {
-    const auto found = vars.find(name);
-    return found == vars.end() ? nullptr : found->second.c_str();
-  });
-}
-
-}  // namespace
-
-TEST(LaunchEnvironment, PlainProcessIsRankZeroOfOne) {
-  const Launch l = launch_from({});
-  EXPECT_EQ(l.rank, 0);
-  EXPECT_EQ(l.world_size, 1);
-  EXPECT_EQ(l.launcher, "single");
-}
-
-TEST(LaunchEnvironment, TorchrunVariables) {
-  const Launch l = launch_from({{"RANK", "3"}, {"WORLD_SIZE", "4"}, {"LOCAL_RANK", "1"},
-                                {"MASTER_ADDR", "10.0.0.7"}, {"MASTER_PORT", "35500"}});
-  EXPECT_EQ(l.launcher, "torchrun");
-  EXPECT_EQ(l.rank, 3);
-  EXPECT_EQ(l.world_size, 4);
-  EXPECT_EQ(l.local_rank, 1);
-  EXPECT_EQ(l.master_addr, "10.0.0.7");
-  EXPECT_EQ(l.master_port, 35500);
-  EXPECT_FALSE(l.agent_store);
-  const Launch agent = launch_from({{"RANK", "0"}, {"WORLD_SIZE", "2"},
-                                    {"TORCHELASTIC_USE_AGENT_STORE", "True"},
-                                    {"TORCHELASTIC_RESTART_COUNT", "2"}});
-  EXPECT_TRUE(agent.agent_store);
-  EXPECT_EQ(agent.store_prefix, "/worker/attempt_2");
-}
-
-TEST(LaunchEnvironment, OpenMpiVariablesWithDefaultRendezvous) {
-  const Launch l = launch_from({{"OMPI_COMM_WORLD_RANK", "1"}, {"OMPI_COMM_WORLD_SIZE", "2"},
-                                {"OMPI_COMM_WORLD_LOCAL_RANK", "1"}});
-  EXPECT_EQ(l.launcher, "mpirun");
-  EXPECT_EQ(l.rank, 1);
-  EXPECT_EQ(l.world_size, 2);
-  EXPECT_EQ(l.local_rank, 1);
-  EXPECT_EQ(l.master_addr, "127.0.0.1");
-  EXPECT_EQ(l.master_port, 29500);
-}
-
-TEST(LaunchEnvironment, MalformedValuesNameTheVariable) {
-  auto message = [](const std::map<std::string, std::string>& vars) {
-    try {
-      launch_from(vars);
-    } catch (const UserError& e) {
-      return std::string(e.what());
-    }
-    return std::string();
-  };
-  EXPECT_NE(message({{"RANK", "2"}, {"WORLD_SIZE", "2"}}).find("RANK='2'"), std::string::npos);
-  EXPECT_NE(message({{"RANK", "0"}, {"WORLD_SIZE", "two"}}).find("WORLD_SIZE='two'"), std::string::npos);
-  EXPECT_NE(message({{"RANK", "0"}}).find("WORLD_SIZE=''"), std::string::npos);
-  EXPECT_NE(message({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "99999"}}).find("MASTER_PORT"),
-            std::string::npos);
-  EXPECT_NE(message({{"OMPI_COMM_WORLD_SIZE", "2"}, {"OMPI_COMM_WORLD_RANK", "-1"}})
-                .find("OMPI_COMM_WORLD_RANK"),
-            std::string::npos);
-}
-
-TEST(CommandLine, EpochLists) {
-  EXPECT_EQ(parse_epoch_list("1,5,10-12", 50), (std::vector<int64_t>{1, 5, 10, 11, 12}));
-  EXPECT_EQ(parse_epoch_list("3,1,3", 5), (std::vector<int64_t>{1, 3}));
-  EXPECT_EQ(parse_epoch_list("all", 3), (std::vector<int64_t>{1, 2, 3}));
-  EXPECT_THROW(parse_epoch_list("0", 3), UserError);
-  EXPECT_THROW(parse_epoch_list("1-9", 3), UserError);
-  EXPECT_THROW(parse_epoch_list("a", 3), UserError);
-  EXPECT_THROW(parse_epoch_list("", 3), UserError);
-  EXPECT_EQ(parse({"--dataset", "synthetic", "--synthetic_rows", "2000"}).synthetic_rows, 2000);
-  EXPECT_NE(error_of({"--synthetic_rows", "2000"}).find("--dataset synthetic only"), std::string::npos);
-}
-
-TEST(ProgressDisplay, BarAndLineTexts) {
-  // Half of 2 epochs of 1000 examples after 2 s: 500 ex/s, 2 s to go.
-  EXPECT_EQ(Progress::render(1000, 2000, 0, 2.0, 0.41234, 1, 2, true),
-            "[############............]  50% epoch 1/2, 1.0k/2.0k examples, 500 ex/s, ETA 0:00:02, "
-            "loss 0.4123");
-  EXPECT_EQ(Progress::render(2000000, 4000000, 0, 1.0, -1, 3, 6, false),
-            "progress:  50% epoch 3/6, 2.00M/4.00M examples, 2.00M ex/s, ETA 0:00:01");
-  EXPECT_EQ(Progress::render(0, 100, 0, 0.0, -1, 1, 1, false),
-            "progress:   0% epoch 1/1, 0/100 examples, 0 ex/s, ETA ?");
-}
-
-TEST(ProgressDisplay, AResumedRunCountsOnlyItsOwnEpochsAgainstItsTime) {
-  // A 50-epoch run of 1000 examples (10 steps) per epoch, resumed after epoch 30: this process
-  // has trained epochs 31 and 32 (2000 examples) in 4 s, so 500 ex/s and 18 000 examples to go
-  // in 36 s -- not 32 000 / 4 s = 8.0k ex/s and an ETA of 2 s.
-  std::FILE* sink = std::tmpfile();
-  ASSERT_NE(sink, nullptr);
-  Progress progress(true, sink, 1000, 10, 50);
-  ASSERT_EQ(progress.mode(), Progress::Mode::Lines);
-  progress.start_epoch(31);
-  progress.on_steps(10, 0.5);
-  progress.start_epoch(32);
-  progress.on_steps(10, 0.5);
-  EXPECT_EQ(progress.text(4.0),
-            "progress:  64% epoch 32/50, 32.0k/50.0k examples, 500 ex/s, ETA 0:00:36, loss 0.5000");
-  // A run from the start: every example is this process's.
-  Progress fresh(true, sink, 1000, 10, 50);
-  fresh.start_epoch(1);
-  fresh.on_steps(5, 0.5);
-  EXPECT_EQ(fresh.text(1.0),
-            "progress:   1% epoch 1/50, 500/50.0k examples, 500 ex/s, ETA 0:01:39, loss 0.5000");
-  std::fclose(sink);
 }
 
 TEST(CheckpointSchedule, EveryKEpochsOrEverySSeconds) {
