@@ -2,13 +2,15 @@
 # Installs what khsgd needs to build, test and plot on Debian 12 (bookworm): LibTorch 1.13 (CPU)
 # with c10d/Gloo, cxxopts, spdlog, GoogleTest, Open MPI (mpirun, and the library the mpi backend
 # is built on), python3-matplotlib for the figures, and python3-torch (PyTorch 1.13, with its
-# torchrun) for the tests that load our torch.save files in Python and launch through torchrun.
+# torchrun) for the tests that load our torch.save files in Python and launch through torchrun,
+# clang-format and clang-tidy for scripts/lint.sh.
 # Does nothing when everything is there already. Needs root (or sudo).
 set -euo pipefail
 
 packages=(build-essential cmake ninja-build ccache gzip
           libtorch-dev libgloo-dev libcxxopts-dev libspdlog-dev libgtest-dev
-          openmpi-bin libopenmpi-dev python3 python3-matplotlib python3-numpy python3-torch)
+          openmpi-bin libopenmpi-dev python3 python3-matplotlib python3-numpy python3-torch
+          clang-format clang-tidy)
 
 missing=()
 for p in "${packages[@]}"; do

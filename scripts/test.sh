@@ -8,8 +8,13 @@ cuda_check=()
 nvcc=$(command -v nvcc || true)
 [ -z "$nvcc" ] && [ -x /usr/local/cuda/bin/nvcc ] && nvcc=/usr/local/cuda/bin/nvcc
 [ -n "$nvcc" ] && cuda_check=(-DKHSGD_CHECK_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc")
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "${cuda_check[@]}"
+# Warnings are errors here (-DKHSGD_WERROR=ON); a user's build only shows them.
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DKHSGD_WERROR=ON "${cuda_check[@]}"
 cmake --build build
+# Style and static checks first: zero findings (clang-format, clang-tidy; scripts/lint.sh).
+lint_start=$(date +%s)
+scripts/lint.sh
+echo "lint stage: $(($(date +%s) - lint_start)) s"
 ctest --test-dir build -j2 --output-on-failure
 
 # The same code under AddressSanitizer + UndefinedBehaviorSanitizer (khsgd's own code; LibTorch
@@ -18,9 +23,12 @@ ctest --test-dir build -j2 --output-on-failure
 # happens in; tests/sanitizers/ holds the settings and the suppressions.
 sanitizer_start=$(date +%s)
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Release -DKHSGD_SANITIZE=ON
-cmake --build build-asan --target khsgd_train khsgd_unit_tests khsgd_run_tests khsgd_store_server
+cmake --build build-asan --target khsgd_train khsgd_unit_tests khsgd_torch_tests khsgd_run_tests \
+      khsgd_store_server
 . tests/sanitizers/options.sh
-build-asan/tests/khsgd_unit_tests --gtest_brief=1  # one process: ctest -L unit starts one per test
+# The unit tests, the loader of untrusted files (and its fuzz loop), and the runs.
+ctest --test-dir build-asan -j2 --output-on-failure -L unit
+ctest --test-dir build-asan -j2 --output-on-failure -R '^(Loader|LoaderFuzz)\.'
 ctest --test-dir build-asan -j2 --output-on-failure \
       -R '^(AllSevenRuns/GoldenCpu|Resume|ExistingResults|DeadRank|FolderLock|FlagAgreement|CleanStop|Checkpoints|IoFailures)\.'
 echo "sanitizer stage: $(($(date +%s) - sanitizer_start)) s"

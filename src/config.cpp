@@ -287,6 +287,7 @@ bool parse_command_line(int argc, const char* const* argv, Config* config, std::
   cxxopts::Options options = declare_options();
   const std::vector<std::string> args = normalize_arguments(argc, argv);
   std::vector<const char*> arg_ptrs;
+  arg_ptrs.reserve(args.size());
   for (const auto& a : args) arg_ptrs.push_back(a.c_str());
 
   cxxopts::ParseResult result;

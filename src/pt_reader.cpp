@@ -94,7 +94,9 @@ class Unpickler {
   }
 
  private:
-  // Each group of opcodes returns false for an opcode that is not its own.
+  // Each group of opcodes returns false for an opcode that is not its own. The groups are tables,
+  // one opcode a line with its pickle name at the end, so the formatter leaves them as they are.
+  // clang-format off
   bool framing(uint8_t op) {
     switch (op) {
       case 0x80: if (byte() > 5) bad("unsupported pickle protocol"); return true;       // PROTO
@@ -186,6 +188,7 @@ class Unpickler {
       default: return false;
     }
   }
+  // clang-format on
 
   [[noreturn]] void bad(const std::string& why) const {
     fail_unreadable(path_, why + " at byte " + std::to_string(at_) + " of data.pkl");

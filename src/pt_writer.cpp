@@ -80,6 +80,7 @@ void write_ivalue(const std::string& path, const c10::IValue& value) {
 
 void write_tensor_tuple(const std::string& path, const std::vector<HostTensor>& tensors) {
   std::vector<c10::IValue> elements;
+  elements.reserve(tensors.size());
   for (const HostTensor& t : tensors) elements.push_back(to_ivalue(t));
   write_ivalue(path, c10::ivalue::Tuple::create(elements));
 }

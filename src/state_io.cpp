@@ -12,7 +12,6 @@ void StateWriter::raw(const void* p, size_t n) {
   data_.insert(data_.end(), bytes, bytes + n);
 }
 void StateWriter::i64(int64_t value) { raw(&value, sizeof value); }
-void StateWriter::f64(double value) { raw(&value, sizeof value); }
 void StateWriter::bytes(const std::vector<uint8_t>& values) {
   i64(static_cast<int64_t>(values.size()));
   raw(values.data(), values.size());
@@ -20,10 +19,6 @@ void StateWriter::bytes(const std::vector<uint8_t>& values) {
 void StateWriter::floats(const std::vector<float>& values) {
   i64(static_cast<int64_t>(values.size()));
   raw(values.data(), values.size() * sizeof(float));
-}
-void StateWriter::i64s(const std::vector<int64_t>& values) {
-  i64(static_cast<int64_t>(values.size()));
-  raw(values.data(), values.size() * sizeof(int64_t));
 }
 void StateWriter::indices(const std::vector<int64_t>& values) {
   i64(static_cast<int64_t>(values.size()));
@@ -59,11 +54,6 @@ int64_t StateReader::i64() {
   raw(&value, sizeof value);
   return value;
 }
-double StateReader::f64() {
-  double value;
-  raw(&value, sizeof value);
-  return value;
-}
 std::vector<uint8_t> StateReader::bytes() {
   std::vector<uint8_t> values(length(1));
   raw(values.data(), values.size());
@@ -72,11 +62,6 @@ std::vector<uint8_t> StateReader::bytes() {
 std::vector<float> StateReader::floats() {
   std::vector<float> values(length(sizeof(float)));
   raw(values.data(), values.size() * sizeof(float));
-  return values;
-}
-std::vector<int64_t> StateReader::i64s() {
-  std::vector<int64_t> values(length(sizeof(int64_t)));
-  raw(values.data(), values.size() * sizeof(int64_t));
   return values;
 }
 std::vector<int64_t> StateReader::indices() {

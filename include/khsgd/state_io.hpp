@@ -13,10 +13,8 @@ namespace khsgd {
 class StateWriter {
  public:
   void i64(int64_t value);
-  void f64(double value);
   void bytes(const std::vector<uint8_t>& values);
   void floats(const std::vector<float>& values);
-  void i64s(const std::vector<int64_t>& values);
   // int64 indices known to fit in 32 bits, stored in 4 bytes each (order matrices)
   void indices(const std::vector<int64_t>& values);
   const std::vector<uint8_t>& data() const { return data_; }
@@ -32,10 +30,8 @@ class StateReader {
  public:
   StateReader(const std::vector<uint8_t>& data, std::string source);
   int64_t i64();
-  double f64();
   std::vector<uint8_t> bytes();
   std::vector<float> floats();
-  std::vector<int64_t> i64s();
   std::vector<int64_t> indices();
   // `what` must hold exactly `expected` elements (e.g. the order matrix of this run's shape).
   void expect_size(size_t got, size_t expected, const char* what) const;
