@@ -79,7 +79,8 @@ void agree_on_settings(Communicator& comm, const std::vector<FlagSetting>& flags
   // Something differs: every rank takes the same second round, flag by flag, to name it.
   for (const FlagSetting& f : flags) {
     const int rank = first_differing_rank(comm.all_gather_value(as_value(hash_flag(f))));
-    if (rank >= 0) refuse(rank, "--" + std::string(f.flag) + " differs; here it is '" + f.value + "'");
+    if (rank >= 0)
+      refuse(rank, "--" + std::string(f.flag) + " differs; here it is '" + f.value + "'");
   }
   const int rank = first_differing_rank(comm.all_gather_value(as_value(data_fingerprint)));
   refuse(rank < 0 ? 1 : rank, "the data differs");

@@ -34,21 +34,26 @@ std::string auto_backend(Device device, const Launch& launch) {
 
 std::unique_ptr<Communicator> open_communicator(const Launch& launch, const std::string& requested,
                                                 const std::string& backend, Device device,
-                                                int cuda_device, std::chrono::milliseconds timeout) {
+                                                int cuda_device,
+                                                std::chrono::milliseconds timeout) {
   if (backend != "mpi") {
     if (!needs_process_group(launch.world_size, requested)) return make_solo_communicator();
     return connect_process_group(launch, backend, cuda_device, timeout);
   }
   if (!has_mpi())
-    throw UserError("--backend mpi is not available in this build (it needs Open MPI's "
-                    "libopenmpi-dev at build time); use --backend gloo");
+    throw UserError(
+        "--backend mpi is not available in this build (it needs Open MPI's "
+        "libopenmpi-dev at build time); use --backend gloo");
   if (device != Device::Cpu)
-    throw UserError("--backend mpi moves host memory only; use it with --device cpu, or --backend "
-                    "nccl on cuda");
+    throw UserError(
+        "--backend mpi moves host memory only; use it with --device cpu, or --backend "
+        "nccl on cuda");
   if (launch.world_size == 1) return make_solo_communicator();
   if (launch.launcher != "mpirun")
-    throw UserError("--backend mpi needs ranks started by mpirun (mpirun -np N khsgd_train ...), "
-                    "not by " + launch.launcher + "; use --backend gloo");
+    throw UserError(
+        "--backend mpi needs ranks started by mpirun (mpirun -np N khsgd_train ...), "
+        "not by " +
+        launch.launcher + "; use --backend gloo");
 #ifdef KHSGD_WITH_MPI
   return connect_mpi(launch, timeout);
 #else

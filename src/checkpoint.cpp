@@ -62,13 +62,15 @@ void write_checkpoint(const std::string& path, const Checkpoint& c) {
 Checkpoint read_checkpoint(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw UserError(path + ": no checkpoint to resume from");
-  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                                   std::istreambuf_iterator<char>());
   const size_t header = sizeof kMagic + 2 * sizeof(int64_t);
   auto corrupt = [&](const std::string& why) -> UserError {
     return UserError(path + ": corrupt checkpoint (" + why +
                      "); remove it and use --overwrite to start the run over");
   };
-  if (bytes.size() < header + sizeof(uint64_t) || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0)
+  if (bytes.size() < header + sizeof(uint64_t) ||
+      std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0)
     throw corrupt("not a khsgd checkpoint");
   int64_t version, length;
   std::memcpy(&version, bytes.data() + sizeof kMagic, sizeof version);

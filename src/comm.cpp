@@ -13,8 +13,8 @@
 #endif
 
 #include <arpa/inet.h>
-#include <stdlib.h>
 #include <netdb.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -94,7 +94,8 @@ class StorePeerMonitor final : public PeerMonitor {
  public:
   StorePeerMonitor(c10::intrusive_ptr<c10d::TCPStore> store, int rank, int size,
                    const std::atomic<int64_t>& progress)
-      : port_(store->getPort()), heartbeat_(std::make_shared<StoreCounters>(std::move(store)), rank, size, progress) {}
+      : port_(store->getPort()),
+        heartbeat_(std::make_shared<StoreCounters>(std::move(store)), rank, size, progress) {}
   std::string diagnose() override { return heartbeat_.diagnose(); }
   int port() const override { return port_; }
 
@@ -124,9 +125,10 @@ class ProcessGroupCommunicator final : public Communicator {
 
   void all_reduce_sum(float* data, int64_t count, Device where) override {
     if (backend_ == "gloo" && count <= kSmallReduce && where == Device::Cpu) {
-      // ALGORITHM.md §6. Gloo's ring all-reduce takes 2 (n - 1) dependent rounds; an all-gather takes n - 1, and
-      // for D-RR's 21 floats a step waits on latency, not bandwidth. The sum is then taken in rank
-      // order on every rank (for two ranks a + b, bit for bit what the ring gives).
+      // ALGORITHM.md §6. Gloo's ring all-reduce takes 2 (n - 1) dependent rounds; an all-gather
+      // takes n - 1, and for D-RR's 21 floats a step waits on latency, not bandwidth. The sum is
+      // then taken in rank order on every rank (for two ranks a + b, bit for bit what the ring
+      // gives).
       reduce_scratch_.resize(static_cast<size_t>(size_ * count));
       all_gather(data, reduce_scratch_.data(), count, where);
       sum_in_rank_order(reduce_scratch_.data(), size_, count, data);
@@ -158,7 +160,8 @@ class ProcessGroupCommunicator final : public Communicator {
         g.device_in = wrap(const_cast<float*>(local), count, where);
         g.device_out = wrap(gathered, size_ * count, where);
         g.inputs = {g.host_in};
-        for (int r = 0; r < size_; ++r) g.outputs[0].push_back(g.host_out.narrow(0, r * count, count));
+        for (int r = 0; r < size_; ++r)
+          g.outputs[0].push_back(g.host_out.narrow(0, r * count, count));
       } else {
         g.inputs = {wrap(const_cast<float*>(local), count, where)};
         const at::Tensor out = wrap(gathered, size_ * count, where);
@@ -199,11 +202,15 @@ class ProcessGroupCommunicator final : public Communicator {
 
   // Gloo moves host memory; CUDA buffers are copied through it rather than relying on the
   // installed Gloo having been built with CUDA support.
-  bool stages_through_host(Device where) const { return where == Device::Cuda && backend_ == "gloo"; }
+  bool stages_through_host(Device where) const {
+    return where == Device::Cuda && backend_ == "gloo";
+  }
 
   at::Tensor wrap(float* data, int64_t count, Device where) const {
-    const auto options = at::TensorOptions().dtype(at::kFloat).device(
-        where == Device::Cuda ? at::Device(at::kCUDA, cuda_device_) : at::Device(at::kCPU));
+    const auto options = at::TensorOptions()
+                             .dtype(at::kFloat)
+                             .device(where == Device::Cuda ? at::Device(at::kCUDA, cuda_device_)
+                                                           : at::Device(at::kCPU));
     return at::from_blob(data, {count}, options);
   }
 
@@ -230,7 +237,8 @@ class ProcessGroupCommunicator final : public Communicator {
 
 // The rendezvous store: torchrun's agent's, rank 0's TCPStore, or, for a plain process alone (one
 // rank opening NCCL), one in this process.
-c10::intrusive_ptr<c10d::Store> join_store(const Launch& launch, std::chrono::milliseconds timeout) {
+c10::intrusive_ptr<c10d::Store> join_store(const Launch& launch,
+                                           std::chrono::milliseconds timeout) {
   if (launch.world_size == 1 && launch.launcher == "single")
     return c10::make_intrusive<c10d::HashStore>();
   c10::intrusive_ptr<c10d::Store> store;
@@ -242,7 +250,8 @@ c10::intrusive_ptr<c10d::Store> join_store(const Launch& launch, std::chrono::mi
     options.waitWorkers = !launch.agent_store;
     options.timeout = timeout;
     store = c10::make_intrusive<c10d::TCPStore>(launch.master_addr, options);
-    if (launch.agent_store) store = c10::make_intrusive<c10d::PrefixStore>(launch.store_prefix, store);
+    if (launch.agent_store)
+      store = c10::make_intrusive<c10d::PrefixStore>(launch.store_prefix, store);
   } catch (const std::exception& e) {
     throw CommError("rank " + std::to_string(launch.rank) + ": cannot join the rendezvous at " +
                     launch.master_addr + ":" + std::to_string(launch.master_port) + " within " +
@@ -295,10 +304,11 @@ std::unique_ptr<PeerMonitor> start_peer_monitor(const std::string& host, int por
     return std::make_unique<StorePeerMonitor>(c10::make_intrusive<c10d::TCPStore>(host, options),
                                               rank, size, progress);
   } catch (const std::exception& e) {
-    throw CommError("rank " + std::to_string(rank) + ": cannot " +
-                    (serve ? "open the heartbeat store on port " + std::to_string(port)
-                           : "join rank 0's heartbeat store at " + host + ":" + std::to_string(port)) +
-                    " (" + first_line(e.what()) + ")");
+    throw CommError(
+        "rank " + std::to_string(rank) + ": cannot " +
+        (serve ? "open the heartbeat store on port " + std::to_string(port)
+               : "join rank 0's heartbeat store at " + host + ":" + std::to_string(port)) +
+        " (" + first_line(e.what()) + ")");
   }
 }
 
@@ -307,9 +317,9 @@ std::unique_ptr<Communicator> connect_process_group(const Launch& launch,
                                                     std::chrono::milliseconds timeout) {
   const auto backends = c10d_backends();
   if (std::find(backends.begin(), backends.end(), backend) == backends.end())
-    throw UserError("--backend " + backend + " is not available in this build" +
-                    (backend == "nccl" ? " (it needs LibTorch with CUDA and NCCL); use --backend gloo"
-                                       : ""));
+    throw UserError(
+        "--backend " + backend + " is not available in this build" +
+        (backend == "nccl" ? " (it needs LibTorch with CUDA and NCCL); use --backend gloo" : ""));
   const c10::intrusive_ptr<c10d::Store> store = join_store(launch, timeout);
   try {
 #ifdef USE_C10D_GLOO
@@ -322,9 +332,9 @@ std::unique_ptr<Communicator> connect_process_group(const Launch& launch,
         options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
       } else {
         const std::string local = local_address_towards(launch.master_addr, launch.master_port);
-        options->devices.push_back(
-            local.empty() ? c10d::ProcessGroupGloo::createDefaultDevice()
-                          : c10d::ProcessGroupGloo::createDeviceForHostname(local));
+        options->devices.push_back(local.empty()
+                                       ? c10d::ProcessGroupGloo::createDefaultDevice()
+                                       : c10d::ProcessGroupGloo::createDeviceForHostname(local));
       }
       auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, launch.rank,
                                                                launch.world_size, options);

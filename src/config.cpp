@@ -55,7 +55,8 @@ std::string plain_quotes(std::string text) {
   return text;
 }
 
-const char* kHelp = R"(khsgd_train: logistic regression on HMDA with SGD whose example order each epoch is chosen
+const char* kHelp =
+    R"(khsgd_train: logistic regression on HMDA with SGD whose example order each epoch is chosen
 by a sorter (Low-Rank Thinning, ICML 2025). Launch one process, or several with torchrun,
 mpirun or scripts/launch.sh:
   torchrun --nproc_per_node=N --no_python khsgd_train [options]   (--no_python: torch 1.13's
@@ -152,35 +153,23 @@ namespace {
 cxxopts::Options declare_options() {
   cxxopts::Options options("khsgd_train");
   // Values are read as strings and checked by FlagReader, so that every message names the flag.
-  options.add_options()
-      ("sorter", "", cxxopts::value<std::string>())
-      ("seed", "", cxxopts::value<std::string>())
-      ("lr", "", cxxopts::value<std::string>())
-      ("B", "", cxxopts::value<std::string>())
-      ("momentum", "", cxxopts::value<std::string>())
-      ("epochs", "", cxxopts::value<std::string>())
-      ("node_cnt", "", cxxopts::value<std::string>())
-      ("in_process", "", cxxopts::value<bool>())
-      ("backend", "", cxxopts::value<std::string>())
-      ("exp", "", cxxopts::value<std::string>())
-      ("local_rank,local-rank", "", cxxopts::value<std::string>())
-      ("device", "", cxxopts::value<std::string>())
-      ("data_dir", "", cxxopts::value<std::string>())
-      ("results_dir", "", cxxopts::value<std::string>())
-      ("dataset", "", cxxopts::value<std::string>())
-      ("save_orders", "", cxxopts::value<bool>())
-      ("save_grads", "", cxxopts::value<std::string>())
-      ("synthetic_rows", "", cxxopts::value<std::string>())
-      ("quiet", "", cxxopts::value<bool>())
-      ("profile", "", cxxopts::value<bool>())
-      ("checkpoint_every", "", cxxopts::value<std::string>())
-      ("checkpoint_seconds", "", cxxopts::value<std::string>())
-      ("resume", "", cxxopts::value<bool>())
-      ("overwrite", "", cxxopts::value<bool>())
-      ("timeout", "", cxxopts::value<std::string>())
-      ("version", "")
-      ("print_run_dir", "")
-      ("h,help", "");
+  options.add_options()("sorter", "", cxxopts::value<std::string>())(
+      "seed", "", cxxopts::value<std::string>())("lr", "", cxxopts::value<std::string>())(
+      "B", "", cxxopts::value<std::string>())("momentum", "", cxxopts::value<std::string>())(
+      "epochs", "", cxxopts::value<std::string>())("node_cnt", "", cxxopts::value<std::string>())(
+      "in_process", "", cxxopts::value<bool>())("backend", "", cxxopts::value<std::string>())(
+      "exp", "", cxxopts::value<std::string>())("local_rank,local-rank", "",
+                                                cxxopts::value<std::string>())(
+      "device", "", cxxopts::value<std::string>())("data_dir", "", cxxopts::value<std::string>())(
+      "results_dir", "", cxxopts::value<std::string>())(
+      "dataset", "", cxxopts::value<std::string>())("save_orders", "", cxxopts::value<bool>())(
+      "save_grads", "", cxxopts::value<std::string>())(
+      "synthetic_rows", "", cxxopts::value<std::string>())("quiet", "", cxxopts::value<bool>())(
+      "profile", "", cxxopts::value<bool>())("checkpoint_every", "", cxxopts::value<std::string>())(
+      "checkpoint_seconds", "", cxxopts::value<std::string>())(
+      "resume", "", cxxopts::value<bool>())("overwrite", "", cxxopts::value<bool>())(
+      "timeout", "", cxxopts::value<std::string>())("version", "")("print_run_dir", "")("h,help",
+                                                                                        "");
   return options;
 }
 
@@ -213,7 +202,8 @@ class FlagReader {
     const long long parsed = std::strtoll(value.c_str(), &end, 10);
     if (value.empty() || *end != '\0' || errno == ERANGE || parsed < lo || parsed > hi) {
       std::ostringstream msg;
-      msg << "--" << flag << " '" << value << "' must be an integer in [" << lo << ", " << hi << "]";
+      msg << "--" << flag << " '" << value << "' must be an integer in [" << lo << ", " << hi
+          << "]";
       throw UserError(msg.str());
     }
     *out = parsed;
@@ -316,7 +306,8 @@ std::vector<int64_t> parse_epoch_list(const std::string& text, int64_t epochs) {
   std::vector<int64_t> list;
   auto bad = [&](const std::string& why) {
     return UserError("--save_grads '" + text + "': " + why +
-                     " (expected epochs like 1,5,10-12 or 'all', within 1.." + std::to_string(epochs) + ")");
+                     " (expected epochs like 1,5,10-12 or 'all', within 1.." +
+                     std::to_string(epochs) + ")");
   };
   if (text == "all") {
     for (int64_t e = 1; e <= epochs; ++e) list.push_back(e);
@@ -325,10 +316,12 @@ std::vector<int64_t> parse_epoch_list(const std::string& text, int64_t epochs) {
   size_t at = 0;
   while (at <= text.size()) {
     const size_t comma = text.find(',', at);
-    const std::string item = text.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+    const std::string item =
+        text.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
     const size_t dash = item.find('-');
     auto number = [&](const std::string& digits) {
-      if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9)
+      if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos ||
+          digits.size() > 9)
         throw bad("'" + item + "' is not an epoch");
       return static_cast<int64_t>(std::stoll(digits));
     };
@@ -387,7 +380,8 @@ void check_against_world(Config* config, int world_size) {
   Config& c = *config;
   if (c.in_process) {
     if (c.node_cnt == 0)
-      throw UserError("--in_process needs --node_cnt N: the number of workers to run in this process");
+      throw UserError(
+          "--in_process needs --node_cnt N: the number of workers to run in this process");
     if (world_size != 1)
       throw UserError("--in_process runs every worker in one process, but " +
                       std::to_string(world_size) + " ranks were launched; start one process");

@@ -29,8 +29,8 @@ class PhaseTimer {
     last_ = now;
   }
   void finish(EpochTimes* times) const {
-    for (double* t : {&times->sorter, &times->communication, &times->dataset, &times->forward_backward,
-                      &times->sgd})
+    for (double* t : {&times->sorter, &times->communication, &times->dataset,
+                      &times->forward_backward, &times->sgd})
       *t *= static_cast<double>(stride_);
     times->estimated = stride_ > 1;
   }
@@ -122,10 +122,10 @@ class CpuEngine final : public TrainingEngine {
   }
 
   std::pair<Evaluation, Evaluation> evaluate() override {
-    return {khsgd::evaluate(data_.train_x.data(), data_.train_y.data(), part_.used_rows, d_,
-                            theta_.data()),
-            khsgd::evaluate(data_.test_x.data(), data_.test_y.data(), data_.n_test, d_,
-                            theta_.data())};
+    return {
+        khsgd::evaluate(data_.train_x.data(), data_.train_y.data(), part_.used_rows, d_,
+                        theta_.data()),
+        khsgd::evaluate(data_.test_x.data(), data_.test_y.data(), data_.n_test, d_, theta_.data())};
   }
 
   std::vector<float> parameters() const override { return theta_; }

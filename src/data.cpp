@@ -105,7 +105,7 @@ struct SplitMix64 {
     return z ^ (z >> 31);
   }
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
-  double normal() {  // Box-Muller
+  double normal() {                                                           // Box-Muller
     const double u1 = 1.0 - uniform();
     const double u2 = uniform();
     return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
@@ -120,9 +120,9 @@ Dataset make_synthetic(int64_t n_train, int64_t n_test) {
   constexpr int kContinuous = 10, kBinary = 10, d = kContinuous + kBinary;
   const double spread[kContinuous] = {1.45, 1.33, 1.47, 1.09, 1.21, 1.12, 1.41, 1.66, 1.00, 1.60};
   const double rate[kBinary] = {0.10, 0.15, 0.20, 0.27, 0.32, 0.37, 0.43, 0.49, 0.54, 0.60};
-  const double weight[d] = {0.90, -0.60, 0.45, -0.35, 0.30, -0.25, 0.20, 0.15, -0.10, 0.05,
-                            0.80, -0.70, 0.60,  -0.50, 0.40, -0.30, 0.25, -0.20, 0.15, -0.10};
-  const double bias = 1.9;  // about 77 % positives
+  const double weight[d] = {0.90, -0.60, 0.45, -0.35, 0.30, -0.25, 0.20, 0.15,  -0.10, 0.05,
+                            0.80, -0.70, 0.60, -0.50, 0.40, -0.30, 0.25, -0.20, 0.15,  -0.10};
+  const double bias = 1.9;          // about 77 % positives
   SplitMix64 rng{0x6b68736764ull};  // "khsgd"
   auto fill = [&](int64_t rows, std::vector<float>& x, std::vector<float>& y) {
     x.resize(rows * d);
@@ -164,7 +164,8 @@ Partition plan_partition(int64_t train_rows, int64_t batch, int64_t ranks) {
 uint64_t data_fingerprint(const Dataset& data) {
   uint64_t hash = kFnvOffset;
   for (int64_t size : {data.d, data.n_train, data.n_test}) hash = fnv1a64(&size, sizeof size, hash);
-  for (const std::vector<float>* values : {&data.train_x, &data.train_y, &data.test_x, &data.test_y})
+  for (const std::vector<float>* values :
+       {&data.train_x, &data.train_y, &data.test_x, &data.test_y})
     hash = fnv1a64(values->data(), values->size() * sizeof(float), hash);
   return hash;
 }

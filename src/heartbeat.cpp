@@ -38,7 +38,8 @@ std::string Heartbeat::diagnose() {
   std::unique_lock<std::mutex> lock(mutex_);
   const uint64_t ticket = ++asked_;
   wake_.notify_all();
-  if (answered_.wait_for(lock, interval_ * 6, [&] { return answered_ticket_ >= ticket || stop_; }) &&
+  if (answered_.wait_for(lock, interval_ * 6,
+                         [&] { return answered_ticket_ >= ticket || stop_; }) &&
       answered_ticket_ >= ticket)
     return answer_;
   return store_gone();
@@ -100,9 +101,7 @@ std::string Heartbeat::look() {
     if (!lost.empty()) return "lost rank " + lost + " (no heartbeat for " + silent + ")";
     if (!stuck.empty()) return "rank " + stuck + " is alive but stuck behind this rank";
     return "";
-  } catch (const std::exception&) {
-    return store_gone();
-  }
+  } catch (const std::exception&) { return store_gone(); }
 }
 
 }  // namespace khsgd

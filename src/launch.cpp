@@ -58,7 +58,8 @@ Launch detect_launch(const EnvLookup& env) {
   }
   if (launch.local_rank >= launch.local_world_size)
     throw UserError("the local rank " + std::to_string(launch.local_rank) +
-                    " is not below the local world size " + std::to_string(launch.local_world_size));
+                    " is not below the local world size " +
+                    std::to_string(launch.local_world_size));
   if (has(env, "MASTER_ADDR")) launch.master_addr = env("MASTER_ADDR");
   if (has(env, "MASTER_PORT")) launch.master_port = read_int(env, "MASTER_PORT", 1, 65535);
   const char* agent = env("TORCHELASTIC_USE_AGENT_STORE");

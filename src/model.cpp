@@ -25,7 +25,8 @@ void mean_loss_gradient(const float* X, const float* y, const int64_t* rows, int
 double microbatch_loss(const float* X, const float* y, const int64_t* rows, int64_t count,
                        int64_t d, const float* theta) {
   double loss = 0.0;
-  for (int64_t i = 0; i < count; ++i) loss += bce_with_logits(logit(X + rows[i] * d, theta, d), y[rows[i]]);
+  for (int64_t i = 0; i < count; ++i)
+    loss += bce_with_logits(logit(X + rows[i] * d, theta, d), y[rows[i]]);
   return count ? loss / count : 0.0;
 }
 
@@ -34,11 +35,14 @@ void mean_of_rows(const float* G, int64_t rows, int64_t D, float* mean) {
 }
 
 MomentumSGD::MomentumSGD(int64_t D, double lr, double momentum)
-    : neg_lr_(static_cast<float>(-lr)), momentum_(static_cast<float>(momentum)), velocity_(D, 0.0f) {}
+    : neg_lr_(static_cast<float>(-lr)),
+      momentum_(static_cast<float>(momentum)),
+      velocity_(D, 0.0f) {}
 
 void MomentumSGD::step(float* theta, const float* grad) {
   const int64_t D = static_cast<int64_t>(velocity_.size());
-  for (int64_t j = 0; j < D; ++j) momentum_update(grad[j], momentum_, neg_lr_, &velocity_[j], &theta[j]);
+  for (int64_t j = 0; j < D; ++j)
+    momentum_update(grad[j], momentum_, neg_lr_, &velocity_[j], &theta[j]);
 }
 
 Evaluation evaluate(const float* X, const float* y, int64_t rows, int64_t d, const float* theta) {

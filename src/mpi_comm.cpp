@@ -30,7 +30,8 @@ namespace {
 std::string mpi_error_text(int code) {
   char text[MPI_MAX_ERROR_STRING] = {0};
   int length = 0;
-  if (MPI_Error_string(code, text, &length) != MPI_SUCCESS) return "MPI error " + std::to_string(code);
+  if (MPI_Error_string(code, text, &length) != MPI_SUCCESS)
+    return "MPI error " + std::to_string(code);
   return std::string(text, static_cast<size_t>(length));
 }
 
@@ -70,11 +71,11 @@ class CollectiveWatchdog {
     if (waited_ < timeout_) return;
     const std::string cause = diagnose_();
     if (count_.load(std::memory_order_acquire) != watched_) return;  // it finished meanwhile
-    const std::string line = error_line(
-        rank_, "communication error",
-        "rank " + std::to_string(rank_) + ": " + (cause.empty() ? "" : cause + "; ") +
-            what_.load(std::memory_order_relaxed) + " over mpi did not finish within " +
-            std::to_string(timeout_.count() / 1000) + " s (--timeout)");
+    const std::string line =
+        error_line(rank_, "communication error",
+                   "rank " + std::to_string(rank_) + ": " + (cause.empty() ? "" : cause + "; ") +
+                       what_.load(std::memory_order_relaxed) + " over mpi did not finish within " +
+                       std::to_string(timeout_.count() / 1000) + " s (--timeout)");
     std::fputs(line.c_str(), stderr);
     std::fflush(nullptr);
     std::_Exit(3);
@@ -86,8 +87,8 @@ class CollectiveWatchdog {
   uint64_t local_count_ = 0;  // the calling thread's copy of count_
   std::atomic<uint64_t> count_{0};
   std::atomic<const char*> what_{""};
-  uint64_t watched_ = 0;                  // the checking thread's: the count last seen
-  std::chrono::milliseconds waited_{0};  // and for how long it has stood
+  uint64_t watched_ = 0;                    // the checking thread's: the count last seen
+  std::chrono::milliseconds waited_{0};     // and for how long it has stood
   std::unique_ptr<PeriodicThread> checks_;  // last: it checks once the rest is built
 };
 
@@ -144,7 +145,8 @@ class MpiCommunicator final : public Communicator {
     // 2-core development machine varied from 0.02 to 2.5 s; spinning first keeps the
     // microsecond answer when the peer is running.
     const int n = static_cast<int>(count);
-    if (local != gathered + rank_ * count) std::memcpy(gathered + rank_ * count, local, count * sizeof(float));
+    if (local != gathered + rank_ * count)
+      std::memcpy(gathered + rank_ * count, local, count * sizeof(float));
     requests_.clear();
     run("all-gather", [&] {
       for (int peer = 0; peer < size_; ++peer) {
@@ -167,9 +169,8 @@ class MpiCommunicator final : public Communicator {
 
   std::vector<int64_t> all_gather_value(int64_t value) override {
     std::vector<int64_t> all(static_cast<size_t>(size_));
-    run("all-gather", [&] {
-      return MPI_Allgather(&value, 1, MPI_INT64_T, all.data(), 1, MPI_INT64_T, comm_);
-    });
+    run("all-gather",
+        [&] { return MPI_Allgather(&value, 1, MPI_INT64_T, all.data(), 1, MPI_INT64_T, comm_); });
     return all;
   }
 
@@ -227,7 +228,8 @@ std::string first_network_address() {
     if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET) continue;
     if (!(a->ifa_flags & IFF_UP) || (a->ifa_flags & IFF_LOOPBACK)) continue;
     char text[INET_ADDRSTRLEN] = {0};
-    if (inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr, text, sizeof text))
+    if (inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr, text,
+                  sizeof text))
       found = text;
   }
   freeifaddrs(list);
@@ -259,8 +261,9 @@ void on_stopped_by_mpirun(int) {
 void report_termination_by_mpirun(int rank) {
   const std::string line = error_line(
       rank, "communication error",
-      "rank " + std::to_string(rank) + ": stopped by mpirun (SIGTERM), which ends every rank "
-      "when one exits abnormally or the job is interrupted; mpirun's message names the rank");
+      "rank " + std::to_string(rank) +
+          ": stopped by mpirun (SIGTERM), which ends every rank "
+          "when one exits abnormally or the job is interrupted; mpirun's message names the rank");
   stopped_length = std::min(line.size(), sizeof stopped_line);
   std::memcpy(stopped_line, line.data(), stopped_length);
   struct sigaction action {};
@@ -271,8 +274,8 @@ void report_termination_by_mpirun(int rank) {
 
 void check(int code, const Launch& launch, const std::string& what) {
   if (code != MPI_SUCCESS)
-    throw CommError("rank " + std::to_string(launch.rank) + ": " + what + " failed: " +
-                    mpi_error_text(code));
+    throw CommError("rank " + std::to_string(launch.rank) + ": " + what +
+                    " failed: " + mpi_error_text(code));
 }
 
 }  // namespace
@@ -311,24 +314,21 @@ std::unique_ptr<Communicator> connect_mpi(const Launch& launch, std::chrono::mil
     try {
       std::snprintf(store.host, sizeof store.host, "%s", heartbeat_host(launch).c_str());
       store.port = communicator->start_watching(store.host, 0);
-    } catch (const CommError& e) {
-      failure = e.what();
-    }
+    } catch (const CommError& e) { failure = e.what(); }
   }
   check(MPI_Bcast(&store, sizeof store, MPI_BYTE, 0, comm), launch,
         "broadcasting the heartbeat store's address");
   if (rank != 0 && store.port > 0) {
     try {
       communicator->start_watching(store.host, store.port);
-    } catch (const CommError& e) {
-      failure = e.what();
-    }
+    } catch (const CommError& e) { failure = e.what(); }
   }
   const std::vector<int64_t> failed = communicator->all_gather_value(failure.empty() ? 0 : 1);
   if (!failure.empty()) throw CommError(failure);
   for (int r = 0; r < size; ++r)
     if (failed[r] != 0)
-      throw CommError("rank " + std::to_string(r) + " could not start its heartbeat (its error is "
+      throw CommError("rank " + std::to_string(r) +
+                      " could not start its heartbeat (its error is "
                       "printed above); stopping");
   return communicator;
 }

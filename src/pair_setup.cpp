@@ -75,7 +75,8 @@ void save_pair_state(StateWriter& out, PairRule rule, const PairSorterState& sta
   if (rule == PairRule::KHSGD) out.floats(state.log_penalty);
 }
 
-void load_pair_state(StateReader& in, PairRule rule, int64_t sbw_thresholds, PairSorterState* state) {
+void load_pair_state(StateReader& in, PairRule rule, int64_t sbw_thresholds,
+                     PairSorterState* state) {
   state->sort_calls = in.i64();
   if (state->sort_calls < 0) in.corrupt("negative epoch count");
   std::vector<int64_t> next = in.indices();

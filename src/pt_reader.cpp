@@ -6,6 +6,7 @@
 // LibTorch 1.13 crashes the process (tests/test_fuzz.cpp found a segfault in
 // Unpickler::readInstruction). Here every length, index and stack access is checked, every
 // record's CRC is verified, and each problem is one UserError naming the file.
+#include <sys/stat.h>
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -15,7 +16,6 @@
 #include <map>
 #include <memory>
 #include <sstream>
-#include <sys/stat.h>
 
 #include "khsgd/errors.hpp"
 #include "khsgd/pt_file.hpp"
@@ -35,7 +35,20 @@ struct Storage {
 };
 
 struct Value {
-  enum class Kind { None, Bool, Int, Float, String, Tuple, List, Dict, Global, Storage, Tensor, Mark };
+  enum class Kind {
+    None,
+    Bool,
+    Int,
+    Float,
+    String,
+    Tuple,
+    List,
+    Dict,
+    Global,
+    Storage,
+    Tensor,
+    Mark
+  };
   Kind kind = Kind::None;
   int64_t i = 0;
   double f = 0.0;
@@ -66,8 +79,9 @@ const char* kind_name(const Value& v) {
 
 int element_size(const std::string& dtype) {
   static const std::map<std::string, int> sizes = {
-      {"Float", 4}, {"Double", 8}, {"Half", 2}, {"BFloat16", 2}, {"Long", 8}, {"Int", 4},
-      {"Short", 2}, {"Char", 1}, {"Byte", 1}, {"Bool", 1}, {"ComplexFloat", 8}, {"ComplexDouble", 16}};
+      {"Float", 4}, {"Double", 8}, {"Half", 2},         {"BFloat16", 2},
+      {"Long", 8},  {"Int", 4},    {"Short", 2},        {"Char", 1},
+      {"Byte", 1},  {"Bool", 1},   {"ComplexFloat", 8}, {"ComplexDouble", 16}};
   const auto found = sizes.find(dtype);
   return found == sizes.end() ? 0 : found->second;
 }
@@ -248,7 +262,8 @@ class Unpickler {
     stack_.push_back(std::move(v));
   }
   ValuePtr pop() {
-    if (stack_.empty() || (!marks_.empty() && marks_.back() == stack_.size())) bad("pop from an empty stack");
+    if (stack_.empty() || (!marks_.empty() && marks_.back() == stack_.size()))
+      bad("pop from an empty stack");
     ValuePtr v = stack_.back();
     stack_.pop_back();
     return v;
@@ -263,7 +278,8 @@ class Unpickler {
     return items;
   }
   ValuePtr container(Value::Kind kind) {
-    if (stack_.empty() || stack_.back()->kind != kind) bad("append to something that is not a container");
+    if (stack_.empty() || stack_.back()->kind != kind)
+      bad("append to something that is not a container");
     return stack_.back();
   }
   void memo(uint64_t index) {
@@ -280,9 +296,10 @@ class Unpickler {
   // ('storage', torch.<Type>Storage, key, location, numel): the location (cuda:0 for the real
   // files) is ignored, everything is read to host memory.
   ValuePtr persistent(const ValuePtr& id) {
-    if (id->kind != Value::Kind::Tuple || id->items.size() != 5 || id->items[0]->kind != Value::Kind::String ||
-        id->items[0]->s != "storage" || id->items[1]->kind != Value::Kind::Global ||
-        id->items[2]->kind != Value::Kind::String || id->items[4]->kind != Value::Kind::Int)
+    if (id->kind != Value::Kind::Tuple || id->items.size() != 5 ||
+        id->items[0]->kind != Value::Kind::String || id->items[0]->s != "storage" ||
+        id->items[1]->kind != Value::Kind::Global || id->items[2]->kind != Value::Kind::String ||
+        id->items[4]->kind != Value::Kind::Int)
       bad("unsupported persistent id");
     const std::string& type = id->items[1]->s;
     const std::string prefix = "torch.", suffix = "Storage";
@@ -299,16 +316,19 @@ class Unpickler {
   }
 
   ValuePtr reduce(const ValuePtr& callable, const ValuePtr& args) {
-    if (callable->kind != Value::Kind::Global || args->kind != Value::Kind::Tuple) bad("unsupported REDUCE");
+    if (callable->kind != Value::Kind::Global || args->kind != Value::Kind::Tuple)
+      bad("unsupported REDUCE");
     if (callable->s == "collections.OrderedDict") return make(Value::Kind::Dict);
     if (callable->s == "torch._utils._rebuild_tensor_v2") return rebuild_tensor(args->items);
     bad("unsupported object " + callable->s);
   }
 
-  // _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
+  // _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[,
+  // metadata])
   ValuePtr rebuild_tensor(const std::vector<ValuePtr>& a) {
     if (a.size() < 4 || a[0]->kind != Value::Kind::Storage || a[1]->kind != Value::Kind::Int ||
-        a[2]->kind != Value::Kind::Tuple || a[3]->kind != Value::Kind::Tuple || a[2]->items.size() != a[3]->items.size())
+        a[2]->kind != Value::Kind::Tuple || a[3]->kind != Value::Kind::Tuple ||
+        a[2]->items.size() != a[3]->items.size())
       bad("malformed tensor");
     const Storage& storage = a[0]->storage;
     const int64_t offset = a[1]->i;
@@ -321,13 +341,15 @@ class Unpickler {
     for (size_t k = 0; k < a[2]->items.size(); ++k) {
       const ValuePtr& size = a[2]->items[k];
       const ValuePtr& stride = a[3]->items[k];
-      if (size->kind != Value::Kind::Int || stride->kind != Value::Kind::Int || size->i < 0 || stride->i < 0 ||
-          size->i > (int64_t{1} << 40) || stride->i > (int64_t{1} << 40))
+      if (size->kind != Value::Kind::Int || stride->kind != Value::Kind::Int || size->i < 0 ||
+          stride->i < 0 || size->i > (int64_t{1} << 40) || stride->i > (int64_t{1} << 40))
         bad("malformed tensor shape");
       v->tensor.shape.push_back(size->i);
       strides.push_back(stride->i);
-      if (size->i == 0) empty = true;
-      else last += (size->i - 1) * stride->i;
+      if (size->i == 0)
+        empty = true;
+      else
+        last += (size->i - 1) * stride->i;
       if (count > (int64_t{1} << 34) / std::max<int64_t>(size->i, 1)) bad("tensor too large");
       count *= size->i;
     }
@@ -373,7 +395,8 @@ class Unpickler {
     if (found == storages_.end()) {
       std::vector<uint8_t> bytes = zip_.read(prefix_ + "data/" + storage.key);
       const uint64_t expected = static_cast<uint64_t>(storage.numel) * element_size(storage.dtype);
-      if (bytes.size() < expected) bad("storage '" + storage.key + "' is shorter than its tensor says");
+      if (bytes.size() < expected)
+        bad("storage '" + storage.key + "' is shorter than its tensor says");
       found = storages_.emplace(storage.key, std::move(bytes)).first;
     }
     return found->second;
@@ -392,11 +415,13 @@ class Unpickler {
 
 std::vector<uint8_t> read_whole_file(const std::string& path) {
   struct stat info {};
-  if (::stat(path.c_str(), &info) != 0) throw UserError(path + ": file not found (expected a torch.save file)");
+  if (::stat(path.c_str(), &info) != 0)
+    throw UserError(path + ": file not found (expected a torch.save file)");
   if (!S_ISREG(info.st_mode)) throw UserError(path + ": not a regular file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw UserError(path + ": cannot be opened for reading");
-  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)),
+                              std::istreambuf_iterator<char>());
 }
 
 }  // namespace
@@ -408,15 +433,17 @@ std::vector<HostTensor> read_tensor_tuple(const std::string& path) {
                     ": a pre-1.6 torch.save file (legacy pickle format); re-save it with "
                     "PyTorch >= 1.6 (torch.save(torch.load(f), f)) to get the zip container");
   if (bytes.size() < 4 || bytes[0] != 'P' || bytes[1] != 'K' || bytes[2] != 3 || bytes[3] != 4)
-    throw UserError(path + ": not a torch.save file (expected a zip container written by "
-                           "torch.save with PyTorch >= 1.6)");
+    throw UserError(path +
+                    ": not a torch.save file (expected a zip container written by "
+                    "torch.save with PyTorch >= 1.6)");
   const ZipArchive zip(path, std::move(bytes));
   // The pickle sits in <archive>/data.pkl; the storages in <archive>/data/<key>.
   std::string prefix;
   bool found = false;
   for (const auto& [name, entry] : zip.entries()) {
     const std::string tail = "data.pkl";
-    if (name.size() >= tail.size() && name.compare(name.size() - tail.size(), tail.size(), tail) == 0 &&
+    if (name.size() >= tail.size() &&
+        name.compare(name.size() - tail.size(), tail.size(), tail) == 0 &&
         std::count(name.begin(), name.end(), '/') <= 1) {
       prefix = name.substr(0, name.size() - tail.size());
       found = true;
@@ -427,7 +454,8 @@ std::vector<HostTensor> read_tensor_tuple(const std::string& path) {
   const auto byteorder = zip.entries().find(prefix + "byteorder");
   if (byteorder != zip.entries().end()) {
     const std::vector<uint8_t> order = zip.read(prefix + "byteorder");
-    if (std::string(order.begin(), order.end()) != "little") fail_unreadable(path, "big-endian data is not supported");
+    if (std::string(order.begin(), order.end()) != "little")
+      fail_unreadable(path, "big-endian data is not supported");
   }
   const std::vector<uint8_t> pickle = zip.read(prefix + "data.pkl");
   Unpickler unpickler(path, pickle, zip, prefix);
@@ -439,11 +467,11 @@ std::vector<HostTensor> read_tensor_tuple(const std::string& path) {
   for (size_t i = 0; i < value->items.size(); ++i) {
     const Value& element = *value->items[i];
     if (element.kind != Value::Kind::Tensor)
-      throw UserError(path + ": tuple element " + std::to_string(i) + " is a " + kind_name(element) +
-                      ", expected a tensor");
+      throw UserError(path + ": tuple element " + std::to_string(i) + " is a " +
+                      kind_name(element) + ", expected a tensor");
     if (element.tensor_dtype != "Float" && element.tensor_dtype != "Double")
-      throw UserError(path + ": tensor " + std::to_string(i) + " has dtype " + element.tensor_dtype +
-                      ", expected float32 (or float64)");
+      throw UserError(path + ": tensor " + std::to_string(i) + " has dtype " +
+                      element.tensor_dtype + ", expected float32 (or float64)");
     tensors.push_back(element.tensor);
   }
   return tensors;

@@ -26,17 +26,14 @@ c10::IValue to_ivalue(const HostTensor& t) {
 // torch.jit._pickle.build_doublelist and friends, which torch.load(weights_only=True) refuses.
 c10::IValue to_ivalue(const SavedObject& object) {
   switch (object.kind) {
-    case SavedObject::Kind::Float:
-      return object.number;
-    case SavedObject::Kind::Tensor:
-      return to_ivalue(object.tensor);
+    case SavedObject::Kind::Float: return object.number;
+    case SavedObject::Kind::Tensor: return to_ivalue(object.tensor);
     case SavedObject::Kind::List: {
       c10::impl::GenericList list(c10::AnyType::get());
       for (const SavedObject& item : object.items) list.push_back(to_ivalue(item));
       return list;
     }
-    case SavedObject::Kind::Dict:
-      break;
+    case SavedObject::Kind::Dict: break;
   }
   c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
   for (size_t i = 0; i < object.keys.size(); ++i)

@@ -41,8 +41,7 @@ std::vector<std::vector<std::string>> csv_lines(const std::string& text) {
 double number(const std::string& text, const std::string& source) {
   char* end = nullptr;
   const double value = std::strtod(text.c_str(), &end);
-  if (text.empty() || *end != '\0')
-    throw UserError(source + ": '" + text + "' is not a number");
+  if (text.empty() || *end != '\0') throw UserError(source + ": '" + text + "' is not a number");
   return value;
 }
 
@@ -100,13 +99,15 @@ std::string read_text(const std::string& path) {
 
 }  // namespace
 
-SavedObject reference_results(const std::string& metrics_rows, int64_t train_rows, int64_t test_rows) {
+SavedObject reference_results(const std::string& metrics_rows, int64_t train_rows,
+                              int64_t test_rows) {
   // metrics.csv: epoch,train_loss,train_acc,test_loss,test_acc,train_seconds,eval_seconds
   SavedObject train_loss = SavedObject::list(), train_acc = SavedObject::list();
   SavedObject test_loss = SavedObject::list(), test_acc = SavedObject::list();
   for (const std::vector<std::string>& row : csv_lines(metrics_rows)) {
-    if (row.size() < 5) throw UserError("metrics.csv: a row with " + std::to_string(row.size()) +
-                                        " fields, expected " + kMetricsHeader);
+    if (row.size() < 5)
+      throw UserError("metrics.csv: a row with " + std::to_string(row.size()) +
+                      " fields, expected " + kMetricsHeader);
     train_loss.append(float32_scalar(number(row[1], "metrics.csv")));
     train_acc.append(SavedObject::real(exact_fraction(number(row[2], "metrics.csv"), train_rows)));
     test_loss.append(float32_scalar(number(row[3], "metrics.csv")));
@@ -125,17 +126,22 @@ SavedObject reference_times(const std::string& time_csv, const std::string& sort
   const std::vector<float> epoch_seconds = column_values(lines, "train_seconds", source);
   // time-rankR.csv's column of each of the reference's per-category labels.
   std::map<std::string, std::vector<float>> categories;
-  for (const auto& [label, column] : std::vector<std::pair<std::string, std::string>>{
-           {"sorter", "sorter"}, {"communication", "communication"}, {"dataset", "dataset"},
-           {"forward-backward", "forward_backward"}, {"SGD", "sgd"}})
+  for (const auto& [label, column] :
+       std::vector<std::pair<std::string, std::string>>{{"sorter", "sorter"},
+                                                        {"communication", "communication"},
+                                                        {"dataset", "dataset"},
+                                                        {"forward-backward", "forward_backward"},
+                                                        {"SGD", "sgd"}})
     categories[label] = column_values(lines, column, source);
 
   // The order in which the reference's timer first meets each label: "SGD" times the optimizer's
   // creation before epoch 1; D-RR communicates after forward-backward, the pair sorters allocate
   // their gather buffer (timed as communication) before the first step.
   std::vector<std::string> labels = {"SGD", "sorter", "epoch-1"};
-  if (sorter == "D-RR") labels.insert(labels.end(), {"dataset", "forward-backward", "communication"});
-  else labels.insert(labels.end(), {"communication", "dataset", "forward-backward"});
+  if (sorter == "D-RR")
+    labels.insert(labels.end(), {"dataset", "forward-backward", "communication"});
+  else
+    labels.insert(labels.end(), {"communication", "dataset", "forward-backward"});
   for (size_t e = 2; e <= epoch_seconds.size(); ++e) labels.push_back("epoch-" + std::to_string(e));
 
   auto seconds = [&](const std::string& label) {
@@ -154,14 +160,18 @@ SavedObject reference_times(const std::string& time_csv, const std::string& sort
 
 ReferenceFiles::ReferenceFiles(std::string dir, int rank, std::string sorter, int64_t train_rows,
                                int64_t test_rows)
-    : dir_(std::move(dir)), rank_(rank), sorter_(std::move(sorter)), train_rows_(train_rows),
+    : dir_(std::move(dir)),
+      rank_(rank),
+      sorter_(std::move(sorter)),
+      train_rows_(train_rows),
       test_rows_(test_rows) {}
 
 void ReferenceFiles::prepare() const { make_directories(dir_ + "/time"); }
 
 void ReferenceFiles::update(bool last, const std::string* metrics_rows) {
   auto now = [] {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
   };
   const double start = now();
   if (!last && start < next_due_) return;
@@ -169,7 +179,8 @@ void ReferenceFiles::update(bool last, const std::string* metrics_rows) {
   write_saved_object(dir_ + "/time/time-" + std::to_string(rank_) + ".pt",
                      reference_times(read_text(time_log), sorter_, time_log));
   if (metrics_rows != nullptr)
-    write_saved_object(dir_ + "/results.pt", reference_results(*metrics_rows, train_rows_, test_rows_));
+    write_saved_object(dir_ + "/results.pt",
+                       reference_results(*metrics_rows, train_rows_, test_rows_));
   const double end = now();
   next_due_ = end + 20 * (end - start);
 }

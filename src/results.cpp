@@ -40,15 +40,17 @@ std::string first_lines(const std::string& path, int64_t count) {
     ++got;
   }
   if (got < count)
-    throw UserError("'" + path + "' holds " + std::to_string(got) + " lines, the checkpoint needs " +
-                    std::to_string(count) + "; use --overwrite to start the run over");
+    throw UserError("'" + path + "' holds " + std::to_string(got) +
+                    " lines, the checkpoint needs " + std::to_string(count) +
+                    "; use --overwrite to start the run over");
   return kept;
 }
 
 }  // namespace
 
 LineLog::LineLog(const std::string& path, const std::string& header, int64_t keep_lines)
-    : LineLog(path, keep_lines < 0 ? (header.empty() ? "" : header + "\n") : first_lines(path, keep_lines)) {}
+    : LineLog(path, keep_lines < 0 ? (header.empty() ? "" : header + "\n")
+                                   : first_lines(path, keep_lines)) {}
 
 namespace {
 
@@ -200,7 +202,8 @@ RunFolderState inspect_run_folder(const std::string& dir) {
   state.has_results = present("config.json") || present("metrics.csv");
   state.has_checkpoint = present("checkpoint-rank0.bin");
   std::ifstream summary(dir + "/summary.json");
-  const std::string text((std::istreambuf_iterator<char>(summary)), std::istreambuf_iterator<char>());
+  const std::string text((std::istreambuf_iterator<char>(summary)),
+                         std::istreambuf_iterator<char>());
   state.finished = text.find("\"finished\": true") != std::string::npos;
   return state;
 }
@@ -209,13 +212,16 @@ void check_run_folder(const std::string& dir, bool resume, bool overwrite) {
   const RunFolderState state = inspect_run_folder(dir);
   if (overwrite || !state.exists || !state.has_results) return;
   if (state.finished)
-    throw UserError("'" + dir + "' already holds a finished run; use --overwrite to replace it (or "
+    throw UserError("'" + dir +
+                    "' already holds a finished run; use --overwrite to replace it (or "
                     "another --results_dir / --exp to keep both)");
   if (!resume)
-    throw UserError("'" + dir + "' holds an unfinished run; use --resume to continue it from its "
+    throw UserError("'" + dir +
+                    "' holds an unfinished run; use --resume to continue it from its "
                     "last checkpoint or --overwrite to start over");
   if (!state.has_checkpoint)
-    throw UserError("'" + dir + "' holds an unfinished run but no checkpoint to resume from; use "
+    throw UserError("'" + dir +
+                    "' holds an unfinished run but no checkpoint to resume from; use "
                     "--overwrite to start over");
 }
 
@@ -238,9 +244,9 @@ bool starts_with(const std::string& name, const char* prefix) { return name.rfin
 
 bool is_run_file(const std::string& name) {
   return name == "config.json" || name == "metrics.csv" || name == "summary.json" ||
-         name == "results.pt" || starts_with(name, "orders-rank") || starts_with(name, "time-rank") ||
-         starts_with(name, "grads-epoch") || starts_with(name, "checkpoint-rank") ||
-         name.find(".partial") != std::string::npos;
+         name == "results.pt" || starts_with(name, "orders-rank") ||
+         starts_with(name, "time-rank") || starts_with(name, "grads-epoch") ||
+         starts_with(name, "checkpoint-rank") || name.find(".partial") != std::string::npos;
 }
 
 bool is_reference_time_file(const std::string& name) { return starts_with(name, "time-"); }

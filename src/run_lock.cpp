@@ -59,7 +59,8 @@ Holder wait_for_holder(int fd) {
 void write_holder(int fd, const std::string& path, uint64_t job) {
   const std::string text = "host " + this_host() + "\npid " + std::to_string(::getpid()) +
                            "\njob " + std::to_string(job) + "\n";
-  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size()))
+  if (::ftruncate(fd, 0) != 0 ||
+      ::pwrite(fd, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size()))
     throw UserError("cannot write the lock file '" + path + "': " + std::strerror(errno));
 }
 
@@ -110,7 +111,8 @@ RunLock lock_run_folder(const std::string& dir, uint64_t job) {
   ::close(fd);
   if (holder.known && holder.job == job) return RunLock();  // this job's rank 0, same folder
   throw UserError("'" + dir + "' is in use by another run (pid " + holder.pid + " on host " +
-                  holder.host + "); wait for it to end or stop it, or choose another --results_dir / --exp");
+                  holder.host +
+                  "); wait for it to end or stop it, or choose another --results_dir / --exp");
 }
 
 }  // namespace khsgd

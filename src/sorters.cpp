@@ -10,8 +10,8 @@ namespace khsgd {
 
 namespace {
 
-// D-RR (ALGORITHM.md §4.1): every epoch a fresh randperm(m) from the training device's generator. All ranks share the
-// seed, so all draw the same permutation of their own shards.
+// D-RR (ALGORITHM.md §4.1): every epoch a fresh randperm(m) from the training device's generator.
+// All ranks share the seed, so all draw the same permutation of their own shards.
 class RandomReshuffle final : public Sorter {
  public:
   RandomReshuffle(const SorterShape& shape, DeviceOps& ops) : shape_(shape), ops_(ops) {}
@@ -34,12 +34,17 @@ class RandomReshuffle final : public Sorter {
   std::vector<int64_t> order_;
 };
 
-// The pair-balancing family (ALGORITHM.md §4.2-§4.5) on the host: the decisions are pair_walk.hpp's, the tables
-// and the checkpoint state pair_setup.hpp's, both shared with the CUDA twin (cuda_sorters.cu).
+// The pair-balancing family (ALGORITHM.md §4.2-§4.5) on the host: the decisions are
+// pair_walk.hpp's, the tables and the checkpoint state pair_setup.hpp's, both shared with the CUDA
+// twin (cuda_sorters.cu).
 class PairBalancer final : public Sorter {
  public:
   PairBalancer(PairRule rule, const SorterShape& shape, DeviceOps& ops)
-      : shape_(shape), layout_(pair_layout(shape)), ops_(ops), sum_(shape.D, 0.0f), delta_(shape.D) {
+      : shape_(shape),
+        layout_(pair_layout(shape)),
+        ops_(ops),
+        sum_(shape.D, 0.0f),
+        delta_(shape.D) {
     tables_.rule = rule;
     orders_ = identity_orders(shape);
     state_.next_orders = orders_;
@@ -71,11 +76,15 @@ class PairBalancer final : public Sorter {
     return local_order_;
   }
 
-  const int64_t* order_of(int64_t rank) const override { return &orders_[rank * shape_.shard_rows]; }
+  const int64_t* order_of(int64_t rank) const override {
+    return &orders_[rank * shape_.shard_rows];
+  }
 
   void step(const float* G, int64_t k) override { balance(G, k, 1); }
 
-  void balance_epoch(const float* G_all, int64_t num_batches) override { balance(G_all, 0, num_batches); }
+  void balance_epoch(const float* G_all, int64_t num_batches) override {
+    balance(G_all, 0, num_batches);
+  }
 
   void save_state(StateWriter& out) const override {
     PairSorterState state = state_;
@@ -106,7 +115,7 @@ class PairBalancer final : public Sorter {
   PairLayout layout_;
   DeviceOps& ops_;
   PairRuleTables tables_;
-  PairSorterState state_;      // next_orders, the epoch count and KH-SGD's log-penalties
+  PairSorterState state_;        // next_orders, the epoch count and KH-SGD's log-penalties
   std::vector<int64_t> orders_;  // this epoch's n x m order matrix
   std::vector<float> thresholds_, uniforms_;
   std::vector<float> sum_;  // s, the running signed sum of differences
@@ -118,8 +127,9 @@ class PairBalancer final : public Sorter {
 }  // namespace
 
 const int64_t* Sorter::order_of(int64_t) const {
-  throw UserError("this sorter keeps its orders on the GPU and cannot tell every rank's; "
-                  "--in_process runs on the CPU");
+  throw UserError(
+      "this sorter keeps its orders on the GPU and cannot tell every rank's; "
+      "--in_process runs on the CPU");
 }
 
 std::unique_ptr<Sorter> make_sorter(const std::string& name, const SorterShape& shape,

@@ -36,8 +36,9 @@ void StateReader::corrupt(const std::string& why) const {
 
 void StateReader::raw(void* p, size_t n) {
   if (n > data_.size() - at_) corrupt("it ends early");
-  if (n == 0) return;  // an empty field (a CPU run's CUDA generator): p may be null, and memcpy
-                       // from or to null is undefined even for 0 bytes (UBSan found it)
+  if (n == 0)
+    return;  // an empty field (a CPU run's CUDA generator): p may be null, and memcpy
+             // from or to null is undefined even for 0 bytes (UBSan found it)
   std::memcpy(p, data_.data() + at_, n);
   at_ += n;
 }

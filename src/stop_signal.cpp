@@ -18,7 +18,8 @@ extern "C" void on_stop_signal(int signal) {
   int none = 0;
   if (received.compare_exchange_strong(none, signal)) return;
   if (signal != SIGINT) return;
-  static const char kMessage[] = "khsgd_train: second SIGINT: exiting at once (the last checkpoint stays)\n";
+  static const char kMessage[] =
+      "khsgd_train: second SIGINT: exiting at once (the last checkpoint stays)\n";
   ssize_t ignored = ::write(STDERR_FILENO, kMessage, sizeof kMessage - 1);
   (void)ignored;
   ::_exit(128 + SIGINT);

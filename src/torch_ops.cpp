@@ -21,16 +21,19 @@ std::vector<T> to_vector(const at::Tensor& tensor) {
 class TorchOps final : public DeviceOps {
  public:
   TorchOps(Device device, int cuda_index)
-      : device_(device == Device::Cuda ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(cuda_index))
-                                       : at::Device(at::kCPU)) {}
+      : device_(device == Device::Cuda
+                    ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(cuda_index))
+                    : at::Device(at::kCPU)) {}
 
   std::vector<int64_t> randperm(int64_t m) override {
-    return to_vector<int64_t>(at::randperm(m, at::TensorOptions().dtype(at::kLong).device(device_)));
+    return to_vector<int64_t>(
+        at::randperm(m, at::TensorOptions().dtype(at::kLong).device(device_)));
   }
 
   std::vector<float> uniform(int64_t count, double from, double to) override {
     return to_vector<float>(
-        at::empty({count}, at::TensorOptions().dtype(at::kFloat).device(device_)).uniform_(from, to));
+        at::empty({count}, at::TensorOptions().dtype(at::kFloat).device(device_))
+            .uniform_(from, to));
   }
 
   std::vector<float> log_of_multiples(double constant, int64_t count) override {
@@ -71,10 +74,9 @@ std::vector<float> init_linear_parameters(int64_t d) {
 namespace {
 
 at::Generator default_generator(Device device, int cuda_index) {
-  return device == Device::Cuda
-             ? at::globalContext().defaultGenerator(
-                   at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(cuda_index)))
-             : at::globalContext().defaultGenerator(at::Device(at::kCPU));
+  return device == Device::Cuda ? at::globalContext().defaultGenerator(at::Device(
+                                      at::kCUDA, static_cast<c10::DeviceIndex>(cuda_index)))
+                                : at::globalContext().defaultGenerator(at::Device(at::kCPU));
 }
 
 }  // namespace

@@ -39,7 +39,9 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-double clock_seconds() { return std::chrono::duration<double>(Clock::now().time_since_epoch()).count(); }
+double clock_seconds() {
+  return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
+}
 
 bool build_has_cuda_engine() {
 #ifdef KHSGD_WITH_CUDA
@@ -51,20 +53,22 @@ bool build_has_cuda_engine() {
 
 Device resolve_device(const std::string& requested) {
   if (requested == "cpu") return Device::Cpu;
-  if (requested == "auto") return build_has_cuda_engine() && cuda_available() ? Device::Cuda : Device::Cpu;
+  if (requested == "auto")
+    return build_has_cuda_engine() && cuda_available() ? Device::Cuda : Device::Cpu;
   if (!build_has_cuda_engine())
     throw UserError("--device cuda: this build has no CUDA support (LibTorch " + torch_version() +
                     " without CUDA); use --device cpu, or rebuild against a CUDA LibTorch");
-  if (!cuda_available()) throw UserError("--device cuda: no CUDA device is visible to this process");
+  if (!cuda_available())
+    throw UserError("--device cuda: no CUDA device is visible to this process");
   return Device::Cuda;
 }
 
 std::string resolve_backend(const std::string& requested, Device device, const Launch& launch) {
-  std::string backend =
-      requested == "auto" ? auto_backend(device, launch) : requested;
+  std::string backend = requested == "auto" ? auto_backend(device, launch) : requested;
   if (backend == "nccl" && device != Device::Cuda)
-    throw UserError("--backend nccl moves GPU memory and needs --device cuda; use --backend gloo "
-                    "for CPU training");
+    throw UserError(
+        "--backend nccl moves GPU memory and needs --device cuda; use --backend gloo "
+        "for CPU training");
   // NCCL refuses two ranks on one GPU; say so before anyone waits for it.
   const int gpus = device == Device::Cuda ? cuda_device_count() : 0;
   const int local_ranks = std::max(launch.local_world_size, launch.local_rank + 1);
@@ -82,7 +86,8 @@ int cuda_index_for(const Launch& launch, Device device) {
   return gpus > 0 ? launch.local_rank % gpus : 0;
 }
 
-std::unique_ptr<TrainingEngine> make_engine(const EngineSetup& setup, Device device, int cuda_index) {
+std::unique_ptr<TrainingEngine> make_engine(const EngineSetup& setup, Device device,
+                                            int cuda_index) {
 #ifdef KHSGD_WITH_CUDA
   if (device == Device::Cuda) return make_cuda_engine(setup, cuda_index);
 #endif
@@ -167,9 +172,9 @@ class Run {
     });
   }
 
-  // The order of random draws (ALGORITHM.md §5): seed, Linear init on the CPU generator, sorter tables on the
-  // training device's generator, then each epoch's sort(). A resumed run rebuilds the same and
-  // then restores what changed since from its checkpoint.
+  // The order of random draws (ALGORITHM.md §5): seed, Linear init on the CPU generator, sorter
+  // tables on the training device's generator, then each epoch's sort(). A resumed run rebuilds the
+  // same and then restores what changed since from its checkpoint.
   void build() {
     seed_generators(static_cast<uint64_t>(config_.seed));
     EngineSetup setup;
@@ -195,25 +200,29 @@ class Run {
 
   // --resume: every rank restores from its own checkpoint, if rank 0's folder has one.
   void restore() {
-    resuming_ = config_.resume &&
-                comm_->all_gather_value(rank_ == 0 ? inspect_run_folder(dir_).has_checkpoint : 0)[0] != 0;
+    resuming_ =
+        config_.resume &&
+        comm_->all_gather_value(rank_ == 0 ? inspect_run_folder(dir_).has_checkpoint : 0)[0] != 0;
     if (!resuming_) return;
     const std::string path = checkpoint_path(dir_, rank_);
     run_agreed(*comm_, "restore its checkpoint", [&] {
       const Checkpoint c = read_checkpoint(path);
       if (c.fingerprint != fingerprint_ || c.rank != rank_ || c.world_size != launch_.world_size)
-        throw UserError(path + ": written by a run with other flags, other data or other ranks; "
+        throw UserError(path +
+                        ": written by a run with other flags, other data or other ranks; "
                         "use --overwrite to start over");
       try {
         StateReader sorter_state(c.sorter_state, path);
         sorter_->load_state(sorter_state);
         engine_->restore(c.theta, c.velocity);
         set_generator_state(Device::Cpu, 0, c.cpu_generator);
-        if (device_ == Device::Cuda) set_generator_state(Device::Cuda, cuda_index_, c.cuda_generator);
+        if (device_ == Device::Cuda)
+          set_generator_state(Device::Cuda, cuda_index_, c.cuda_generator);
       } catch (const UserError&) {
         throw;
       } catch (const std::exception& e) {  // a generator state LibTorch refuses
-        throw UserError(path + ": cannot be restored (" + e.what() + "); use --overwrite to start over");
+        throw UserError(path + ": cannot be restored (" + e.what() +
+                        "); use --overwrite to start over");
       }
       done_ = c.epoch;
       earlier_metrics_ = c.metrics_rows;
@@ -228,16 +237,18 @@ class Run {
       if (config_.overwrite) remove_run_files(dir_);
       make_directories(dir_);
       if (!resuming_)
-        write_file_atomically(dir_ + "/config.json",
-                              config_json(config_, launch_, {device_name(device_), backend_, torch_version()},
-                                          data_, part_));
+        write_file_atomically(
+            dir_ + "/config.json",
+            config_json(config_, launch_, {device_name(device_), backend_, torch_version()}, data_,
+                        part_));
       metrics_.emplace(dir_ + "/metrics.csv", earlier_metrics_);
     });
     run_agreed(*comm_, "prepare its results folder", [&] {
       if (rank_ != 0) make_directories(dir_);
       for (const int r : ranks_here_) {
         if (config_.save_orders)
-          orders_.emplace_back(dir_ + "/orders-rank" + std::to_string(r) + ".csv", "", resuming_ ? done_ : -1);
+          orders_.emplace_back(dir_ + "/orders-rank" + std::to_string(r) + ".csv", "",
+                               resuming_ ? done_ : -1);
         time_logs_.emplace_back(time_log_path(dir_, r), kTimeHeader, resuming_ ? done_ + 1 : -1);
         references_.emplace_back(dir_, r, config_.sorter, part_.used_rows, data_.n_test);
         references_.back().prepare();
@@ -246,13 +257,14 @@ class Run {
     progress_.emplace(rank_ == 0 && !config_.quiet, stderr, part_.used_rows, part_.num_batches,
                       config_.epochs);
     if (!config_.save_grads.empty()) captured_.resize(part_.used_rows * (data_.d + 1));
-    const std::string workers =
-        config_.in_process ? std::to_string(config_.node_cnt) + " workers in one process"
-                           : std::to_string(launch_.world_size) + " rank(s), " + backend_;
-    spdlog::info("{} on {} ({}), {} train / {} test rows, {} steps of B={} per epoch", config_.sorter,
-                 device_name(device_), workers, data_.n_train, data_.n_test, part_.num_batches,
-                 config_.B);
-    spdlog::info("{} {}", resuming_ ? "resuming after epoch " + std::to_string(done_) + " in" : "writing",
+    const std::string workers = config_.in_process
+                                    ? std::to_string(config_.node_cnt) + " workers in one process"
+                                    : std::to_string(launch_.world_size) + " rank(s), " + backend_;
+    spdlog::info("{} on {} ({}), {} train / {} test rows, {} steps of B={} per epoch",
+                 config_.sorter, device_name(device_), workers, data_.n_train, data_.n_test,
+                 part_.num_batches, config_.B);
+    spdlog::info("{} {}",
+                 resuming_ ? "resuming after epoch " + std::to_string(done_) + " in" : "writing",
                  dir_);
   }
 
@@ -260,7 +272,8 @@ class Run {
   // a write failed somewhere, whether to checkpoint (rank 0's schedule) and whether to stop.
   void train() {
     run_start_ = Clock::now();
-    CheckpointSchedule schedule(config_.checkpoint_every, config_.checkpoint_seconds, clock_seconds());
+    CheckpointSchedule schedule(config_.checkpoint_every, config_.checkpoint_seconds,
+                                clock_seconds());
     // Before this, SIGTERM/SIGINT end the process as they always did. Under mpi they stay with
     // mpi_comm.cpp: mpirun sends SIGTERM to end every rank when one fails, and SIGKILL soon
     // after, so there is no clean stop at an epoch's end to be had there.
@@ -273,9 +286,7 @@ class Run {
         const double train_seconds = train_epoch(epoch);
         if (rank_ == 0) record_epoch(epoch, train_seconds);
         update_reference_files(last);
-      } catch (const IoError& e) {
-        write_failure = e.what();
-      }
+      } catch (const IoError& e) { write_failure = e.what(); }
       const EpochDecision next = agree_after_epoch(*comm_, write_failure, last ? 0 : stop_signal(),
                                                    !last && schedule.due(epoch, clock_seconds()));
       if (next.checkpoint) {
@@ -323,7 +334,8 @@ class Run {
     EpochTimes times = engine_->train_epoch(order, *sorter_, *comm_, hooks);
     const double train_seconds = seconds_since(start);
     times.sorter += sort_seconds;
-    // In one process the workers' steps are interleaved: each worker's file holds the process's times.
+    // In one process the workers' steps are interleaved: each worker's file holds the process's
+    // times.
     for (LineLog& log : time_logs_) log.append(time_line(epoch, times, train_seconds));
     for (size_t i = 0; i < orders_.size(); ++i) {
       if (ranks_here_.size() == 1) {
@@ -356,10 +368,11 @@ class Run {
     summary_.eval_seconds.push_back(record.eval_seconds);
     progress_->end_epoch(record.train.loss);
     char line[256];
-    std::snprintf(line, sizeof line,
-                  "Epoch %lld | full train loss %.6f | test acc %.3f%% | train %.3f s | eval %.3f s",
-                  static_cast<long long>(epoch), record.train.loss, 100 * record.test.accuracy,
-                  train_seconds, record.eval_seconds);
+    std::snprintf(
+        line, sizeof line,
+        "Epoch %lld | full train loss %.6f | test acc %.3f%% | train %.3f s | eval %.3f s",
+        static_cast<long long>(epoch), record.train.loss, 100 * record.test.accuracy, train_seconds,
+        record.eval_seconds);
     progress_->print_line(line);
   }
 
@@ -424,9 +437,9 @@ class Run {
   std::string earlier_metrics_;  // their metrics.csv rows (rank 0)
 
   // open_outputs, train
-  std::optional<MetricsLog> metrics_;  // rank 0
-  std::deque<LineLog> orders_, time_logs_;      // per rank here
-  std::deque<ReferenceFiles> references_;  // results.pt and time/time-R.pt, as the reference's
+  std::optional<MetricsLog> metrics_;       // rank 0
+  std::deque<LineLog> orders_, time_logs_;  // per rank here
+  std::deque<ReferenceFiles> references_;   // results.pt and time/time-R.pt, as the reference's
   std::optional<Progress> progress_;
   std::vector<float> captured_;  // --save_grads: the epoch's gathered gradients
   RunSummary summary_;

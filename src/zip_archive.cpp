@@ -68,7 +68,8 @@ void ZipArchive::find_directory(uint64_t* count, uint64_t* dir_size, uint64_t* d
   *dir_offset = u(eocd + 16, 4);
   if (*count == 0xFFFF || *dir_size == kNoSize32 || *dir_offset == kNoSize32) {
     // Zip64: the locator just before the end record points at the zip64 end record.
-    if (eocd < 20 || u(eocd - 20, 4) != 0x07064b50u) fail_unreadable(path_, "zip64 locator missing");
+    if (eocd < 20 || u(eocd - 20, 4) != 0x07064b50u)
+      fail_unreadable(path_, "zip64 locator missing");
     const uint64_t end64 = u(eocd - 20 + 8, 8);
     if (u(end64, 4) != 0x06064b50u) fail_unreadable(path_, "zip64 end record missing");
     *count = u(end64 + 32, 8);
@@ -82,7 +83,8 @@ void ZipArchive::read_directory() {
   find_directory(&count, &dir_size, &dir_offset);
   if (dir_offset > bytes_.size() || dir_size > bytes_.size() - dir_offset)
     fail_unreadable(path_, "the central directory lies outside the file");
-  if (count > dir_size / 46) fail_unreadable(path_, "the entry count does not fit the central directory");
+  if (count > dir_size / 46)
+    fail_unreadable(path_, "the entry count does not fit the central directory");
   uint64_t at = dir_offset;
   for (uint64_t i = 0; i < count; ++i) at = read_entry(at);
 }

@@ -24,9 +24,7 @@ inline khsgd::Config parse(std::vector<std::string> args) {
 inline std::string error_of(std::vector<std::string> args) {
   try {
     parse(std::move(args));
-  } catch (const khsgd::UserError& e) {
-    return e.what();
-  }
+  } catch (const khsgd::UserError& e) { return e.what(); }
   return "";
 }
 

@@ -75,7 +75,8 @@ struct RunResult {
 // Runs `command` (already a shell command line) with stdout and stderr captured apart.
 inline RunResult run_shell(const std::string& command, const std::string& scratch_dir) {
   const std::string out_path = scratch_dir + "/.stdout", err_path = scratch_dir + "/.stderr";
-  const std::string line = "(" + command + ") >" + shell_quote(out_path) + " 2>" + shell_quote(err_path);
+  const std::string line =
+      "(" + command + ") >" + shell_quote(out_path) + " 2>" + shell_quote(err_path);
   const int status = std::system(line.c_str());
   RunResult result;
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -103,10 +104,9 @@ inline RunResult run_train(const std::vector<std::string>& args, const std::stri
 // scripts/launch.sh [LAUNCH_FLAGS] NPROC -- ARGS in `cwd`.
 inline RunResult run_launch(int nproc, const std::vector<std::string>& args, const std::string& cwd,
                             const std::string& env = "", const std::string& launch_flags = "") {
-  return run_shell("cd " + shell_quote(cwd) + " && env KHSGD_TRAIN=" +
-                       shell_quote(train_binary()) + " " + env + " " +
-                       shell_quote(KHSGD_LAUNCH_SCRIPT) + " " + launch_flags + " " +
-                       std::to_string(nproc) + " --" + join_args(args),
+  return run_shell("cd " + shell_quote(cwd) + " && env KHSGD_TRAIN=" + shell_quote(train_binary()) +
+                       " " + env + " " + shell_quote(KHSGD_LAUNCH_SCRIPT) + " " + launch_flags +
+                       " " + std::to_string(nproc) + " --" + join_args(args),
                    cwd);
 }
 

@@ -16,7 +16,8 @@ void upload_if_any(DeviceBuffer<T>* buffer, const std::vector<T>& host) {
 
 }  // namespace
 
-void run_pair_kernel(PairKernelChoice kernel, int64_t first_step, int64_t steps, PairPassData* data) {
+void run_pair_kernel(PairKernelChoice kernel, int64_t first_step, int64_t steps,
+                     PairPassData* data) {
   DeviceBuffer<float> gradients, sum, thresholds, log_penalty, uniforms;
   DeviceBuffer<int64_t> orders, next_orders;
   DeviceBuffer<khsgd::PairCursor> cursor;
@@ -29,9 +30,11 @@ void run_pair_kernel(PairKernelChoice kernel, int64_t first_step, int64_t steps,
   upload_if_any(&log_penalty, data->log_penalty);
   upload_if_any(&uniforms, data->uniforms);
 
-  const khsgd::PairRuleTables tables{data->rule, thresholds.data(), log_penalty.data(), uniforms.data()};
-  const khsgd::cuda::PairBalanceArgs args{tables, data->layout, gradients.data(), first_step, steps,
-                                          orders.data(), next_orders.data(), sum.data(), cursor.data()};
+  const khsgd::PairRuleTables tables{data->rule, thresholds.data(), log_penalty.data(),
+                                     uniforms.data()};
+  const khsgd::cuda::PairBalanceArgs args{
+      tables,        data->layout,       gradients.data(), first_step,   steps,
+      orders.data(), next_orders.data(), sum.data(),       cursor.data()};
   const khsgd::cuda::PairKernel choice =
       kernel == PairKernelChoice::Registers1   ? khsgd::cuda::PairKernel::Registers1
       : kernel == PairKernelChoice::Registers4 ? khsgd::cuda::PairKernel::Registers4

@@ -16,7 +16,7 @@ enum class PairKernelChoice { Registers1, Registers4, SharedMemory };
 struct PairPassData {
   khsgd::PairRule rule = khsgd::PairRule::CDGraB;
   khsgd::PairLayout layout;
-  std::vector<float> gradients;  // [steps, ranks, microbatch, D] of the steps walked
+  std::vector<float> gradients;              // [steps, ranks, microbatch, D] of the steps walked
   std::vector<int64_t> orders, next_orders;  // [ranks, m]
   std::vector<float> sum;                    // [D]
   std::vector<float> thresholds, log_penalty, uniforms;
@@ -25,6 +25,7 @@ struct PairPassData {
 
 // next_orders, sum and cursor of `data` after the kernel's walk over `steps` steps from step
 // `first_step` on.
-void run_pair_kernel(PairKernelChoice kernel, int64_t first_step, int64_t steps, PairPassData* data);
+void run_pair_kernel(PairKernelChoice kernel, int64_t first_step, int64_t steps,
+                     PairPassData* data);
 
 }  // namespace khsgd_test

@@ -19,10 +19,16 @@ namespace khsgd_test {
 // The golden runs' flags (seed 1, lr 5e-3, --save_orders, --quiet, on the CPU), `epochs` epochs,
 // with a checkpoint after every epoch unless `extra` sets --checkpoint_every.
 inline std::vector<std::string> golden_run_args(const TempDir& tmp, const std::string& sorter,
-                                                std::vector<std::string> extra = {}, int epochs = 3) {
-  std::vector<std::string> args = {"--sorter", sorter, "--seed", "1", "--lr", "5e-3", "--epochs",
-                                   std::to_string(epochs), "--data_dir", test_data("golden/data"),
-                                   "--results_dir", tmp / "results", "--save_orders", "--quiet", "--device", "cpu"};
+                                                std::vector<std::string> extra = {},
+                                                int epochs = 3) {
+  std::vector<std::string> args = {"--sorter",      sorter,
+                                   "--seed",        "1",
+                                   "--lr",          "5e-3",
+                                   "--epochs",      std::to_string(epochs),
+                                   "--data_dir",    test_data("golden/data"),
+                                   "--results_dir", tmp / "results",
+                                   "--save_orders", "--quiet",
+                                   "--device",      "cpu"};
   if (std::find(extra.begin(), extra.end(), "--checkpoint_every") == extra.end())
     extra.insert(extra.end(), {"--checkpoint_every", "1"});
   args.insert(args.end(), extra.begin(), extra.end());
@@ -62,9 +68,10 @@ inline void expect_same_run(const std::string& resumed, const std::string& unint
 }
 
 inline int free_tcp_port(const TempDir& tmp) {
-  const RunResult p = run_shell("/usr/bin/env python3 -c 'import socket; s=socket.socket(); "
-                                "s.bind((\"127.0.0.1\",0)); print(s.getsockname()[1])' 2>/dev/null || echo 29877",
-                                tmp.path());
+  const RunResult p = run_shell(
+      "/usr/bin/env python3 -c 'import socket; s=socket.socket(); "
+      "s.bind((\"127.0.0.1\",0)); print(s.getsockname()[1])' 2>/dev/null || echo 29877",
+      tmp.path());
   return std::stoi(p.out);
 }
 
@@ -82,7 +89,8 @@ struct Job {
 
   Job(const std::string& err_dir) : dir(err_dir) {}
 
-  void start(int ranks, const std::vector<std::string>& args, int port = 0, bool local_ranks = false) {
+  void start(int ranks, const std::vector<std::string>& args, int port = 0,
+             bool local_ranks = false) {
     pid.assign(ranks, 0);
     running.assign(ranks, true);
     err.assign(ranks, "");
@@ -125,12 +133,14 @@ struct Job {
       int raw = 0;
       if (waitpid(pid[r], &raw, WNOHANG) == pid[r]) {
         status[r] = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
-        seconds[r] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        seconds[r] =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         err[r] = read_file(dir + "/err" + std::to_string(r));
         running[r] = false;
         return true;
       }
-      if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > limit) return false;
+      if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > limit)
+        return false;
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
   }
@@ -149,11 +159,13 @@ struct WithTempDir {
   TempDir tmp;
 };
 
-// Waits until `path` holds at least `lines` lines (at most `limit` seconds); false if it never does.
+// Waits until `path` holds at least `lines` lines (at most `limit` seconds); false if it never
+// does.
 inline bool wait_for_lines(const std::string& path, int lines, double limit = 120) {
   const auto start = std::chrono::steady_clock::now();
   while (count_lines(read_file(path)) < lines) {
-    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > limit) return false;
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > limit)
+      return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   return true;

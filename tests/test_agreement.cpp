@@ -26,9 +26,13 @@ class ThreadPair {
     End(ThreadPair& pair, int rank) : pair_(pair), rank_(rank) {}
     int size() const override { return 2; }
     void all_reduce_sum(float*, int64_t, Device) override { throw std::logic_error("unused"); }
-    void all_gather(const float*, float*, int64_t, Device) override { throw std::logic_error("unused"); }
+    void all_gather(const float*, float*, int64_t, Device) override {
+      throw std::logic_error("unused");
+    }
     void barrier() override { pair_.exchange(rank_, 0); }
-    std::vector<int64_t> all_gather_value(int64_t value) override { return pair_.exchange(rank_, value); }
+    std::vector<int64_t> all_gather_value(int64_t value) override {
+      return pair_.exchange(rank_, value);
+    }
 
    private:
     ThreadPair& pair_;
@@ -74,9 +78,7 @@ std::vector<std::string> on_two_ranks(ThreadPair& pair, Work work) {
       ThreadPair::End end(pair, rank);
       try {
         work(end, rank);
-      } catch (const UserError& e) {
-        errors[rank] = e.what();
-      } catch (const IoError& e) {
+      } catch (const UserError& e) { errors[rank] = e.what(); } catch (const IoError& e) {
         errors[rank] = std::string("[io] ") + e.what();
       }
     });
@@ -103,9 +105,8 @@ TEST(Agreement, RanksThatAgreeGoOnAfterOneRound) {
   ThreadPair pair;
   Config config;
   config.resume = true;
-  const auto errors = on_two_ranks(pair, [&](Communicator& comm, int) {
-    agree_on_settings(comm, flags_of(config), 1234);
-  });
+  const auto errors = on_two_ranks(
+      pair, [&](Communicator& comm, int) { agree_on_settings(comm, flags_of(config), 1234); });
   EXPECT_EQ(errors, (std::vector<std::string>{"", ""}));
   EXPECT_EQ(pair.exchanges(0), 1) << "agreeing ranks need one collective, not one per flag";
 }
@@ -119,8 +120,10 @@ TEST(Agreement, ADifferingFlagIsNamedOnEveryRank) {
     agree_on_settings(comm, flags_of(config), 1234);
   });
   for (int rank = 0; rank < 2; ++rank) {
-    EXPECT_NE(errors[rank].find("rank 1 was started with different flags or different data than rank 0"),
-              std::string::npos) << errors[rank];
+    EXPECT_NE(
+        errors[rank].find("rank 1 was started with different flags or different data than rank 0"),
+        std::string::npos)
+        << errors[rank];
     EXPECT_NE(errors[rank].find("--resume differs"), std::string::npos) << errors[rank];
   }
   EXPECT_NE(errors[0].find("here it is 'on'"), std::string::npos) << errors[0];
@@ -191,10 +194,12 @@ TEST(Agreement, AFailedWriteStopsEveryRankAsAnIoError) {
   ThreadPair pair;
   const auto errors = on_two_ranks(pair, [](Communicator& comm, int rank) {
     run_agreed(comm, "write its checkpoint", [&] {
-      if (rank == 1) throw IoError("cannot write 'DIR/checkpoint-rank1.bin': No space left on device");
+      if (rank == 1)
+        throw IoError("cannot write 'DIR/checkpoint-rank1.bin': No space left on device");
     });
   });
-  EXPECT_EQ(errors[0], "[io] rank 1 could not write its checkpoint (its error is printed above); stopping");
+  EXPECT_EQ(errors[0],
+            "[io] rank 1 could not write its checkpoint (its error is printed above); stopping");
   EXPECT_EQ(errors[1], "[io] cannot write 'DIR/checkpoint-rank1.bin': No space left on device");
 }
 
@@ -211,8 +216,18 @@ TEST(Agreement, TheEndOfEpochDecisionIsOneCollective) {
       {"nothing to do", {0, 0}, {false, false}, {"", ""}, false, 0},
       {"rank 0's schedule decides", {0, 0}, {true, false}, {"", ""}, true, 0},
       {"the others' clocks do not", {0, 0}, {false, true}, {"", ""}, false, 0},
-      {"a signal on any rank stops all, with a checkpoint", {0, SIGTERM}, {false, false}, {"", ""}, true, SIGTERM},
-      {"the lowest rank's signal names the stop", {SIGINT, SIGTERM}, {false, false}, {"", ""}, true, SIGINT},
+      {"a signal on any rank stops all, with a checkpoint",
+       {0, SIGTERM},
+       {false, false},
+       {"", ""},
+       true,
+       SIGTERM},
+      {"the lowest rank's signal names the stop",
+       {SIGINT, SIGTERM},
+       {false, false},
+       {"", ""},
+       true,
+       SIGINT},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);
@@ -231,9 +246,11 @@ TEST(Agreement, TheEndOfEpochDecisionIsOneCollective) {
   // A failed write on one rank stops both, before any checkpoint or stop.
   ThreadPair pair;
   const auto errors = on_two_ranks(pair, [&](Communicator& comm, int rank) {
-    agree_after_epoch(comm, rank == 0 ? "cannot append to 'DIR/metrics.csv': No space left on device" : "",
-                      SIGTERM, true);
+    agree_after_epoch(
+        comm, rank == 0 ? "cannot append to 'DIR/metrics.csv': No space left on device" : "",
+        SIGTERM, true);
   });
   EXPECT_EQ(errors[0], "[io] cannot append to 'DIR/metrics.csv': No space left on device");
-  EXPECT_EQ(errors[1], "[io] rank 0 could not write its results (its error is printed above); stopping");
+  EXPECT_EQ(errors[1],
+            "[io] rank 0 could not write its results (its error is printed above); stopping");
 }

@@ -44,7 +44,8 @@ TEST(Autograd, PerExampleGradientsMatchAutogradOfEachExample) {
   std::iota(rows.begin(), rows.end(), 0);
   std::reverse(rows.begin(), rows.end());
   std::vector<float> G(p.rows * (p.d + 1));
-  per_example_gradients(p.Xv.data(), p.yv.data(), rows.data(), p.rows, p.d, p.theta.data(), G.data());
+  per_example_gradients(p.Xv.data(), p.yv.data(), rows.data(), p.rows, p.d, p.theta.data(),
+                        G.data());
   for (int64_t i = 0; i < p.rows; ++i) {
     const int64_t r = rows[i];
     torch::Tensor w = p.w.clone().requires_grad_(true);
@@ -64,7 +65,8 @@ TEST(Autograd, MeanLossGradientMatchesAutogradOfTheBatchMean) {
   std::vector<int64_t> rows(p.rows);
   std::iota(rows.begin(), rows.end(), 0);
   std::vector<float> grad(p.d + 1);
-  mean_loss_gradient(p.Xv.data(), p.yv.data(), rows.data(), p.rows, p.d, p.theta.data(), grad.data());
+  mean_loss_gradient(p.Xv.data(), p.yv.data(), rows.data(), p.rows, p.d, p.theta.data(),
+                     grad.data());
   torch::Tensor w = p.w.clone().requires_grad_(true);
   torch::Tensor b = p.b.clone().requires_grad_(true);
   const torch::Tensor z = torch::nn::functional::linear(p.X, w, b).squeeze();
@@ -78,8 +80,10 @@ TEST(Autograd, EvaluateMatchesBinaryCrossEntropyWithLogits) {
   Problem p;
   const Evaluation e = evaluate(p.Xv.data(), p.yv.data(), p.rows, p.d, p.theta.data());
   const torch::Tensor z = torch::nn::functional::linear(p.X, p.w, p.b).squeeze();
-  const double loss = torch::nn::functional::binary_cross_entropy_with_logits(z, p.y).item<double>();
-  const double accuracy = ((z > 0).to(torch::kFloat) == p.y).to(torch::kDouble).mean().item<double>();
+  const double loss =
+      torch::nn::functional::binary_cross_entropy_with_logits(z, p.y).item<double>();
+  const double accuracy =
+      ((z > 0).to(torch::kFloat) == p.y).to(torch::kDouble).mean().item<double>();
   EXPECT_NEAR(e.loss, loss, 1e-6);
   EXPECT_DOUBLE_EQ(e.accuracy, accuracy);
 }
@@ -123,15 +127,14 @@ namespace {
 
 void save_ivalue(const std::string& path, const c10::IValue& value) {
   const std::vector<char> bytes = torch::pickle_save(value);
-  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(path, std::ios::binary)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
 std::string read_error(const std::string& path) {
   try {
     read_tensor_tuple(path);
-  } catch (const UserError& e) {
-    return e.what();
-  }
+  } catch (const UserError& e) { return e.what(); }
   return "";
 }
 

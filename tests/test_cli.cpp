@@ -14,9 +14,12 @@ namespace {
 const std::string kRun = "results/LR-HMDA-3/LR-hmda-CD-GraB-node-1-lr-0.005-B-16-seed-1";
 
 std::vector<std::string> golden_args(const TempDir& tmp, std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = {"--seed", "1", "--lr", "5e-3", "--epochs", "3", "--data_dir",
-                                   test_data("golden/data"), "--results_dir", tmp / "results",
-                                   "--device", "cpu"};
+  std::vector<std::string> args = {"--seed",        "1",
+                                   "--lr",          "5e-3",
+                                   "--epochs",      "3",
+                                   "--data_dir",    test_data("golden/data"),
+                                   "--results_dir", tmp / "results",
+                                   "--device",      "cpu"};
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
 }
@@ -26,7 +29,8 @@ void expect_clean_refusal(const RunResult& result, const TempDir& tmp, const std
   EXPECT_EQ(result.exit_code, 2) << result.err;
   EXPECT_EQ(count_lines(result.err), 1) << result.err;
   EXPECT_EQ(result.err.rfind("khsgd_train: error: ", 0), 0u) << result.err;
-  EXPECT_NE(result.err.find(needle), std::string::npos) << "expected '" << needle << "' in " << result.err;
+  EXPECT_NE(result.err.find(needle), std::string::npos)
+      << "expected '" << needle << "' in " << result.err;
   EXPECT_FALSE(file_exists(tmp / "results")) << "a refused run must not create its results folder";
 }
 
@@ -36,10 +40,10 @@ TEST(Cli, HelpListsTheFlags) {
   TempDir tmp;
   const RunResult r = run_train({"--help"}, tmp.path());
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* flag : {"--sorter", "--seed", "--lr", "--B", "--momentum", "--epochs", "--node_cnt",
-                           "--backend", "--exp", "--local_rank", "--device", "--data_dir",
-                           "--results_dir", "--dataset", "--save_orders", "--checkpoint_every",
-                           "--checkpoint_seconds", "--resume", "--overwrite"})
+  for (const char* flag :
+       {"--sorter", "--seed", "--lr", "--B", "--momentum", "--epochs", "--node_cnt", "--backend",
+        "--exp", "--local_rank", "--device", "--data_dir", "--results_dir", "--dataset",
+        "--save_orders", "--checkpoint_every", "--checkpoint_seconds", "--resume", "--overwrite"})
     EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
   // torchrun's spelling that torch 1.13 and 2.x both accept.
   EXPECT_NE(r.out.find("torchrun --nproc_per_node=N --no_python"), std::string::npos) << r.out;
@@ -52,8 +56,8 @@ TEST(Cli, PrintRunDirNamesTheFolderAndWritesNothing) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, tmp / kRun + "\n");
   EXPECT_FALSE(file_exists(tmp / "results"));
-  const RunResult ranks = run_train({"--print_run_dir", "--node_cnt", "4", "--sorter", "SBW", "--lr",
-                                     "1e-5", "--dataset", "synthetic", "--exp", "W"},
+  const RunResult ranks = run_train({"--print_run_dir", "--node_cnt", "4", "--sorter", "SBW",
+                                     "--lr", "1e-5", "--dataset", "synthetic", "--exp", "W"},
                                     tmp.path());
   EXPECT_EQ(ranks.out, "results/W-50/LR-synthetic-SBW-node-4-lr-1e-05-B-16-seed-0\n") << ranks.err;
 }
@@ -71,15 +75,17 @@ TEST(Cli, WritesConfigMetricsAndOrders) {
   // .lock: the run's lock on its folder (run_lock.hpp), kept for the next run to take.
   std::vector<std::string> files = list_dir(dir);
   std::sort(files.begin(), files.end());
-  EXPECT_EQ(files, (std::vector<std::string>{".lock", "config.json", "metrics.csv", "orders-rank0.csv",
-                                             "results.pt", "summary.json", "time", "time-rank0.csv"}));
+  EXPECT_EQ(files,
+            (std::vector<std::string>{".lock", "config.json", "metrics.csv", "orders-rank0.csv",
+                                      "results.pt", "summary.json", "time", "time-rank0.csv"}));
   EXPECT_EQ(list_dir(dir + "/time"), std::vector<std::string>{"time-0.pt"});
   const std::string summary = read_file(dir + "/summary.json");
   EXPECT_NE(summary.find("\"finished\": true"), std::string::npos) << summary;
   EXPECT_NE(summary.find("\"peak_rss_mib\": "), std::string::npos) << summary;
   const Csv metrics = read_csv(dir + "/metrics.csv");
-  EXPECT_EQ(metrics.header, (std::vector<std::string>{"epoch", "train_loss", "train_acc", "test_loss",
-                                                      "test_acc", "train_seconds", "eval_seconds"}));
+  EXPECT_EQ(metrics.header,
+            (std::vector<std::string>{"epoch", "train_loss", "train_acc", "test_loss", "test_acc",
+                                      "train_seconds", "eval_seconds"}));
   ASSERT_EQ(metrics.rows.size(), 3u);
   for (size_t e = 0; e < 3; ++e) {
     EXPECT_EQ(metrics.at(e, "epoch"), e + 1.0);
@@ -96,19 +102,22 @@ TEST(Cli, WritesConfigMetricsAndOrders) {
     for (int64_t i = 0; i < 20000; ++i) ASSERT_EQ(sorted[i], i);
   }
   const std::string config = read_file(dir + "/config.json");
-  for (const char* field : {"\"sorter\": \"CD-GraB\"", "\"seed\": 1", "\"B\": 16", "\"epochs\": 3",
-                            "\"node_cnt\": 1", "\"world_size\": 1", "\"device\": \"cpu\"",
-                            "\"train_rows\": 20011", "\"used_train_rows\": 20000",
-                            "\"steps_per_epoch\": 1250", "\"libtorch\": \""})
+  for (const char* field :
+       {"\"sorter\": \"CD-GraB\"", "\"seed\": 1", "\"B\": 16", "\"epochs\": 3", "\"node_cnt\": 1",
+        "\"world_size\": 1", "\"device\": \"cpu\"", "\"train_rows\": 20011",
+        "\"used_train_rows\": 20000", "\"steps_per_epoch\": 1250", "\"libtorch\": \""})
     EXPECT_NE(config.find(field), std::string::npos) << field << " in\n" << config;
 }
 
 TEST(Cli, SameSeedTwiceGivesIdenticalMetrics) {
   for (const char* sorter : {"D-RR", "KH-SGD"}) {
     TempDir a, b;
-    ASSERT_EQ(run_train(golden_args(a, {"--sorter", sorter, "--save_orders"}), a.path()).exit_code, 0);
-    ASSERT_EQ(run_train(golden_args(b, {"--sorter", sorter, "--save_orders"}), b.path()).exit_code, 0);
-    const std::string run = std::string("results/LR-HMDA-3/LR-hmda-") + sorter + "-node-1-lr-0.005-B-16-seed-1";
+    ASSERT_EQ(run_train(golden_args(a, {"--sorter", sorter, "--save_orders"}), a.path()).exit_code,
+              0);
+    ASSERT_EQ(run_train(golden_args(b, {"--sorter", sorter, "--save_orders"}), b.path()).exit_code,
+              0);
+    const std::string run =
+        std::string("results/LR-HMDA-3/LR-hmda-") + sorter + "-node-1-lr-0.005-B-16-seed-1";
     const Csv ma = read_csv(a / run + "/metrics.csv"), mb = read_csv(b / run + "/metrics.csv");
     ASSERT_EQ(ma.rows.size(), 3u);
     for (size_t e = 0; e < 3; ++e)
@@ -122,18 +131,21 @@ TEST(Cli, SameSeedTwiceGivesIdenticalMetrics) {
   std::vector<std::string> other = golden_args(d, {"--sorter", "D-RR"});
   other[1] = "2";
   ASSERT_EQ(run_train(other, d.path()).exit_code, 0);
-  EXPECT_NE(read_csv(c / "results/LR-HMDA-3/LR-hmda-D-RR-node-1-lr-0.005-B-16-seed-1/metrics.csv").at(0, "train_loss"),
-            read_csv(d / "results/LR-HMDA-3/LR-hmda-D-RR-node-1-lr-0.005-B-16-seed-2/metrics.csv").at(0, "train_loss"));
+  EXPECT_NE(read_csv(c / "results/LR-HMDA-3/LR-hmda-D-RR-node-1-lr-0.005-B-16-seed-1/metrics.csv")
+                .at(0, "train_loss"),
+            read_csv(d / "results/LR-HMDA-3/LR-hmda-D-RR-node-1-lr-0.005-B-16-seed-2/metrics.csv")
+                .at(0, "train_loss"));
 }
 
 TEST(Cli, SyntheticSetTrainsToTheDocumentedAccuracy) {
   TempDir tmp;
-  const RunResult r = run_train({"--dataset", "synthetic", "--epochs", "1", "--lr", "5e-3",
-                                 "--sorter", "KH-SGD", "--results_dir", tmp / "results",
-                                 "--device", "cpu"},
-                                tmp.path());
+  const RunResult r =
+      run_train({"--dataset", "synthetic", "--epochs", "1", "--lr", "5e-3", "--sorter", "KH-SGD",
+                 "--results_dir", tmp / "results", "--device", "cpu"},
+                tmp.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const Csv m = read_csv(tmp / "results/LR-HMDA-1/LR-synthetic-KH-SGD-node-1-lr-0.005-B-16-seed-0/metrics.csv");
+  const Csv m = read_csv(
+      tmp / "results/LR-HMDA-1/LR-synthetic-KH-SGD-node-1-lr-0.005-B-16-seed-0/metrics.csv");
   ASSERT_EQ(m.rows.size(), 1u);
   EXPECT_GT(m.at(0, "test_acc"), 0.80);
   EXPECT_LT(m.at(0, "test_acc"), 0.86);
@@ -145,7 +157,8 @@ TEST(Cli, RunsOnTheCudaSavedFixture) {
                                  "--results_dir", tmp / "results", "--device", "cpu"},
                                 tmp.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const Csv m = read_csv(tmp / "results/LR-HMDA-2/LR-hmda-CD-GraB-node-1-lr-0.01-B-16-seed-0/metrics.csv");
+  const Csv m =
+      read_csv(tmp / "results/LR-HMDA-2/LR-hmda-CD-GraB-node-1-lr-0.01-B-16-seed-0/metrics.csv");
   EXPECT_EQ(m.rows.size(), 2u);
 }
 
@@ -209,7 +222,8 @@ TEST(Cli, CudaOnACpuBuildIsAClearError) {
 TEST(Cli, BadDataIsOneLineAndWritesNothing) {
   {
     TempDir tmp;
-    expect_clean_refusal(run_train({"--data_dir", tmp / "nowhere", "--results_dir", tmp / "results", "--device", "cpu"},
+    expect_clean_refusal(run_train({"--data_dir", tmp / "nowhere", "--results_dir", tmp / "results",
+                                    "--device", "cpu"},
                                    tmp.path()),
                          tmp, "nowhere/features-processed-NY-2017.pt: file not found");
   }
@@ -227,9 +241,10 @@ TEST(Cli, BadDataIsOneLineAndWritesNothing) {
                  shell_quote(tmp / "data/"))
                     .c_str());
     khsgd::write_tensor_tuple(tmp / "data/targets-processed-NY-2017.pt", {train_y, test_y});
-    expect_clean_refusal(run_train({"--data_dir", tmp / "data", "--results_dir", tmp / "results", "--device", "cpu"},
-                                   tmp.path()),
-                         tmp, "train_y[17] = 2, expected labels in {0, 1}");
+    expect_clean_refusal(
+        run_train({"--data_dir", tmp / "data", "--results_dir", tmp / "results", "--device", "cpu"},
+                  tmp.path()),
+        tmp, "train_y[17] = 2, expected labels in {0, 1}");
   }
 }
 
@@ -249,9 +264,11 @@ TEST(Cli, TimeBreakdownPerEpochAndRank) {
     if (profile) extra.push_back("--profile");
     const RunResult r = run_train(golden_args(tmp, extra), tmp.path());
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    const Csv t = read_csv(tmp / "results/LR-HMDA-3/LR-hmda-KH-SGD-node-1-lr-0.005-B-16-seed-1/time-rank0.csv");
-    EXPECT_EQ(t.header, (std::vector<std::string>{"epoch", "sorter", "communication", "dataset",
-                                                  "forward_backward", "sgd", "train_seconds", "estimated"}));
+    const Csv t = read_csv(
+        tmp / "results/LR-HMDA-3/LR-hmda-KH-SGD-node-1-lr-0.005-B-16-seed-1/time-rank0.csv");
+    EXPECT_EQ(t.header,
+              (std::vector<std::string>{"epoch", "sorter", "communication", "dataset",
+                                        "forward_backward", "sgd", "train_seconds", "estimated"}));
     ASSERT_EQ(t.rows.size(), 3u);
     for (size_t e = 0; e < 3; ++e) {
       double parts = 0;
@@ -262,9 +279,7 @@ TEST(Cli, TimeBreakdownPerEpochAndRank) {
       EXPECT_GT(t.at(e, "forward_backward"), 0.0);
       EXPECT_GT(t.at(e, "sorter"), 0.0);
       EXPECT_EQ(t.at(e, "estimated"), profile ? 0.0 : 1.0);
-      if (profile) {
-        EXPECT_LE(parts, t.at(e, "train_seconds") * 1.001);
-      }
+      if (profile) { EXPECT_LE(parts, t.at(e, "train_seconds") * 1.001); }
     }
   }
 }
@@ -277,27 +292,36 @@ TEST(Cli, ProgressBarOnATerminalAndQuietTurnsItOff) {
   const RunResult bar = run_shell("script -qfec " + shell_quote(line) + " /dev/null", tmp.path());
   ASSERT_EQ(bar.exit_code, 0) << bar.out;
   EXPECT_NE(bar.out.find("[########################] 100% epoch 3/3, 60.0k/60.0k examples"),
-            std::string::npos) << bar.out;
+            std::string::npos)
+      << bar.out;
   EXPECT_NE(bar.out.find(" ex/s, ETA "), std::string::npos);
   EXPECT_NE(bar.out.find(", loss 0."), std::string::npos);
   TempDir quiet_tmp;
-  const std::string quiet = shell_quote(KHSGD_TRAIN_BINARY) + join_args(golden_args(quiet_tmp, {"--quiet"}));
-  const RunResult off = run_shell("script -qfec " + shell_quote(quiet) + " /dev/null", quiet_tmp.path());
+  const std::string quiet =
+      shell_quote(KHSGD_TRAIN_BINARY) + join_args(golden_args(quiet_tmp, {"--quiet"}));
+  const RunResult off =
+      run_shell("script -qfec " + shell_quote(quiet) + " /dev/null", quiet_tmp.path());
   ASSERT_EQ(off.exit_code, 0);
   EXPECT_EQ(off.out.find("ex/s"), std::string::npos) << off.out;
   EXPECT_NE(off.out.find("Epoch 3 | full train loss"), std::string::npos);
 }
 
 TEST(Cli, SaveGradsListsAreChecked) {
-  for (const auto& [value, needle] : std::vector<std::pair<std::string, std::string>>{
-           {"0", "'0' is out of range"}, {"4", "'4' is out of range"}, {"2-1", "'2-1' is out of range"},
-           {"x", "'x' is not an epoch"}, {"1,,2", "'' is not an epoch"}}) {
+  for (const auto& [value, needle] :
+       std::vector<std::pair<std::string, std::string>>{{"0", "'0' is out of range"},
+                                                        {"4", "'4' is out of range"},
+                                                        {"2-1", "'2-1' is out of range"},
+                                                        {"x", "'x' is not an epoch"},
+                                                        {"1,,2", "'' is not an epoch"}}) {
     TempDir tmp;
     SCOPED_TRACE(value);
-    expect_clean_refusal(run_train(golden_args(tmp, {"--save_grads", value}), tmp.path()), tmp, needle);
+    expect_clean_refusal(run_train(golden_args(tmp, {"--save_grads", value}), tmp.path()), tmp,
+                         needle);
   }
   TempDir tmp;
-  ASSERT_EQ(run_train(golden_args(tmp, {"--save_grads", "1,3", "--sorter", "D-RR"}), tmp.path()).exit_code, 0);
+  ASSERT_EQ(run_train(golden_args(tmp, {"--save_grads", "1,3", "--sorter", "D-RR"}), tmp.path())
+                .exit_code,
+            0);
   const auto files = list_dir(tmp / "results/LR-HMDA-3/LR-hmda-D-RR-node-1-lr-0.005-B-16-seed-1");
   EXPECT_NE(std::find(files.begin(), files.end(), "grads-epoch1.pt"), files.end());
   EXPECT_EQ(std::find(files.begin(), files.end(), "grads-epoch2.pt"), files.end());

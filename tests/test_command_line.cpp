@@ -44,9 +44,11 @@ TEST(CommandLine, ReferenceSpellingsAreAccepted) {
 }
 
 TEST(CommandLine, BadValuesNameTheFlag) {
-  EXPECT_NE(error_of({"--sorter", "GraB"}).find("--sorter 'GraB' is not one of: CD-GraB, D-RR, KH-SGD, SBW"),
+  EXPECT_NE(error_of({"--sorter", "GraB"})
+                .find("--sorter 'GraB' is not one of: CD-GraB, D-RR, KH-SGD, SBW"),
             std::string::npos);
-  EXPECT_NE(error_of({"--lr", "0"}).find("--lr '0' must be a finite number > 0"), std::string::npos);
+  EXPECT_NE(error_of({"--lr", "0"}).find("--lr '0' must be a finite number > 0"),
+            std::string::npos);
   EXPECT_NE(error_of({"--lr", "-1"}).find("--lr"), std::string::npos);
   EXPECT_NE(error_of({"--lr", "nan"}).find("--lr"), std::string::npos);
   EXPECT_NE(error_of({"--lr", "inf"}).find("--lr"), std::string::npos);
@@ -56,7 +58,8 @@ TEST(CommandLine, BadValuesNameTheFlag) {
   EXPECT_NE(error_of({"--B", "1.5"}).find("--B '1.5'"), std::string::npos);
   EXPECT_NE(error_of({"--seed", "-1"}).find("--seed"), std::string::npos);
   EXPECT_NE(error_of({"--momentum", "2"}).find("--momentum"), std::string::npos);
-  EXPECT_NE(error_of({"--backend", "mpich"}).find("--backend 'mpich' is not one of: auto, gloo, nccl, mpi"),
+  EXPECT_NE(error_of({"--backend", "mpich"})
+                .find("--backend 'mpich' is not one of: auto, gloo, nccl, mpi"),
             std::string::npos);
   EXPECT_NE(error_of({"--device", "tpu"}).find("--device 'tpu'"), std::string::npos);
   EXPECT_NE(error_of({"--dataset", "mnist"}).find("--dataset 'mnist'"), std::string::npos);
@@ -111,7 +114,8 @@ TEST(CommandLine, EpochLists) {
   EXPECT_THROW(parse_epoch_list("a", 3), UserError);
   EXPECT_THROW(parse_epoch_list("", 3), UserError);
   EXPECT_EQ(parse({"--dataset", "synthetic", "--synthetic_rows", "2000"}).synthetic_rows, 2000);
-  EXPECT_NE(error_of({"--synthetic_rows", "2000"}).find("--dataset synthetic only"), std::string::npos);
+  EXPECT_NE(error_of({"--synthetic_rows", "2000"}).find("--dataset synthetic only"),
+            std::string::npos);
 }
 
 TEST(FolderNames, LearningRateIsWrittenLikePythonRepr) {
@@ -162,6 +166,7 @@ TEST(CheckpointSchedule, TheFlags) {
   EXPECT_EQ(parse({}).checkpoint_every, 0);
   EXPECT_EQ(parse({"--checkpoint_seconds", "0.5"}).checkpoint_seconds, 0.5);
   EXPECT_EQ(parse({"--checkpoint_seconds", "0"}).checkpoint_seconds, 0.0);
-  EXPECT_NE(error_of({"--checkpoint_seconds", "-1"}).find("--checkpoint_seconds '-1' must be a finite number of seconds >= 0"),
+  EXPECT_NE(error_of({"--checkpoint_seconds", "-1"})
+                .find("--checkpoint_seconds '-1' must be a finite number of seconds >= 0"),
             std::string::npos);
 }

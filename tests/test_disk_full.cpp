@@ -12,10 +12,14 @@ using namespace khsgd_test;
 
 TEST(IoFailures, ADiskFullMidRunStopsWithStatusOneAndResumesOnceThereIsSpace) {
   if (geteuid() != 0) GTEST_SKIP() << "mounting a tmpfs needs root";
-  if (std::system("unshare -m true 2>/dev/null") != 0) GTEST_SKIP() << "no private mount namespace (unshare -m)";
+  if (std::system("unshare -m true 2>/dev/null") != 0)
+    GTEST_SKIP() << "no private mount namespace (unshare -m)";
   const int kEpochs = 150;
   TempDir tmp, whole;
-  ASSERT_EQ(run_train(golden_run_args(whole, "CD-GraB", {"--checkpoint_every", "0"}, kEpochs), whole.path()).exit_code, 0);
+  ASSERT_EQ(run_train(golden_run_args(whole, "CD-GraB", {"--checkpoint_every", "0"}, kEpochs),
+                      whole.path())
+                .exit_code,
+            0);
 
   // Everything that touches the tmpfs happens inside one `unshare -m`: the mount vanishes with it,
   // so the folders are copied out for the checks.
@@ -25,22 +29,29 @@ TEST(IoFailures, ADiskFullMidRunStopsWithStatusOneAndResumesOnceThereIsSpace) {
     if (a == tmp / "results") a = disk + "/results";
   std::vector<std::string> resume = args;
   resume.push_back("--resume");
-  const std::string metrics = disk + "/results/LR-HMDA-150/LR-hmda-CD-GraB-node-1-lr-0.005-B-16-seed-1/metrics.csv";
+  const std::string metrics =
+      disk + "/results/LR-HMDA-150/LR-hmda-CD-GraB-node-1-lr-0.005-B-16-seed-1/metrics.csv";
   const std::string script =
-      "mkdir -p " + shell_quote(disk) + " && mount -t tmpfs -o size=64m tmpfs " + shell_quote(disk) + " || exit 77\n" +
-      shell_quote(train_binary()) + join_args(args) + " >/dev/null 2>" + shell_quote(tmp / "err1") + " &\n" +
+      "mkdir -p " + shell_quote(disk) + " && mount -t tmpfs -o size=64m tmpfs " +
+      shell_quote(disk) + " || exit 77\n" + shell_quote(train_binary()) + join_args(args) +
+      " >/dev/null 2>" + shell_quote(tmp / "err1") + " &\n" +
       "pid=$!\n"
-      "while [ \"$(cat " + shell_quote(metrics) + " 2>/dev/null | wc -l)\" -lt 4 ] && kill -0 $pid 2>/dev/null; do sleep 0.005; done\n"
-      "dd if=/dev/zero of=" + shell_quote(disk + "/filler") + " bs=64k 2>/dev/null\n"
-      "wait $pid; echo $? > " + shell_quote(tmp / "status1") + "\n" +
-      "cp -a " + shell_quote(disk + "/results") + " " + shell_quote(tmp / "after-failure") + "\n" +
-      "rm " + shell_quote(disk + "/filler") + "\n" +
-      shell_quote(train_binary()) + join_args(resume) + " >/dev/null 2>" + shell_quote(tmp / "err2") + "\n" +
-      "echo $? > " + shell_quote(tmp / "status2") + "\n" +
+      "while [ \"$(cat " +
+      shell_quote(metrics) +
+      " 2>/dev/null | wc -l)\" -lt 4 ] && kill -0 $pid 2>/dev/null; do sleep 0.005; done\n"
+      "dd if=/dev/zero of=" +
+      shell_quote(disk + "/filler") +
+      " bs=64k 2>/dev/null\n"
+      "wait $pid; echo $? > " +
+      shell_quote(tmp / "status1") + "\n" + "cp -a " + shell_quote(disk + "/results") + " " +
+      shell_quote(tmp / "after-failure") + "\n" + "rm " + shell_quote(disk + "/filler") + "\n" +
+      shell_quote(train_binary()) + join_args(resume) + " >/dev/null 2>" +
+      shell_quote(tmp / "err2") + "\n" + "echo $? > " + shell_quote(tmp / "status2") + "\n" +
       "cp -a " + shell_quote(disk + "/results") + " " + shell_quote(tmp / "final") + "\n";
   std::ofstream(tmp / "disk_full.sh") << script;
-  const RunResult r = run_shell("env -u RANK -u WORLD_SIZE -u LOCAL_RANK unshare -m sh " + shell_quote(tmp / "disk_full.sh"),
-                                tmp.path());
+  const RunResult r = run_shell(
+      "env -u RANK -u WORLD_SIZE -u LOCAL_RANK unshare -m sh " + shell_quote(tmp / "disk_full.sh"),
+      tmp.path());
   if (r.exit_code == 77) GTEST_SKIP() << "cannot mount a tmpfs here: " << r.err;
   ASSERT_EQ(r.exit_code, 0) << r.err;
 
@@ -55,10 +66,13 @@ TEST(IoFailures, ADiskFullMidRunStopsWithStatusOneAndResumesOnceThereIsSpace) {
   // there, no temporary file is left behind.
   const std::string run = "LR-HMDA-150/LR-hmda-CD-GraB-node-1-lr-0.005-B-16-seed-1";
   const auto done = metrics_without_times(tmp / ("after-failure/" + run + "/metrics.csv"));
-  const auto expected = metrics_without_times(golden_run_dir(whole, "CD-GraB", 1, kEpochs) + "/metrics.csv");
+  const auto expected =
+      metrics_without_times(golden_run_dir(whole, "CD-GraB", 1, kEpochs) + "/metrics.csv");
   ASSERT_GE(done.size(), 3u);
-  ASSERT_LT(done.size(), static_cast<size_t>(kEpochs)) << "the disk filled only after the run had finished";
-  EXPECT_EQ(done, std::vector<std::vector<double>>(expected.begin(), expected.begin() + done.size()));
+  ASSERT_LT(done.size(), static_cast<size_t>(kEpochs))
+      << "the disk filled only after the run had finished";
+  EXPECT_EQ(done,
+            std::vector<std::vector<double>>(expected.begin(), expected.begin() + done.size()));
   EXPECT_TRUE(file_exists(tmp / ("after-failure/" + run + "/checkpoint-rank0.bin")));
   for (const auto& name : list_dir(tmp / ("after-failure/" + run)))
     EXPECT_EQ(name.find(".partial"), std::string::npos) << name;

@@ -23,9 +23,21 @@ int free_port() {
 }
 
 std::vector<std::string> golden_args(const TempDir& tmp, const std::string& sorter) {
-  return {"--sorter", sorter, "--seed", "1", "--lr", "5e-3", "--epochs", "2", "--data_dir",
-          test_data("golden/data"), "--results_dir", tmp / "results", "--save_orders",
-          "--device", "cpu"};
+  return {"--sorter",
+          sorter,
+          "--seed",
+          "1",
+          "--lr",
+          "5e-3",
+          "--epochs",
+          "2",
+          "--data_dir",
+          test_data("golden/data"),
+          "--results_dir",
+          tmp / "results",
+          "--save_orders",
+          "--device",
+          "cpu"};
 }
 
 // metrics.csv without its timing columns, as text: what must not depend on the backend.
@@ -80,7 +92,8 @@ TEST(Distributed, OpenMpiEnvironmentMatchesLaunchScript) {
   const std::string da = run_dir(mpi, "SBW", 2), db = run_dir(torchrun_like, "SBW", 2);
   EXPECT_EQ(read_csv(da + "/metrics.csv").rows.size(), 2u);
   for (const char* column : {"train_loss", "test_acc"})
-    EXPECT_EQ(read_csv(da + "/metrics.csv").at(1, column), read_csv(db + "/metrics.csv").at(1, column));
+    EXPECT_EQ(read_csv(da + "/metrics.csv").at(1, column),
+              read_csv(db + "/metrics.csv").at(1, column));
   EXPECT_EQ(read_file(da + "/orders-rank1.csv"), read_file(db + "/orders-rank1.csv"));
   EXPECT_NE(read_file(da + "/config.json").find("\"launcher\": \"mpirun\""), std::string::npos);
 }
@@ -111,7 +124,8 @@ TEST(Distributed, GlooMpiAndInProcessAgreeOnFourRanks) {
                 std::string::npos);
     }
     for (const std::string& other : others) {
-      EXPECT_EQ(metrics_without_times(other + "/metrics.csv"), metrics_without_times(dg + "/metrics.csv"))
+      EXPECT_EQ(metrics_without_times(other + "/metrics.csv"),
+                metrics_without_times(dg + "/metrics.csv"))
           << other;
       for (int r = 0; r < 4; ++r) {
         const std::string name = "/orders-rank" + std::to_string(r) + ".csv";
@@ -128,7 +142,8 @@ TEST(Distributed, InProcessWorkersNeedOneProcess) {
   const RunResult r = run_launch(2, args, tmp.path());
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--in_process runs every worker in one process, but 2 ranks were launched"),
-            std::string::npos) << r.err;
+            std::string::npos)
+      << r.err;
   EXPECT_FALSE(file_exists(tmp / "results"));
 }
 
@@ -138,8 +153,9 @@ TEST(Distributed, MpiBackendNeedsMpirun) {
   args.insert(args.end(), {"--backend", "mpi"});
   const RunResult r = run_launch(2, args, tmp.path());
   EXPECT_EQ(r.exit_code, 2);
-  const std::string expected = mpi_missing().empty() ? "--backend mpi needs ranks started by mpirun"
-                                                     : "--backend mpi is not available in this build";
+  const std::string expected = mpi_missing().empty()
+                                   ? "--backend mpi needs ranks started by mpirun"
+                                   : "--backend mpi is not available in this build";
   EXPECT_NE(r.err.find(expected), std::string::npos) << r.err;
   EXPECT_FALSE(file_exists(tmp / "results"));
 }
@@ -150,13 +166,17 @@ TEST(Distributed, TorchrunAgentStoreIsJoinedAsAClient) {
   TempDir tmp;
   const int port = free_port();
   const std::string server = shell_quote(KHSGD_STORE_SERVER) + " " + std::to_string(port) + " 60";
-  const RunResult r = run_shell(
-      "cd " + shell_quote(tmp.path()) + " && " + server + " & server=$!; sleep 0.5; status=0; pids=;" +
-          " for rank in 0 1; do env RANK=$rank WORLD_SIZE=2 LOCAL_RANK=$rank MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
-          std::to_string(port) + " TORCHELASTIC_USE_AGENT_STORE=True TORCHELASTIC_RESTART_COUNT=0 " +
-          shell_quote(KHSGD_TRAIN_BINARY) + join_args(golden_args(tmp, "D-RR")) +
-          " & pids=\"$pids $!\"; done; for p in $pids; do wait $p || status=1; done; kill $server; exit $status",
-      tmp.path());
+  const RunResult r =
+      run_shell("cd " + shell_quote(tmp.path()) + " && " + server +
+                    " & server=$!; sleep 0.5; status=0; pids=;" +
+                    " for rank in 0 1; do env RANK=$rank WORLD_SIZE=2 LOCAL_RANK=$rank "
+                    "MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
+                    std::to_string(port) +
+                    " TORCHELASTIC_USE_AGENT_STORE=True TORCHELASTIC_RESTART_COUNT=0 " +
+                    shell_quote(KHSGD_TRAIN_BINARY) + join_args(golden_args(tmp, "D-RR")) +
+                    " & pids=\"$pids $!\"; done; for p in $pids; do wait $p || status=1; done; "
+                    "kill $server; exit $status",
+                tmp.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto golden = read_orders(test_data("golden/cpu/n2-D-RR/orders-rank0.csv.gz"));
   const auto ours = read_orders(run_dir(tmp, "D-RR", 2) + "/orders-rank0.csv");
@@ -174,7 +194,8 @@ TEST(Distributed, KernelHalvingRunsOnSeveralRanks) {
   ASSERT_EQ(m.rows.size(), 2u);
   EXPECT_LT(m.at(1, "train_loss"), 0.40);
   for (int rank = 0; rank < 2; ++rank) {
-    const auto orders = read_orders(run_dir(tmp, "KH-SGD", 2) + "/orders-rank" + std::to_string(rank) + ".csv");
+    const auto orders =
+        read_orders(run_dir(tmp, "KH-SGD", 2) + "/orders-rank" + std::to_string(rank) + ".csv");
     ASSERT_EQ(orders.size(), 2u);
     std::vector<int64_t> sorted = orders[1];
     std::sort(sorted.begin(), sorted.end());
@@ -189,7 +210,8 @@ TEST(Distributed, ARankThatCannotLoadItsDataStopsEveryRank) {
   // Same flags except the data folder: rank 1 is pointed at a folder without the files.
   std::string wrapped = "cd " + shell_quote(tmp.path()) + " && status=0; pids=;";
   for (int r = 0; r < 2; ++r)
-    wrapped += " env RANK=" + std::to_string(r) + " WORLD_SIZE=2 MASTER_PORT=" + std::to_string(port) + " " +
+    wrapped += " env RANK=" + std::to_string(r) +
+               " WORLD_SIZE=2 MASTER_PORT=" + std::to_string(port) + " " +
                shell_quote(KHSGD_TRAIN_BINARY) + " --data_dir " +
                (r == 0 ? shell_quote(test_data("golden/data")) : shell_quote(tmp / "empty")) +
                " --results_dir " + shell_quote(tmp / "results") + " --epochs 2 --device cpu 2>>" +
@@ -198,7 +220,8 @@ TEST(Distributed, ARankThatCannotLoadItsDataStopsEveryRank) {
   const RunResult r = run_shell(wrapped, tmp.path());
   EXPECT_NE(r.exit_code, 0);
   const std::string err0 = read_file(tmp / "err0"), err1 = read_file(tmp / "err1");
-  EXPECT_NE(err1.find("empty/features-processed-NY-2017.pt: file not found"), std::string::npos) << err1;
+  EXPECT_NE(err1.find("empty/features-processed-NY-2017.pt: file not found"), std::string::npos)
+      << err1;
   EXPECT_NE(err0.find("rank 1 could not start"), std::string::npos) << err0;
   EXPECT_EQ(count_lines(err0), 1) << err0;
   EXPECT_FALSE(file_exists(tmp / "results"));
@@ -209,16 +232,19 @@ TEST(Distributed, RanksWithDifferentFlagsAreRefused) {
   const int port = free_port();
   std::string script = "cd " + shell_quote(tmp.path()) + " && status=0; pids=;";
   for (int r = 0; r < 2; ++r)
-    script += " env RANK=" + std::to_string(r) + " WORLD_SIZE=2 MASTER_PORT=" + std::to_string(port) + " " +
-              shell_quote(KHSGD_TRAIN_BINARY) + " --data_dir " + shell_quote(test_data("golden/data")) +
-              " --results_dir " + shell_quote(tmp / "results") + " --epochs 2 --device cpu --seed " +
-              std::to_string(r + 1) + " 2>>" + shell_quote(tmp / ("err" + std::to_string(r))) +
-              " & pids=\"$pids $!\";";
+    script +=
+        " env RANK=" + std::to_string(r) + " WORLD_SIZE=2 MASTER_PORT=" + std::to_string(port) +
+        " " + shell_quote(KHSGD_TRAIN_BINARY) + " --data_dir " +
+        shell_quote(test_data("golden/data")) + " --results_dir " + shell_quote(tmp / "results") +
+        " --epochs 2 --device cpu --seed " + std::to_string(r + 1) + " 2>>" +
+        shell_quote(tmp / ("err" + std::to_string(r))) + " & pids=\"$pids $!\";";
   script += " for p in $pids; do wait $p || status=$?; done; exit $status";
   const RunResult r = run_shell(script, tmp.path());
   EXPECT_EQ(r.exit_code, 2);
   const std::string err0 = read_file(tmp / "err0");
-  EXPECT_NE(err0.find("rank 1 was started with different flags or different data"), std::string::npos) << err0;
+  EXPECT_NE(err0.find("rank 1 was started with different flags or different data"),
+            std::string::npos)
+      << err0;
   EXPECT_NE(err0.find("--seed differs; here it is '1'"), std::string::npos) << err0;
   EXPECT_EQ(count_lines(err0), 1) << err0;
   EXPECT_FALSE(file_exists(tmp / "results"));
@@ -231,7 +257,8 @@ TEST(Distributed, NodeCountMustMatchTheWorld) {
   args.push_back("4");
   const RunResult r = run_launch(2, args, tmp.path());
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.err.find("--node_cnt 4 does not match the 2 launched rank(s)"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--node_cnt 4 does not match the 2 launched rank(s)"), std::string::npos)
+      << r.err;
 }
 
 // --- A real torchrun, where one is installed -------------------------------------------------
@@ -240,9 +267,11 @@ namespace {
 
 // The same small CPU run under every launcher: two ranks over Gloo on a synthetic set.
 std::vector<std::string> torchrun_args(const TempDir& tmp) {
-  return {"--dataset", "synthetic", "--synthetic_rows", "2000", "--sorter", "CD-GraB", "--seed", "1",
-          "--lr", "5e-3", "--epochs", "2", "--device", "cpu", "--backend", "gloo",
-          "--results_dir", tmp / "results", "--save_orders", "--quiet"};
+  return {"--dataset",     "synthetic",     "--synthetic_rows", "2000",
+          "--sorter",      "CD-GraB",       "--seed",           "1",
+          "--lr",          "5e-3",          "--epochs",         "2",
+          "--device",      "cpu",           "--backend",        "gloo",
+          "--results_dir", tmp / "results", "--save_orders",    "--quiet"};
 }
 
 std::string torchrun_run_dir(const TempDir& tmp) {
@@ -254,11 +283,11 @@ std::string torchrun_run_dir(const TempDir& tmp) {
 // stays the README's. TMPDIR keeps torchrun's log folder inside `cwd`.
 RunResult run_torchrun(int nproc, const std::string& stream_flags, const std::string& binary,
                        const std::vector<std::string>& args, const std::string& cwd) {
-  return run_shell("cd " + shell_quote(cwd) + " && env -u RANK -u WORLD_SIZE -u LOCAL_RANK TMPDIR=" +
-                       shell_quote(cwd) + " PET_MASTER_PORT=" + std::to_string(free_port()) +
-                       " timeout 300 torchrun --nproc_per_node=" +
-                       std::to_string(nproc) + " " + stream_flags + " --no_python " +
-                       shell_quote(binary) + join_args(args),
+  return run_shell("cd " + shell_quote(cwd) +
+                       " && env -u RANK -u WORLD_SIZE -u LOCAL_RANK TMPDIR=" + shell_quote(cwd) +
+                       " PET_MASTER_PORT=" + std::to_string(free_port()) +
+                       " timeout 300 torchrun --nproc_per_node=" + std::to_string(nproc) + " " +
+                       stream_flags + " --no_python " + shell_quote(binary) + join_args(args),
                    cwd);
 }
 
@@ -280,8 +309,9 @@ std::string torchrun_problem(const std::string& stream_flags) {
            "zero flag Std.NONE when iterating the enum, so --redirects/--tee 0 parse to None. "
            "Torchrun.DebianWorkaroundMatchesLaunchScript runs it with --redirects 1 --tee 1; "
            "scripts/launch.sh and mpirun are unaffected (README, torchrun on Debian 12)";
-  ADD_FAILURE() << "torchrun" << stream_flags << " failed to start /bin/true for an unknown reason ("
-                << r.exit_code << "): " << output;
+  ADD_FAILURE() << "torchrun" << stream_flags
+                << " failed to start /bin/true for an unknown reason (" << r.exit_code
+                << "): " << output;
   return "torchrun failed (see the failure above)";
 }
 

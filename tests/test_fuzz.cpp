@@ -110,7 +110,8 @@ TEST(LoaderFuzz, MutatedFilesEndInDataOrOneCleanError) {
 TEST(LoaderFuzz, MutatedPairsThroughTheWholeLoader) {
   TempDir tmp;
   std::mt19937_64 rng(7);
-  const std::string features = read_file(test_data("hmda-small-cuda/features-processed-NY-2017.pt"));
+  const std::string features =
+      read_file(test_data("hmda-small-cuda/features-processed-NY-2017.pt"));
   const std::string targets = read_file(test_data("hmda-small-cuda/targets-processed-NY-2017.pt"));
   for (int i = 0; i < 300; ++i) {
     std::ofstream(tmp / kFeaturesFile, std::ios::binary | std::ios::trunc)
@@ -121,7 +122,6 @@ TEST(LoaderFuzz, MutatedPairsThroughTheWholeLoader) {
       const Dataset data = load_hmda(tmp.path());
       ASSERT_EQ(data.train_x.size(), static_cast<size_t>(data.n_train * data.d));
       ASSERT_EQ(data.test_y.size(), static_cast<size_t>(data.n_test));
-    } catch (const UserError&) {
-    }
+    } catch (const UserError&) {}
   }
 }

@@ -1,9 +1,9 @@
-// Golden equivalence (ALGORITHM.md §8): khsgd_train against the published Python code's own outputs in
-// tests/data/golden/cpu/ — seed 1, B 16, lr 5e-3, 3 epochs, 1 and 2 ranks over Gloo. The two-rank
-// runs are repeated with the ranks started by mpirun (--backend auto then picks mpi), and as two
-// workers inside one process (--in_process).
-// Orders must be identical (D-RR exactly; the pair sorters agree decision for decision on this
-// data); losses within 1e-4, accuracies within 5e-4.
+// Golden equivalence (ALGORITHM.md §8): khsgd_train against the published Python code's own outputs
+// in tests/data/golden/cpu/ — seed 1, B 16, lr 5e-3, 3 epochs, 1 and 2 ranks over Gloo. The
+// two-rank runs are repeated with the ranks started by mpirun (--backend auto then picks mpi), and
+// as two workers inside one process (--in_process). Orders must be identical (D-RR exactly; the
+// pair sorters agree decision for decision on this data); losses within 1e-4, accuracies within
+// 5e-4.
 #include <cmath>
 
 #include "helpers.hpp"
@@ -22,9 +22,12 @@ struct GoldenRun {
   Via via = Via::Launch;
 };
 
-std::string run_label(const GoldenRun& run) { return "n" + std::to_string(run.ranks) + "-" + run.sorter; }
+std::string run_label(const GoldenRun& run) {
+  return "n" + std::to_string(run.ranks) + "-" + run.sorter;
+}
 
-RunResult start(const GoldenRun& run, const std::vector<std::string>& args, const std::string& cwd) {
+RunResult start(const GoldenRun& run, const std::vector<std::string>& args,
+                const std::string& cwd) {
   switch (run.via) {
     case Via::Process: return run_train(args, cwd);
     case Via::Launch: return run_launch(run.ranks, args, cwd);
@@ -46,10 +49,23 @@ TEST_P(GoldenCpu, MatchesReferenceOrdersAndMetrics) {
   const GoldenRun run = GetParam();
   if (run.via == Via::Mpirun && !mpi_missing().empty()) GTEST_SKIP() << mpi_missing();
   TempDir tmp;
-  const std::vector<std::string> args = {
-      "--sorter", run.sorter, "--seed", "1", "--lr", "5e-3", "--B", "16", "--epochs", "3",
-      "--data_dir", test_data("golden/data"), "--results_dir", tmp / "results", "--save_orders",
-      "--device", "cpu"};
+  const std::vector<std::string> args = {"--sorter",
+                                         run.sorter,
+                                         "--seed",
+                                         "1",
+                                         "--lr",
+                                         "5e-3",
+                                         "--B",
+                                         "16",
+                                         "--epochs",
+                                         "3",
+                                         "--data_dir",
+                                         test_data("golden/data"),
+                                         "--results_dir",
+                                         tmp / "results",
+                                         "--save_orders",
+                                         "--device",
+                                         "cpu"};
   const RunResult result = start(run, args, tmp.path());
   ASSERT_EQ(result.exit_code, 0) << result.err;
   const std::string dir = tmp / ("results/LR-HMDA-3/LR-hmda-" + run.sorter + "-node-" +
@@ -94,21 +110,20 @@ TEST_P(GoldenCpu, MatchesReferenceOrdersAndMetrics) {
 
 std::string test_name(const ::testing::TestParamInfo<GoldenRun>& info) {
   const Via via = info.param.via;
-  std::string name = run_label(info.param) +
-                     (via == Via::Mpirun ? "-mpi" : via == Via::InProcess ? "-in-process" : "");
+  std::string name = run_label(info.param) + (via == Via::Mpirun      ? "-mpi"
+                                              : via == Via::InProcess ? "-in-process"
+                                                                      : "");
   for (char& c : name)
     if (c == '-') c = '_';
   return name;
 }
 
-INSTANTIATE_TEST_SUITE_P(AllSevenRuns, GoldenCpu,
-                         ::testing::Values(GoldenRun{"CD-GraB", 1, Via::Process},
-                                           GoldenRun{"D-RR", 1, Via::Process},
-                                           GoldenRun{"KH-SGD", 1, Via::Process},
-                                           GoldenRun{"SBW", 1, Via::Process},
-                                           GoldenRun{"CD-GraB", 2}, GoldenRun{"D-RR", 2},
-                                           GoldenRun{"SBW", 2}),
-                         test_name);
+INSTANTIATE_TEST_SUITE_P(
+    AllSevenRuns, GoldenCpu,
+    ::testing::Values(GoldenRun{"CD-GraB", 1, Via::Process}, GoldenRun{"D-RR", 1, Via::Process},
+                      GoldenRun{"KH-SGD", 1, Via::Process}, GoldenRun{"SBW", 1, Via::Process},
+                      GoldenRun{"CD-GraB", 2}, GoldenRun{"D-RR", 2}, GoldenRun{"SBW", 2}),
+    test_name);
 
 INSTANTIATE_TEST_SUITE_P(TwoRanksOverMpi, GoldenCpu,
                          ::testing::Values(GoldenRun{"CD-GraB", 2, Via::Mpirun},

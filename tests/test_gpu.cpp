@@ -58,17 +58,23 @@ std::string missing(const std::string& backend = "", int gpus = 1) {
 #endif
 }
 
-#define SKIP_UNLESS_RUNNABLE(...)                          \
-  do {                                                     \
-    const std::string why = missing(__VA_ARGS__);          \
-    if (!why.empty()) GTEST_SKIP() << why;                 \
+#define SKIP_UNLESS_RUNNABLE(...)                 \
+  do {                                            \
+    const std::string why = missing(__VA_ARGS__); \
+    if (!why.empty()) GTEST_SKIP() << why;        \
   } while (0)
 
 std::vector<std::string> golden_args(const TempDir& tmp, const std::string& sorter,
                                      const std::string& device) {
-  return {"--sorter", sorter, "--seed", "1", "--lr", "5e-3", "--B", "16", "--epochs", "3",
-          "--device", device, "--data_dir", test_data("golden/data"), "--results_dir",
-          tmp / "results", "--save_orders"};
+  return {"--sorter",      sorter,
+          "--seed",        "1",
+          "--lr",          "5e-3",
+          "--B",           "16",
+          "--epochs",      "3",
+          "--device",      device,
+          "--data_dir",    test_data("golden/data"),
+          "--results_dir", tmp / "results",
+          "--save_orders"};
 }
 
 std::string run_dir(const TempDir& tmp, const std::string& sorter, int ranks) {
@@ -87,7 +93,8 @@ void expect_metrics_near(const Csv& ours, const Csv& reference) {
 }
 
 // A finished run in `tmp` against a golden folder: metrics within tolerance, orders identical.
-void expect_golden(const TempDir& tmp, const std::string& sorter, int ranks, const std::string& golden) {
+void expect_golden(const TempDir& tmp, const std::string& sorter, int ranks,
+                   const std::string& golden) {
   expect_metrics_near(read_csv(run_dir(tmp, sorter, ranks) + "/metrics.csv"),
                       read_csv(test_data(golden + "/metrics.csv")));
   for (int rank = 0; rank < ranks; ++rank) {
@@ -95,7 +102,8 @@ void expect_golden(const TempDir& tmp, const std::string& sorter, int ranks, con
     const auto ours = read_orders(run_dir(tmp, sorter, ranks) + name);
     const auto reference = read_orders(test_data(golden + name + ".gz"));
     ASSERT_EQ(ours.size(), reference.size());
-    for (size_t e = 0; e < ours.size(); ++e) EXPECT_EQ(ours[e], reference[e]) << "rank " << rank << " epoch " << e + 1;
+    for (size_t e = 0; e < ours.size(); ++e)
+      EXPECT_EQ(ours[e], reference[e]) << "rank " << rank << " epoch " << e + 1;
   }
 }
 
@@ -161,9 +169,11 @@ PairPassData random_pass(PairRule rule, int64_t D, std::mt19937* random) {
   }
   data.next_orders.assign(n * m, -1);
   for (int64_t c = 0; c < D; ++c) data.sum.push_back(0.1f * normal(*random));
-  for (int64_t t = 0; t < 3 * T; ++t) data.thresholds.push_back(2.0f * std::sqrt(float(D)) * normal(*random));
+  for (int64_t t = 0; t < 3 * T; ++t)
+    data.thresholds.push_back(2.0f * std::sqrt(float(D)) * normal(*random));
   const double constant = 8 * (std::log(3.0) + 1) * (std::log(static_cast<double>(T)) + 1);
-  for (int64_t t = 1; t <= T; ++t) data.log_penalty.push_back(std::log(static_cast<float>(constant) * t));
+  for (int64_t t = 1; t <= T; ++t)
+    data.log_penalty.push_back(std::log(static_cast<float>(constant) * t));
   for (int64_t t = 0; t < T; ++t) data.uniforms.push_back(uniform(*random));
   data.cursor.decision = rule == PairRule::SBW ? 10 : 0;
   data.cursor.right = m - 1;
@@ -172,7 +182,8 @@ PairPassData random_pass(PairRule rule, int64_t D, std::mt19937* random) {
 
 // `steps` steps of random gradients [steps, ranks, microbatch, D]; in the first step, rank 1's
 // first pair is two identical rows (bsq = 0, the reference's IEEE corner).
-std::vector<float> random_gradients(const khsgd::PairLayout& layout, int64_t steps, std::mt19937* random) {
+std::vector<float> random_gradients(const khsgd::PairLayout& layout, int64_t steps,
+                                    std::mt19937* random) {
   std::normal_distribution<float> normal;
   std::vector<float> G(steps * layout.ranks * layout.microbatch * layout.D);
   for (float& g : G) g = normal(*random);
@@ -239,7 +250,8 @@ struct TwinRuns {
   std::unique_ptr<khsgd::TrainingEngine> cpu_engine, gpu_engine;
   std::unique_ptr<khsgd::Sorter> cpu_sorter, gpu_sorter;
 
-  TwinRuns(int64_t D, const std::string& sorter, int64_t epochs) : data(random_dataset(D - 1, 640, 160, D)) {
+  TwinRuns(int64_t D, const std::string& sorter, int64_t epochs)
+      : data(random_dataset(D - 1, 640, 160, D)) {
     setup.data = &data;
     setup.partition = khsgd::plan_partition(data.n_train, 16, 1);
     std::mt19937 random(static_cast<uint32_t>(D));
@@ -324,10 +336,13 @@ TEST(KernelChecks, EngineKernelsFollowTheCpuEngine) {
           const auto [cpu_order, gpu_order] = twins.sort(epoch);
           ASSERT_EQ(gpu_order, cpu_order) << "epoch " << epoch;
           if (epoch == epochs) break;  // the last sort() shows what the last epoch's pass decided
-          twins.cpu_engine->train_epoch(cpu_order, *twins.cpu_sorter, *twins.solo, khsgd::EpochHooks{});
+          twins.cpu_engine->train_epoch(cpu_order, *twins.cpu_sorter, *twins.solo,
+                                        khsgd::EpochHooks{});
           twins.gpu_engine->train_epoch(gpu_order, *twins.gpu_sorter, *twins.solo, hooks);
-          EXPECT_LE(max_difference(twins.gpu_engine->parameters(), twins.cpu_engine->parameters()), 1e-5);
-          EXPECT_LE(max_difference(twins.gpu_engine->velocity(), twins.cpu_engine->velocity()), 1e-5);
+          EXPECT_LE(max_difference(twins.gpu_engine->parameters(), twins.cpu_engine->parameters()),
+                    1e-5);
+          EXPECT_LE(max_difference(twins.gpu_engine->velocity(), twins.cpu_engine->velocity()),
+                    1e-5);
           const auto [cpu_train, cpu_test] = twins.cpu_engine->evaluate();
           const auto [gpu_train, gpu_test] = twins.gpu_engine->evaluate();
           EXPECT_EQ(gpu_train.correct, cpu_train.correct);
@@ -397,7 +412,8 @@ TEST(GpuBackends, NcclWithMoreRanksThanGpusIsAClearError) {
   args.insert(args.end(), {"--backend", "nccl"});
   const RunResult r = run_launch(gpus + 1, args, tmp.path());
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.err.find("use --backend gloo to run several ranks per GPU"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("use --backend gloo to run several ranks per GPU"), std::string::npos)
+      << r.err;
   EXPECT_FALSE(file_exists(tmp / "results"));
 }
 
@@ -415,7 +431,8 @@ TEST(GpuBackends, NcclAloneOpensAProcessGroup) {
     const RunResult r = launched ? run_launch(1, args, tmp.path(), "NCCL_DEBUG=INFO")
                                  : run_train(args, tmp.path(), "NCCL_DEBUG=INFO");
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_NE((r.out + r.err).find("NCCL INFO"), std::string::npos) << "NCCL never initialised:\n" << r.err;
+    EXPECT_NE((r.out + r.err).find("NCCL INFO"), std::string::npos) << "NCCL never initialised:\n"
+                                                                    << r.err;
     EXPECT_NE(read_file(run_dir(tmp, "SBW", 1) + "/config.json").find("\"backend\": \"nccl\""),
               std::string::npos);
     expect_golden(tmp, "SBW", 1, "golden/gpu/n1-SBW");

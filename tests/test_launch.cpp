@@ -28,8 +28,11 @@ TEST(LaunchEnvironment, PlainProcessIsRankZeroOfOne) {
 }
 
 TEST(LaunchEnvironment, TorchrunVariables) {
-  const Launch l = launch_from({{"RANK", "3"}, {"WORLD_SIZE", "4"}, {"LOCAL_RANK", "1"},
-                                {"MASTER_ADDR", "10.0.0.7"}, {"MASTER_PORT", "35500"}});
+  const Launch l = launch_from({{"RANK", "3"},
+                                {"WORLD_SIZE", "4"},
+                                {"LOCAL_RANK", "1"},
+                                {"MASTER_ADDR", "10.0.0.7"},
+                                {"MASTER_PORT", "35500"}});
   EXPECT_EQ(l.launcher, "torchrun");
   EXPECT_EQ(l.rank, 3);
   EXPECT_EQ(l.world_size, 4);
@@ -37,7 +40,8 @@ TEST(LaunchEnvironment, TorchrunVariables) {
   EXPECT_EQ(l.master_addr, "10.0.0.7");
   EXPECT_EQ(l.master_port, 35500);
   EXPECT_FALSE(l.agent_store);
-  const Launch agent = launch_from({{"RANK", "0"}, {"WORLD_SIZE", "2"},
+  const Launch agent = launch_from({{"RANK", "0"},
+                                    {"WORLD_SIZE", "2"},
                                     {"TORCHELASTIC_USE_AGENT_STORE", "True"},
                                     {"TORCHELASTIC_RESTART_COUNT", "2"}});
   EXPECT_TRUE(agent.agent_store);
@@ -45,7 +49,8 @@ TEST(LaunchEnvironment, TorchrunVariables) {
 }
 
 TEST(LaunchEnvironment, OpenMpiVariablesWithDefaultRendezvous) {
-  const Launch l = launch_from({{"OMPI_COMM_WORLD_RANK", "1"}, {"OMPI_COMM_WORLD_SIZE", "2"},
+  const Launch l = launch_from({{"OMPI_COMM_WORLD_RANK", "1"},
+                                {"OMPI_COMM_WORLD_SIZE", "2"},
                                 {"OMPI_COMM_WORLD_LOCAL_RANK", "1"}});
   EXPECT_EQ(l.launcher, "mpirun");
   EXPECT_EQ(l.rank, 1);
@@ -59,16 +64,16 @@ TEST(LaunchEnvironment, MalformedValuesNameTheVariable) {
   auto message = [](const std::map<std::string, std::string>& vars) {
     try {
       launch_from(vars);
-    } catch (const UserError& e) {
-      return std::string(e.what());
-    }
+    } catch (const UserError& e) { return std::string(e.what()); }
     return std::string();
   };
   EXPECT_NE(message({{"RANK", "2"}, {"WORLD_SIZE", "2"}}).find("RANK='2'"), std::string::npos);
-  EXPECT_NE(message({{"RANK", "0"}, {"WORLD_SIZE", "two"}}).find("WORLD_SIZE='two'"), std::string::npos);
-  EXPECT_NE(message({{"RANK", "0"}}).find("WORLD_SIZE=''"), std::string::npos);
-  EXPECT_NE(message({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "99999"}}).find("MASTER_PORT"),
+  EXPECT_NE(message({{"RANK", "0"}, {"WORLD_SIZE", "two"}}).find("WORLD_SIZE='two'"),
             std::string::npos);
+  EXPECT_NE(message({{"RANK", "0"}}).find("WORLD_SIZE=''"), std::string::npos);
+  EXPECT_NE(
+      message({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "99999"}}).find("MASTER_PORT"),
+      std::string::npos);
   EXPECT_NE(message({{"OMPI_COMM_WORLD_SIZE", "2"}, {"OMPI_COMM_WORLD_RANK", "-1"}})
                 .find("OMPI_COMM_WORLD_RANK"),
             std::string::npos);

@@ -18,7 +18,8 @@ namespace {
 HostTensor tensor(std::vector<int64_t> shape, float fill = 0.0f) {
   HostTensor t;
   t.shape = shape;
-  const int64_t count = std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>());
+  const int64_t count =
+      std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>());
   t.values.assign(count, fill);
   return t;
 }
@@ -36,9 +37,7 @@ struct Files {
 std::string load_error(const TempDir& dir) {
   try {
     load_hmda(dir.path());
-  } catch (const UserError& e) {
-    return e.what();
-  }
+  } catch (const UserError& e) { return e.what(); }
   return "";
 }
 
@@ -92,7 +91,8 @@ TEST(Loader, MissingFolderOrFile) {
             std::string::npos);
   Files().write(dir);
   std::remove((dir / kTargetsFile).c_str());
-  EXPECT_NE(load_error(dir).find("targets-processed-NY-2017.pt: file not found"), std::string::npos);
+  EXPECT_NE(load_error(dir).find("targets-processed-NY-2017.pt: file not found"),
+            std::string::npos);
 }
 
 TEST(Loader, NotAZipAndLegacyFormat) {
@@ -101,7 +101,8 @@ TEST(Loader, NotAZipAndLegacyFormat) {
   write_bytes(dir / kFeaturesFile, "train_X,test_X\n1,2\n");
   EXPECT_NE(load_error(dir).find("not a torch.save file"), std::string::npos);
   // Pre-1.6 torch.save: a pickle stream starting with protocol 2 and the magic number.
-  write_bytes(dir / kFeaturesFile, std::string("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.", 15));
+  write_bytes(dir / kFeaturesFile,
+              std::string("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.", 15));
   EXPECT_NE(load_error(dir).find("pre-1.6 torch.save file"), std::string::npos);
   write_bytes(dir / kFeaturesFile, "");
   EXPECT_NE(load_error(dir).find("not a torch.save file"), std::string::npos);
@@ -133,7 +134,8 @@ TEST(Loader, WrongTupleLengthRankAndLengths) {
     Files f;
     f.targets[1] = tensor({3, 1});
     f.write(dir);
-    EXPECT_NE(load_error(dir).find("test_y has shape [3, 1], expected 1 dimension"), std::string::npos);
+    EXPECT_NE(load_error(dir).find("test_y has shape [3, 1], expected 1 dimension"),
+              std::string::npos);
   }
   {
     TempDir dir;
@@ -157,14 +159,16 @@ TEST(Loader, NonFiniteFeaturesAndBadLabels) {
     Files f;
     f.features[0].values[7] = std::numeric_limits<float>::quiet_NaN();
     f.write(dir);
-    EXPECT_NE(load_error(dir).find("train_X holds a non-finite value (nan) at row 3"), std::string::npos);
+    EXPECT_NE(load_error(dir).find("train_X holds a non-finite value (nan) at row 3"),
+              std::string::npos);
   }
   {
     TempDir dir;
     Files f;
     f.features[1].values[0] = std::numeric_limits<float>::infinity();
     f.write(dir);
-    EXPECT_NE(load_error(dir).find("test_X holds a non-finite value (inf) at row 0"), std::string::npos);
+    EXPECT_NE(load_error(dir).find("test_X holds a non-finite value (inf) at row 0"),
+              std::string::npos);
   }
   {
     TempDir dir;

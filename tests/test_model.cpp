@@ -19,7 +19,7 @@ TEST(Model, PerExampleGradientIsResidualTimesFeaturesAndOne) {
   const std::vector<int64_t> rows = {1, 0};  // order matters: G follows `rows`
   std::vector<float> G(6);
   per_example_gradients(X.data(), y.data(), rows.data(), 2, 2, theta.data(), G.data());
-  const double r1 = 1 / (1 + std::exp(0.9)) - 0.0;  // z = -1 + 0.1 = -0.9, y = 0
+  const double r1 = 1 / (1 + std::exp(0.9)) - 0.0;   // z = -1 + 0.1 = -0.9, y = 0
   const double r0 = 1 / (1 + std::exp(-0.1)) - 1.0;  // z = 0.5 - 0.5 + 0.1, y = 1
   const double expected[6] = {r1 * -2, 0.0, r1, r0 * 1, r0 * 2, r0};
   for (int i = 0; i < 6; ++i) EXPECT_NEAR(G[i], expected[i], 1e-6) << i;
@@ -136,7 +136,8 @@ TEST(Model, MicrobatchGroupsAreEachWorkersOwnMeanGradient) {
   all.mean_loss_gradients(theta.data(), workers, grads.data());
   for (int64_t w = 0; w < workers; ++w) {
     std::vector<float> alone(D);
-    mean_loss_gradient(X.data(), y.data(), rows.data() + w * each, each, d, theta.data(), alone.data());
+    mean_loss_gradient(X.data(), y.data(), rows.data() + w * each, each, d, theta.data(),
+                       alone.data());
     EXPECT_EQ(std::memcmp(alone.data(), grads.data() + w * D, D * sizeof(float)), 0) << w;
   }
 }

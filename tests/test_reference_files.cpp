@@ -1,5 +1,6 @@
 // The objects behind the reference's results.pt and time/time-R.pt, built from khsgd's own CSV
-// rows, and when they are written (Python's torch.load of the files: tests/test_reference_files.py).
+// rows, and when they are written (Python's torch.load of the files:
+// tests/test_reference_files.py).
 #include <cmath>
 #include <fstream>
 
@@ -54,8 +55,8 @@ TEST(ReferenceFiles, ResultsHoldLossTensorsAndExactAccuracyFractions) {
 TEST(ReferenceFiles, TimesFollowTheReferenceTimersLabels) {
   const SavedObject pair = reference_times(kTimeCsv, "KH-SGD");
   EXPECT_EQ(pair.keys, (std::vector<std::string>{"time", "cuda-max", "cuda-current", "ram"}));
-  const std::vector<std::string> pair_labels = {"SGD", "sorter", "epoch-1", "communication",
-                                                "dataset", "forward-backward", "epoch-2"};
+  const std::vector<std::string> pair_labels = {
+      "SGD", "sorter", "epoch-1", "communication", "dataset", "forward-backward", "epoch-2"};
   EXPECT_EQ(at(pair, "time").keys, pair_labels);
   EXPECT_EQ(at(reference_times(kTimeCsv, "D-RR"), "time").keys,
             (std::vector<std::string>{"SGD", "sorter", "epoch-1", "dataset", "forward-backward",
@@ -90,8 +91,10 @@ TEST(ReferenceFiles, ADamagedTimeLogIsNamed) {
   }
   EXPECT_THROW(reference_times(std::string(kTimeCsv) + "3,x,1,1,1,1,1,1\n", "D-RR"), UserError);
   EXPECT_THROW(reference_times(std::string(kTimeCsv) + "3,1,1\n", "D-RR"), UserError);
-  EXPECT_THROW(reference_times("epoch,sorter,communication,dataset,forward_backward,sgd,train_seconds\n",
-                               "D-RR"), UserError);
+  EXPECT_THROW(
+      reference_times("epoch,sorter,communication,dataset,forward_backward,sgd,train_seconds\n",
+                      "D-RR"),
+      UserError);
   EXPECT_THROW(reference_results("1,0.4,0.8\n", 10, 10), UserError);
 }
 
@@ -101,7 +104,8 @@ TEST(ReferenceFiles, TheFirstAndTheLastEpochAreAlwaysWritten) {
   ReferenceFiles files(dir, 0, "SBW", 20000, 4999);
   make_directories(dir);
   files.prepare();
-  const std::string header = "epoch,sorter,communication,dataset,forward_backward,sgd,train_seconds,estimated\n";
+  const std::string header =
+      "epoch,sorter,communication,dataset,forward_backward,sgd,train_seconds,estimated\n";
   std::ofstream(time_log_path(dir, 0)) << header << "1,0.25,0.5,0.125,1.5,0.0625,2.5,1\n";
   const std::string one = "1,0.398874938,0.81975,0.401385963,0.819963993,0.030000,0.010000\n";
   files.update(false, &one);  // nothing written yet: written whatever the clock says

@@ -31,10 +31,12 @@ TEST(Resume, AStoppedRunResumesBitForBit) {
       const RunResult stopped = run_train(golden_args(tmp, sorter), tmp.path(),
                                           "KHSGD_STOP_AFTER_EPOCH=" + std::to_string(stop));
       ASSERT_EQ(stopped.exit_code, 9) << stopped.err;
-      ASSERT_EQ(read_csv(run_dir(tmp, sorter) + "/metrics.csv").rows.size(), static_cast<size_t>(stop));
+      ASSERT_EQ(read_csv(run_dir(tmp, sorter) + "/metrics.csv").rows.size(),
+                static_cast<size_t>(stop));
       const RunResult resumed = run_train(golden_args(tmp, sorter, {"--resume"}), tmp.path());
       ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
-      EXPECT_NE(resumed.out.find("resuming after epoch " + std::to_string(stop)), std::string::npos);
+      EXPECT_NE(resumed.out.find("resuming after epoch " + std::to_string(stop)),
+                std::string::npos);
       expect_same_run(run_dir(tmp, sorter), run_dir(whole, sorter), 1);
     }
   }
@@ -43,7 +45,8 @@ TEST(Resume, AStoppedRunResumesBitForBit) {
 TEST(Resume, TwoRanksResumeBitForBit) {
   TempDir whole, tmp;
   ASSERT_EQ(run_launch(2, golden_args(whole, "SBW"), whole.path()).exit_code, 0);
-  ASSERT_EQ(run_launch(2, golden_args(tmp, "SBW"), tmp.path(), "KHSGD_STOP_AFTER_EPOCH=2").exit_code, 9);
+  ASSERT_EQ(
+      run_launch(2, golden_args(tmp, "SBW"), tmp.path(), "KHSGD_STOP_AFTER_EPOCH=2").exit_code, 9);
   const RunResult resumed = run_launch(2, golden_args(tmp, "SBW", {"--resume"}), tmp.path());
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   expect_same_run(run_dir(tmp, "SBW", 2), run_dir(whole, "SBW", 2), 2);
@@ -53,7 +56,9 @@ TEST(Resume, TwoWorkersInOneProcessResumeToTheTwoRankRun) {
   TempDir whole, tmp;
   ASSERT_EQ(run_launch(2, golden_args(whole, "KH-SGD"), whole.path()).exit_code, 0);
   const std::vector<std::string> workers = {"--node_cnt", "2", "--in_process"};
-  ASSERT_EQ(run_train(golden_args(tmp, "KH-SGD", workers), tmp.path(), "KHSGD_STOP_AFTER_EPOCH=2").exit_code, 9);
+  ASSERT_EQ(run_train(golden_args(tmp, "KH-SGD", workers), tmp.path(), "KHSGD_STOP_AFTER_EPOCH=2")
+                .exit_code,
+            9);
   std::vector<std::string> resume = workers;
   resume.push_back("--resume");
   const RunResult resumed = run_train(golden_args(tmp, "KH-SGD", resume), tmp.path());
@@ -65,7 +70,8 @@ TEST(Resume, LostResultRowsAreRestoredFromTheCheckpoint) {
   // A crash can leave metrics.csv ahead of the checkpoint (or damaged): the checkpoint's rows win.
   TempDir whole, tmp;
   ASSERT_EQ(run_train(golden_args(whole, "KH-SGD"), whole.path()).exit_code, 0);
-  ASSERT_EQ(run_train(golden_args(tmp, "KH-SGD"), tmp.path(), "KHSGD_STOP_AFTER_EPOCH=2").exit_code, 9);
+  ASSERT_EQ(run_train(golden_args(tmp, "KH-SGD"), tmp.path(), "KHSGD_STOP_AFTER_EPOCH=2").exit_code,
+            9);
   std::ofstream(run_dir(tmp, "KH-SGD") + "/metrics.csv", std::ios::trunc) << "garbage\n";
   ASSERT_EQ(run_train(golden_args(tmp, "KH-SGD", {"--resume"}), tmp.path()).exit_code, 0);
   expect_same_run(run_dir(tmp, "KH-SGD"), run_dir(whole, "KH-SGD"), 1);
@@ -73,17 +79,20 @@ TEST(Resume, LostResultRowsAreRestoredFromTheCheckpoint) {
 
 TEST(Resume, DamagedOrForeignCheckpointsAreRefused) {
   TempDir tmp;
-  ASSERT_EQ(run_train(golden_args(tmp, "CD-GraB"), tmp.path(), "KHSGD_STOP_AFTER_EPOCH=1").exit_code, 9);
+  ASSERT_EQ(
+      run_train(golden_args(tmp, "CD-GraB"), tmp.path(), "KHSGD_STOP_AFTER_EPOCH=1").exit_code, 9);
   const std::string dir = run_dir(tmp, "CD-GraB");
   const std::string checkpoint = dir + "/checkpoint-rank0.bin";
   const std::string good = read_file(checkpoint);
   const std::string metrics_before = read_file(dir + "/metrics.csv");
-  auto refused = [&](const std::string& needle, const std::vector<std::string>& extra = {"--resume"}) {
+  auto refused = [&](const std::string& needle,
+                     const std::vector<std::string>& extra = {"--resume"}) {
     const RunResult r = run_train(golden_args(tmp, "CD-GraB", extra), tmp.path());
     EXPECT_EQ(r.exit_code, 2) << r.err;
     EXPECT_EQ(count_lines(r.err), 1) << r.err;
     EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
-    EXPECT_EQ(read_file(dir + "/metrics.csv"), metrics_before) << "a refused resume changed the results";
+    EXPECT_EQ(read_file(dir + "/metrics.csv"), metrics_before)
+        << "a refused resume changed the results";
   };
   std::string flipped = good;
   flipped[flipped.size() / 2] ^= 0x40;
@@ -96,20 +105,25 @@ TEST(Resume, DamagedOrForeignCheckpointsAreRefused) {
   // Other data under the same folder name: one feature value changed.
   std::ofstream(checkpoint, std::ios::binary | std::ios::trunc) << good;
   std::system(("mkdir -p " + shell_quote(tmp / "other") + " && cp " +
-               shell_quote(test_data("golden/data/targets-processed-NY-2017.pt")) + " " + shell_quote(tmp / "other"))
+               shell_quote(test_data("golden/data/targets-processed-NY-2017.pt")) + " " +
+               shell_quote(tmp / "other"))
                   .c_str());
   std::vector<khsgd::HostTensor> features =
       khsgd::read_tensor_tuple(test_data("golden/data/features-processed-NY-2017.pt"));
   features[0].values[12345] += 0.5f;
   khsgd::write_tensor_tuple(tmp / "other/features-processed-NY-2017.pt", features);
   std::vector<std::string> other_data = {"--resume"};
-  const RunResult r = run_train([&] {
-    auto args = golden_args(tmp, "CD-GraB", other_data);
-    args[9] = tmp / "other";
-    return args;
-  }(), tmp.path());
+  const RunResult r = run_train(
+      [&] {
+        auto args = golden_args(tmp, "CD-GraB", other_data);
+        args[9] = tmp / "other";
+        return args;
+      }(),
+      tmp.path());
   EXPECT_EQ(r.exit_code, 2) << r.err;
-  EXPECT_NE(r.err.find("written by a run with other flags, other data or other ranks"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("written by a run with other flags, other data or other ranks"),
+            std::string::npos)
+      << r.err;
   // And the intact checkpoint still resumes.
   EXPECT_EQ(run_train(golden_args(tmp, "CD-GraB", {"--resume"}), tmp.path()).exit_code, 0);
 }
@@ -122,34 +136,41 @@ TEST(ExistingResults, FinishedAndUnfinishedRunsAreNotOverwrittenByAccident) {
   RunResult again = run_train(golden_args(tmp, "D-RR"), tmp.path());
   EXPECT_EQ(again.exit_code, 2);
   EXPECT_EQ(count_lines(again.err), 1) << again.err;
-  EXPECT_NE(again.err.find("already holds a finished run; use --overwrite"), std::string::npos) << again.err;
+  EXPECT_NE(again.err.find("already holds a finished run; use --overwrite"), std::string::npos)
+      << again.err;
   EXPECT_EQ(read_file(dir + "/metrics.csv"), metrics);
   again = run_train(golden_args(tmp, "D-RR", {"--resume"}), tmp.path());
   EXPECT_EQ(again.exit_code, 2);
   EXPECT_NE(again.err.find("already holds a finished run"), std::string::npos);
   // --overwrite replaces it.
-  const RunResult replaced = run_train(golden_args(tmp, "D-RR", {"--overwrite", "--save_grads", "1"}), tmp.path());
+  const RunResult replaced =
+      run_train(golden_args(tmp, "D-RR", {"--overwrite", "--save_grads", "1"}), tmp.path());
   EXPECT_EQ(replaced.exit_code, 0) << replaced.err;
   EXPECT_TRUE(file_exists(dir + "/grads-epoch1.pt"));
 
   // An unfinished run asks for --resume or --overwrite.
   TempDir unfinished;
-  ASSERT_EQ(run_train(golden_args(unfinished, "SBW"), unfinished.path(), "KHSGD_STOP_AFTER_EPOCH=1").exit_code, 9);
+  ASSERT_EQ(run_train(golden_args(unfinished, "SBW"), unfinished.path(), "KHSGD_STOP_AFTER_EPOCH=1")
+                .exit_code,
+            9);
   const RunResult asked = run_train(golden_args(unfinished, "SBW"), unfinished.path());
   EXPECT_EQ(asked.exit_code, 2);
-  EXPECT_NE(asked.err.find("holds an unfinished run; use --resume to continue it from its last checkpoint or "
-                           "--overwrite to start over"),
+  EXPECT_NE(asked.err.find(
+                "holds an unfinished run; use --resume to continue it from its last checkpoint or "
+                "--overwrite to start over"),
             std::string::npos)
       << asked.err;
   // Without checkpoints there is nothing to resume from.
   TempDir no_checkpoints;
-  ASSERT_EQ(run_train(golden_args(no_checkpoints, "SBW", {"--checkpoint_every", "0"}), no_checkpoints.path(),
-                      "KHSGD_STOP_AFTER_EPOCH=1")
+  ASSERT_EQ(run_train(golden_args(no_checkpoints, "SBW", {"--checkpoint_every", "0"}),
+                      no_checkpoints.path(), "KHSGD_STOP_AFTER_EPOCH=1")
                 .exit_code,
             9);
-  const RunResult nothing = run_train(golden_args(no_checkpoints, "SBW", {"--resume"}), no_checkpoints.path());
+  const RunResult nothing =
+      run_train(golden_args(no_checkpoints, "SBW", {"--resume"}), no_checkpoints.path());
   EXPECT_EQ(nothing.exit_code, 2);
-  EXPECT_NE(nothing.err.find("no checkpoint to resume from; use --overwrite"), std::string::npos) << nothing.err;
+  EXPECT_NE(nothing.err.find("no checkpoint to resume from; use --overwrite"), std::string::npos)
+      << nothing.err;
   // --resume on a folder that does not exist yet simply starts.
   TempDir fresh;
   EXPECT_EQ(run_train(golden_args(fresh, "SBW", {"--resume"}), fresh.path()).exit_code, 0);
@@ -218,7 +239,8 @@ struct MpirunJob {
       setenv("KHSGD_TRAIN", KHSGD_TRAIN_BINARY, 1);
       freopen((tmp / "err").c_str(), "w", stderr);
       freopen("/dev/null", "w", stdout);
-      const std::string results = tmp / "results", data = test_data("golden/data"), t = std::to_string(timeout);
+      const std::string results = tmp / "results", data = test_data("golden/data"),
+                        t = std::to_string(timeout);
       execl(KHSGD_LAUNCH_SCRIPT, KHSGD_LAUNCH_SCRIPT, "--mpi", "2", "--", "--sorter", "CD-GraB",
             "--epochs", "2000", "--lr", "5e-3", "--seed", "1", "--data_dir", data.c_str(),
             "--results_dir", results.c_str(), "--timeout", t.c_str(), "--quiet", "--device", "cpu",
@@ -230,15 +252,17 @@ struct MpirunJob {
     return tmp / "results/LR-HMDA-2000/LR-hmda-CD-GraB-node-2-lr-0.005-B-16-seed-1";
   }
   void wait_for_epochs(int epochs) const {
-    for (int i = 0; i < 600 && count_lines(read_file(run_folder() + "/metrics.csv")) < epochs + 1; ++i)
+    for (int i = 0; i < 600 && count_lines(read_file(run_folder() + "/metrics.csv")) < epochs + 1;
+         ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   // The pid of rank `r`: the child of mpirun whose environment says OMPI_COMM_WORLD_RANK=r.
   pid_t rank_pid(int r) const {
-    const RunResult found = run_shell(
-        "for p in $(pgrep -P " + std::to_string(mpirun) + "); do tr '\\0' '\\n' < /proc/$p/environ | "
-        "grep -qx OMPI_COMM_WORLD_RANK=" + std::to_string(r) + " && echo $p; done",
-        tmp.path());
+    const RunResult found = run_shell("for p in $(pgrep -P " + std::to_string(mpirun) +
+                                          "); do tr '\\0' '\\n' < /proc/$p/environ | "
+                                          "grep -qx OMPI_COMM_WORLD_RANK=" +
+                                          std::to_string(r) + " && echo $p; done",
+                                      tmp.path());
     return found.out.empty() ? 0 : std::stoi(found.out);
   }
   // After `epochs` epochs, sends rank 1 `signal`; false if rank 1 could not be found.
@@ -258,7 +282,8 @@ struct MpirunJob {
         mpirun = 0;
         return true;
       }
-      if (std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count() > limit) return false;
+      if (std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count() > limit)
+        return false;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
@@ -281,7 +306,8 @@ TEST(DeadRank, UnderMpirunAHungRankIsNamedWithinTheTimeout) {
   ASSERT_TRUE(job.wait_exit(30)) << "rank 0 waited past its timeout";
   EXPECT_EQ(job.status, 3) << job.err;
   EXPECT_NE(job.err.find("khsgd_train: communication error: rank 0: lost rank 1 (no heartbeat"),
-            std::string::npos) << job.err;
+            std::string::npos)
+      << job.err;
   EXPECT_NE(job.err.find("over mpi did not finish within 5 s"), std::string::npos) << job.err;
   EXPECT_LT(job.seconds, 5 + 15.0);
   expect_valid_metrics(job.run_folder() + "/metrics.csv", 1);
@@ -296,7 +322,9 @@ TEST(DeadRank, UnderMpirunAKilledRankStopsTheOthers) {
   ASSERT_TRUE(job.wait_exit(20)) << "mpirun did not stop the job";
   EXPECT_NE(job.status, 0);
   EXPECT_NE(job.err.find("khsgd_train: communication error: rank 0: stopped by mpirun"),
-            std::string::npos) << job.err;
-  EXPECT_NE(job.err.find("process rank 1"), std::string::npos) << "mpirun names the lost rank: " << job.err;
+            std::string::npos)
+      << job.err;
+  EXPECT_NE(job.err.find("process rank 1"), std::string::npos)
+      << "mpirun names the lost rank: " << job.err;
   expect_valid_metrics(job.run_folder() + "/metrics.csv", 2);
 }

@@ -71,7 +71,8 @@ TEST(FolderLock, ASecondRunIsRefusedAndTheFirstFinishesUnharmed) {
     EXPECT_EQ(count_lines(r.err), 1) << r.err;
     EXPECT_NE(r.err.find("khsgd_train: error: '" + dir + "' is in use by another run (pid " +
                          std::to_string(pid) + " on host " + host() + ")"),
-              std::string::npos) << r.err;
+              std::string::npos)
+        << r.err;
     EXPECT_EQ(folder_snapshot(dir), before) << "a refused run changed the folder";
   }
   first.signal(0, SIGCONT);
@@ -101,9 +102,11 @@ TEST(FolderLock, EveryRankOfASecondJobIsRefusedWithOneLine) {
   const RunResult second = run_launch(2, args, tmp.path());
   EXPECT_EQ(second.exit_code, 2) << second.err;
   EXPECT_EQ(count_lines(second.err), 2) << second.err;
-  EXPECT_NE(second.err.find("is in use by another run (pid " + std::to_string(first.pid[0])), std::string::npos)
+  EXPECT_NE(second.err.find("is in use by another run (pid " + std::to_string(first.pid[0])),
+            std::string::npos)
       << second.err;
-  EXPECT_NE(second.err.find("[rank 1]: error: rank 0 could not lock its results folder"), std::string::npos)
+  EXPECT_NE(second.err.find("[rank 1]: error: rank 0 could not lock its results folder"),
+            std::string::npos)
       << second.err;
   EXPECT_EQ(folder_snapshot(dir), before);
   first.signal(0, SIGCONT);
@@ -120,7 +123,9 @@ TEST(FolderLock, EveryRankOfASecondJobIsRefusedWithOneLine) {
 TEST(FlagAgreement, RanksThatDisagreeOnResumeOrOverwriteStopBeforeWriting) {
   TempDir tmp;
   const std::string dir = golden_run_dir(tmp, "SBW", 2);
-  ASSERT_EQ(run_launch(2, golden_run_args(tmp, "SBW"), tmp.path(), "KHSGD_STOP_AFTER_EPOCH=1").exit_code, 9);
+  ASSERT_EQ(
+      run_launch(2, golden_run_args(tmp, "SBW"), tmp.path(), "KHSGD_STOP_AFTER_EPOCH=1").exit_code,
+      9);
   const std::string before = folder_snapshot(dir);
   for (const std::string flag : {"--resume", "--overwrite"}) {
     SCOPED_TRACE(flag);
@@ -128,19 +133,22 @@ TEST(FlagAgreement, RanksThatDisagreeOnResumeOrOverwriteStopBeforeWriting) {
     std::string script = "cd " + shell_quote(tmp.path()) + " && export WORLD_SIZE=2 MASTER_PORT=" +
                          std::to_string(free_tcp_port(tmp)) + ";";
     for (int r = 0; r < 2; ++r)
-      script += " RANK=" + std::to_string(r) + " " + shell_quote(train_binary()) +
-                join_args(golden_run_args(tmp, "SBW", r == 0 ? std::vector<std::string>{flag}
-                                                             : std::vector<std::string>{})) +
-                " >/dev/null 2>" + shell_quote(tmp / ("err" + std::to_string(r))) + " & p" + std::to_string(r) + "=$!;";
+      script +=
+          " RANK=" + std::to_string(r) + " " + shell_quote(train_binary()) +
+          join_args(golden_run_args(
+              tmp, "SBW", r == 0 ? std::vector<std::string>{flag} : std::vector<std::string>{})) +
+          " >/dev/null 2>" + shell_quote(tmp / ("err" + std::to_string(r))) + " & p" +
+          std::to_string(r) + "=$!;";
     script += " wait $p0; s0=$?; wait $p1; echo \"$s0 $?\"";
     const RunResult r = run_shell(script, tmp.path());
     EXPECT_EQ(r.out, "2 2\n") << "exit statuses of ranks 0 and 1";
     for (int rank = 0; rank < 2; ++rank) {
       const std::string err = read_file(tmp / ("err" + std::to_string(rank)));
       EXPECT_EQ(count_lines(err), 1) << err;
-      EXPECT_NE(err.find("rank 1 was started with different flags or different data than rank 0 (" + flag +
-                         " differs"),
-                std::string::npos) << err;
+      EXPECT_NE(err.find("rank 1 was started with different flags or different data than rank 0 (" +
+                         flag + " differs"),
+                std::string::npos)
+          << err;
     }
     EXPECT_EQ(folder_snapshot(dir), before) << "ranks that disagree changed the folder";
   }
@@ -156,7 +164,8 @@ int stopped_after(const std::string& err, const std::string& signal) {
   const size_t at = err.find(head);
   if (at == std::string::npos) return -1;
   const size_t end = err.find("; --resume continues", at);
-  return end == std::string::npos ? -1 : std::stoi(err.substr(at + head.size(), end - at - head.size()));
+  return end == std::string::npos ? -1
+                                  : std::stoi(err.substr(at + head.size(), end - at - head.size()));
 }
 
 }  // namespace
@@ -166,8 +175,10 @@ TEST(CleanStop, OneRankStopsAtTheEndOfAnEpochAndResumesBitForBit) {
   TempDir whole;
   // The default schedule (every 60 s) writes no checkpoint in so short a run: the stop writes one.
   const std::vector<std::string> defaults = {"--checkpoint_every", "0"};
-  ASSERT_EQ(run_train(golden_run_args(whole, "KH-SGD", defaults, kEpochs), whole.path()).exit_code, 0);
-  for (const auto& [sig, name] : std::vector<std::pair<int, std::string>>{{SIGTERM, "SIGTERM"}, {SIGINT, "SIGINT"}}) {
+  ASSERT_EQ(run_train(golden_run_args(whole, "KH-SGD", defaults, kEpochs), whole.path()).exit_code,
+            0);
+  for (const auto& [sig, name] :
+       std::vector<std::pair<int, std::string>>{{SIGTERM, "SIGTERM"}, {SIGINT, "SIGINT"}}) {
     SCOPED_TRACE(name);
     TempDir tmp;
     const std::string dir = golden_run_dir(tmp, "KH-SGD", 1, kEpochs);
@@ -184,8 +195,9 @@ TEST(CleanStop, OneRankStopsAtTheEndOfAnEpochAndResumesBitForBit) {
     EXPECT_EQ(read_csv(dir + "/metrics.csv").rows.size(), static_cast<size_t>(epoch));
     EXPECT_TRUE(file_exists(dir + "/checkpoint-rank0.bin"));
     EXPECT_FALSE(file_exists(dir + "/summary.json"));
-    const RunResult resumed = run_train(golden_run_args(tmp, "KH-SGD", {"--checkpoint_every", "0", "--resume"}, kEpochs),
-                                        tmp.path());
+    const RunResult resumed =
+        run_train(golden_run_args(tmp, "KH-SGD", {"--checkpoint_every", "0", "--resume"}, kEpochs),
+                  tmp.path());
     ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
     EXPECT_NE(resumed.out.find("resuming after epoch " + std::to_string(epoch)), std::string::npos);
     expect_same_run(dir, golden_run_dir(whole, "KH-SGD", 1, kEpochs), 1, kEpochs);
@@ -196,7 +208,9 @@ TEST(CleanStop, ASignalToOneRankStopsEveryRankAfterTheSameEpoch) {
   const int kEpochs = 4;
   TempDir whole, tmp;
   const std::vector<std::string> defaults = {"--checkpoint_every", "0"};
-  ASSERT_EQ(run_launch(2, golden_run_args(whole, "CD-GraB", defaults, kEpochs), whole.path()).exit_code, 0);
+  ASSERT_EQ(
+      run_launch(2, golden_run_args(whole, "CD-GraB", defaults, kEpochs), whole.path()).exit_code,
+      0);
   const std::string dir = golden_run_dir(tmp, "CD-GraB", 2, kEpochs);
   Job job(tmp.path());
   job.start(2, golden_run_args(tmp, "CD-GraB", defaults, kEpochs), free_tcp_port(tmp), true);
@@ -213,8 +227,9 @@ TEST(CleanStop, ASignalToOneRankStopsEveryRankAfterTheSameEpoch) {
   EXPECT_EQ(epoch[0], epoch[1]) << "the ranks stopped after different epochs";
   ASSERT_GE(epoch[0], 1);
   ASSERT_LT(epoch[0], kEpochs);
-  const RunResult resumed = run_launch(2, golden_run_args(tmp, "CD-GraB", {"--checkpoint_every", "0", "--resume"}, kEpochs),
-                                       tmp.path());
+  const RunResult resumed = run_launch(
+      2, golden_run_args(tmp, "CD-GraB", {"--checkpoint_every", "0", "--resume"}, kEpochs),
+      tmp.path());
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   expect_same_run(dir, golden_run_dir(whole, "CD-GraB", 2, kEpochs), 2, kEpochs);
 }
@@ -231,7 +246,8 @@ TEST(CleanStop, ACtrlCOnLaunchShStopsEveryRankCleanly) {
     setenv("KHSGD_TRAIN", train_binary(), 1);
     setenv("MASTER_PORT", std::to_string(free_tcp_port(tmp)).c_str(), 1);
     std::vector<std::string> args = {KHSGD_LAUNCH_SCRIPT, "2", "--"};
-    for (const auto& a : golden_run_args(tmp, "D-RR", {"--checkpoint_every", "0"}, kEpochs)) args.push_back(a);
+    for (const auto& a : golden_run_args(tmp, "D-RR", {"--checkpoint_every", "0"}, kEpochs))
+      args.push_back(a);
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -248,10 +264,14 @@ TEST(CleanStop, ACtrlCOnLaunchShStopsEveryRankCleanly) {
   EXPECT_EQ(count_lines(err), 2) << err;
   const int epoch = stopped_after(err, "SIGINT");
   EXPECT_GE(epoch, 1) << err;
-  EXPECT_NE(err.find("[rank 1]: stopped by SIGINT after epoch " + std::to_string(epoch)), std::string::npos) << err;
-  for (int r = 0; r < 2; ++r) EXPECT_TRUE(file_exists(dir + "/checkpoint-rank" + std::to_string(r) + ".bin"));
-  const RunResult resumed = run_launch(2, golden_run_args(tmp, "D-RR", {"--checkpoint_every", "0", "--resume"}, kEpochs),
-                                       tmp.path());
+  EXPECT_NE(err.find("[rank 1]: stopped by SIGINT after epoch " + std::to_string(epoch)),
+            std::string::npos)
+      << err;
+  for (int r = 0; r < 2; ++r)
+    EXPECT_TRUE(file_exists(dir + "/checkpoint-rank" + std::to_string(r) + ".bin"));
+  const RunResult resumed =
+      run_launch(2, golden_run_args(tmp, "D-RR", {"--checkpoint_every", "0", "--resume"}, kEpochs),
+                 tmp.path());
   EXPECT_EQ(resumed.exit_code, 0) << resumed.err;
   EXPECT_EQ(read_csv(dir + "/metrics.csv").rows.size(), static_cast<size_t>(kEpochs));
 }
@@ -260,10 +280,11 @@ TEST(CleanStop, ASecondCtrlCExitsAtOnce) {
   // A million rows: an epoch (0.1-0.2 s) long enough for both signals to land inside it, or in
   // the stop's checkpoint. The pause between them keeps the kernel from merging the two.
   TempDir tmp;
-  const std::string dir = tmp / "results/LR-HMDA-50/LR-synthetic-CD-GraB-node-1-lr-0.005-B-16-seed-1";
+  const std::string dir =
+      tmp / "results/LR-HMDA-50/LR-synthetic-CD-GraB-node-1-lr-0.005-B-16-seed-1";
   Job job(tmp.path());
-  job.start(1, {"--dataset", "synthetic", "--synthetic_rows", "1000000", "--lr", "5e-3", "--seed", "1",
-                "--results_dir", tmp / "results", "--quiet", "--device", "cpu"});
+  job.start(1, {"--dataset", "synthetic", "--synthetic_rows", "1000000", "--lr", "5e-3", "--seed",
+                "1", "--results_dir", tmp / "results", "--quiet", "--device", "cpu"});
   ASSERT_TRUE(wait_for_lines(dir + "/metrics.csv", 2));
   job.signal(0, SIGINT);
   std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -280,16 +301,20 @@ TEST(Checkpoints, ByDefaultEverySixtySecondsNotEveryEpoch) {
   TempDir tmp;
   const std::string dir = golden_run_dir(tmp, "SBW");
   // A run killed after epoch 2 of 3 (a second or so) under the default schedule left no checkpoint.
-  const RunResult killed = run_train(golden_run_args(tmp, "SBW", {"--checkpoint_every", "0"}), tmp.path(),
-                                     "KHSGD_STOP_AFTER_EPOCH=2");
+  const RunResult killed = run_train(golden_run_args(tmp, "SBW", {"--checkpoint_every", "0"}),
+                                     tmp.path(), "KHSGD_STOP_AFTER_EPOCH=2");
   ASSERT_EQ(killed.exit_code, 9) << killed.err;
   EXPECT_EQ(read_csv(dir + "/metrics.csv").rows.size(), 2u);
   EXPECT_FALSE(file_exists(dir + "/checkpoint-rank0.bin"));
   // --checkpoint_seconds S: after any epoch S seconds after the last checkpoint (here: each).
   TempDir timed, whole;
   ASSERT_EQ(run_train(golden_run_args(whole, "SBW"), whole.path()).exit_code, 0);
-  const std::vector<std::string> every_moment = {"--checkpoint_every", "0", "--checkpoint_seconds", "1e-9"};
-  ASSERT_EQ(run_train(golden_run_args(timed, "SBW", every_moment), timed.path(), "KHSGD_STOP_AFTER_EPOCH=2").exit_code, 9);
+  const std::vector<std::string> every_moment = {"--checkpoint_every", "0", "--checkpoint_seconds",
+                                                 "1e-9"};
+  ASSERT_EQ(run_train(golden_run_args(timed, "SBW", every_moment), timed.path(),
+                      "KHSGD_STOP_AFTER_EPOCH=2")
+                .exit_code,
+            9);
   EXPECT_TRUE(file_exists(golden_run_dir(timed, "SBW") + "/checkpoint-rank0.bin"));
   std::vector<std::string> resume = every_moment;
   resume.push_back("--resume");

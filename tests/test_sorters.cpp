@@ -88,7 +88,8 @@ TEST(CDGraB, FirstEpochIsNaturalOrderThenGreedySigns) {
   // Step 1 (examples 2, 3): <s, (2, 1)> = 2 > 0: "-", 3 to the front, 2 to the back.
   sorter->step(pair_with_difference({2, 1}).data(), 1);
   EXPECT_EQ(sorter->sort(), (Order{0, 3, 2, 1}));
-  // Epoch 2 pairs (0, 3) and (2, 1). s restarts at 0: "+"; s = (-1, -1), then <s, (1, 1)> = -2: "+".
+  // Epoch 2 pairs (0, 3) and (2, 1). s restarts at 0: "+"; s = (-1, -1), then <s, (1, 1)> = -2:
+  // "+".
   sorter->step(pair_with_difference({-1, -1}).data(), 0);
   sorter->step(pair_with_difference({1, 1}).data(), 1);
   EXPECT_EQ(sorter->sort(), (Order{0, 2, 1, 3}));
@@ -147,7 +148,7 @@ TEST(SBW, ScaleMatchesTheReferenceFormula) {
 }
 
 TEST(KHSGDRule, SmallRatioResetsTauToTwiceBsq) {
-  double tau = 0.0;  // ratio = 0 <= 1
+  double tau = 0.0;                                    // ratio = 0 <= 1
   EXPECT_TRUE(khsgd_adds(1.0, 2.0, 0.3, -0.2, &tau));  // inner <= 0, u >= 0
   EXPECT_DOUBLE_EQ(tau, 2.0);
   tau = 0.0;
@@ -160,7 +161,7 @@ TEST(KHSGDRule, SmallRatioResetsTauToTwiceBsq) {
   EXPECT_TRUE(khsgd_adds(1.0, 2.0, 0.5, 0.4, &tau));  // 0.4 <= 0.5
   tau = 0.0;
   EXPECT_FALSE(khsgd_adds(1.0, 2.0, 0.5, 0.6, &tau));  // 0.6 <= 0.5 fails
-  tau = 0.25;  // ratio = 0.25 * 2 / 1 = 0.5 <= 1 as well
+  tau = 0.25;                                          // ratio = 0.25 * 2 / 1 = 0.5 <= 1 as well
   khsgd_adds(1.0, 2.0, 0.5, 0.4, &tau);
   EXPECT_DOUBLE_EQ(tau, 2.0);
 }
@@ -170,7 +171,7 @@ TEST(KHSGDRule, LargeRatioUsesSqrtThresholdAndKeepsTauWhenUpdateIsNotPositive) {
   double tau = 4.0;
   EXPECT_TRUE(khsgd_adds(1.0, 2.0, 0.5, 1.0, &tau));  // 1 <= 0.5 * 2.83 = 1.41
   EXPECT_DOUBLE_EQ(tau, 4.0);
-  EXPECT_FALSE(khsgd_adds(1.0, 2.0, 0.5, 1.5, &tau));  // 1.5 > 1.41
+  EXPECT_FALSE(khsgd_adds(1.0, 2.0, 0.5, 1.5, &tau));   // 1.5 > 1.41
   EXPECT_TRUE(khsgd_adds(1.0, 2.0, -0.5, -1.5, &tau));  // -1.5 <= -1.41
   EXPECT_FALSE(khsgd_adds(1.0, 2.0, -0.5, -1.0, &tau));
   EXPECT_FALSE(khsgd_adds(1.0, 2.0, -0.1, 0.5, &tau));  // inner > 0, u <= 0

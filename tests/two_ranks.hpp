@@ -17,9 +17,14 @@ struct TwoRanks : WithTempDir, Job {
   TwoRanks() : Job(tmp.path()) {}
 
   void start(int timeout) {
-    std::vector<std::string> args = {"--sorter", "CD-GraB", "--epochs", "40", "--lr", "5e-3", "--seed", "1",
-                                     "--data_dir", test_data("golden/data"), "--results_dir", tmp / "results",
-                                     "--timeout", std::to_string(timeout), "--quiet"};
+    std::vector<std::string> args = {"--sorter",      "CD-GraB",
+                                     "--epochs",      "40",
+                                     "--lr",          "5e-3",
+                                     "--seed",        "1",
+                                     "--data_dir",    test_data("golden/data"),
+                                     "--results_dir", tmp / "results",
+                                     "--timeout",     std::to_string(timeout),
+                                     "--quiet"};
     args.insert(args.end(), device_flags.begin(), device_flags.end());
     Job::start(2, args, free_tcp_port(tmp), /*local_ranks=*/true);
   }

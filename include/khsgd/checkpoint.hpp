@@ -7,8 +7,8 @@
 // init, SBW's thresholds, KH-SGD's log table) and what sort() resets anyway.
 //
 // The file: "KHSGDCKP" magic, format version, payload length, payload, a 64-bit FNV-1a checksum
-// of the payload (over 8-byte words). Written to a temporary file, synced and renamed, so a crash leaves the previous
-// checkpoint or the new one, never half of one.
+// of the payload (over 8-byte words). Written to a temporary file, synced and renamed, so a crash
+// leaves the previous checkpoint or the new one, never half of one.
 #pragma once
 
 #include <cstdint>

@@ -40,7 +40,8 @@ class Communicator {
 std::unique_ptr<Communicator> make_solo_communicator();
 
 // out[i] = sum over r of gathered[r * count + i], added in rank order from rank 0: how every
-// backend sums D-RR's gradients, so that their results agree bit for bit. `out` may be rank 0's row.
+// backend sums D-RR's gradients, so that their results agree bit for bit. `out` may be rank 0's
+// row.
 void sum_in_rank_order(const float* gathered, int ranks, int64_t count, float* out);
 
 // Whether a run joins a c10d process group, given --backend as asked: with several ranks, and

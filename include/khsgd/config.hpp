@@ -29,8 +29,8 @@ struct Config {
   bool in_process = false;       // run all node_cnt workers' shards inside this one process
   std::string backend = "auto";  // auto = nccl on cuda; on cpu mpi under mpirun, else gloo
   std::string exp = "LR-HMDA";
-  std::string local_rank;        // accepted for launcher compatibility; LOCAL_RANK wins
-  std::string device = "auto";   // auto = cuda when this build and machine have one
+  std::string local_rank;       // accepted for launcher compatibility; LOCAL_RANK wins
+  std::string device = "auto";  // auto = cuda when this build and machine have one
   std::string data_dir = "data/HMDA";
   std::string results_dir = "results";
   std::string dataset = "hmda";  // hmda (files in data_dir) or synthetic (generated in-process)
@@ -40,15 +40,17 @@ struct Config {
   bool quiet = false;               // no progress display
   bool profile = false;             // exact per-category times (synchronises every step)
   int64_t checkpoint_every = 0;     // a checkpoint every K epochs; 0: not by count
-  double checkpoint_seconds = 60;   // a checkpoint when S seconds passed since the last; 0: not by time
-  bool resume = false;              // continue an unfinished run from its checkpoint
-  bool overwrite = false;           // replace whatever the run folder holds
-  int64_t timeout = 300;            // seconds before a lost or silent rank stops the others
-  bool version = false;             // --version: print what this build can do and exit
-  bool print_run_dir = false;       // print the run folder these flags write to and exit
+  double checkpoint_seconds =
+      60;                      // a checkpoint when S seconds passed since the last; 0: not by time
+  bool resume = false;         // continue an unfinished run from its checkpoint
+  bool overwrite = false;      // replace whatever the run folder holds
+  int64_t timeout = 300;       // seconds before a lost or silent rank stops the others
+  bool version = false;        // --version: print what this build can do and exit
+  bool print_run_dir = false;  // print the run folder these flags write to and exit
 };
 
-// "1,5,10-12" or "all" -> the epochs listed (sorted, unique), each in [1, epochs]. Throws UserError.
+// "1,5,10-12" or "all" -> the epochs listed (sorted, unique), each in [1, epochs]. Throws
+// UserError.
 std::vector<int64_t> parse_epoch_list(const std::string& text, int64_t epochs);
 // The inverse, for config.json and the start agreement: "1,5,10,11,12".
 std::string epoch_list_text(const std::vector<int64_t>& epochs);

@@ -1,5 +1,5 @@
-// The data: loading the HMDA tensors, the synthetic stand-in, and the preparation of ALGORITHM.md §1
-// (truncation to an even number of full batches, one contiguous shard per rank).
+// The data: loading the HMDA tensors, the synthetic stand-in, and the preparation of ALGORITHM.md
+// §1 (truncation to an even number of full batches, one contiguous shard per rank).
 #pragma once
 
 #include <cstdint>

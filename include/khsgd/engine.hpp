@@ -1,5 +1,5 @@
-// Training engines: one device's implementation of an epoch's step loop (ALGORITHM.md §3) and of the
-// evaluation. The trainer drives an engine without knowing which device it runs on.
+// Training engines: one device's implementation of an epoch's step loop (ALGORITHM.md §3) and of
+// the evaluation. The trainer drives an engine without knowing which device it runs on.
 #pragma once
 
 #include <cstdint>

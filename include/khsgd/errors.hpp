@@ -31,7 +31,8 @@ class CommError : public std::runtime_error {
 // Not a failure: the run stopped cleanly at the end of an epoch, its checkpoint written.
 class StopRequested : public std::runtime_error {
  public:
-  StopRequested(int signal, const std::string& message) : std::runtime_error(message), signal_(signal) {}
+  StopRequested(int signal, const std::string& message)
+      : std::runtime_error(message), signal_(signal) {}
   int signal() const { return signal_; }
 
  private:

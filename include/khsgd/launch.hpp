@@ -3,7 +3,8 @@
 //   plain process      world size 1, rank 0
 //   torchrun           RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT
 //                      (TORCHELASTIC_USE_AGENT_STORE=True: the agent already serves the store)
-//   Open MPI's mpirun  OMPI_COMM_WORLD_RANK / _SIZE / _LOCAL_RANK / _LOCAL_SIZE; MASTER_ADDR and MASTER_PORT
+//   Open MPI's mpirun  OMPI_COMM_WORLD_RANK / _SIZE / _LOCAL_RANK / _LOCAL_SIZE; MASTER_ADDR and
+//   MASTER_PORT
 //                      default to 127.0.0.1:29500
 //   scripts/launch.sh  the torchrun variables
 #pragma once
@@ -17,7 +18,8 @@ struct Launch {
   int rank = 0;
   int world_size = 1;
   int local_rank = 0;
-  int local_world_size = 1;  // ranks on this machine (LOCAL_WORLD_SIZE / OMPI_COMM_WORLD_LOCAL_SIZE)
+  int local_world_size =
+      1;  // ranks on this machine (LOCAL_WORLD_SIZE / OMPI_COMM_WORLD_LOCAL_SIZE)
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   std::string launcher = "single";  // single, torchrun or mpirun

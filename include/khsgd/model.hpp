@@ -5,9 +5,9 @@
 // examples per epoch, so these are straight loops over contiguous rows, not tensor ops: a LibTorch
 // op costs microseconds of dispatch, longer than the arithmetic of a whole step.
 //
-// Rounding follows the reference (ALGORITHM.md §7: float32, one rounding per PyTorch op) so the same seed
-// reproduces its numbers; the per-example arithmetic is in logistic.hpp, shared with the CUDA
-// kernels.
+// Rounding follows the reference (ALGORITHM.md §7: float32, one rounding per PyTorch op) so the
+// same seed reproduces its numbers; the per-example arithmetic is in logistic.hpp, shared with the
+// CUDA kernels.
 #pragma once
 
 #include <cstdint>
@@ -34,8 +34,8 @@ double microbatch_loss(const float* X, const float* y, const int64_t* rows, int6
 // Column means of G [rows, D]: gathered.mean(dim=(0, 1)) with rows summed in order.
 void mean_of_rows(const float* G, int64_t rows, int64_t D, float* mean);
 
-// SGD with momentum as torchopt.sgd(lr, momentum) applies it: v <- mu v + g; theta <- theta + (-lr v),
-// each op rounded to float32 on its own (no fused multiply-add).
+// SGD with momentum as torchopt.sgd(lr, momentum) applies it: v <- mu v + g; theta <- theta + (-lr
+// v), each op rounded to float32 on its own (no fused multiply-add).
 class MomentumSGD {
  public:
   MomentumSGD(int64_t D, double lr, double momentum);

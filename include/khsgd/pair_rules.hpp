@@ -1,5 +1,6 @@
-// The sign rules of the pair-balancing sorters (ALGORITHM.md §4.3-§4.5), one decision each: does the pair's
-// difference Delta go in as + (first example to the front, s += Delta) or - (to the back, s -= Delta)?
+// The sign rules of the pair-balancing sorters (ALGORITHM.md §4.3-§4.5), one decision each: does
+// the pair's difference Delta go in as + (first example to the front, s += Delta) or - (to the
+// back, s -= Delta)?
 //
 // Header-only and free of LibTorch so that the CPU sorters and the CUDA kernels share one copy.
 #pragma once

@@ -1,6 +1,7 @@
 // The host side of the pair-balancing sorters, shared by the CPU ones (sorters.cpp) and the CUDA
 // ones (src/cuda/cuda_sorters.cu): the rule by name, the checks on the shape, the tables drawn at
-// construction (in ALGORITHM.md §5's order) and what a checkpoint holds. The decisions are in pair_walk.hpp.
+// construction (in ALGORITHM.md §5's order) and what a checkpoint holds. The decisions are in
+// pair_walk.hpp.
 #pragma once
 
 #include <cstdint>
@@ -48,6 +49,7 @@ struct PairSorterState {
 void save_pair_state(StateWriter& out, PairRule rule, const PairSorterState& state);
 // Reads into `state`, whose vectors hold this run's sizes (a checkpoint of another shape is
 // corrupt); `sbw_thresholds` is how many thresholds SBW drew. Throws UserError.
-void load_pair_state(StateReader& in, PairRule rule, int64_t sbw_thresholds, PairSorterState* state);
+void load_pair_state(StateReader& in, PairRule rule, int64_t sbw_thresholds,
+                     PairSorterState* state);
 
 }  // namespace khsgd

@@ -1,4 +1,5 @@
-// The pair-balancing pass (ALGORITHM.md §4.2, step()), written once for the CPU sorters and the CUDA kernels.
+// The pair-balancing pass (ALGORITHM.md §4.2, step()), written once for the CPU sorters and the
+// CUDA kernels.
 //
 // For every step, pair p (outer loop) and rank j (inner loop) the sign rule decides whether the
 // pair's first example goes to the front of the next epoch's order (s += Delta) or to the back
@@ -122,13 +123,11 @@ KHSGD_HOST_DEVICE inline bool rule_needs_bsq(const PairRuleTables& tables) {
 KHSGD_HOST_DEVICE inline bool rule_adds(const PairRuleTables& tables, const RuleEntry& entry,
                                         double inner, double bsq, double* tau) {
   switch (tables.rule) {
-    case PairRule::SBW:
-      return sbw_adds(static_cast<float>(inner), entry.first);
+    case PairRule::SBW: return sbw_adds(static_cast<float>(inner), entry.first);
     case PairRule::KHSGD:
       return khsgd_adds(static_cast<float>(bsq), entry.first, entry.second,
                         static_cast<float>(inner), tau);
-    default:
-      return cdgrab_adds(static_cast<float>(inner));
+    default: return cdgrab_adds(static_cast<float>(inner));
   }
 }
 
@@ -155,16 +154,16 @@ KHSGD_HOST_DEVICE inline float moved_sum(float sum, float delta, bool plus) {
 
 // The decisions of `steps` steps from `first_step` on: gradients [steps, ranks, microbatch, D]
 // (in `rows`), orders and next_orders [ranks, m], the cursor updated in place. `Rows` supplies
-//   void fetch(const PairAt&)  start reading that decision's two rows (a slot apart from the current)
-//   void advance()             the fetched rows become the current ones
-//   PairDots dots(bool bsq)    of the current pair (|Delta|^2 only when asked)
-//   void move_sum(bool plus)   s += Delta or s -= Delta of the current pair
-//   bool writes_orders()       whether this thread writes next_orders (one lane of a warp does)
+//   void fetch(const PairAt&)  start reading that decision's two rows (a slot apart from the
+//   current) void advance()             the fetched rows become the current ones PairDots dots(bool
+//   bsq)    of the current pair (|Delta|^2 only when asked) void move_sum(bool plus)   s += Delta
+//   or s -= Delta of the current pair bool writes_orders()       whether this thread writes
+//   next_orders (one lane of a warp does)
 KHSGD_EXEC_CHECK_DISABLE
 template <class Rows>
-KHSGD_HOST_DEVICE void walk_pairs(Rows& rows, const PairRuleTables& tables, const PairLayout& layout,
-                                  int64_t first_step, int64_t steps, const int64_t* orders,
-                                  int64_t* next_orders, PairCursor* cursor) {
+KHSGD_HOST_DEVICE void walk_pairs(Rows& rows, const PairRuleTables& tables,
+                                  const PairLayout& layout, int64_t first_step, int64_t steps,
+                                  const int64_t* orders, int64_t* next_orders, PairCursor* cursor) {
   const int64_t total = steps * decisions_per_step(layout);
   if (total <= 0) return;
   const bool bsq = rule_needs_bsq(tables);

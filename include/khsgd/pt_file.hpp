@@ -37,10 +37,10 @@ void write_tensor(const std::string& path, const HostTensor& tensor);
 struct SavedObject {
   enum class Kind { Dict, List, Float, Tensor };
   Kind kind = Kind::Dict;
-  double number = 0.0;                // Float
-  HostTensor tensor;                  // Tensor (shape {} for a 0-dim tensor)
-  std::vector<std::string> keys;      // Dict: keys[i] names items[i]
-  std::vector<SavedObject> items;     // Dict values, List elements
+  double number = 0.0;             // Float
+  HostTensor tensor;               // Tensor (shape {} for a 0-dim tensor)
+  std::vector<std::string> keys;   // Dict: keys[i] names items[i]
+  std::vector<SavedObject> items;  // Dict values, List elements
 
   static SavedObject dict() { return SavedObject{}; }
   static SavedObject list() {

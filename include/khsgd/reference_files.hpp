@@ -1,7 +1,8 @@
 // The Python reference's own result files, written beside khsgd's, so that plotting built on
 // main-LR-HMDA.py's output (its authors' notebooks/LR-HMDA) reads khsgd's runs unchanged:
 //
-//   results.pt      rank 0: {"train": {"loss": [...], "acc": [...]}, "test": {"loss": [...], "acc": [...]}}
+//   results.pt      rank 0: {"train": {"loss": [...], "acc": [...]}, "test": {"loss": [...], "acc":
+//   [...]}}
 //                   a loss is a 0-dim float32 tensor, an accuracy a Python float (correct / rows),
 //                   one entry per epoch, as main-LR-HMDA.py appends them
 //   time/time-R.pt  rank R: {"time": {label: tensor}, "cuda-max": {...}, "cuda-current": {...},
@@ -25,7 +26,8 @@ namespace khsgd {
 
 // results.pt's object from metrics.csv's rows (no header). `train_rows` and `test_rows` turn the
 // printed accuracies back into the exact fractions the reference stores.
-SavedObject reference_results(const std::string& metrics_rows, int64_t train_rows, int64_t test_rows);
+SavedObject reference_results(const std::string& metrics_rows, int64_t train_rows,
+                              int64_t test_rows);
 
 // time-R.pt's object from time-rankR.csv's text (with its header; `source` names it in errors);
 // `sorter` decides the label order (the order in which the reference's timer first meets them).
@@ -35,7 +37,8 @@ SavedObject reference_times(const std::string& time_csv, const std::string& sort
 class ReferenceFiles {
  public:
   // `train_rows` is N' (the rows the train accuracy counts).
-  ReferenceFiles(std::string dir, int rank, std::string sorter, int64_t train_rows, int64_t test_rows);
+  ReferenceFiles(std::string dir, int rank, std::string sorter, int64_t train_rows,
+                 int64_t test_rows);
 
   // Creates DIR/time (every rank: ranks on other hosts keep their own copy of the folder).
   void prepare() const;

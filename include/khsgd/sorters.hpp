@@ -17,12 +17,12 @@
 namespace khsgd {
 
 struct SorterShape {
-  int64_t ranks = 1;        // n
-  int64_t shard_rows = 0;   // m, examples per rank
-  int64_t microbatch = 16;  // examples per rank and step
-  int64_t D = 21;           // gradient length
-  int64_t epochs = 1;       // E, for SBW's and KH-SGD's tables
-  int64_t rank = 0;         // whose row sort() returns
+  int64_t ranks = 1;            // n
+  int64_t shard_rows = 0;       // m, examples per rank
+  int64_t microbatch = 16;      // examples per rank and step
+  int64_t D = 21;               // gradient length
+  int64_t epochs = 1;           // E, for SBW's and KH-SGD's tables
+  int64_t rank = 0;             // whose row sort() returns
   Device device = Device::Cpu;  // where the pair sorters keep their state (D-RR: whose generator)
 };
 
@@ -47,13 +47,15 @@ class Sorter {
   // Checkpoints, between epochs: what the next sort() and the epochs after it depend on beyond
   // the generators (the next epoch's order matrix, counters, KH-SGD's log-penalties).
   virtual void save_state(StateWriter& out) const = 0;
-  // Into a sorter freshly built with the same shape and seed. Throws UserError if `in` does not fit.
+  // Into a sorter freshly built with the same shape and seed. Throws UserError if `in` does not
+  // fit.
   virtual void load_state(StateReader& in) = 0;
 };
 
 // name: CD-GraB, D-RR, KH-SGD or SBW. Draws what the sorter needs at construction from `ops`
-// (ALGORITHM.md §5: KH-SGD uniform_(-1, 1) of T, SBW rand(m n E / 2)); keeps `ops` for later epochs.
-// With shape.device == Device::Cuda the pair sorters keep their state on the GPU (CUDA builds).
+// (ALGORITHM.md §5: KH-SGD uniform_(-1, 1) of T, SBW rand(m n E / 2)); keeps `ops` for later
+// epochs. With shape.device == Device::Cuda the pair sorters keep their state on the GPU (CUDA
+// builds).
 std::unique_ptr<Sorter> make_sorter(const std::string& name, const SorterShape& shape,
                                     DeviceOps& ops);
 

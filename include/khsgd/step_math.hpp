@@ -19,8 +19,8 @@ KHSGD_HOST_DEVICE inline float column_mean(const float* rows, int64_t count, int
 // SGD with momentum for one parameter, as torchopt.sgd(lr, momentum) applies it: v <- mu v + g
 // (t.mul_(momentum).add_(g)), then theta <- theta + (-lr v) (updates.mul_(-lr); p.add_(update)),
 // each op rounded to float32 on its own.
-KHSGD_HOST_DEVICE inline void momentum_update(float g, float momentum, float neg_lr, float* velocity,
-                                              float* theta) {
+KHSGD_HOST_DEVICE inline void momentum_update(float g, float momentum, float neg_lr,
+                                              float* velocity, float* theta) {
   const float v = *velocity * momentum + g;
   *velocity = v;
   const float update = v * neg_lr;

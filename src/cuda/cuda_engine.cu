@@ -42,7 +42,11 @@ class Stopwatch {
 class CudaEngine final : public TrainingEngine {
  public:
   CudaEngine(const EngineSetup& setup, int cuda_index)
-      : data_(*setup.data), part_(setup.partition), rank_(setup.rank), d_(data_.d), D_(data_.d + 1) {
+      : data_(*setup.data),
+        part_(setup.partition),
+        rank_(setup.rank),
+        d_(data_.d),
+        D_(data_.d + 1) {
     KHSGD_CUDA_CHECK(cudaSetDevice(cuda_index));
     if (!cuda::fits_fused_kernel(d_, part_.microbatch))
       throw UserError("--device cuda takes at most " + std::to_string(cuda::kMaxSharedFloats) +
@@ -99,7 +103,8 @@ class CudaEngine final : public TrainingEngine {
       // One persistent kernel, the pair sorter's pass beside the steps where it fits; timed by
       // events, so no synchronisation inside the epoch.
       cuda::PairBalanceArgs pass;
-      const bool beside = pairs && cuda::pair_pass_beside_steps(sorter, gradients_.data(), steps, &pass);
+      const bool beside =
+          pairs && cuda::pair_pass_beside_steps(sorter, gradients_.data(), steps, &pass);
       KHSGD_CUDA_CHECK(cudaEventRecord(kernel_start_, nullptr));
       cuda::launch_fused_epoch(args_, beside ? &pass : nullptr, nullptr);
       KHSGD_CUDA_CHECK(cudaEventRecord(kernel_end_, nullptr));
@@ -120,8 +125,8 @@ class CudaEngine final : public TrainingEngine {
     // Without --profile, host clocks see kernels only when the device is waited for.
     times.estimated = !hooks.profile;
     if (capture) {
-      KHSGD_CUDA_CHECK(cudaMemcpy(hooks.capture, gradients_.data(), steps * step_floats * sizeof(float),
-                                  cudaMemcpyDeviceToHost));
+      KHSGD_CUDA_CHECK(cudaMemcpy(hooks.capture, gradients_.data(),
+                                  steps * step_floats * sizeof(float), cudaMemcpyDeviceToHost));
     }
     if (hooks.observer) hooks.observer->on_steps(steps, std::numeric_limits<double>::quiet_NaN());
     return times;
@@ -141,7 +146,8 @@ class CudaEngine final : public TrainingEngine {
 
  private:
   // Several ranks or --profile: each step's kernels around the collective.
-  void step_by_step(bool pairs, bool capture, Communicator& comm, Stopwatch* watch, EpochTimes* times) {
+  void step_by_step(bool pairs, bool capture, Communicator& comm, Stopwatch* watch,
+                    EpochTimes* times) {
     const int64_t n = part_.ranks, mb = part_.microbatch;
     const int64_t step_floats = n * mb * D_;
     for (int64_t k = 0; k < part_.num_batches; ++k) {

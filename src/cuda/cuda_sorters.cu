@@ -48,7 +48,9 @@ class CudaPairSorter final : public Sorter {
     return local_order_;
   }
 
-  void step(const float* G, int64_t k) override { cuda::launch_pair_balance(pass(G, k, 1), nullptr); }
+  void step(const float* G, int64_t k) override {
+    cuda::launch_pair_balance(pass(G, k, 1), nullptr);
+  }
 
   void balance_epoch(const float* G_all, int64_t num_batches) override {
     cuda::launch_pair_balance(pass(G_all, 0, num_batches), nullptr);
@@ -80,8 +82,8 @@ class CudaPairSorter final : public Sorter {
   // The pass over `steps` steps of gradients G (device memory) from step `first_step` on.
   cuda::PairBalanceArgs pass(const float* G, int64_t first_step, int64_t steps) {
     const PairRuleTables tables{rule_, thresholds_.data(), log_penalty_.data(), uniforms_.data()};
-    return {tables, layout_, G, first_step, steps, orders_.data(), next_orders_.data(), sum_.data(),
-            cursor_.data()};
+    return {tables,      layout_,       G, first_step, steps, orders_.data(), next_orders_.data(),
+            sum_.data(), cursor_.data()};
   }
 
  private:

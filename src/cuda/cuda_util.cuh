@@ -66,8 +66,7 @@ class DeviceBuffer {
     count_ = count;
     const size_t now = device_bytes_now() += count * sizeof(T);
     size_t peak = device_bytes_peak().load();
-    while (now > peak && !device_bytes_peak().compare_exchange_weak(peak, now)) {
-    }
+    while (now > peak && !device_bytes_peak().compare_exchange_weak(peak, now)) {}
   }
   void upload(const T* host, size_t count, size_t offset = 0) {
     check(cudaMemcpy(data_ + offset, host, count * sizeof(T), cudaMemcpyHostToDevice), "upload");

@@ -44,7 +44,8 @@ inline constexpr int kStepThreads = 512;
 inline constexpr int64_t kMaxSharedFloats = 12 * 1024;  // 48 KiB
 bool fits_fused_kernel(int64_t d, int64_t microbatch);
 
-// The pair-balancing pass (ALGORITHM.md §4.2) over `steps` steps of gathered gradients, state on the device.
+// The pair-balancing pass (ALGORITHM.md §4.2) over `steps` steps of gathered gradients, state on
+// the device.
 struct PairBalanceArgs {
   PairRuleTables tables;  // device pointers
   PairLayout layout;

@@ -52,8 +52,7 @@ void launch_pair_balance(const PairBalanceArgs& args, cudaStream_t stream, PairK
     case PairKernel::Registers4:
       pair_balance_registers_kernel<4><<<1, 32, 0, stream>>>(args);
       break;
-    default:
-      pair_balance_shared_kernel<<<1, 32, args.layout.D * sizeof(float), stream>>>(args);
+    default: pair_balance_shared_kernel<<<1, 32, args.layout.D * sizeof(float), stream>>>(args);
   }
   check_launch("pair_balance_kernel");
 }

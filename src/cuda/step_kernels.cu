@@ -16,8 +16,8 @@ constexpr int kEvalThreads = 512;  // a power of two: the block's partial sums a
 // One step's gradient rows for this block: warp w takes examples w, w + warps, ... of the step.
 // Pair sorters get g_i = (sigma(z_i) - y_i) [x_i; 1]; D-RR gets rows scaled by 1 / microbatch, as
 // autograd of the batch-mean loss does before linear's backward sums them.
-__device__ inline void gradient_rows(const EpochArgs& a, int64_t k, const float* theta, bool per_example,
-                                     float* rows, float* captured = nullptr) {
+__device__ inline void gradient_rows(const EpochArgs& a, int64_t k, const float* theta,
+                                     bool per_example, float* rows, float* captured = nullptr) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = kStepThreads / 32;
   const int64_t d = a.d, D = d + 1;
   for (int64_t i = warp; i < a.microbatch; i += warps) {
@@ -47,7 +47,9 @@ __device__ inline float column_sum(const float* rows, int64_t count, int64_t D, 
 }
 
 // The step warps' own barrier (named barrier 1): the fused kernel's sorter warp never joins it.
-__device__ inline void step_barrier() { asm volatile("bar.sync 1, %0;" ::"r"(kStepThreads) : "memory"); }
+__device__ inline void step_barrier() {
+  asm volatile("bar.sync 1, %0;" ::"r"(kStepThreads) : "memory");
+}
 
 // The sorter warp of the fused kernel: the pair pass over the epoch, each step's decisions as soon
 // as the step warps have published its gradients.
@@ -75,8 +77,8 @@ __global__ void __launch_bounds__(kStepThreads + 32, 1)
     return;
   }
   const int64_t d = a.d, D = d + 1, mb = a.microbatch;
-  float* theta = shared;     // [D]
-  float* rows = shared + D;  // [mb, D]
+  float* theta = shared;            // [D]
+  float* rows = shared + D;         // [mb, D]
   float* velocity = rows + mb * D;  // [D]
   for (int64_t j = threadIdx.x; j < D; j += kStepThreads) {
     theta[j] = a.theta[j];
@@ -169,8 +171,9 @@ __global__ void step_update_kernel(EpochArgs a, const float* combined, int64_t r
   }
 }
 
-__global__ void __launch_bounds__(kEvalThreads) evaluate_kernel(const float* X, const float* y, int64_t rows, int64_t d,
-                                const float* theta, EvalTotals* totals) {
+__global__ void __launch_bounds__(kEvalThreads)
+    evaluate_kernel(const float* X, const float* y, int64_t rows, int64_t d, const float* theta,
+                    EvalTotals* totals) {
   __shared__ double loss_part[kEvalThreads];
   __shared__ unsigned long long correct_part[kEvalThreads];
   double loss = 0.0;
@@ -202,7 +205,8 @@ size_t fused_shared_bytes(int64_t d, int64_t mb) { return ((mb + 2) * (d + 1)) *
 }  // namespace
 
 bool fits_fused_kernel(int64_t d, int64_t microbatch) {
-  return static_cast<int64_t>(fused_shared_bytes(d, microbatch) / sizeof(float)) <= kMaxSharedFloats;
+  return static_cast<int64_t>(fused_shared_bytes(d, microbatch) / sizeof(float)) <=
+         kMaxSharedFloats;
 }
 
 void launch_fused_epoch(const EpochArgs& args, const PairBalanceArgs* pass, cudaStream_t stream) {
