@@ -1,5 +1,5 @@
 // The examples of one optimizer step, gathered side by side so that their arithmetic runs in
-// vector lanes (SPEC §2's per-example gradients, the step loop's hot spot).
+// vector lanes (ALGORITHM.md §2: the per-example gradients, the step loop's hot spot).
 //
 // A step's examples are independent until their gradients are combined, so their logits are
 // computed together: feature j of every example of a block is multiplied and added before
