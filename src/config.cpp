@@ -153,23 +153,19 @@ namespace {
 cxxopts::Options declare_options() {
   cxxopts::Options options("khsgd_train");
   // Values are read as strings and checked by FlagReader, so that every message names the flag.
-  options.add_options()("sorter", "", cxxopts::value<std::string>())(
-      "seed", "", cxxopts::value<std::string>())("lr", "", cxxopts::value<std::string>())(
-      "B", "", cxxopts::value<std::string>())("momentum", "", cxxopts::value<std::string>())(
-      "epochs", "", cxxopts::value<std::string>())("node_cnt", "", cxxopts::value<std::string>())(
-      "in_process", "", cxxopts::value<bool>())("backend", "", cxxopts::value<std::string>())(
-      "exp", "", cxxopts::value<std::string>())("local_rank,local-rank", "",
-                                                cxxopts::value<std::string>())(
-      "device", "", cxxopts::value<std::string>())("data_dir", "", cxxopts::value<std::string>())(
-      "results_dir", "", cxxopts::value<std::string>())(
-      "dataset", "", cxxopts::value<std::string>())("save_orders", "", cxxopts::value<bool>())(
-      "save_grads", "", cxxopts::value<std::string>())(
-      "synthetic_rows", "", cxxopts::value<std::string>())("quiet", "", cxxopts::value<bool>())(
-      "profile", "", cxxopts::value<bool>())("checkpoint_every", "", cxxopts::value<std::string>())(
-      "checkpoint_seconds", "", cxxopts::value<std::string>())(
-      "resume", "", cxxopts::value<bool>())("overwrite", "", cxxopts::value<bool>())(
-      "timeout", "", cxxopts::value<std::string>())("version", "")("print_run_dir", "")("h,help",
-                                                                                        "");
+  // clang-format off
+  const char* const valued[] = {"sorter", "seed", "lr", "B", "momentum", "epochs", "node_cnt",
+                                "backend", "exp", "local_rank,local-rank", "device", "data_dir",
+                                "results_dir", "dataset", "save_grads", "synthetic_rows",
+                                "checkpoint_every", "checkpoint_seconds", "timeout"};
+  const char* const switches[] = {"in_process", "save_orders", "quiet", "profile", "resume",
+                                  "overwrite"};
+  const char* const actions[] = {"version", "print_run_dir", "h,help"};
+  // clang-format on
+  auto add = options.add_options();
+  for (const char* name : valued) add(name, "", cxxopts::value<std::string>());
+  for (const char* name : switches) add(name, "", cxxopts::value<bool>());
+  for (const char* name : actions) add(name, "");
   return options;
 }
 
