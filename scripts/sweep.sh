@@ -160,7 +160,11 @@ for ranks in $ranks_list; do
       resume=()
       if [ -d "$run" ]; then
         # Unfinished: continue from its checkpoint, or start it over when it has none.
-        if [ -f "$run/checkpoint-rank0.bin" ]; then resume=(--resume); else resume=(--overwrite); fi
+        if [ -f "$run/checkpoint-rank0.bin" ] || [ -f "$run/checkpoint-rank0.previous.bin" ]; then
+          resume=(--resume)
+        else
+          resume=(--overwrite)
+        fi
       fi
       args+=("${resume[@]}")
       procs=$(processes_of "$ranks")

@@ -32,6 +32,32 @@ std::string checkpoint_path(const std::string& dir, int rank) {
   return dir + "/checkpoint-rank" + std::to_string(rank) + ".bin";
 }
 
+std::string previous_checkpoint_path(const std::string& dir, int rank) {
+  return dir + "/checkpoint-rank" + std::to_string(rank) + ".previous.bin";
+}
+
+int64_t common_checkpoint_epoch(const std::vector<int64_t>& latest,
+                                const std::vector<int64_t>& previous) {
+  auto everyone_has = [&](int64_t epoch) {
+    for (size_t r = 0; r < latest.size(); ++r)
+      if (latest[r] != epoch && previous[r] != epoch) return false;
+    return true;
+  };
+  int64_t best = -1;
+  for (const std::vector<int64_t>* epochs : {&latest, &previous})
+    for (const int64_t epoch : *epochs)
+      if (epoch > best && everyone_has(epoch)) best = epoch;
+  return best;
+}
+
+void write_next_checkpoint(const std::string& dir, int rank, const Checkpoint& checkpoint) {
+  const std::string latest = checkpoint_path(dir, rank);
+  const std::string previous = previous_checkpoint_path(dir, rank);
+  if (::rename(latest.c_str(), previous.c_str()) != 0 && errno != ENOENT)
+    throw IoError("cannot rename '" + latest + "' to '" + previous + "': " + std::strerror(errno));
+  write_checkpoint(latest, checkpoint);
+}
+
 void write_checkpoint(const std::string& path, const Checkpoint& c) {
   StateWriter payload;
   payload.i64(c.epoch);

@@ -200,7 +200,8 @@ RunFolderState inspect_run_folder(const std::string& dir) {
   if (!state.exists) return state;
   auto present = [&](const char* name) { return ::access((dir + "/" + name).c_str(), F_OK) == 0; };
   state.has_results = present("config.json") || present("metrics.csv");
-  state.has_checkpoint = present("checkpoint-rank0.bin");
+  state.has_checkpoint =
+      present("checkpoint-rank0.bin") || present("checkpoint-rank0.previous.bin");
   std::ifstream summary(dir + "/summary.json");
   const std::string text((std::istreambuf_iterator<char>(summary)),
                          std::istreambuf_iterator<char>());

@@ -6,9 +6,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -198,19 +203,33 @@ class Run {
     engine_ = make_engine(setup, device_, cuda_index_);
   }
 
-  // --resume: every rank restores from its own checkpoint, if rank 0's folder has one.
+  // --resume: every rank restores from its own checkpoint, if rank 0's folder has one. The ranks
+  // replace their checkpoints one by one, so they may be one checkpoint apart (a kill or a full
+  // disk between two ranks' writes): all restore the latest epoch every rank holds.
   void restore() {
     resuming_ =
         config_.resume &&
         comm_->all_gather_value(rank_ == 0 ? inspect_run_folder(dir_).has_checkpoint : 0)[0] != 0;
     if (!resuming_) return;
-    const std::string path = checkpoint_path(dir_, rank_);
+    const std::string latest_path = checkpoint_path(dir_, rank_);
+    const std::string previous_path = previous_checkpoint_path(dir_, rank_);
+    std::optional<Checkpoint> latest, previous;
+    run_agreed(*comm_, "read its checkpoints", [&] {
+      latest = read_own_checkpoint(latest_path);
+      previous = read_own_checkpoint(previous_path);
+      if (!latest && !previous) throw UserError(latest_path + ": no checkpoint to resume from");
+    });
+    const int64_t epoch =
+        common_checkpoint_epoch(comm_->all_gather_value(latest ? latest->epoch : -1),
+                                comm_->all_gather_value(previous ? previous->epoch : -1));
     run_agreed(*comm_, "restore its checkpoint", [&] {
-      const Checkpoint c = read_checkpoint(path);
-      if (c.fingerprint != fingerprint_ || c.rank != rank_ || c.world_size != launch_.world_size)
-        throw UserError(path +
-                        ": written by a run with other flags, other data or other ranks; "
-                        "use --overwrite to start over");
+      if (epoch < 0)
+        throw UserError(latest_path +
+                        ": the ranks' checkpoints have no epoch in common; use --overwrite to "
+                        "start over");
+      const bool from_previous = !(latest && latest->epoch == epoch);
+      const Checkpoint& c = from_previous ? *previous : *latest;
+      const std::string& path = from_previous ? previous_path : latest_path;
       try {
         StateReader sorter_state(c.sorter_state, path);
         sorter_->load_state(sorter_state);
@@ -224,9 +243,24 @@ class Run {
         throw UserError(path + ": cannot be restored (" + e.what() +
                         "); use --overwrite to start over");
       }
+      // A later checkpoint than the common one belongs to epochs that will be trained again.
+      if (from_previous && std::rename(previous_path.c_str(), latest_path.c_str()) != 0)
+        throw IoError("cannot rename '" + previous_path + "' to '" + latest_path +
+                      "': " + std::strerror(errno));
       done_ = c.epoch;
       earlier_metrics_ = c.metrics_rows;
     });
+  }
+
+  // This rank's checkpoint at `path`, checked to belong to this run and rank; none if absent.
+  std::optional<Checkpoint> read_own_checkpoint(const std::string& path) const {
+    if (::access(path.c_str(), F_OK) != 0) return std::nullopt;
+    Checkpoint c = read_checkpoint(path);
+    if (c.fingerprint != fingerprint_ || c.rank != rank_ || c.world_size != launch_.world_size)
+      throw UserError(path +
+                      ": written by a run with other flags, other data or other ranks; "
+                      "use --overwrite to start over");
+    return c;
   }
 
   // Rank 0 makes the folder and the shared files first; then every rank opens its own files
@@ -390,11 +424,12 @@ class Run {
     c.cpu_generator = generator_state(Device::Cpu);
     if (device_ == Device::Cuda) c.cuda_generator = generator_state(Device::Cuda, cuda_index_);
     if (rank_ == 0) c.metrics_rows = metrics_->rows();
-    write_checkpoint(checkpoint_path(dir_, rank_), c);
+    write_next_checkpoint(dir_, rank_, c);
   }
 
   // Every rank has finished; rank 0 writes summary.json last, since its presence marks a finished
-  // run, and a finished run needs no checkpoint.
+  // run. Only then do the ranks delete their checkpoints (a finished run needs none): a rank 0
+  // lost before summary.json leaves a run that --resume can still finish.
   void finish() {
     comm_->barrier();
     if (rank_ == 0) {
@@ -406,7 +441,9 @@ class Run {
 #endif
       write_file_atomically(dir_ + "/summary.json", summary_json(summary_));
     }
+    comm_->barrier();
     std::remove(checkpoint_path(dir_, rank_).c_str());
+    std::remove(previous_checkpoint_path(dir_, rank_).c_str());
   }
 
   Config config_;

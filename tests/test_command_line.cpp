@@ -161,6 +161,17 @@ TEST(CheckpointSchedule, EveryKEpochsOrEverySSeconds) {
   EXPECT_FALSE(never.due(100, 1e9));
 }
 
+TEST(CheckpointGenerations, TheLatestEpochEveryRankHolds) {
+  // Each rank's latest and previous checkpoint epochs (-1: none).
+  EXPECT_EQ(common_checkpoint_epoch({4, 4}, {2, 2}), 4);    // all wrote epoch 4
+  EXPECT_EQ(common_checkpoint_epoch({4, 2}, {2, 1}), 2);    // rank 1 stopped before writing 4
+  EXPECT_EQ(common_checkpoint_epoch({4, -1}, {2, 2}), 2);   // rank 1 stopped between its renames
+  EXPECT_EQ(common_checkpoint_epoch({2, 4}, {-1, 2}), 2);   // one rank alone, the other behind
+  EXPECT_EQ(common_checkpoint_epoch({6, 2}, {4, -1}), -1);  // nothing in common
+  EXPECT_EQ(common_checkpoint_epoch({3}, {-1}), 3);         // one rank
+  EXPECT_EQ(common_checkpoint_epoch({-1}, {-1}), -1);
+}
+
 TEST(CheckpointSchedule, TheFlags) {
   EXPECT_EQ(parse({}).checkpoint_seconds, 60.0);
   EXPECT_EQ(parse({}).checkpoint_every, 0);

@@ -1,5 +1,6 @@
 // Faults injected on purpose: runs stopped after an epoch and resumed, damaged checkpoints,
 // results folders in the way, and ranks that die or hang in the middle of a run.
+#include <cstdio>
 #include <fstream>
 
 #include "khsgd/pt_file.hpp"
@@ -50,6 +51,26 @@ TEST(Resume, TwoRanksResumeBitForBit) {
   const RunResult resumed = run_launch(2, golden_args(tmp, "SBW", {"--resume"}), tmp.path());
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   expect_same_run(run_dir(tmp, "SBW", 2), run_dir(whole, "SBW", 2), 2);
+}
+
+TEST(Resume, RanksOneCheckpointApartResumeFromTheEpochBothHold) {
+  // A run can stop after rank 0 replaced its checkpoint and before rank 1 did (a kill, or a full
+  // disk on rank 1 alone): rank 1's latest is then rank 0's previous. Both resume from it.
+  TempDir whole, tmp;
+  ASSERT_EQ(run_launch(2, golden_args(whole, "CD-GraB"), whole.path()).exit_code, 0);
+  ASSERT_EQ(
+      run_launch(2, golden_args(tmp, "CD-GraB"), tmp.path(), "KHSGD_STOP_AFTER_EPOCH=2").exit_code,
+      9);
+  const std::string dir = run_dir(tmp, "CD-GraB", 2);
+  ASSERT_TRUE(file_exists(dir + "/checkpoint-rank1.previous.bin"));
+  ASSERT_EQ(std::rename((dir + "/checkpoint-rank1.previous.bin").c_str(),
+                        (dir + "/checkpoint-rank1.bin").c_str()),
+            0);
+  const RunResult resumed = run_launch(2, golden_args(tmp, "CD-GraB", {"--resume"}), tmp.path());
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(resumed.out.find("resuming after epoch 1"), std::string::npos) << resumed.out;
+  expect_same_run(dir, run_dir(whole, "CD-GraB", 2), 2);
+  EXPECT_FALSE(file_exists(dir + "/checkpoint-rank0.previous.bin"));
 }
 
 TEST(Resume, TwoWorkersInOneProcessResumeToTheTwoRankRun) {

@@ -35,6 +35,17 @@ struct Checkpoint {
 // DIR/checkpoint-rankR.bin: every rank keeps its own (ranks on other hosts have their own folder).
 std::string checkpoint_path(const std::string& dir, int rank);
 
+// DIR/checkpoint-rankR.previous.bin: the checkpoint the latest one replaced. The ranks replace
+// theirs one by one, so a run that stops in between (a rank killed, or out of space, while the
+// others have written theirs) leaves ranks one checkpoint apart; the previous generation still
+// gives every rank an epoch in common to resume from.
+std::string previous_checkpoint_path(const std::string& dir, int rank);
+
+// The highest epoch that every rank holds a checkpoint of, given each rank's latest and previous
+// checkpoint epochs (-1: none); -1 when they have none in common.
+int64_t common_checkpoint_epoch(const std::vector<int64_t>& latest,
+                                const std::vector<int64_t>& previous);
+
 // When a run writes its checkpoint (README "Checkpoints and resuming"): after every K-th epoch
 // (--checkpoint_every K; 0: never by count) and after any epoch that ends S seconds or more after
 // the last checkpoint, or after this process began training (--checkpoint_seconds S; 0: never by
@@ -55,6 +66,10 @@ class CheckpointSchedule {
 
 // Atomic write (temporary file, fsync, rename). Throws IoError when it cannot be written.
 void write_checkpoint(const std::string& path, const Checkpoint& checkpoint);
+
+// This rank's next checkpoint in DIR: the latest becomes the previous one, then `checkpoint` is
+// written atomically as the latest. Throws IoError when either step fails.
+void write_next_checkpoint(const std::string& dir, int rank, const Checkpoint& checkpoint);
 
 // Throws UserError for a missing, truncated, corrupt or foreign file.
 Checkpoint read_checkpoint(const std::string& path);

@@ -105,7 +105,7 @@ struct RunFolderState {
   bool exists = false;
   bool finished = false;        // summary.json says so
   bool has_results = false;     // config.json or metrics.csv
-  bool has_checkpoint = false;  // checkpoint-rank0.bin
+  bool has_checkpoint = false;  // checkpoint-rank0.bin or its previous generation
 };
 RunFolderState inspect_run_folder(const std::string& dir);
 
