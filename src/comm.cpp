@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <exception>
 #include <tuple>
 
 #include "khsgd/errors.hpp"
@@ -93,9 +94,10 @@ class StoreCounters final : public CounterStore {
 class StorePeerMonitor final : public PeerMonitor {
  public:
   StorePeerMonitor(c10::intrusive_ptr<c10d::TCPStore> store, int rank, int size,
-                   const std::atomic<int64_t>& progress)
+                   std::shared_ptr<const std::atomic<int64_t>> progress)
       : port_(store->getPort()),
-        heartbeat_(std::make_shared<StoreCounters>(std::move(store)), rank, size, progress) {}
+        heartbeat_(std::make_shared<StoreCounters>(std::move(store)), rank, size,
+                   std::move(progress)) {}
   std::string diagnose() override { return heartbeat_.diagnose(); }
   int port() const override { return port_; }
 
@@ -120,6 +122,16 @@ class ProcessGroupCommunicator final : public Communicator {
         cuda_device_(cuda_device),
         heartbeat_(std::make_unique<Heartbeat>(std::make_shared<StoreCounters>(std::move(store)),
                                                rank, size, progress_)) {}
+
+  ~ProcessGroupCommunicator() override {
+    if (std::uncaught_exceptions() > 0) {
+      // On the way to an error exit (main() leaves with _Exit): a peer may be stopped rather than
+      // dead, and the heartbeat's store calls and the group's teardown would wait for it up to
+      // --timeout before the error line is printed. Neither is waited for (as in mpi_comm.cpp).
+      (void)heartbeat_.release();
+      (void)group_.release();
+    }
+  }
 
   int size() const override { return size_; }
 
@@ -290,10 +302,9 @@ std::vector<std::string> c10d_backends() {
   return backends;
 }
 
-std::unique_ptr<PeerMonitor> start_peer_monitor(const std::string& host, int port, bool serve,
-                                                int rank, int size,
-                                                std::chrono::milliseconds timeout,
-                                                const std::atomic<int64_t>& progress) {
+std::unique_ptr<PeerMonitor> start_peer_monitor(
+    const std::string& host, int port, bool serve, int rank, int size,
+    std::chrono::milliseconds timeout, std::shared_ptr<const std::atomic<int64_t>> progress) {
   c10d::TCPStoreOptions options;
   options.port = static_cast<uint16_t>(port);
   options.isServer = serve;
@@ -302,7 +313,7 @@ std::unique_ptr<PeerMonitor> start_peer_monitor(const std::string& host, int por
   options.timeout = timeout;
   try {
     return std::make_unique<StorePeerMonitor>(c10::make_intrusive<c10d::TCPStore>(host, options),
-                                              rank, size, progress);
+                                              rank, size, std::move(progress));
   } catch (const std::exception& e) {
     throw CommError(
         "rank " + std::to_string(rank) + ": cannot " +

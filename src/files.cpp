@@ -34,7 +34,7 @@ bool write_all(int fd, const char* bytes, size_t size) {
 
 void write_file_atomically(const std::string& path, const std::string& bytes, bool durable) {
   const std::string partial = path + ".partial";
-  const int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  const int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw_io_error("write", path, errno);
   // On failure the half-written temporary goes (it would hold the space a full disk lacks); the
   // file at `path`, if any, is untouched.

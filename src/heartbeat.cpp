@@ -1,5 +1,7 @@
 #include "khsgd/heartbeat.hpp"
 
+#include "khsgd/stop_signal.hpp"
+
 #include <cstdio>
 #include <vector>
 
@@ -13,10 +15,25 @@ std::string progress_key(int r) { return "khsgd/progress/" + std::to_string(r); 
 }  // namespace
 
 Heartbeat::Heartbeat(std::shared_ptr<CounterStore> store, int rank, int size,
-                     const std::atomic<int64_t>& progress, std::chrono::milliseconds interval)
-    : store_(std::move(store)), rank_(rank), size_(size), progress_(progress), interval_(interval) {
+                     std::shared_ptr<const std::atomic<int64_t>> progress,
+                     std::chrono::milliseconds interval)
+    : store_(std::move(store)),
+      rank_(rank),
+      size_(size),
+      progress_(std::move(progress)),
+      interval_(interval) {
   beat_ = std::thread([this] { beat_until_stopped(); });
-  lookout_ = std::thread([this] { answer_until_stopped(); });
+  try {
+    lookout_ = std::thread([this] { answer_until_stopped(); });
+  } catch (...) {  // no second thread: stop and join the first before the error leaves
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    beat_.join();
+    throw;
+  }
 }
 
 Heartbeat::~Heartbeat() {
@@ -51,11 +68,12 @@ bool Heartbeat::pause(std::chrono::milliseconds duration) {
 }
 
 void Heartbeat::beat_until_stopped() {
+  block_stop_signals_in_this_thread();
   int64_t published = 0;
   do {
     try {
       store_->add(beat_key(rank_), 1);
-      const int64_t now = progress_.load(std::memory_order_relaxed);
+      const int64_t now = progress_->load(std::memory_order_relaxed);
       if (now != published) {
         store_->add(progress_key(rank_), now - published);  // add keeps it an integer key
         published = now;
@@ -67,6 +85,7 @@ void Heartbeat::beat_until_stopped() {
 }
 
 void Heartbeat::answer_until_stopped() {
+  block_stop_signals_in_this_thread();
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
     wake_.wait(lock, [this] { return stop_ || asked_ > answered_ticket_; });

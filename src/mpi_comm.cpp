@@ -134,8 +134,9 @@ class MpiCommunicator final : public Communicator {
     require_host(where);
     if (size_ > kPointToPointRanks) {
       run("all-gather", [&] {
-        return MPI_Allgather(local, static_cast<int>(count), MPI_FLOAT, gathered,
-                             static_cast<int>(count), MPI_FLOAT, comm_);
+        const bool in_place = local == gathered + rank_ * count;
+        return MPI_Allgather(in_place ? MPI_IN_PLACE : local, static_cast<int>(count), MPI_FLOAT,
+                             gathered, static_cast<int>(count), MPI_FLOAT, comm_);
       });
       return;
     }
@@ -288,6 +289,10 @@ std::unique_ptr<Communicator> connect_mpi(const Launch& launch, std::chrono::mil
     // Only the main thread calls MPI; the heartbeat and the watchdog never do.
     if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
       throw CommError("rank " + std::to_string(launch.rank) + ": MPI_Init failed");
+    if (provided < MPI_THREAD_FUNNELED)
+      throw CommError("rank " + std::to_string(launch.rank) +
+                      ": this MPI library offers no MPI_THREAD_FUNNELED (khsgd's heartbeat and "
+                      "watchdog threads run beside the MPI calls of the main thread)");
   }
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   int rank = 0, size = 0;

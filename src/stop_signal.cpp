@@ -29,7 +29,10 @@ void catch_signal(int signal) {
   struct sigaction action {};
   action.sa_handler = on_stop_signal;
   sigemptyset(&action.sa_mask);
-  action.sa_flags = SA_RESTART;  // a blocking read or poll goes on; the epoch ends as usual
+  // SA_RESTART: a blocking read, write or wait in progress goes on and the epoch ends as usual
+  // (poll() and timed socket reads return EINTR all the same: khsgd's own helper threads block
+  // these signals, see block_stop_signals_in_this_thread()).
+  action.sa_flags = SA_RESTART;
   ::sigaction(signal, &action, nullptr);
 }
 

@@ -89,7 +89,7 @@ class PeerZero {
 
 TEST(Heartbeat, NamesALostAStuckAndALivePeer) {
   auto store = std::make_shared<FakeStore>();
-  std::atomic<int64_t> progress{5};
+  auto progress = std::make_shared<std::atomic<int64_t>>(5);
   Heartbeat heartbeat(store, /*rank=*/1, /*size=*/2, progress, kInterval);
   EXPECT_EQ(heartbeat.diagnose(), "lost rank 0 (no heartbeat for 0.05 s)");
   {
@@ -105,7 +105,7 @@ TEST(Heartbeat, NamesALostAStuckAndALivePeer) {
 
 TEST(Heartbeat, AStoreThatDoesNotAnswerIsRankZeroLost) {
   auto store = std::make_shared<FakeStore>();
-  std::atomic<int64_t> progress{1};
+  auto progress = std::make_shared<std::atomic<int64_t>>(1);
   Heartbeat heartbeat(store, 1, 2, progress, kInterval);
   store->freeze(true);
   const auto start = std::chrono::steady_clock::now();
@@ -120,7 +120,7 @@ TEST(Heartbeat, ItsThreadsNeverOutliveIt) {
   // call, and no call may come from it afterwards (before: a detached thread that went on using
   // the destroyed object).
   auto store = std::make_shared<FakeStore>();
-  std::atomic<int64_t> progress{1};
+  auto progress = std::make_shared<std::atomic<int64_t>>(1);
   auto heartbeat = std::make_unique<Heartbeat>(store, 1, 2, progress, kInterval);
   store->freeze(true);
   EXPECT_EQ(heartbeat->diagnose(), "lost rank 0 (the rendezvous store it serves does not answer)");

@@ -21,9 +21,6 @@ enum class Failure : int64_t { None = 0, BadInput = 1, Io = 2 };
 // rank throws: the failing rank its own message, the others "rank R could not STAGE (its error
 // is printed above); stopping", each as the error type of rank R's failure.
 void agree(Communicator& comm, Failure own_failure, const std::string& message, const char* stage);
-inline void agree(Communicator& comm, const std::string& own_failure, const char* stage) {
-  agree(comm, own_failure.empty() ? Failure::None : Failure::BadInput, own_failure, stage);
-}
 
 // Runs `phase` on this rank, then agrees on how it went: a UserError or IoError on any rank stops
 // all.

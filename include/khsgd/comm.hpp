@@ -29,12 +29,12 @@ class Communicator {
   // Every rank's value, indexed by rank (host memory; for agreement checks, not the hot loop).
   virtual std::vector<int64_t> all_gather_value(int64_t value) = 0;
   virtual void barrier() = 0;
-  // How far this rank has got (epoch and step, increasing). Published with a heartbeat, so that
+  // How far this rank has got (the epoch, increasing). Published with a heartbeat, so that
   // when a collective fails the others can tell which rank was lost or stuck.
-  void set_progress(int64_t value) { progress_.store(value, std::memory_order_relaxed); }
+  void set_progress(int64_t value) { progress_->store(value, std::memory_order_relaxed); }
 
  protected:
-  std::atomic<int64_t> progress_{0};
+  std::shared_ptr<std::atomic<int64_t>> progress_ = std::make_shared<std::atomic<int64_t>>(0);
 };
 
 std::unique_ptr<Communicator> make_solo_communicator();
@@ -77,9 +77,8 @@ class PeerMonitor {
 
 // Rank 0 (serve = true) opens the store on `port` (0: any free port, port() tells which) without
 // waiting for the others; the others join it at host:port within `timeout` (CommError if not).
-std::unique_ptr<PeerMonitor> start_peer_monitor(const std::string& host, int port, bool serve,
-                                                int rank, int size,
-                                                std::chrono::milliseconds timeout,
-                                                const std::atomic<int64_t>& progress);
+std::unique_ptr<PeerMonitor> start_peer_monitor(
+    const std::string& host, int port, bool serve, int rank, int size,
+    std::chrono::milliseconds timeout, std::shared_ptr<const std::atomic<int64_t>> progress);
 
 }  // namespace khsgd

@@ -30,9 +30,10 @@ class CounterStore {
 
 class Heartbeat {
  public:
-  // `progress` (how far this rank has got) must outlive the Heartbeat.
+  // `progress`: how far this rank has got. Shared, so that a Heartbeat abandoned on the way to an
+  // error exit (comm.cpp, mpi_comm.cpp) never reads freed memory.
   Heartbeat(std::shared_ptr<CounterStore> store, int rank, int size,
-            const std::atomic<int64_t>& progress,
+            std::shared_ptr<const std::atomic<int64_t>> progress,
             std::chrono::milliseconds interval = std::chrono::milliseconds(1000));
   ~Heartbeat();
   Heartbeat(const Heartbeat&) = delete;
@@ -53,7 +54,7 @@ class Heartbeat {
 
   const std::shared_ptr<CounterStore> store_;
   const int rank_, size_;
-  const std::atomic<int64_t>& progress_;
+  const std::shared_ptr<const std::atomic<int64_t>> progress_;
   const std::chrono::milliseconds interval_;
 
   std::mutex mutex_;

@@ -5,8 +5,9 @@
 // pair's first example goes to the front of the next epoch's order (s += Delta) or to the back
 // (s -= Delta). The CPU and the GPU differ only in where a pair's two rows and the running sum s
 // live and in how <s, Delta> is summed (one core, components in order; a warp's lanes, then a warp
-// sum): a "rows" type supplies that (HostPairRows below; the kernels' in pair_balance.cuh), and
-// walk_pairs() does all the rest, so the CPU tests run every line of the bookkeeping the GPU runs.
+// sum): a "rows" type supplies that (HostPairRows below; the kernels' in src/cuda/pair_rows.cuh),
+// and walk_pairs() does all the rest, so the CPU tests run every line of the bookkeeping the GPU
+// runs.
 #pragma once
 
 #include <cstdint>

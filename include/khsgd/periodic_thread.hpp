@@ -1,5 +1,5 @@
-// A thread that runs a task now and then every period until it is destroyed: the heartbeat's
-// beats (comm.cpp) and the MPI collective watchdog (mpi_comm.cpp).
+// A thread that runs a task now and then every period until it is destroyed: the MPI collective
+// watchdog (mpi_comm.cpp). It never takes SIGTERM/SIGINT (stop_signal.hpp).
 #pragma once
 
 #include <chrono>
@@ -8,6 +8,8 @@
 #include <mutex>
 #include <thread>
 #include <utility>
+
+#include "khsgd/stop_signal.hpp"
 
 namespace khsgd {
 
@@ -29,6 +31,7 @@ class PeriodicThread {
 
  private:
   void run() {
+    block_stop_signals_in_this_thread();
     std::unique_lock<std::mutex> lock(mutex_);
     while (!stop_) {
       lock.unlock();

@@ -8,6 +8,9 @@
 // Python and most tools do.
 #pragma once
 
+#include <pthread.h>
+
+#include <csignal>
 #include <string>
 
 namespace khsgd {
@@ -20,5 +23,17 @@ int stop_signal();
 
 // "SIGTERM", "SIGINT", else "signal N".
 std::string signal_name(int signal);
+
+// Called first by each of khsgd's own helper threads (heartbeat, watchdog): the stop signals go
+// to a thread that does not block them, so blocking them here keeps the handler off threads that
+// sit in poll() or a timed socket read, which a handler interrupts with EINTR even under
+// SA_RESTART. (Threads LibTorch, Gloo and Open MPI start are theirs; see README "A clean stop".)
+inline void block_stop_signals_in_this_thread() {
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+}
 
 }  // namespace khsgd
