@@ -101,8 +101,9 @@ Options (defaults in brackets):
   -h, --help           this text
 
 SIGTERM or SIGINT (Ctrl-C) stops the run cleanly at the end of the current epoch, with a
-checkpoint; a second Ctrl-C exits at once (not under --backend mpi: mpirun ends the ranks). Exit status: 0 done, 1 a failed write, 2 bad input
-(nothing written), 3 a lost peer, 130 / 143 stopped by SIGINT / SIGTERM (--resume continues).
+checkpoint; a second Ctrl-C exits at once (not under --backend mpi: mpirun ends the ranks).
+Exit status: 0 done, 1 a failed write, 2 bad input (nothing written), 3 a lost peer, 130 / 143
+stopped by SIGINT / SIGTERM (--resume continues).
 
 Results: RESULTS_DIR/EXP-EPOCHS/LR-hmda-SORTER-node-N-lr-LR-B-B-seed-SEED/ with metrics.csv,
 config.json, and the reference's results.pt and time/time-R.pt (LR-synthetic-... for

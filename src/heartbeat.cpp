@@ -1,9 +1,9 @@
 #include "khsgd/heartbeat.hpp"
 
-#include "khsgd/stop_signal.hpp"
-
 #include <cstdio>
 #include <vector>
+
+#include "khsgd/stop_signal.hpp"
 
 namespace khsgd {
 

@@ -27,7 +27,7 @@ std::string signal_name(int signal);
 // Called first by each of khsgd's own helper threads (heartbeat, watchdog): the stop signals go
 // to a thread that does not block them, so blocking them here keeps the handler off threads that
 // sit in poll() or a timed socket read, which a handler interrupts with EINTR even under
-// SA_RESTART. (Threads LibTorch, Gloo and Open MPI start are theirs; see README "A clean stop".)
+// SA_RESTART. (The threads LibTorch, Gloo and Open MPI start are not ours to set.)
 inline void block_stop_signals_in_this_thread() {
   sigset_t stop;
   sigemptyset(&stop);
