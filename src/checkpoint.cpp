@@ -36,6 +36,15 @@ std::string previous_checkpoint_path(const std::string& dir, int rank) {
   return dir + "/checkpoint-rank" + std::to_string(rank) + ".previous.bin";
 }
 
+namespace {
+
+// Where the next checkpoint is written in full before it takes the latest one's place.
+std::string next_checkpoint_path(const std::string& dir, int rank) {
+  return dir + "/checkpoint-rank" + std::to_string(rank) + ".next.bin";
+}
+
+}  // namespace
+
 int64_t common_checkpoint_epoch(const std::vector<int64_t>& latest,
                                 const std::vector<int64_t>& previous) {
   auto everyone_has = [&](int64_t epoch) {
@@ -53,9 +62,22 @@ int64_t common_checkpoint_epoch(const std::vector<int64_t>& latest,
 void write_next_checkpoint(const std::string& dir, int rank, const Checkpoint& checkpoint) {
   const std::string latest = checkpoint_path(dir, rank);
   const std::string previous = previous_checkpoint_path(dir, rank);
-  if (::rename(latest.c_str(), previous.c_str()) != 0 && errno != ENOENT)
-    throw IoError("cannot rename '" + latest + "' to '" + previous + "': " + std::strerror(errno));
-  write_checkpoint(latest, checkpoint);
+  // Written in full first, so that a failed write (a full disk) leaves the latest checkpoint in
+  // place; then two renames. Stopped between them, the previous one is still there to resume from.
+  const std::string next = next_checkpoint_path(dir, rank);
+  write_checkpoint(next, checkpoint);
+  auto move = [](const std::string& from, const std::string& to, bool may_be_missing) {
+    if (::rename(from.c_str(), to.c_str()) != 0 && !(may_be_missing && errno == ENOENT))
+      throw IoError("cannot rename '" + from + "' to '" + to + "': " + std::strerror(errno));
+  };
+  move(latest, previous, /*may_be_missing=*/true);  // none before the first checkpoint
+  move(next, latest, false);
+}
+
+void remove_checkpoints(const std::string& dir, int rank) {
+  for (const std::string& path : {checkpoint_path(dir, rank), previous_checkpoint_path(dir, rank),
+                                  next_checkpoint_path(dir, rank)})
+    std::remove(path.c_str());
 }
 
 void write_checkpoint(const std::string& path, const Checkpoint& c) {

@@ -442,8 +442,7 @@ class Run {
       write_file_atomically(dir_ + "/summary.json", summary_json(summary_));
     }
     comm_->barrier();
-    std::remove(checkpoint_path(dir_, rank_).c_str());
-    std::remove(previous_checkpoint_path(dir_, rank_).c_str());
+    remove_checkpoints(dir_, rank_);
   }
 
   Config config_;

@@ -67,9 +67,13 @@ class CheckpointSchedule {
 // Atomic write (temporary file, fsync, rename). Throws IoError when it cannot be written.
 void write_checkpoint(const std::string& path, const Checkpoint& checkpoint);
 
-// This rank's next checkpoint in DIR: the latest becomes the previous one, then `checkpoint` is
-// written atomically as the latest. Throws IoError when either step fails.
+// This rank's next checkpoint in DIR: `checkpoint` is written in full, then the latest becomes the
+// previous one and the new one the latest. Throws IoError when a step fails; a failed write leaves
+// both checkpoints as they were.
 void write_next_checkpoint(const std::string& dir, int rank, const Checkpoint& checkpoint);
+
+// Deletes this rank's checkpoints (a finished run needs none).
+void remove_checkpoints(const std::string& dir, int rank);
 
 // Throws UserError for a missing, truncated, corrupt or foreign file.
 Checkpoint read_checkpoint(const std::string& path);
