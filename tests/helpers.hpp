@@ -202,4 +202,22 @@ inline std::vector<std::string> list_dir(const std::string& path) {
   return names;
 }
 
+// The flags of the reference's golden runs (tests/data/golden: seed 1, lr 5e-3, B 16, orders
+// saved), `epochs` epochs on `device`, results under tmp/results.
+inline std::vector<std::string> golden_flags(const TempDir& tmp, const std::string& sorter,
+                                             int epochs, const std::string& device = "cpu") {
+  // clang-format off
+  return {"--sorter", sorter, "--seed", "1", "--lr", "5e-3", "--epochs", std::to_string(epochs),
+          "--data_dir", test_data("golden/data"), "--results_dir", tmp / "results",
+          "--save_orders", "--device", device};
+  // clang-format on
+}
+
+// Where a golden-flags run with `ranks` ranks writes its results.
+inline std::string golden_run_dir(const TempDir& tmp, const std::string& sorter, int ranks = 1,
+                                  int epochs = 3) {
+  return tmp / ("results/LR-HMDA-" + std::to_string(epochs) + "/LR-hmda-" + sorter + "-node-" +
+                std::to_string(ranks) + "-lr-0.005-B-16-seed-1");
+}
+
 }  // namespace khsgd_test

@@ -21,24 +21,12 @@ namespace khsgd_test {
 inline std::vector<std::string> golden_run_args(const TempDir& tmp, const std::string& sorter,
                                                 std::vector<std::string> extra = {},
                                                 int epochs = 3) {
-  std::vector<std::string> args = {"--sorter",      sorter,
-                                   "--seed",        "1",
-                                   "--lr",          "5e-3",
-                                   "--epochs",      std::to_string(epochs),
-                                   "--data_dir",    test_data("golden/data"),
-                                   "--results_dir", tmp / "results",
-                                   "--save_orders", "--quiet",
-                                   "--device",      "cpu"};
+  std::vector<std::string> args = golden_flags(tmp, sorter, epochs);
+  args.push_back("--quiet");
   if (std::find(extra.begin(), extra.end(), "--checkpoint_every") == extra.end())
     extra.insert(extra.end(), {"--checkpoint_every", "1"});
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
-}
-
-inline std::string golden_run_dir(const TempDir& tmp, const std::string& sorter, int ranks = 1,
-                                  int epochs = 3) {
-  return tmp / ("results/LR-HMDA-" + std::to_string(epochs) + "/LR-hmda-" + sorter + "-node-" +
-                std::to_string(ranks) + "-lr-0.005-B-16-seed-1");
 }
 
 // metrics.csv without its timing columns: what must not change when a run is resumed.

@@ -23,21 +23,7 @@ int free_port() {
 }
 
 std::vector<std::string> golden_args(const TempDir& tmp, const std::string& sorter) {
-  return {"--sorter",
-          sorter,
-          "--seed",
-          "1",
-          "--lr",
-          "5e-3",
-          "--epochs",
-          "2",
-          "--data_dir",
-          test_data("golden/data"),
-          "--results_dir",
-          tmp / "results",
-          "--save_orders",
-          "--device",
-          "cpu"};
+  return golden_flags(tmp, sorter, /*epochs=*/2);
 }
 
 // metrics.csv without its timing columns, as text: what must not depend on the backend.
@@ -53,8 +39,7 @@ std::vector<std::string> metrics_without_times(const std::string& path) {
 }
 
 std::string run_dir(const TempDir& tmp, const std::string& sorter, int ranks) {
-  return tmp / ("results/LR-HMDA-2/LR-hmda-" + sorter + "-node-" + std::to_string(ranks) +
-                "-lr-0.005-B-16-seed-1");
+  return golden_run_dir(tmp, sorter, ranks, /*epochs=*/2);
 }
 
 // Starts each rank's command line in the background and waits for all; the status is nonzero if

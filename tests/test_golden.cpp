@@ -49,27 +49,11 @@ TEST_P(GoldenCpu, MatchesReferenceOrdersAndMetrics) {
   const GoldenRun run = GetParam();
   if (run.via == Via::Mpirun && !mpi_missing().empty()) GTEST_SKIP() << mpi_missing();
   TempDir tmp;
-  const std::vector<std::string> args = {"--sorter",
-                                         run.sorter,
-                                         "--seed",
-                                         "1",
-                                         "--lr",
-                                         "5e-3",
-                                         "--B",
-                                         "16",
-                                         "--epochs",
-                                         "3",
-                                         "--data_dir",
-                                         test_data("golden/data"),
-                                         "--results_dir",
-                                         tmp / "results",
-                                         "--save_orders",
-                                         "--device",
-                                         "cpu"};
+  std::vector<std::string> args = golden_flags(tmp, run.sorter, /*epochs=*/3);
+  args.insert(args.end(), {"--B", "16"});  // the reference's batch, spelled out (also the default)
   const RunResult result = start(run, args, tmp.path());
   ASSERT_EQ(result.exit_code, 0) << result.err;
-  const std::string dir = tmp / ("results/LR-HMDA-3/LR-hmda-" + run.sorter + "-node-" +
-                                 std::to_string(run.ranks) + "-lr-0.005-B-16-seed-1");
+  const std::string dir = golden_run_dir(tmp, run.sorter, run.ranks, /*epochs=*/3);
   if (run.via == Via::Mpirun) {
     EXPECT_NE(read_file(dir + "/config.json").find("\"backend\": \"mpi\""), std::string::npos);
   }

@@ -66,20 +66,13 @@ std::string missing(const std::string& backend = "", int gpus = 1) {
 
 std::vector<std::string> golden_args(const TempDir& tmp, const std::string& sorter,
                                      const std::string& device) {
-  return {"--sorter",      sorter,
-          "--seed",        "1",
-          "--lr",          "5e-3",
-          "--B",           "16",
-          "--epochs",      "3",
-          "--device",      device,
-          "--data_dir",    test_data("golden/data"),
-          "--results_dir", tmp / "results",
-          "--save_orders"};
+  std::vector<std::string> args = golden_flags(tmp, sorter, /*epochs=*/3, device);
+  args.insert(args.end(), {"--B", "16"});
+  return args;
 }
 
 std::string run_dir(const TempDir& tmp, const std::string& sorter, int ranks) {
-  return tmp / ("results/LR-HMDA-3/LR-hmda-" + sorter + "-node-" + std::to_string(ranks) +
-                "-lr-0.005-B-16-seed-1");
+  return golden_run_dir(tmp, sorter, ranks, /*epochs=*/3);
 }
 
 void expect_metrics_near(const Csv& ours, const Csv& reference) {
