@@ -43,6 +43,11 @@ std::string next_checkpoint_path(const std::string& dir, int rank) {
   return dir + "/checkpoint-rank" + std::to_string(rank) + ".next.bin";
 }
 
+void move_file(const std::string& from, const std::string& to, bool may_be_missing) {
+  if (std::rename(from.c_str(), to.c_str()) != 0 && !(may_be_missing && errno == ENOENT))
+    throw IoError("cannot rename '" + from + "' to '" + to + "': " + std::strerror(errno));
+}
+
 }  // namespace
 
 int64_t common_checkpoint_epoch(const std::vector<int64_t>& latest,
@@ -66,12 +71,12 @@ void write_next_checkpoint(const std::string& dir, int rank, const Checkpoint& c
   // place; then two renames. Stopped between them, the previous one is still there to resume from.
   const std::string next = next_checkpoint_path(dir, rank);
   write_checkpoint(next, checkpoint);
-  auto move = [](const std::string& from, const std::string& to, bool may_be_missing) {
-    if (::rename(from.c_str(), to.c_str()) != 0 && !(may_be_missing && errno == ENOENT))
-      throw IoError("cannot rename '" + from + "' to '" + to + "': " + std::strerror(errno));
-  };
-  move(latest, previous, /*may_be_missing=*/true);  // none before the first checkpoint
-  move(next, latest, false);
+  move_file(latest, previous, /*may_be_missing=*/true);  // none before the first checkpoint
+  move_file(next, latest, false);
+}
+
+void promote_previous_checkpoint(const std::string& dir, int rank) {
+  move_file(previous_checkpoint_path(dir, rank), checkpoint_path(dir, rank), false);
 }
 
 void remove_checkpoints(const std::string& dir, int rank) {

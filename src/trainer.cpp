@@ -9,11 +9,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -243,10 +241,7 @@ class Run {
         throw UserError(path + ": cannot be restored (" + e.what() +
                         "); use --overwrite to start over");
       }
-      // A later checkpoint than the common one belongs to epochs that will be trained again.
-      if (from_previous && std::rename(previous_path.c_str(), latest_path.c_str()) != 0)
-        throw IoError("cannot rename '" + previous_path + "' to '" + latest_path +
-                      "': " + std::strerror(errno));
+      if (from_previous) promote_previous_checkpoint(dir_, rank_);
       done_ = c.epoch;
       earlier_metrics_ = c.metrics_rows;
     });

@@ -72,6 +72,10 @@ void write_checkpoint(const std::string& path, const Checkpoint& checkpoint);
 // both checkpoints as they were.
 void write_next_checkpoint(const std::string& dir, int rank, const Checkpoint& checkpoint);
 
+// The previous checkpoint becomes the latest (resuming from it: the later one belongs to epochs
+// that will be trained again). Throws IoError when it cannot be renamed.
+void promote_previous_checkpoint(const std::string& dir, int rank);
+
 // Deletes this rank's checkpoints (a finished run needs none).
 void remove_checkpoints(const std::string& dir, int rank);
 
