@@ -22,6 +22,8 @@
 #
 #   scripts/gpu-check.sh [--only "stage ..."] [--build-dir DIR] [--deadline SECONDS]
 #   PYTHON=...   the python that has torch (default: /opt/torch/.venv/bin/python, else python3)
+#   KHSGD_CMAKE_ARGS="..."   more configure arguments, e.g. -DKHSGD_GLOO_INCLUDE_DIR=DIR where the
+#                installed LibTorch ships no Gloo headers (configure warns; --backend gloo is off)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd)
@@ -102,7 +104,7 @@ PY
   echo "torch $("$PYTHON" -c 'import torch; print(torch.__version__, torch.version.cuda)')"
   echo "LibTorch from $prefix; NCCL headers in ${nccl_include:-(not found)}; nvcc $nvcc"
   cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
-    -DNCCL_INCLUDE_DIR="$nccl_include" -DCMAKE_CUDA_COMPILER="$nvcc" || return 1
+    -DNCCL_INCLUDE_DIR="$nccl_include" -DCMAKE_CUDA_COMPILER="$nvcc" ${KHSGD_CMAKE_ARGS:-} || return 1
   cmake --build "$BUILD" || return 1
   "$TRAIN" --version
   "$TRAIN" --version | grep -q "CUDA engine: yes" || { echo "built without the CUDA engine"; return 1; }
