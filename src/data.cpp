@@ -6,6 +6,7 @@
 
 #include "khsgd/errors.hpp"
 #include "khsgd/hash.hpp"
+#include "khsgd/pt_file.hpp"
 
 namespace khsgd {
 
@@ -28,8 +29,8 @@ void check_finite(const HostTensor& t, const std::string& path, const char* name
   }
 }
 
-}  // namespace
-
+// Checks shapes, lengths, finiteness and labels of a loaded (train_X, test_X), (train_y, test_y)
+// pair. Throws UserError naming `features_path` or `targets_path`.
 Dataset assemble_dataset(const std::vector<HostTensor>& features, const std::string& features_path,
                          const std::vector<HostTensor>& targets, const std::string& targets_path) {
   if (features.size() != 2)
@@ -81,6 +82,8 @@ Dataset assemble_dataset(const std::vector<HostTensor>& features, const std::str
   data.test_y = targets[1].values;
   return data;
 }
+
+}  // namespace
 
 Dataset load_hmda(const std::string& data_dir) {
   const std::string features_path = data_dir + "/" + kFeaturesFile;

@@ -18,6 +18,41 @@
 
 namespace khsgd {
 
+namespace {
+
+// JSON for config.json and summary.json: a string literal, and a flat object from (key,
+// already-encoded value) pairs.
+std::string json_string(const std::string& text) {
+  std::string out = "\"";
+  for (const char ch : text) {
+    switch (ch) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(ch) < 0x20) {
+          char escaped[8];
+          std::snprintf(escaped, sizeof escaped, "\\u%04x", ch);
+          out += escaped;
+        } else {
+          out += ch;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string json_object(const std::vector<std::pair<std::string, std::string>>& fields) {
+  std::string out = "{\n";
+  for (size_t i = 0; i < fields.size(); ++i)
+    out += "  " + json_string(fields[i].first) + ": " + fields[i].second +
+           (i + 1 < fields.size() ? ",\n" : "\n");
+  return out + "}\n";
+}
+
+}  // namespace
+
 std::string run_name(const Config& c) {
   const std::string data = c.dataset == "synthetic" ? "synthetic" : "hmda";
   return "LR-" + data + "-" + c.sorter + "-node-" + std::to_string(c.node_cnt) + "-lr-" +
@@ -261,35 +296,6 @@ void remove_run_files(const std::string& dir) {
   for (const auto& path : doomed)
     if (std::remove(path.c_str()) != 0)
       throw UserError("cannot remove '" + path + "' for --overwrite: " + std::strerror(errno));
-}
-
-std::string json_string(const std::string& text) {
-  std::string out = "\"";
-  for (const char ch : text) {
-    switch (ch) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(ch) < 0x20) {
-          char escaped[8];
-          std::snprintf(escaped, sizeof escaped, "\\u%04x", ch);
-          out += escaped;
-        } else {
-          out += ch;
-        }
-    }
-  }
-  return out + "\"";
-}
-
-std::string json_object(const std::vector<std::pair<std::string, std::string>>& fields) {
-  std::string out = "{\n";
-  for (size_t i = 0; i < fields.size(); ++i)
-    out += "  " + json_string(fields[i].first) + ": " + fields[i].second +
-           (i + 1 < fields.size() ? ",\n" : "\n");
-  return out + "}\n";
 }
 
 }  // namespace khsgd

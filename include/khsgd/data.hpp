@@ -6,8 +6,6 @@
 #include <string>
 #include <vector>
 
-#include "khsgd/pt_file.hpp"
-
 namespace khsgd {
 
 struct Dataset {
@@ -27,11 +25,6 @@ inline constexpr const char* kTargetsFile = "targets-processed-NY-2017.pt";
 // Loads data_dir/features-processed-NY-2017.pt and data_dir/targets-processed-NY-2017.pt.
 // Throws UserError with one line naming the file and what was expected.
 Dataset load_hmda(const std::string& data_dir);
-
-// Checks shapes, lengths, finiteness and labels of a loaded (train_X, test_X), (train_y, test_y)
-// pair; exposed for tests. Throws UserError naming `features_path` or `targets_path`.
-Dataset assemble_dataset(const std::vector<HostTensor>& features, const std::string& features_path,
-                         const std::vector<HostTensor>& targets, const std::string& targets_path);
 
 // A hash of the shapes and every value: ranks compare it before they start, checkpoints carry it.
 uint64_t data_fingerprint(const Dataset& data);

@@ -118,8 +118,4 @@ void check_run_folder(const std::string& dir, bool resume, bool overwrite);
 // summary, the reference's results.pt and time/time-R.pt) from `dir`, nothing else.
 void remove_run_files(const std::string& dir);
 
-// A flat JSON object from (key, already-encoded JSON value) pairs.
-std::string json_object(const std::vector<std::pair<std::string, std::string>>& fields);
-std::string json_string(const std::string& text);
-
 }  // namespace khsgd
