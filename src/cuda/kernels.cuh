@@ -40,8 +40,10 @@ struct EpochArgs {
 
 // Threads that compute a step (one warp per example of the step); the block keeps theta, the
 // momentum and one step's gradient rows in shared memory, which bounds d + 1 and the microbatch.
+// A block gets 48 KiB without opting in, static and dynamic together: 64 bytes of it are left
+// for the kernels' own __shared__ variables (the epoch kernel's step counter: 16 bytes, ptxas).
 inline constexpr int kStepThreads = 512;
-inline constexpr int64_t kMaxSharedFloats = 12 * 1024;  // 48 KiB
+inline constexpr int64_t kMaxSharedFloats = 12 * 1024 - 16;
 bool fits_fused_kernel(int64_t d, int64_t microbatch);
 
 // The pair-balancing pass (ALGORITHM.md §4.2) over `steps` steps of gathered gradients, state on
