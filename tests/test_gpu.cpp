@@ -1,10 +1,12 @@
 // The GPU path (ctest label "gpu"). Built in every build against LibTorch (tests/CMakeLists.txt);
-// each test skips, saying why, where the build has no CUDA engine or no GPU is visible.
+// each test skips, saying why, where the build has no CUDA engine or no GPU is visible (and fails
+// instead where KHSGD_REQUIRE_GPU is set, as scripts/gpu-check.sh does).
 //
 //   GoldenGpu      the reference's H200 runs (random numbers from the CUDA generator)
 //   KernelChecks   each kernel against the CPU code on the same inputs, D = 5, 21 and 200: the
-//                  pair-balance kernels (registers, registers<4>, shared memory), the epoch kernel
-//                  with the pass beside the steps, the per-step kernels, the evaluation
+//                  pair-balance kernels (registers, registers<4>, shared memory); and at D = 64
+//                  too, the epoch kernel with the pass beside the steps, the per-step kernels, the
+//                  evaluation
 //   GpuSorters     the CUDA sorters against the CPU ones through the public interface
 //   GpuBackends    Gloo with two ranks on one GPU, NCCL alone and with one GPU per rank, refusals,
 //                  and lost ranks (one line, exit status 3)
@@ -12,6 +14,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <numeric>
 #include <random>
 
@@ -38,30 +41,46 @@ bool build_has_backend(const std::string& backend) {
 }
 #endif
 
-// Why a test cannot run here ("" when it can): it needs a CUDA build, `gpus` visible GPUs and,
-// when named, a backend this build has.
-std::string missing(const std::string& backend = "", int gpus = 1) {
+// Why a test cannot run here (empty when it can): it needs a CUDA build, `gpus` visible GPUs and,
+// when named, a backend this build has. `too_few_gpus`: only the machine's GPU count is short.
+struct Lack {
+  std::string why;
+  bool too_few_gpus = false;
+};
+
+Lack missing(const std::string& backend = "", int gpus = 1) {
 #ifndef KHSGD_WITH_CUDA
   (void)backend;
   (void)gpus;
-  return "this build has no CUDA engine (its LibTorch has no CUDA)";
+  return {"this build has no CUDA engine (its LibTorch has no CUDA)"};
 #else
   const int visible = khsgd::cuda_available() ? khsgd::cuda_device_count() : 0;
-  if (visible == 0) return "no GPU visible";
+  if (visible == 0) return {"no GPU visible"};
   if (!backend.empty() && !build_has_backend(backend))
-    return "this build has no " + backend + " backend (" +
-           (backend == "nccl" ? "nccl.h" : "Gloo's headers") + " not found)";
+    return {"this build has no " + backend + " backend (" +
+            (backend == "nccl" ? "nccl.h" : "Gloo's headers") + " not found)"};
   if (visible < gpus)
-    return std::to_string(gpus) + " " + backend + " ranks need " + std::to_string(gpus) +
-           " GPUs; this machine has " + std::to_string(visible);
-  return "";
+    return {std::to_string(gpus) + " " + backend + " ranks need " + std::to_string(gpus) +
+                " GPUs; this machine has " + std::to_string(visible),
+            /*too_few_gpus=*/true};
+  return {};
 #endif
 }
 
-#define SKIP_UNLESS_RUNNABLE(...)                 \
-  do {                                            \
-    const std::string why = missing(__VA_ARGS__); \
-    if (!why.empty()) GTEST_SKIP() << why;        \
+// On the GPU machine (scripts/gpu-check.sh sets KHSGD_REQUIRE_GPU=1) a missing CUDA engine, GPU or
+// backend fails the test: a skip there would read as a pass. Too few GPUs still skips.
+bool gpu_required() {
+  const char* value = std::getenv("KHSGD_REQUIRE_GPU");
+  return value != nullptr && value[0] != '\0' && std::string(value) != "0";
+}
+
+#define SKIP_UNLESS_RUNNABLE(...)                                              \
+  do {                                                                         \
+    const Lack lack = missing(__VA_ARGS__);                                    \
+    if (lack.why.empty()) break;                                               \
+    if (gpu_required() && !lack.too_few_gpus)                                  \
+      FAIL() << lack.why << " (KHSGD_REQUIRE_GPU is set: this must run here)"; \
+    GTEST_SKIP() << lack.why;                                                  \
   } while (0)
 
 std::vector<std::string> golden_args(const TempDir& tmp, const std::string& sorter,
@@ -311,14 +330,15 @@ TEST(KernelChecks, PairKernelsMakeTheCpuWalksDecisions) {
 #endif
 }
 
-// The epoch kernel (with the pair pass beside the steps where D <= 128), the per-step kernels
+// The epoch kernel (with the pair pass beside the steps where D <= 128: registers at D = 5 and 21,
+// registers<4> at D = 64), the per-step kernels
 // (--profile), the pass after the steps (D = 200) and the evaluation against the CPU engine and
 // sorters: the same orders every epoch, parameters within float rounding, the same predictions.
 TEST(KernelChecks, EngineKernelsFollowTheCpuEngine) {
   SKIP_UNLESS_RUNNABLE();
 #ifdef KHSGD_WITH_CUDA
   const int epochs = 3;
-  for (const int64_t D : {5, 21, 200}) {
+  for (const int64_t D : {5, 21, 64, 200}) {
     for (const std::string sorter : {"D-RR", "CD-GraB", "SBW", "KH-SGD"}) {
       for (const bool profile : {false, true}) {
         SCOPED_TRACE("D " + std::to_string(D) + ", " + sorter + (profile ? ", --profile" : ""));
