@@ -7,6 +7,8 @@
 //                  pair-balance kernels (registers, registers<4>, shared memory); and at D = 64
 //                  too, the epoch kernel with the pass beside the steps, the per-step kernels, the
 //                  evaluation
+//   GpuEngine      whole GPU runs: CD-GraB's orders and saved gradients against the CPU's, and a
+//                  stopped run resumed against the uninterrupted one
 //   GpuSorters     the CUDA sorters against the CPU ones through the public interface
 //   GpuBackends    Gloo with two ranks on one GPU, NCCL alone and with one GPU per rank, refusals,
 //                  and lost ranks (one line, exit status 3)
@@ -142,17 +144,58 @@ INSTANTIATE_TEST_SUITE_P(AllSorters, GoldenGpu,
                            return name;
                          });
 
-// CD-GraB draws no random numbers, so the GPU engine must follow the CPU engine's orders.
+// CD-GraB draws no random numbers, so the GPU engine must follow the CPU engine's orders, and the
+// per-example gradients it saves (--save_grads, copied back from the device) are the CPU's within
+// float rounding.
 TEST(GpuEngine, FollowsTheCpuEngineWhereNoRandomNumbersAreDrawn) {
   SKIP_UNLESS_RUNNABLE();
   TempDir gpu, cpu;
-  ASSERT_EQ(run_train(golden_args(gpu, "CD-GraB", "cuda"), gpu.path()).exit_code, 0);
-  ASSERT_EQ(run_train(golden_args(cpu, "CD-GraB", "cpu"), cpu.path()).exit_code, 0);
+  auto with_grads = [](std::vector<std::string> args) {
+    args.insert(args.end(), {"--save_grads", "1,3"});
+    return args;
+  };
+  ASSERT_EQ(run_train(with_grads(golden_args(gpu, "CD-GraB", "cuda")), gpu.path()).exit_code, 0);
+  ASSERT_EQ(run_train(with_grads(golden_args(cpu, "CD-GraB", "cpu")), cpu.path()).exit_code, 0);
   const Csv g = read_csv(run_dir(gpu, "CD-GraB", 1) + "/metrics.csv");
   const Csv c = read_csv(run_dir(cpu, "CD-GraB", 1) + "/metrics.csv");
   for (size_t e = 0; e < 3; ++e) EXPECT_NEAR(g.at(e, "train_loss"), c.at(e, "train_loss"), 1e-6);
   EXPECT_EQ(read_file(run_dir(gpu, "CD-GraB", 1) + "/orders-rank0.csv"),
             read_file(run_dir(cpu, "CD-GraB", 1) + "/orders-rank0.csv"));
+  for (const std::string name : {"/grads-epoch1.pt", "/grads-epoch3.pt"}) {
+    auto load = [&](const TempDir& tmp) {
+      const std::string bytes = read_file(run_dir(tmp, "CD-GraB", 1) + name);
+      return torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end())).toTensor();
+    };
+    const torch::Tensor from_gpu = load(gpu), from_cpu = load(cpu);
+    ASSERT_EQ(from_cpu.sizes(), (std::vector<int64_t>{20000, 21})) << name;  // [N', d + 1]
+    ASSERT_EQ(from_gpu.sizes(), from_cpu.sizes()) << name;
+    EXPECT_TRUE(torch::allclose(from_gpu, from_cpu, /*rtol=*/1e-4, /*atol=*/1e-5))
+        << name << ": largest difference " << (from_gpu - from_cpu).abs().max().item<float>();
+  }
+}
+
+// A GPU run stopped after epoch 1 and resumed ends as the uninterrupted run: the checkpoint
+// carries the CUDA generator's state, so D-RR's permutations, SBW's tables and KH-SGD's redraws
+// go on as they would have.
+TEST(GpuEngine, AStoppedRunResumesBitForBit) {
+  SKIP_UNLESS_RUNNABLE();
+  for (const std::string sorter : {"D-RR", "SBW", "KH-SGD"}) {
+    SCOPED_TRACE(sorter);
+    auto args = [&](const TempDir& tmp, std::vector<std::string> extra) {
+      std::vector<std::string> all = golden_args(tmp, sorter, "cuda");
+      all.insert(all.end(), {"--quiet", "--checkpoint_every", "1"});
+      all.insert(all.end(), extra.begin(), extra.end());
+      return all;
+    };
+    TempDir whole, tmp;
+    ASSERT_EQ(run_train(args(whole, {}), whole.path()).exit_code, 0);
+    const RunResult stopped = run_train(args(tmp, {}), tmp.path(), "KHSGD_STOP_AFTER_EPOCH=1");
+    ASSERT_EQ(stopped.exit_code, 9) << stopped.err;
+    const RunResult resumed = run_train(args(tmp, {"--resume"}), tmp.path());
+    ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+    EXPECT_NE(resumed.out.find("resuming after epoch 1"), std::string::npos) << resumed.out;
+    expect_same_run(run_dir(tmp, sorter, 1), run_dir(whole, sorter, 1), 1);
+  }
 }
 
 #ifdef KHSGD_WITH_CUDA
