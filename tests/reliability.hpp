@@ -16,12 +16,12 @@
 
 namespace khsgd_test {
 
-// The golden runs' flags (seed 1, lr 5e-3, --save_orders, --quiet, on the CPU), `epochs` epochs,
+// The golden runs' flags (seed 1, lr 5e-3, --save_orders, --quiet, on `device`), `epochs` epochs,
 // with a checkpoint after every epoch unless `extra` sets --checkpoint_every.
 inline std::vector<std::string> golden_run_args(const TempDir& tmp, const std::string& sorter,
-                                                std::vector<std::string> extra = {},
-                                                int epochs = 3) {
-  std::vector<std::string> args = golden_flags(tmp, sorter, epochs);
+                                                std::vector<std::string> extra = {}, int epochs = 3,
+                                                const std::string& device = "cpu") {
+  std::vector<std::string> args = golden_flags(tmp, sorter, epochs, device);
   args.push_back("--quiet");
   if (std::find(extra.begin(), extra.end(), "--checkpoint_every") == extra.end())
     extra.insert(extra.end(), {"--checkpoint_every", "1"});

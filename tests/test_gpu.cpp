@@ -182,10 +182,7 @@ TEST(GpuEngine, AStoppedRunResumesBitForBit) {
   for (const std::string sorter : {"D-RR", "SBW", "KH-SGD"}) {
     SCOPED_TRACE(sorter);
     auto args = [&](const TempDir& tmp, std::vector<std::string> extra) {
-      std::vector<std::string> all = golden_args(tmp, sorter, "cuda");
-      all.insert(all.end(), {"--quiet", "--checkpoint_every", "1"});
-      all.insert(all.end(), extra.begin(), extra.end());
-      return all;
+      return golden_run_args(tmp, sorter, std::move(extra), /*epochs=*/3, "cuda");
     };
     TempDir whole, tmp;
     ASSERT_EQ(run_train(args(whole, {}), whole.path()).exit_code, 0);
