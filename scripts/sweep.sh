@@ -3,7 +3,7 @@
 # prints a summary table at the end.
 #
 #   scripts/sweep.sh [--sorters "D-RR CD-GraB SBW KH-SGD"] [--seeds "1 2 3 4 5"] [--ranks "1 2 4"]
-#                    [--in_process | --backend gloo|mpi] [--jobs J]
+#                    [--in_process | --backend gloo|mpi] [--jobs J] [--overwrite_changed]
 #                    [--epochs 50] [--lr 5e-3] [--B 16] [--dataset hmda|synthetic]
 #                    [--results_dir results] [--exp LR-HMDA] [-- more khsgd_train flags]
 #
@@ -12,10 +12,13 @@
 # inside one process. --jobs J runs J runs at once; by default as many as keep one process per
 # core (cores / processes per run, at least one run).
 #
-# Runs whose folder holds a finished run (summary.json) are skipped, so an interrupted sweep
+# Runs whose folder holds a finished run with the same flags are skipped, so an interrupted sweep
 # continues where it stopped; an unfinished one resumes from its checkpoint (or starts over when
-# it has none). A run that another process is running (a second sweep on the same folder) is
-# left to it. Each run's output is appended to RESULTS_DIR/EXP-EPOCHS/logs/RUN.log. The binary is
+# it has none). Before it starts anything, the sweep checks every folder it would reuse against
+# its own flags (khsgd_train --print_run_state compares config.json): a folder that holds a run
+# with other flags (another --momentum, --data_dir, ...) stops the sweep with exit 2, naming the
+# flag, unless --overwrite_changed asks to run those again from scratch. A run that another
+# process is running (a second sweep on the same folder) is left to it. Each run's output is appended to RESULTS_DIR/EXP-EPOCHS/logs/RUN.log. The binary is
 # $KHSGD_TRAIN or build/khsgd_train.
 set -uo pipefail
 
@@ -31,6 +34,7 @@ exp=LR-HMDA
 backend=""
 in_process=0
 jobs=""
+overwrite_changed=0
 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -40,6 +44,7 @@ while [ $# -gt 0 ]; do
     --backend) backend=$2; shift 2 ;;
     --in_process) in_process=1; shift ;;
     --jobs) jobs=$2; shift 2 ;;
+    --overwrite_changed) overwrite_changed=1; shift ;;
     --epochs) epochs=$2; shift 2 ;;
     --lr) lr=$2; shift 2 ;;
     --B) batch=$2; shift 2 ;;
@@ -115,10 +120,40 @@ run_one() {
   return $status
 }
 
-total=0
-for _ in $ranks_list; do for _ in $sorters; do for _ in $seeds; do total=$((total + 1)); done; done; done
-echo "sweep: $total run(s), $at_once"
-index=0
+# Every run's flags, label and what its folder holds, decided before any run starts.
+labels=(); run_args=(); run_ranks=(); run_how=(); changed=0; refused=0
+for ranks in $ranks_list; do
+  workers=$([ "$ranks" -gt 1 ] && echo ", $ranks workers" || true)
+  for sorter in $sorters; do
+    for seed in $seeds; do
+      label="$sorter seed $seed$workers"
+      mode=()
+      [ "$in_process" -eq 1 ] && mode=(--node_cnt "$ranks" --in_process)
+      [ -n "$backend" ] && mode=(--backend "$backend")
+      args=(--sorter "$sorter" --seed "$seed" --epochs "$epochs" --lr "$lr" --B "$batch"
+            --dataset "$dataset" --results_dir "$results_dir" --exp "$exp" "${mode[@]}" "${extra[@]}")
+      # The run folder as khsgd_train names it (--node_cnt: the ranks it will be launched with),
+      # and what it holds: new, finished, resumable or unfinished; exit 2 for other flags.
+      if ! state=$("$KHSGD_TRAIN" "${args[@]}" --node_cnt "$ranks" --print_run_state 2>&1); then
+        if [ "$overwrite_changed" -eq 1 ] && [[ $state == *"holds a run with other flags"* ]]; then
+          state=changed; changed=$((changed + 1))
+        else
+          echo "$label: ${state#khsgd_train: error: }" >&2; refused=$((refused + 1)); continue
+        fi
+      fi
+      labels+=("$label"); run_args+=("$(printf '%q ' "${args[@]}")"); run_ranks+=("$ranks")
+      run_how+=("$state")
+    done
+  done
+done
+if [ "$refused" -gt 0 ]; then
+  echo "sweep: $refused run(s) cannot go ahead as asked (above); nothing was started. Rerun with" \
+       "--overwrite_changed to run those with other flags again, or choose another --exp" >&2
+  exit 2
+fi
+
+total=${#labels[@]}
+echo "sweep: $total run(s), $at_once$([ "$changed" -gt 0 ] && echo "; $changed with other flags run again (--overwrite_changed)")"
 failed=0
 running=0       # runs started and not yet reaped
 busy=0          # their processes
@@ -137,44 +172,24 @@ must_wait() {
   [ "$running" -gt 0 ] || return 1
   if [ -n "$jobs" ]; then [ "$running" -ge "$jobs" ]; else [ $((busy + $1)) -gt "$cores" ]; fi
 }
-for ranks in $ranks_list; do
-  workers=$([ "$ranks" -gt 1 ] && echo ", $ranks workers" || true)
-  for sorter in $sorters; do
-    for seed in $seeds; do
-      index=$((index + 1))
-      label="[$index/$total] $sorter seed $seed$workers"
-      mode=()
-      [ "$in_process" -eq 1 ] && mode=(--node_cnt "$ranks" --in_process)
-      [ -n "$backend" ] && mode=(--backend "$backend")
-      args=(--sorter "$sorter" --seed "$seed" --epochs "$epochs" --lr "$lr" --B "$batch"
-            --dataset "$dataset" --results_dir "$results_dir" --exp "$exp" "${mode[@]}" "${extra[@]}")
-      # The run folder as khsgd_train names it (--node_cnt: the ranks it will be launched with).
-      run=$("$KHSGD_TRAIN" "${args[@]}" --node_cnt "$ranks" --print_run_dir) || {
-        echo "$label: FAILED: khsgd_train refuses these flags:"; "$KHSGD_TRAIN" "${args[@]}" --node_cnt "$ranks" --print_run_dir 2>&1 | sed 's/^/    /'
-        failed=$((failed + 1)); continue; }
-      name=$(basename "$run")
-      if grep -qs '"finished": true' "$run/summary.json"; then
-        echo "$label: finished earlier, skipped"
-        continue
-      fi
-      resume=()
-      if [ -d "$run" ]; then
-        # Unfinished: continue from its checkpoint, or start it over when it has none.
-        if [ -f "$run/checkpoint-rank0.bin" ] || [ -f "$run/checkpoint-rank0.previous.bin" ]; then
-          resume=(--resume)
-        else
-          resume=(--overwrite)
-        fi
-      fi
-      args+=("${resume[@]}")
-      procs=$(processes_of "$ranks")
-      while must_wait "$procs"; do reap; done
-      run_one "$label" "${resume:+ (${resume[0]#--})}" "$ranks" "$logs/$name.log" "${args[@]}" &
-      processes_of_pid[$!]=$procs
-      running=$((running + 1))
-      busy=$((busy + procs))
-    done
-  done
+for index in "${!labels[@]}"; do
+  label="[$((index + 1))/$total] ${labels[$index]}"
+  eval "args=(${run_args[$index]})"
+  ranks=${run_ranks[$index]}
+  case "${run_how[$index]}" in
+    finished) echo "$label: finished earlier, skipped"; continue ;;
+    resumable) resume=(--resume) ;;                   # continue from its checkpoint
+    unfinished | changed) resume=(--overwrite) ;;     # start it over
+    *) resume=() ;;
+  esac
+  name=$(basename "$("$KHSGD_TRAIN" "${args[@]}" --node_cnt "$ranks" --print_run_dir)")
+  args+=("${resume[@]}")
+  procs=$(processes_of "$ranks")
+  while must_wait "$procs"; do reap; done
+  run_one "$label" "${resume:+ (${resume[0]#--})}" "$ranks" "$logs/$name.log" "${args[@]}" &
+  processes_of_pid[$!]=$procs
+  running=$((running + 1))
+  busy=$((busy + procs))
 done
 while [ "$running" -gt 0 ]; do reap; done
 

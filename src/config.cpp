@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "khsgd/errors.hpp"
+#include "khsgd/utf8.hpp"
 
 namespace khsgd {
 
@@ -98,6 +99,9 @@ Options (defaults in brackets):
   --local_rank N       accepted for launcher compatibility (LOCAL_RANK wins)
   --version            this build's version, LibTorch, CUDA support and backends
   --print_run_dir      print the run folder these flags write to (for scripts) and exit
+  --print_run_state    print what that folder holds for these flags (for scripts) and exit:
+                       new, finished, resumable or unfinished; exit 2 naming the first flag
+                       that differs when it holds a run with other flags
   -h, --help           this text
 
 SIGTERM or SIGINT (Ctrl-C) stops the run cleanly at the end of the current epoch, with a
@@ -161,7 +165,7 @@ cxxopts::Options declare_options() {
                                 "checkpoint_every", "checkpoint_seconds", "timeout"};
   const char* const switches[] = {"in_process", "save_orders", "quiet", "profile", "resume",
                                   "overwrite"};
-  const char* const actions[] = {"version", "print_run_dir", "h,help"};
+  const char* const actions[] = {"version", "print_run_dir", "print_run_state", "h,help"};
   // clang-format on
   auto add = options.add_options();
   for (const char* name : valued) add(name, "", cxxopts::value<std::string>());
@@ -244,6 +248,13 @@ void read_data_and_output_flags(const FlagReader& flags, Config& c) {
   flags.text("data_dir", &c.data_dir);
   flags.text("results_dir", &c.results_dir);
   if (c.results_dir.empty()) throw UserError("--results_dir must not be empty");
+  // They are written into config.json, which (JSON) holds Unicode text only.
+  for (const auto& [flag, value] : {std::pair<const char*, const std::string*>{"exp", &c.exp},
+                                    {"data_dir", &c.data_dir},
+                                    {"results_dir", &c.results_dir}})
+    if (!is_utf8(*value))
+      throw UserError("--" + std::string(flag) +
+                      " is not valid UTF-8; use a name in UTF-8 (config.json records it)");
   flags.choice("dataset", &c.dataset, {"hmda", "synthetic"});
   flags.on_off("save_orders", &c.save_orders);
   std::string grads;
@@ -292,6 +303,7 @@ bool parse_command_line(int argc, const char* const* argv, Config* config, std::
   }
   config->version = result.count("version") > 0;
   config->print_run_dir = result.count("print_run_dir") > 0;
+  config->print_run_state = result.count("print_run_state") > 0;
   const FlagReader flags(result);
   read_training_flags(flags, *config);
   read_data_and_output_flags(flags, *config);

@@ -42,10 +42,12 @@ int main(int argc, char** argv) {
       return 0;
     }
     const khsgd::Launch launch = khsgd::detect_launch();
-    if (config.print_run_dir) {
+    if (config.print_run_dir || config.print_run_state) {
       // The folder the run would write to; --node_cnt, when given, names it without a launch.
       if (config.node_cnt == 0) config.node_cnt = launch.world_size;
-      std::printf("%s\n", khsgd::run_directory(config).c_str());
+      const std::string dir = khsgd::run_directory(config);
+      std::printf("%s\n",
+                  config.print_run_dir ? dir.c_str() : khsgd::run_state(dir, config).c_str());
       return 0;
     }
     rank = launch.rank;

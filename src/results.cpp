@@ -6,15 +6,20 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <ctime>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <map>
+#include <optional>
 
 #include "khsgd/errors.hpp"
+#include "khsgd/utf8.hpp"
 
 namespace khsgd {
 
@@ -24,7 +29,22 @@ namespace {
 // already-encoded value) pairs.
 std::string json_string(const std::string& text) {
   std::string out = "\"";
-  for (const char ch : text) {
+  for (size_t at = 0; at < text.size();) {
+    const char ch = text[at];
+    const size_t length = utf8_sequence(text, at);
+    if (length == 0) {
+      // Not UTF-8 (a host name, an environment variable): JSON holds text only, so the byte
+      // becomes U+FFFD, and the file stays readable by every JSON reader.
+      out += "\\ufffd";
+      ++at;
+      continue;
+    }
+    if (length > 1) {
+      out.append(text, at, length);
+      at += length;
+      continue;
+    }
+    ++at;
     switch (ch) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -158,12 +178,15 @@ std::string time_line(int64_t epoch, const EpochTimes& t, double train_seconds) 
   return line;
 }
 
-std::string config_json(const Config& c, const Launch& launch, const RunPlacement& placement,
-                        const Dataset& data, const Partition& p) {
+namespace {
+
+// The flags of config.json, encoded as it holds them: the part of the file that the flags alone
+// decide, so a run folder can be checked against the flags of a later command (run_differs_from).
+std::vector<std::pair<std::string, std::string>> flag_fields(const Config& c) {
   auto str = [](const std::string& s) { return json_string(s); };
   auto num = [](auto v) { return std::to_string(v); };
   auto flag = [](bool on) { return std::string(on ? "true" : "false"); };
-  return json_object({
+  return {
       {"sorter", str(c.sorter)},
       {"seed", num(c.seed)},
       {"lr", exact(c.lr)},
@@ -171,10 +194,8 @@ std::string config_json(const Config& c, const Launch& launch, const RunPlacemen
       {"momentum", exact(c.momentum)},
       {"epochs", num(c.epochs)},
       {"node_cnt", num(c.node_cnt)},
-      {"in_process", c.in_process ? "true" : "false"},
-      {"backend", str(placement.backend)},
+      {"in_process", flag(c.in_process)},
       {"exp", str(c.exp)},
-      {"device", str(placement.device)},
       {"dataset", str(c.dataset)},
       {"data_dir", str(c.data_dir)},
       {"results_dir", str(c.results_dir)},
@@ -182,6 +203,19 @@ std::string config_json(const Config& c, const Launch& launch, const RunPlacemen
       {"save_grads", str(epoch_list_text(c.save_grads))},
       {"synthetic_rows", num(c.synthetic_rows)},
       {"profile", flag(c.profile)},
+  };
+}
+
+}  // namespace
+
+std::string config_json(const Config& c, const Launch& launch, const RunPlacement& placement,
+                        const Dataset& data, const Partition& p) {
+  auto str = [](const std::string& s) { return json_string(s); };
+  auto num = [](auto v) { return std::to_string(v); };
+  std::vector<std::pair<std::string, std::string>> fields = flag_fields(c);
+  const std::vector<std::pair<std::string, std::string>> more = {
+      {"backend", str(placement.backend)},
+      {"device", str(placement.device)},
       {"world_size", num(launch.world_size)},
       {"launcher", str(launch.launcher)},
       {"master", str(launch.master_addr + ":" + std::to_string(launch.master_port))},
@@ -196,7 +230,9 @@ std::string config_json(const Config& c, const Launch& launch, const RunPlacemen
       {"steps_per_epoch", num(p.num_batches)},
       {"libtorch", str(placement.libtorch)},
       {"started_utc", str(utc_now())},
-  });
+  };
+  fields.insert(fields.end(), more.begin(), more.end());
+  return json_object(fields);
 }
 
 std::string summary_json(const RunSummary& s) {
@@ -259,6 +295,99 @@ void check_run_folder(const std::string& dir, bool resume, bool overwrite) {
     throw UserError("'" + dir +
                     "' holds an unfinished run but no checkpoint to resume from; use "
                     "--overwrite to start over");
+}
+
+namespace {
+
+// The fields of a flat JSON object as json_object writes it: key -> the value's JSON text (a
+// string keeps its quotes). None when `text` is not such an object (a hand edit, a damaged file).
+std::optional<std::map<std::string, std::string>> read_flat_object(const std::string& text) {
+  std::map<std::string, std::string> fields;
+  size_t at = 0;
+  auto space = [&] {
+    while (at < text.size() && std::isspace(static_cast<unsigned char>(text[at]))) ++at;
+  };
+  auto literal = [&]() -> std::optional<std::string> {  // a string, quotes and escapes kept
+    const size_t start = at++;
+    while (at < text.size() && text[at] != '"') at += text[at] == '\\' ? 2 : 1;
+    if (at >= text.size()) return std::nullopt;
+    return text.substr(start, ++at - start);
+  };
+  space();
+  if (at >= text.size() || text[at++] != '{') return std::nullopt;
+  for (space(); at < text.size() && text[at] != '}'; space()) {
+    if (text[at] != '"') return std::nullopt;
+    const std::optional<std::string> key = literal();
+    space();
+    if (!key || at >= text.size() || text[at++] != ':') return std::nullopt;
+    space();
+    std::optional<std::string> value;
+    if (at < text.size() && text[at] == '"') {
+      value = literal();
+    } else {
+      const size_t start = at;
+      while (at < text.size() && text[at] != ',' && text[at] != '}' &&
+             !std::isspace(static_cast<unsigned char>(text[at])))
+        ++at;
+      value = text.substr(start, at - start);
+    }
+    if (!value || value->empty()) return std::nullopt;
+    fields[key->substr(1, key->size() - 2)] = *value;
+    space();
+    if (at < text.size() && text[at] == ',') ++at;
+  }
+  if (at >= text.size()) return std::nullopt;
+  return fields;
+}
+
+// A JSON value for a message: a string without its quotes, a real number as Python prints it
+// (0.9, not config.json's exact 0.90000000000000002).
+std::string shown(const std::string& json_value) {
+  const bool quoted = json_value.size() >= 2 && json_value.front() == '"';
+  if (quoted) return "'" + json_value.substr(1, json_value.size() - 2) + "'";
+  char* end = nullptr;
+  const double number = std::strtod(json_value.c_str(), &end);
+  const bool real = *end == '\0' && json_value.find_first_of(".eE") != std::string::npos;
+  return "'" + (real ? python_float_repr(number) : json_value) + "'";
+}
+
+}  // namespace
+
+std::string run_differs_from(const std::string& dir, const Config& c) {
+  const std::string path = dir + "/config.json";
+  std::ifstream in(path);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto fields = in ? read_flat_object(text) : std::nullopt;
+  if (!fields) throw UserError("'" + path + "' is missing or is not a config.json khsgd wrote");
+  std::vector<std::pair<std::string, std::string>> expected = flag_fields(c);
+  // --backend and --device are recorded as resolved: compare them when they were named.
+  if (c.backend != "auto") expected.emplace_back("backend", json_string(c.backend));
+  if (c.device != "auto") expected.emplace_back("device", json_string(c.device));
+  for (const auto& [key, value] : expected) {
+    // The folder itself stands for --results_dir; the synthetic set reads no --data_dir.
+    if (key == "results_dir" || (key == "data_dir" && c.dataset == "synthetic")) continue;
+    const auto there = fields->find(key);
+    const std::string was = there == fields->end() ? "(none)" : shown(there->second);
+    if (there == fields->end() || there->second != value)
+      return "--" + key + " was " + was + " there, " + shown(value) + " here";
+  }
+  return "";
+}
+
+std::string run_state(const std::string& dir, const Config& config) {
+  const RunFolderState state = inspect_run_folder(dir);
+  if (!state.exists || !state.has_results) return "new";
+  const bool has_config = ::access((dir + "/config.json").c_str(), F_OK) == 0;
+  if (has_config || state.finished) {
+    const std::string difference = has_config
+                                       ? run_differs_from(dir, config)
+                                       : "its config.json is missing, so its flags are unknown";
+    if (!difference.empty())
+      throw UserError("'" + dir + "' holds a run with other flags (" + difference +
+                      "); use --overwrite to replace it, or another --results_dir / --exp");
+  }
+  if (state.finished) return "finished";
+  return state.has_checkpoint ? "resumable" : "unfinished";
 }
 
 namespace {

@@ -27,6 +27,7 @@
 #include "khsgd/pt_file.hpp"
 #include "khsgd/reference_files.hpp"
 #include "khsgd/results.hpp"
+#include "khsgd/run_limits.hpp"
 #include "khsgd/run_lock.hpp"
 #include "khsgd/sorters.hpp"
 #include "khsgd/stop_signal.hpp"
@@ -138,8 +139,26 @@ class Run {
 #endif
     if (rank_ != 0) spdlog::set_level(spdlog::level::warn);
     dir_ = run_directory(config_);
+    check_run_needs();
     const auto timeout = std::chrono::milliseconds(config_.timeout * 1000);
     comm_ = open_communicator(launch_, config_.backend, backend_, device_, cuda_index_, timeout);
+  }
+
+  // What the run will need from the machine, checked before it makes anything (run_limits.hpp);
+  // every rank checks the same, before it joins the others.
+  void check_run_needs() const {
+    check_path_fits(dir_);
+    // Each worker here keeps its time log open, and its order log with --save_orders; then the
+    // metrics log, the lock, the standard streams, and room for LibTorch's and the backend's own
+    // (sockets to the other ranks).
+    const int64_t workers = static_cast<int64_t>(ranks_here_.size());
+    const int64_t files = workers * (config_.save_orders ? 2 : 1) + 64 + 2 * launch_.world_size;
+    reserve_open_files(files, workers > 1
+                                  ? "--in_process with " + std::to_string(workers) + " workers"
+                                  : std::string("this run"));
+    if (config_.dataset == "synthetic" && config_.synthetic_rows > 0)
+      check_memory(synthetic_set_bytes(config_.synthetic_rows),
+                   "--synthetic_rows " + std::to_string(config_.synthetic_rows));
   }
 
   // Every rank loads the data; then all compare every flag and the data, so that a rank started

@@ -7,6 +7,7 @@
 #include "khsgd/config.hpp"
 #include "khsgd/errors.hpp"
 #include "khsgd/results.hpp"
+#include "khsgd/utf8.hpp"
 
 using namespace khsgd;
 using khsgd_test::error_of;
@@ -180,4 +181,31 @@ TEST(CheckpointSchedule, TheFlags) {
   EXPECT_NE(error_of({"--checkpoint_seconds", "-1"})
                 .find("--checkpoint_seconds '-1' must be a finite number of seconds >= 0"),
             std::string::npos);
+}
+
+// config.json records --exp, --data_dir and --results_dir, and JSON holds Unicode text only.
+TEST(CommandLine, TextThatConfigJsonRecordsMustBeUtf8) {
+  EXPECT_EQ(error_of({"--exp", "run-\xff"}),
+            "--exp is not valid UTF-8; use a name in UTF-8 (config.json records it)");
+  EXPECT_NE(error_of({"--data_dir", "d\xc3("}).find("--data_dir is not valid UTF-8"),
+            std::string::npos);
+  EXPECT_NE(error_of({"--results_dir", "\xed\xa0\x80"}).find("--results_dir is not valid UTF-8"),
+            std::string::npos);
+  EXPECT_EQ(parse({"--exp", "L\xc3\xa4uft-\xe2\x82\xac-\xf0\x9f\x98\x80"}).exp,
+            "L\xc3\xa4uft-\xe2\x82\xac-\xf0\x9f\x98\x80");
+}
+
+TEST(Utf8, WellFormedSequencesOnly) {
+  EXPECT_TRUE(is_utf8(""));
+  EXPECT_TRUE(is_utf8("plain ASCII"));
+  EXPECT_TRUE(is_utf8(
+      "\xc3\xa4 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf"));  // a, EUR, emoji, U+10FFFF
+  EXPECT_FALSE(is_utf8("\xff"));                                    // never a UTF-8 byte
+  EXPECT_FALSE(is_utf8("\x80"));                                    // a continuation byte alone
+  EXPECT_FALSE(is_utf8("\xc3"));                                    // cut short
+  EXPECT_FALSE(is_utf8("\xc0\xaf"));                                // overlong '/'
+  EXPECT_FALSE(is_utf8("\xe0\x80\xaf"));                            // overlong, 3 bytes
+  EXPECT_FALSE(is_utf8("\xed\xa0\x80"));                            // a UTF-16 surrogate
+  EXPECT_FALSE(is_utf8("\xf4\x90\x80\x80"));                        // above U+10FFFF
+  EXPECT_EQ(utf8_sequence("a\xe2\x82\xac", 1), 3u);
 }

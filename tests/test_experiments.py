@@ -6,6 +6,7 @@ KHSGD_SOURCE_DIR (the repository) in the environment."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import re
@@ -43,11 +44,11 @@ class Sweep(unittest.TestCase):
     def tearDownClass(cls):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
-    def sweep(self, ranks, results, *flags, lr="5e-3"):
+    def sweep(self, ranks, results, *flags, lr="5e-3", train_flags=()):
         return run([os.path.join(SOURCE, "scripts", "sweep.sh"), "--sorters", "D-RR KH-SGD",
                     "--seeds", "1 2", "--epochs", "2", "--ranks", str(ranks), "--lr", lr,
                     "--dataset", "synthetic", "--results_dir", results, *flags, "--",
-                    "--synthetic_rows", "2000", "--quiet", "--device", "cpu"])
+                    "--synthetic_rows", "2000", "--quiet", "--device", "cpu", *train_flags])
 
     def check_table(self, out, ranks, lr="0.005"):
         self.assertIn(f"synthetic (2000 train rows), lr {lr}, B 16", out)
@@ -85,6 +86,37 @@ class Sweep(unittest.TestCase):
             self.assertEqual(third.stdout.count("finished earlier, skipped"), 3, third.stdout)
             workers = ", 2 workers" if ranks == 2 else ""
             self.assertIn(f"KH-SGD seed 2{workers}: done", third.stdout)
+
+    def test_finished_runs_with_other_flags_stop_the_sweep(self):
+        """A folder name does not hold every flag: a finished run made with another --momentum is
+        not this sweep's result. The sweep names the flag and starts nothing, or runs those again
+        with --overwrite_changed."""
+        results = os.path.join(self.tmp, "changed")
+        first = self.sweep(1, results)
+        self.assertEqual(first.returncode, 0, first.stdout + first.stderr)
+        exp = os.path.join(results, "LR-HMDA-2")
+        name = "LR-synthetic-D-RR-node-1-lr-0.005-B-16-seed-1"
+        with open(os.path.join(exp, name, "metrics.csv")) as handle:
+            before = handle.read()
+        other = self.sweep(1, results, train_flags=("--momentum", "0.5"))
+        self.assertEqual(other.returncode, 2, other.stdout + other.stderr)
+        self.assertIn(f"D-RR seed 1: '{os.path.join(exp, name)}' holds a run with other flags "
+                      "(--momentum was '0.9' there, '0.5' here)", other.stderr)
+        self.assertEqual(other.stderr.count("holds a run with other flags"), 4, other.stderr)
+        self.assertIn("nothing was started", other.stderr)
+        self.assertNotIn("done in", other.stdout)
+        self.assertNotIn("skipped", other.stdout)
+        with open(os.path.join(exp, name, "metrics.csv")) as handle:
+            self.assertEqual(handle.read(), before)
+        again = self.sweep(1, results, "--overwrite_changed", train_flags=("--momentum", "0.5"))
+        self.assertEqual(again.returncode, 0, again.stdout + again.stderr)
+        self.assertIn("4 with other flags run again (--overwrite_changed)", again.stdout)
+        self.assertEqual(again.stdout.count(": done in"), 4, again.stdout)
+        with open(os.path.join(exp, name, "config.json")) as handle:
+            self.assertEqual(json.load(handle)["momentum"], 0.5)
+        # Now they are this sweep's runs: skipped.
+        third = self.sweep(1, results, train_flags=("--momentum", "0.5"))
+        self.assertEqual(third.stdout.count("finished earlier, skipped"), 4, third.stdout)
 
     def test_figures_from_a_sweep(self):
         results = os.path.join(self.tmp, "figures")

@@ -47,6 +47,7 @@ struct Config {
   int64_t timeout = 300;       // seconds before a lost or silent rank stops the others
   bool version = false;        // --version: print what this build can do and exit
   bool print_run_dir = false;  // print the run folder these flags write to and exit
+  bool print_run_state = false;  // print what that folder holds for these flags and exit
 };
 
 // "1,5,10-12" or "all" -> the epochs listed (sorted, unique), each in [1, epochs]. Throws

@@ -114,6 +114,19 @@ RunFolderState inspect_run_folder(const std::string& dir);
 // UserError saying which flag to use.
 void check_run_folder(const std::string& dir, bool resume, bool overwrite);
 
+// How the run recorded in DIR/config.json differs from what `config` would run: "" when the file
+// holds the same value of every flag it records (--backend and --device when they were named; not
+// --results_dir, which the folder stands for, nor --data_dir with --dataset synthetic), else
+// "--FLAG was 'X' there, 'Y' here" for the first that differs. Throws UserError when config.json
+// is missing or is not a flat JSON object.
+std::string run_differs_from(const std::string& dir, const Config& config);
+
+// For scripts (khsgd_train --print_run_state): "new" (no results there yet), "finished",
+// "resumable" (unfinished, with a checkpoint) or "unfinished" (no checkpoint: only --overwrite
+// runs it again). Throws UserError naming the first flag that differs when the folder holds a run
+// with other flags, and for a finished run whose config.json is gone (its flags are unknown).
+std::string run_state(const std::string& dir, const Config& config);
+
 // Removes the files a run writes (config, metrics, orders, times, gradients, checkpoints,
 // summary, the reference's results.pt and time/time-R.pt) from `dir`, nothing else.
 void remove_run_files(const std::string& dir);
