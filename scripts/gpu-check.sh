@@ -93,22 +93,25 @@ stage() {
 
 # --- Stages.
 build_stage() {
-  local prefix nccl_include nvcc
-  prefix=$("$PYTHON" -c 'import torch; print(torch.utils.cmake_prefix_path)') || {
+  # The same configure arguments and torch version as CI's build-pip (scripts/test.sh): the pin in
+  # scripts/requirements-torch.txt, the arguments from scripts/torch-cmake-args.sh.
+  local pinned have args
+  pinned=$(sed -n 's/^torch==//p' "$ROOT/scripts/requirements-torch.txt")
+  have=$("$PYTHON" -c 'import torch; print(torch.__version__, torch.version.cuda)') || {
     echo "$PYTHON has no torch"; return 1; }
-  nccl_include=$("$PYTHON" - <<'PY' 2>/dev/null
-import os, nvidia.nccl
-for path in nvidia.nccl.__path__:
-    if os.path.exists(os.path.join(path, "include", "nccl.h")):
-        print(os.path.join(path, "include"))
-PY
-)
-  nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
-  echo "torch $("$PYTHON" -c 'import torch; print(torch.__version__, torch.version.cuda)')"
-  echo "LibTorch from $prefix; NCCL headers in ${nccl_include:-(not found)}; nvcc $nvcc"
-  cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
-    -DNCCL_INCLUDE_DIR="$nccl_include" -DCMAKE_CUDA_COMPILER="$nvcc" ${KHSGD_CMAKE_ARGS:-} || return 1
+  echo "torch $have (CI builds against torch $pinned, scripts/requirements-torch.txt)"
+  [[ "$have" == "$pinned"* ]] ||
+    echo "WARNING: this torch is not the pinned $pinned: the build is not the one CI checked"
+  mapfile -t args < <("$ROOT/scripts/torch-cmake-args.sh" "$PYTHON")
+  # The wheels ship no Gloo headers; where the machine has none either (no libgloo-dev), a copy of
+  # the development machine's, carried along as .gloo-include/gloo (git-ignored; see README GPU).
+  [ -f /usr/include/gloo/algorithm.h ] || [ ! -d "$ROOT/.gloo-include/gloo" ] ||
+    args+=(-DKHSGD_GLOO_INCLUDE_DIR="$ROOT/.gloo-include")
+  printf '  %s\n' "${args[@]}"
+  cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release "${args[@]}" ${KHSGD_CMAKE_ARGS:-} ||
+    return 1
   cmake --build "$BUILD" || return 1
+  "$ROOT/scripts/check-gloo-mix.sh" "$BUILD" || return 1
   "$TRAIN" --version
   "$TRAIN" --version | grep -q "CUDA engine: yes" || { echo "built without the CUDA engine"; return 1; }
 }

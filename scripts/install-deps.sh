@@ -5,7 +5,15 @@
 # torchrun) for the tests that load our torch.save files in Python and launch through torchrun,
 # clang-format and clang-tidy for scripts/lint.sh.
 # Does nothing when everything is there already. Needs root (or sudo).
+#
+#   scripts/install-deps.sh               Debian's packages (the newcomer's configuration)
+#   scripts/install-deps.sh --torch-pip   also PyTorch 2.x from PyPI into .venv/ (the version in
+#                                         scripts/requirements-torch.txt), for the second
+#                                         configuration (scripts/test.sh builds build-pip with it)
 set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+torch_pip=0
+[ "${1:-}" = "--torch-pip" ] && torch_pip=1
 
 packages=(build-essential cmake ninja-build ccache gzip
           libtorch-dev libgloo-dev libcxxopts-dev libspdlog-dev libgtest-dev
@@ -17,16 +25,44 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-deps: everything is installed"
-  exit 0
+  echo "install-deps: every Debian package is installed"
+else
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo > /dev/null || { echo "install-deps: run as root (missing: ${missing[*]})" >&2; exit 1; }
+    sudo=sudo
+  fi
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+[ $torch_pip -eq 1 ] || exit 0
 
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-  command -v sudo > /dev/null || { echo "install-deps: run as root (missing: ${missing[*]})" >&2; exit 1; }
-  sudo=sudo
+# --- PyTorch from PyPI in .venv/ (git-ignored), reused while it holds the pinned version. -------
+venv=.venv
+requirements=scripts/requirements-torch.txt
+pinned=$(sed -n 's/^torch==//p' "$requirements")
+if [ -x "$venv/bin/python" ] &&
+   [ "$("$venv/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null)" = "$pinned" ]; then
+  plan=$("$venv/bin/python" -m pip install --dry-run -r "$requirements" 2>/dev/null) &&
+    ! grep -q "Would install" <<< "$plan" && {
+      echo "install-deps: $venv has torch $pinned and the test packages"; exit 0; }
 fi
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# A Python 3.10+ with venv: the one on PATH (this machine's pyenv), else Debian's (python3-venv).
+python=""
+for candidate in python3 /usr/bin/python3; do
+  if "$candidate" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+    python=$candidate; break
+  fi
+done
+if [ -z "$python" ]; then
+  ${sudo:-} apt-get install -y -qq --no-install-recommends python3-venv
+  python=/usr/bin/python3
+fi
+start=$(date +%s)
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+"$venv/bin/python" -m pip install -q --upgrade pip
+"$venv/bin/python" -m pip install -q -r "$requirements"
+echo "install-deps: $venv: torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)')" \
+     "and the test packages in $(( $(date +%s) - start )) s; $(du -sh "$venv" | cut -f1) on disk"

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and runs the whole test suite: the command CI runs.
+# Installs what is missing, builds, and runs the whole test suite: the command CI runs. Two
+# configurations: Debian's LibTorch 1.13 (CPU; build/, the README's newcomer path) and PyTorch 2.x
+# from PyPI with CUDA (build-pip/, .venv/: the LibTorch GPU users have). KHSGD_TORCH_PIP=0 leaves
+# the second out (it downloads about 3 GB once and needs about 5 GB of disk).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-scripts/install-deps.sh
+torch_pip=${KHSGD_TORCH_PIP:-1}
+if [ "$torch_pip" = 1 ]; then scripts/install-deps.sh --torch-pip; else scripts/install-deps.sh; fi
 # Where nvcc is installed, also compile-check the CUDA kernels (no CUDA LibTorch needed).
 cuda_check=()
 nvcc=$(command -v nvcc || true)
@@ -16,6 +20,21 @@ lint_start=$(date +%s)
 scripts/lint.sh
 echo "lint stage: $(($(date +%s) - lint_start)) s"
 ctest --test-dir build -j2 --output-on-failure
+
+# The second configuration: LibTorch 2.x from the PyPI wheel in .venv/ (scripts/requirements-torch.txt
+# pins it), CUDA 13 from /usr/local/cuda: every target, the CUDA engine, the NCCL backend and the
+# GPU tests included, compiles and links with -Werror; the whole suite runs on it (GPU tests skip
+# with their reason here), with the venv's python and torchrun.
+if [ "$torch_pip" = 1 ]; then
+  pip_start=$(date +%s)
+  mapfile -t torch_args < <(scripts/torch-cmake-args.sh .venv/bin/python)
+  cmake -S . -B build-pip -G Ninja -DCMAKE_BUILD_TYPE=Release -DKHSGD_WERROR=ON "${torch_args[@]}"
+  cmake --build build-pip
+  build-pip/khsgd_train --version
+  scripts/check-gloo-mix.sh build-pip
+  PATH=$PWD/.venv/bin:$PATH ctest --test-dir build-pip -j2 --output-on-failure
+  echo "pip stage: $(($(date +%s) - pip_start)) s"
+fi
 
 # The same code under AddressSanitizer + UndefinedBehaviorSanitizer (khsgd's own code; LibTorch
 # uninstrumented): the unit tests, the seven golden runs and the reliability tests (resume, lost
