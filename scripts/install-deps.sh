@@ -39,15 +39,26 @@ else
 fi
 [ $torch_pip -eq 1 ] || exit 0
 
-# --- PyTorch from PyPI in .venv/ (git-ignored), reused while it holds the pinned version. -------
-venv=.venv
+# --- PyTorch from PyPI: .venv/ (git-ignored) links to a venv kept per pinned version under
+# ~/.cache/khsgd (KHSGD_VENV_CACHE), so that another clone on this machine (CI's fresh clone)
+# reuses it instead of downloading about 3 GB again. A .venv/ that is a folder of its own is used
+# as it is.
 requirements=scripts/requirements-torch.txt
 pinned=$(sed -n 's/^torch==//p' "$requirements")
+venv=.venv
+shared=${KHSGD_VENV_CACHE:-$HOME/.cache/khsgd}/venv-torch-$pinned
+if [ -L "$venv" ] || [ ! -e "$venv" ]; then
+  mkdir -p "$(dirname "$shared")"
+  ln -sfn "$shared" "$venv"
+  target=$shared
+else
+  target=$venv
+fi
 if [ -x "$venv/bin/python" ] &&
    [ "$("$venv/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null)" = "$pinned" ]; then
   plan=$("$venv/bin/python" -m pip install --dry-run -r "$requirements" 2>/dev/null) &&
     ! grep -q "Would install" <<< "$plan" && {
-      echo "install-deps: $venv has torch $pinned and the test packages"; exit 0; }
+      echo "install-deps: $venv ($target) has torch $pinned and the test packages"; exit 0; }
 fi
 # A Python 3.10+ with venv: the one on PATH (this machine's pyenv), else Debian's (python3-venv).
 python=""
@@ -61,8 +72,8 @@ if [ -z "$python" ]; then
   python=/usr/bin/python3
 fi
 start=$(date +%s)
-[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+[ -x "$target/bin/python" ] || "$python" -m venv "$target"
 "$venv/bin/python" -m pip install -q --upgrade pip
 "$venv/bin/python" -m pip install -q -r "$requirements"
-echo "install-deps: $venv: torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)')" \
-     "and the test packages in $(( $(date +%s) - start )) s; $(du -sh "$venv" | cut -f1) on disk"
+echo "install-deps: $venv ($target): torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)')" \
+     "and the test packages in $(( $(date +%s) - start )) s; $(du -shL "$target" | cut -f1) on disk"

@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 torch_pip=${KHSGD_TORCH_PIP:-1}
+# ccache (CMakeLists.txt uses it where installed) keyed on paths relative to this checkout, so a
+# fresh clone elsewhere on the machine (CI) reuses what an earlier one compiled.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD} CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-1}
 if [ "$torch_pip" = 1 ]; then scripts/install-deps.sh --torch-pip; else scripts/install-deps.sh; fi
 # Where nvcc is installed, also compile-check the CUDA kernels (no CUDA LibTorch needed).
 cuda_check=()
