@@ -3,9 +3,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <limits>
+#include <optional>
 
 #include "khsgd/errors.hpp"
 #include "khsgd/files.hpp"
@@ -113,10 +112,9 @@ void write_checkpoint(const std::string& path, const Checkpoint& c) {
 }
 
 Checkpoint read_checkpoint(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw UserError(path + ": no checkpoint to resume from");
-  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                                   std::istreambuf_iterator<char>());
+  const std::optional<std::string> file = read_regular_file(path);  // never a link or a FIFO
+  if (!file) throw UserError(path + ": no checkpoint to resume from");
+  const std::vector<uint8_t> bytes(file->begin(), file->end());
   const size_t header = sizeof kMagic + 2 * sizeof(int64_t);
   auto corrupt = [&](const std::string& why) -> UserError {
     return UserError(path + ": corrupt checkpoint (" + why +

@@ -11,8 +11,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
+#include <sstream>
 
 #include "khsgd/errors.hpp"
 
@@ -67,7 +66,7 @@ namespace {
 
 // The first `count` lines of `path`; UserError if it holds fewer.
 std::string first_lines(const std::string& path, int64_t count) {
-  std::ifstream in(path);
+  std::istringstream in(read_regular_file(path).value_or(""));
   std::string kept, line;
   int64_t got = 0;
   while (got < count && std::getline(in, line)) {
@@ -233,14 +232,13 @@ RunFolderState inspect_run_folder(const std::string& dir) {
   struct stat info {};
   state.exists = ::stat(dir.c_str(), &info) == 0 && S_ISDIR(info.st_mode);
   if (!state.exists) return state;
-  auto present = [&](const char* name) { return ::access((dir + "/" + name).c_str(), F_OK) == 0; };
+  // Entries of any kind count (check_run_folder_entries refuses those that are not files).
+  auto present = [&](const char* name) { return ::lstat((dir + "/" + name).c_str(), &info) == 0; };
   state.has_results = present("config.json") || present("metrics.csv");
   state.has_checkpoint =
       present("checkpoint-rank0.bin") || present("checkpoint-rank0.previous.bin");
-  std::ifstream summary(dir + "/summary.json");
-  const std::string text((std::istreambuf_iterator<char>(summary)),
-                         std::istreambuf_iterator<char>());
-  state.finished = text.find("\"finished\": true") != std::string::npos;
+  const std::string summary = read_regular_file(dir + "/summary.json").value_or("");
+  state.finished = summary.find("\"finished\": true") != std::string::npos;
   return state;
 }
 
@@ -287,12 +285,29 @@ bool is_run_file(const std::string& name) {
 
 bool is_reference_time_file(const std::string& name) { return starts_with(name, "time-"); }
 
+bool is_real_folder(const std::string& path) {
+  struct stat info {};
+  return ::lstat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode);
+}
+
 }  // namespace
+
+void check_run_folder_entries(const std::string& dir) {
+  check_regular_entry(dir + "/.lock");
+  for (const std::string& path : files_in(dir, is_run_file)) check_regular_entry(path);
+  struct stat info {};
+  const std::string time = dir + "/time";
+  if (::lstat(time.c_str(), &info) != 0) return;
+  make_run_subfolder(time);  // refuses anything but a real folder
+  for (const std::string& path : files_in(time, is_reference_time_file)) check_regular_entry(path);
+}
 
 void remove_run_files(const std::string& dir) {
   std::vector<std::string> doomed = files_in(dir, is_run_file);
-  for (const std::string& path : files_in(dir + "/time", is_reference_time_file))
-    doomed.push_back(path);
+  // Never through a link: that would remove the files of a folder elsewhere.
+  if (is_real_folder(dir + "/time"))
+    for (const std::string& path : files_in(dir + "/time", is_reference_time_file))
+      doomed.push_back(path);
   for (const auto& path : doomed)
     if (std::remove(path.c_str()) != 0)
       throw UserError("cannot remove '" + path + "' for --overwrite: " + std::strerror(errno));

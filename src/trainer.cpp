@@ -162,16 +162,21 @@ class Run {
 
   // One run per folder (run_lock.hpp): rank 0 locks the folder before it looks into it, then the
   // first rank on every other host locks that host's copy (or finds its own job's lock there).
+  // Whoever locks a copy also refuses the entries in it that are not plain files (files.hpp: the
+  // folder may have been prepared by someone else), before anything there is read or written.
   void lock_folder() {
     const uint64_t job = static_cast<uint64_t>(
         comm_->all_gather_value(rank_ == 0 ? static_cast<int64_t>(new_job_id()) : 0)[0]);
     run_agreed(*comm_, "lock its results folder", [&] {
       if (rank_ != 0) return;
       lock_ = lock_run_folder(dir_, job);
+      check_run_folder_entries(dir_);
       check_run_folder(dir_, config_.resume, config_.overwrite);
     });
     run_agreed(*comm_, "lock its results folder", [&] {
-      if (rank_ != 0 && launch_.local_rank == 0) lock_ = lock_run_folder(dir_, job);
+      if (rank_ == 0 || launch_.local_rank != 0) return;
+      lock_ = lock_run_folder(dir_, job);
+      check_run_folder_entries(dir_);
     });
   }
 
@@ -249,7 +254,7 @@ class Run {
 
   // This rank's checkpoint at `path`, checked to belong to this run and rank; none if absent.
   std::optional<Checkpoint> read_own_checkpoint(const std::string& path) const {
-    if (::access(path.c_str(), F_OK) != 0) return std::nullopt;
+    if (!check_regular_entry(path)) return std::nullopt;
     Checkpoint c = read_checkpoint(path);
     if (c.fingerprint != fingerprint_ || c.rank != rank_ || c.world_size != launch_.world_size)
       throw UserError(path +

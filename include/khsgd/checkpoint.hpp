@@ -79,7 +79,8 @@ void promote_previous_checkpoint(const std::string& dir, int rank);
 // Deletes this rank's checkpoints (a finished run needs none).
 void remove_checkpoints(const std::string& dir, int rank);
 
-// Throws UserError for a missing, truncated, corrupt or foreign file.
+// Throws UserError for a missing, truncated, corrupt or foreign file, or one that is not a regular
+// file (open_regular_for_read).
 Checkpoint read_checkpoint(const std::string& path);
 
 }  // namespace khsgd

@@ -109,6 +109,12 @@ struct RunFolderState {
 };
 RunFolderState inspect_run_folder(const std::string& dir);
 
+// The run folder is a trust boundary (files.hpp): every entry a run reads or writes there (.lock,
+// the run's files, *.partial, time/ and its files) must be a regular file (time/ a real folder)
+// or absent. Throws UserError naming the first that is not, e.g. "'DIR/summary.json' is not a
+// regular file (a FIFO); remove it or choose another --exp". Opens nothing.
+void check_run_folder_entries(const std::string& dir);
+
 // Whether a run may write into `dir` (rank 0 decides): a finished run is replaced only with
 // --overwrite, an unfinished one needs --resume (and a checkpoint) or --overwrite. Throws
 // UserError saying which flag to use.
