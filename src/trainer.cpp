@@ -99,6 +99,11 @@ std::unique_ptr<TrainingEngine> make_engine(const EngineSetup& setup, Device dev
   return make_cpu_engine(setup);
 }
 
+// One line on stderr that the run goes on despite: "khsgd_train [rank R]: warning: MESSAGE".
+void warn(int rank, const std::string& message) {
+  std::fputs(error_line(rank, "warning", message).c_str(), stderr);
+}
+
 // Test hook for fault injection: KHSGD_STOP_AFTER_EPOCH=N ends the process abruptly (as a kill
 // would) right after epoch N's results (and its checkpoint, when one was due) are written.
 int64_t stop_after_epoch() {
@@ -153,10 +158,10 @@ class Run {
       else
         data_ = load_hmda(config_.data_dir);
     });
-    const std::vector<FlagSetting> flags = behaviour_flags(config_);
+    flags_ = behaviour_flags(config_);
     const uint64_t data_hash = data_fingerprint(data_);
-    agree_on_settings(*comm_, flags, data_hash);
-    fingerprint_ = run_fingerprint(flags, data_hash);
+    agree_on_settings(*comm_, flags_, data_hash);
+    fingerprint_ = run_fingerprint(flags_, data_hash);
     part_ = plan_partition(data_.n_train, config_.B, config_.node_cnt);
   }
 
@@ -214,53 +219,94 @@ class Run {
         config_.resume &&
         comm_->all_gather_value(rank_ == 0 ? inspect_run_folder(dir_).has_checkpoint : 0)[0] != 0;
     if (!resuming_) return;
-    const std::string latest_path = checkpoint_path(dir_, rank_);
-    const std::string previous_path = previous_checkpoint_path(dir_, rank_);
-    std::optional<Checkpoint> latest, previous;
-    run_agreed(*comm_, "read its checkpoints", [&] {
-      latest = read_own_checkpoint(latest_path);
-      previous = read_own_checkpoint(previous_path);
-      if (!latest && !previous) throw UserError(latest_path + ": no checkpoint to resume from");
-    });
+    run_agreed(*comm_, "read its checkpoints", [&] { read_checkpoints(); });
     const int64_t epoch =
-        common_checkpoint_epoch(comm_->all_gather_value(latest ? latest->epoch : -1),
-                                comm_->all_gather_value(previous ? previous->epoch : -1));
-    run_agreed(*comm_, "restore its checkpoint", [&] {
-      if (epoch < 0)
-        throw UserError(latest_path +
-                        ": the ranks' checkpoints have no epoch in common; use --overwrite to "
-                        "start over");
-      const bool from_previous = !(latest && latest->epoch == epoch);
-      const Checkpoint& c = from_previous ? *previous : *latest;
-      const std::string& path = from_previous ? previous_path : latest_path;
+        common_checkpoint_epoch(comm_->all_gather_value(latest_ ? latest_->epoch : -1),
+                                comm_->all_gather_value(previous_ ? previous_->epoch : -1));
+    run_agreed(*comm_, "restore its checkpoint", [&] { restore_epoch(epoch); });
+    latest_.reset();
+    previous_.reset();
+  }
+
+  // This rank's latest and previous checkpoints. A damaged one (cut short, corrupt) counts as
+  // absent when the other is whole, so that the ranks agree on an epoch without it: a damaged
+  // latest one costs the epochs since the previous checkpoint, not the whole run.
+  void read_checkpoints() {
+    auto read = [&](const std::string& path, std::optional<DamagedCheckpoint>* damage) {
       try {
-        StateReader sorter_state(c.sorter_state, path);
-        sorter_->load_state(sorter_state);
-        engine_->restore(c.theta, c.velocity);
-        set_generator_state(Device::Cpu, 0, c.cpu_generator);
-        if (device_ == Device::Cuda)
-          set_generator_state(Device::Cuda, cuda_index_, c.cuda_generator);
-      } catch (const UserError&) {
-        throw;
-      } catch (const std::exception& e) {  // a generator state LibTorch refuses
-        throw UserError(path + ": cannot be restored (" + e.what() +
-                        "); use --overwrite to start over");
+        return read_own_checkpoint(path);
+      } catch (const DamagedCheckpoint& e) {
+        damage->emplace(e);
+        return std::optional<Checkpoint>();
       }
-      if (from_previous) promote_previous_checkpoint(dir_, rank_);
-      done_ = c.epoch;
-      earlier_metrics_ = c.metrics_rows;
-    });
+    };
+    latest_ = read(checkpoint_path(dir_, rank_), &latest_damage_);
+    previous_ = read(previous_checkpoint_path(dir_, rank_), &previous_damage_);
+    if (latest_ || previous_) return;
+    if (latest_damage_) throw *latest_damage_;
+    if (previous_damage_) throw *previous_damage_;
+    throw UserError(checkpoint_path(dir_, rank_) + ": no checkpoint to resume from");
+  }
+
+  // Restores the checkpoint of `epoch` (the ranks' common one; -1: none), promoting this rank's
+  // previous checkpoint when that is the one.
+  void restore_epoch(int64_t epoch) {
+    const std::string latest_path = checkpoint_path(dir_, rank_);
+    if (epoch < 0 && latest_damage_) throw *latest_damage_;
+    if (epoch < 0)
+      throw UserError(latest_path +
+                      ": the ranks' checkpoints have no epoch in common; use --overwrite to "
+                      "start over");
+    const bool from_previous = !(latest_ && latest_->epoch == epoch);
+    if (latest_damage_)
+      warn(rank_, latest_path + ": corrupt checkpoint (" + latest_damage_->why() +
+                      "); resuming after epoch " + std::to_string(epoch) +
+                      " from the previous checkpoint, which replaces it");
+    if (previous_damage_)
+      warn(rank_, previous_checkpoint_path(dir_, rank_) + ": corrupt checkpoint (" +
+                      previous_damage_->why() + "); not needed, resuming after epoch " +
+                      std::to_string(epoch) + " from the latest checkpoint");
+    const Checkpoint& c = from_previous ? *previous_ : *latest_;
+    const std::string path = from_previous ? previous_checkpoint_path(dir_, rank_) : latest_path;
+    try {
+      StateReader sorter_state(c.sorter_state, path);
+      sorter_->load_state(sorter_state);
+      engine_->restore(c.theta, c.velocity);
+      set_generator_state(Device::Cpu, 0, c.cpu_generator);
+      if (device_ == Device::Cuda) set_generator_state(Device::Cuda, cuda_index_, c.cuda_generator);
+    } catch (const UserError&) {
+      throw;
+    } catch (const std::exception& e) {  // a generator state LibTorch refuses
+      throw UserError(path + ": cannot be restored (" + e.what() +
+                      "); use --overwrite to start over");
+    }
+    if (from_previous) promote_previous_checkpoint(dir_, rank_);
+    done_ = c.epoch;
+    earlier_metrics_ = c.metrics_rows;
   }
 
   // This rank's checkpoint at `path`, checked to belong to this run and rank; none if absent.
   std::optional<Checkpoint> read_own_checkpoint(const std::string& path) const {
     if (!check_regular_entry(path)) return std::nullopt;
     Checkpoint c = read_checkpoint(path);
-    if (c.fingerprint != fingerprint_ || c.rank != rank_ || c.world_size != launch_.world_size)
-      throw UserError(path +
-                      ": written by a run with other flags, other data or other ranks; "
-                      "use --overwrite to start over");
+    if (c.fingerprint != fingerprint_ || c.rank != rank_ || c.world_size != launch_.world_size) {
+      const std::string what = checkpoint_difference(c);
+      throw UserError(path + ": written by a run with other flags, other data or other ranks" +
+                      (what.empty() ? "" : " (" + what + ")") + "; use --overwrite to start over");
+    }
     return c;
+  }
+
+  // What sets checkpoint `c` apart from this run, as the ranks' agreement names a flag; "" when
+  // it cannot tell (a format-1 checkpoint, without the flags' hashes).
+  std::string checkpoint_difference(const Checkpoint& c) const {
+    if (c.world_size != launch_.world_size)
+      return "it is of a run of " + std::to_string(c.world_size) + " rank(s), this one has " +
+             std::to_string(launch_.world_size);
+    if (c.rank != rank_) return "it is rank " + std::to_string(c.rank) + "'s";
+    if (c.flag_hashes.size() != flag_hashes(flags_).size()) return "";
+    const std::string flag = first_differing_flag(flags_, c.flag_hashes);
+    return flag.empty() ? "the data differs" : flag;
   }
 
   // Rank 0 makes the folder and the shared files first; then every rank opens its own files
@@ -416,6 +462,7 @@ class Run {
     c.fingerprint = fingerprint_;
     c.rank = rank_;
     c.world_size = launch_.world_size;
+    c.flag_hashes = flag_hashes(flags_);
     c.theta = engine_->parameters();
     c.velocity = engine_->velocity();
     StateWriter sorter_state;
@@ -460,7 +507,8 @@ class Run {
   // load_and_agree, build
   Dataset data_;
   Partition part_;
-  int64_t fingerprint_ = 0;  // the run's identity, which its checkpoints carry
+  std::vector<FlagSetting> flags_;  // every behaviour flag, as the ranks compared them
+  int64_t fingerprint_ = 0;         // the run's identity, which its checkpoints carry
   std::unique_ptr<DeviceOps> ops_;
   std::unique_ptr<Sorter> sorter_;
   std::unique_ptr<TrainingEngine> engine_;
@@ -469,6 +517,8 @@ class Run {
 
   // restore
   bool resuming_ = false;
+  std::optional<Checkpoint> latest_, previous_;  // this rank's, while restoring
+  std::optional<DamagedCheckpoint> latest_damage_, previous_damage_;
   int64_t done_ = 0;             // epochs finished before this process started
   std::string earlier_metrics_;  // their metrics.csv rows (rank 0)
 

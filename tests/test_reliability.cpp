@@ -149,6 +149,74 @@ TEST(Resume, DamagedOrForeignCheckpointsAreRefused) {
   EXPECT_EQ(run_train(golden_args(tmp, "CD-GraB", {"--resume"}), tmp.path()).exit_code, 0);
 }
 
+// --- Resuming what can be resumed ------------------------------------------------------------
+
+namespace {
+
+// A run of `sorter` stopped (killed) after epoch `stop` in `tmp`, with a checkpoint every epoch.
+void stop_after(const TempDir& tmp, const std::string& sorter, int stop, int ranks = 1) {
+  const std::string env = "KHSGD_STOP_AFTER_EPOCH=" + std::to_string(stop);
+  const RunResult r = ranks == 1 ? run_train(golden_args(tmp, sorter), tmp.path(), env)
+                                 : run_launch(ranks, golden_args(tmp, sorter), tmp.path(), env);
+  ASSERT_EQ(r.exit_code, 9) << r.err;
+}
+
+void flip_a_byte(const std::string& path) {
+  std::string bytes = read_file(path);
+  bytes[bytes.size() / 2] ^= 0x40;
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+}  // namespace
+
+TEST(Resume, ADamagedLatestCheckpointFallsBackToThePreviousOne) {
+  // Epoch 2's checkpoint damaged, epoch 1's whole: the run resumes after epoch 1 (losing one
+  // epoch, not the run) and says so in one line.
+  TempDir whole, tmp;
+  ASSERT_EQ(run_train(golden_args(whole, "KH-SGD"), whole.path()).exit_code, 0);
+  stop_after(tmp, "KH-SGD", 2);
+  const std::string dir = run_dir(tmp, "KH-SGD");
+  flip_a_byte(dir + "/checkpoint-rank0.bin");
+  const RunResult resumed = run_train(golden_args(tmp, "KH-SGD", {"--resume"}), tmp.path());
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_EQ(count_lines(resumed.err), 1) << resumed.err;
+  EXPECT_NE(resumed.err.find("warning: " + dir +
+                             "/checkpoint-rank0.bin: corrupt checkpoint (checksum mismatch); "
+                             "resuming after epoch 1"),
+            std::string::npos)
+      << resumed.err;
+  EXPECT_NE(resumed.out.find("resuming after epoch 1"), std::string::npos) << resumed.out;
+  expect_same_run(dir, run_dir(whole, "KH-SGD"), 1);
+}
+
+TEST(Resume, ADamagedLatestCheckpointOnOneRankResumesEveryRankFromThePreviousEpoch) {
+  TempDir whole, tmp;
+  ASSERT_EQ(run_launch(2, golden_args(whole, "SBW"), whole.path()).exit_code, 0);
+  stop_after(tmp, "SBW", 2, 2);
+  const std::string dir = run_dir(tmp, "SBW", 2);
+  flip_a_byte(dir + "/checkpoint-rank1.bin");
+  const RunResult resumed = run_launch(2, golden_args(tmp, "SBW", {"--resume"}), tmp.path());
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("[rank 1]: warning: " + dir + "/checkpoint-rank1.bin: corrupt"),
+            std::string::npos)
+      << resumed.err;
+  EXPECT_NE(resumed.out.find("resuming after epoch 1"), std::string::npos) << resumed.out;
+  expect_same_run(dir, run_dir(whole, "SBW", 2), 2);
+}
+
+TEST(Resume, ACheckpointOfOtherFlagsNamesTheFlagThatDiffers) {
+  TempDir tmp;
+  stop_after(tmp, "D-RR", 1);
+  const RunResult r =
+      run_train(golden_args(tmp, "D-RR", {"--resume", "--momentum", "0.5"}), tmp.path());
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("checkpoint-rank0.bin: written by a run with other flags, other data or "
+                       "other ranks (--momentum differs; here it is '0.5')"),
+            std::string::npos)
+      << r.err;
+}
+
 TEST(ExistingResults, FinishedAndUnfinishedRunsAreNotOverwrittenByAccident) {
   TempDir tmp;
   ASSERT_EQ(run_train(golden_args(tmp, "D-RR"), tmp.path()).exit_code, 0);
