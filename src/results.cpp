@@ -215,6 +215,52 @@ std::string time_log_path(const std::string& dir, int rank) {
   return dir + "/time-rank" + std::to_string(rank) + ".csv";
 }
 
+namespace {
+
+// Whether `line` is epoch `epoch`'s row of time-rankR.csv: its number first, every column there.
+bool is_time_row(const std::string& line, int64_t epoch) {
+  static const std::string header = kTimeHeader;
+  const std::string start = std::to_string(epoch) + ",";
+  return line.compare(0, start.size(), start) == 0 &&
+         std::count(line.begin(), line.end(), ',') == std::count(header.begin(), header.end(), ',');
+}
+
+}  // namespace
+
+std::string resumed_time_log(const std::string& path, int64_t epochs,
+                             std::vector<int64_t>* rebuilt) {
+  std::istringstream in(read_regular_file(path).value_or(""));
+  std::vector<std::string> lines;
+  std::string line;
+  while (static_cast<int64_t>(lines.size()) <= epochs && std::getline(in, line))
+    lines.push_back(line);
+  std::string text = std::string(kTimeHeader) + "\n";
+  for (int64_t epoch = 1; epoch <= epochs; ++epoch) {
+    const size_t at = static_cast<size_t>(epoch);
+    if (at < lines.size() && is_time_row(lines[at], epoch)) {
+      text += lines[at] + "\n";
+      continue;
+    }
+    // Lost: no times to give, but the row keeps every later epoch on its own line (time/time-R.pt
+    // reads row E as epoch E). estimated = 1: nothing in it was measured.
+    text += std::to_string(epoch) + ",nan,nan,nan,nan,nan,nan,1\n";
+    if (rebuilt != nullptr) rebuilt->push_back(epoch);
+  }
+  return text;
+}
+
+std::string epoch_ranges(const std::vector<int64_t>& epochs) {
+  std::string text;
+  for (size_t i = 0; i < epochs.size(); ++i) {
+    size_t last = i;
+    while (last + 1 < epochs.size() && epochs[last + 1] == epochs[last] + 1) ++last;
+    text += (text.empty() ? "" : ", ") + std::to_string(epochs[i]);
+    if (last > i) text += "-" + std::to_string(epochs[last]);
+    i = last;
+  }
+  return text;
+}
+
 std::string order_line(const std::vector<int64_t>& order) {
   std::string line;
   line.reserve(order.size() * 7);

@@ -218,6 +218,8 @@ class Run {
     resuming_ =
         config_.resume &&
         comm_->all_gather_value(rank_ == 0 ? inspect_run_folder(dir_).has_checkpoint : 0)[0] != 0;
+    if (config_.resume && !resuming_ && rank_ == 0)
+      warn(rank_, "--resume: '" + dir_ + "' holds no run to resume; starting a new one");
     if (!resuming_) return;
     run_agreed(*comm_, "read its checkpoints", [&] { read_checkpoints(); });
     const int64_t epoch =
@@ -316,12 +318,14 @@ class Run {
       if (rank_ != 0) return;
       if (config_.overwrite) remove_run_files(dir_);
       make_directories(dir_);
-      if (!resuming_)
+      // A resume keeps the run's config.json, or writes it again if it was deleted.
+      if (!resuming_ || !check_regular_entry(dir_ + "/config.json"))
         write_file_atomically(
             dir_ + "/config.json",
             config_json(config_, launch_, {device_name(device_), backend_, torch_version()}, data_,
                         part_));
       metrics_.emplace(dir_ + "/metrics.csv", earlier_metrics_);
+      if (resuming_) warn_of_passed_grads();
     });
     run_agreed(*comm_, "prepare its results folder", [&] {
       if (rank_ != 0) make_directories(dir_);
@@ -329,7 +333,8 @@ class Run {
         if (config_.save_orders)
           orders_.emplace_back(dir_ + "/orders-rank" + std::to_string(r) + ".csv", "",
                                resuming_ ? done_ : -1);
-        time_logs_.emplace_back(time_log_path(dir_, r), kTimeHeader, resuming_ ? done_ + 1 : -1);
+        time_logs_.emplace_back(time_log_path(dir_, r),
+                                resuming_ ? resumed_time_text(r) : std::string(kTimeHeader) + "\n");
         references_.emplace_back(dir_, r, config_.sorter, part_.used_rows, data_.n_test);
         references_.back().prepare();
       }
@@ -346,6 +351,34 @@ class Run {
     spdlog::info("{} {}",
                  resuming_ ? "resuming after epoch " + std::to_string(done_) + " in" : "writing",
                  dir_);
+  }
+
+  // time-rankR.csv's text for a resume: its rows so far, a lost row rebuilt (with nan times) so
+  // that a deleted or shortened file does not stop the resume; one warning names those epochs.
+  std::string resumed_time_text(int r) const {
+    const std::string path = time_log_path(dir_, r);
+    std::vector<int64_t> rebuilt;
+    std::string text = resumed_time_log(path, done_, &rebuilt);
+    if (!rebuilt.empty())
+      warn(rank_, "'" + path + "' lacked the times of epoch(s) " + epoch_ranges(rebuilt) +
+                      "; their rows are rebuilt with nan times");
+    return text;
+  }
+
+  // Rank 0 of a resume: the --save_grads epochs finished before it whose gradients are not on disk
+  // are not trained again, so not saved; one line says so rather than skip them silently.
+  void warn_of_passed_grads() const {
+    std::vector<int64_t> passed;
+    for (const int64_t epoch : config_.save_grads)
+      if (epoch <= done_ && !check_regular_entry(grads_path(epoch))) passed.push_back(epoch);
+    if (!passed.empty())
+      warn(rank_, "--save_grads: epoch(s) " + epoch_ranges(passed) +
+                      " finished before this resume (after epoch " + std::to_string(done_) +
+                      "), so their gradients are not saved; --overwrite runs them again");
+  }
+
+  std::string grads_path(int64_t epoch) const {
+    return dir_ + "/grads-epoch" + std::to_string(epoch) + ".pt";
   }
 
   // Epoch by epoch: train and write the results, then one agreement of all ranks decides whether
@@ -429,7 +462,7 @@ class Run {
       HostTensor grads;
       grads.shape = {part_.used_rows, data_.d + 1};
       grads.values = captured_;
-      write_tensor(dir_ + "/grads-epoch" + std::to_string(epoch) + ".pt", grads);
+      write_tensor(grads_path(epoch), grads);
     }
     return train_seconds;
   }

@@ -97,6 +97,16 @@ std::string summary_json(const RunSummary& summary);
 // DIR/time-rankR.csv: rank R's seconds per epoch and category.
 std::string time_log_path(const std::string& dir, int rank);
 
+// What time-rankR.csv at `path` restarts with when a run resumes after `epochs`: the header and a
+// row per epoch. The file's rows are kept where they are epochs 1, 2, ... in order; an epoch the
+// file lacks (deleted, cut short, damaged) gets "E,nan,nan,nan,nan,nan,nan,1" (its times are
+// lost; estimated = 1), and is added to `rebuilt`. Rows past `epochs` (trained again) are dropped.
+std::string resumed_time_log(const std::string& path, int64_t epochs,
+                             std::vector<int64_t>* rebuilt);
+
+// "1-3, 7" for epochs {1, 2, 3, 7} (sorted), for messages.
+std::string epoch_ranges(const std::vector<int64_t>& epochs);
+
 // One epoch's order as a CSV line.
 std::string order_line(const std::vector<int64_t>& order);
 
