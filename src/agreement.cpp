@@ -24,6 +24,11 @@ int first_differing_rank(const std::vector<int64_t>& values) {
   return -1;
 }
 
+// How a differing flag is named, to the ranks (agree_on_settings) and to a resume (checkpoint).
+std::string differs(const FlagSetting& f) {
+  return "--" + std::string(f.flag) + " differs; here it is '" + f.value + "'";
+}
+
 [[noreturn]] void refuse(int rank, const std::string& what) {
   throw UserError("rank " + std::to_string(rank) +
                   " was started with different flags or different data than rank 0 (" + what +
@@ -79,8 +84,7 @@ void agree_on_settings(Communicator& comm, const std::vector<FlagSetting>& flags
   // Something differs: every rank takes the same second round, flag by flag, to name it.
   for (const FlagSetting& f : flags) {
     const int rank = first_differing_rank(comm.all_gather_value(as_value(hash_flag(f))));
-    if (rank >= 0)
-      refuse(rank, "--" + std::string(f.flag) + " differs; here it is '" + f.value + "'");
+    if (rank >= 0) refuse(rank, differs(f));
   }
   const int rank = first_differing_rank(comm.all_gather_value(as_value(data_fingerprint)));
   refuse(rank < 0 ? 1 : rank, "the data differs");
@@ -91,6 +95,26 @@ int64_t run_fingerprint(const std::vector<FlagSetting>& flags, uint64_t data_fin
   for (const FlagSetting& f : flags)
     if (f.shapes_results) hash = hash_flag(f, hash);
   return static_cast<int64_t>(hash >> 1);
+}
+
+std::vector<int64_t> flag_hashes(const std::vector<FlagSetting>& flags) {
+  std::vector<int64_t> hashes;
+  for (const FlagSetting& f : flags)
+    if (f.shapes_results) hashes.push_back(as_value(hash_flag(f)));
+  return hashes;
+}
+
+std::string first_differing_flag(const std::vector<FlagSetting>& flags,
+                                 const std::vector<int64_t>& recorded) {
+  const std::vector<int64_t> here = flag_hashes(flags);
+  if (here.size() != recorded.size()) return "";  // another build's list of flags
+  size_t i = 0;
+  for (const FlagSetting& f : flags) {
+    if (!f.shapes_results) continue;
+    if (here[i] != recorded[i]) return differs(f);
+    ++i;
+  }
+  return "";
 }
 
 }  // namespace khsgd

@@ -3,9 +3,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <limits>
+#include <optional>
 
 #include "khsgd/errors.hpp"
 #include "khsgd/files.hpp"
@@ -16,7 +15,8 @@ namespace khsgd {
 namespace {
 
 constexpr char kMagic[8] = {'K', 'H', 'S', 'G', 'D', 'C', 'K', 'P'};
-constexpr int64_t kFormatVersion = 1;
+constexpr int64_t kFormatVersion = 2;  // 2: flag_hashes at the end of the payload
+constexpr int64_t kOldestFormatVersion = 1;
 
 }  // namespace
 
@@ -97,6 +97,8 @@ void write_checkpoint(const std::string& path, const Checkpoint& c) {
   payload.bytes(c.cpu_generator);
   payload.bytes(c.cuda_generator);
   payload.bytes(std::vector<uint8_t>(c.metrics_rows.begin(), c.metrics_rows.end()));
+  const auto* hashes = reinterpret_cast<const uint8_t*>(c.flag_hashes.data());
+  payload.bytes(std::vector<uint8_t>(hashes, hashes + c.flag_hashes.size() * sizeof(int64_t)));
 
   std::vector<uint8_t> bytes(kMagic, kMagic + sizeof kMagic);
   StateWriter header;
@@ -113,24 +115,20 @@ void write_checkpoint(const std::string& path, const Checkpoint& c) {
 }
 
 Checkpoint read_checkpoint(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw UserError(path + ": no checkpoint to resume from");
-  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                                   std::istreambuf_iterator<char>());
+  const std::optional<std::string> file = read_regular_file(path);  // never a link or a FIFO
+  if (!file) throw UserError(path + ": no checkpoint to resume from");
+  const std::vector<uint8_t> bytes(file->begin(), file->end());
   const size_t header = sizeof kMagic + 2 * sizeof(int64_t);
-  auto corrupt = [&](const std::string& why) -> UserError {
-    return UserError(path + ": corrupt checkpoint (" + why +
-                     "); remove it and use --overwrite to start the run over");
-  };
+  auto corrupt = [&](const std::string& why) { return DamagedCheckpoint(path, why); };
   if (bytes.size() < header + sizeof(uint64_t) ||
       std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0)
     throw corrupt("not a khsgd checkpoint");
   int64_t version, length;
   std::memcpy(&version, bytes.data() + sizeof kMagic, sizeof version);
   std::memcpy(&length, bytes.data() + sizeof kMagic + sizeof version, sizeof length);
-  if (version != kFormatVersion)
+  if (version < kOldestFormatVersion || version > kFormatVersion)
     throw corrupt("format version " + std::to_string(version) + ", this build reads " +
-                  std::to_string(kFormatVersion));
+                  std::to_string(kOldestFormatVersion) + " to " + std::to_string(kFormatVersion));
   if (length < 0 || static_cast<uint64_t>(length) != bytes.size() - header - sizeof(uint64_t))
     throw corrupt("its length field does not match the file size (truncated?)");
   const std::vector<uint8_t> payload(bytes.begin() + header, bytes.begin() + header + length);
@@ -151,6 +149,12 @@ Checkpoint read_checkpoint(const std::string& path) {
   c.cuda_generator = reader.bytes();
   const std::vector<uint8_t> rows = reader.bytes();
   c.metrics_rows.assign(rows.begin(), rows.end());
+  if (version >= 2) {
+    const std::vector<uint8_t> hashes = reader.bytes();
+    if (hashes.size() % sizeof(int64_t) != 0) throw corrupt("a flag hash cut short");
+    c.flag_hashes.resize(hashes.size() / sizeof(int64_t));
+    if (!hashes.empty()) std::memcpy(c.flag_hashes.data(), hashes.data(), hashes.size());
+  }
   if (!reader.at_end()) throw corrupt("trailing bytes");
   return c;
 }

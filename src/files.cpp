@@ -26,15 +26,127 @@ bool write_all(int fd, const char* bytes, size_t size) {
   return true;
 }
 
+// "a FIFO", "a directory", ...: what an entry is, for the error that refuses it.
+const char* kind_of(mode_t mode) {
+  if (S_ISLNK(mode)) return "a symbolic link";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "of an unknown kind";
+}
+
+[[noreturn]] void refuse_entry(const std::string& path, mode_t mode, const char* advice) {
+  throw UserError("'" + path + "' is not a regular file (" + kind_of(mode) + "); " + advice);
+}
+
+// After a failed open: an entry that exists as something else than a regular file is refused
+// (O_NOFOLLOW fails a link with ELOOP, a FIFO without reader opened for writing gives ENXIO, a
+// folder opened for writing EISDIR, O_EXCL any existing entry EEXIST); else errno is kept.
+void refuse_if_irregular(const std::string& path, const char* advice) {
+  const int error = errno;
+  struct stat info {};
+  if (::lstat(path.c_str(), &info) == 0 && !S_ISREG(info.st_mode))
+    refuse_entry(path, info.st_mode, advice);
+  errno = error;
+}
+
 }  // namespace
+
+int open_regular(const std::string& path, int flags, const char* advice) {
+  // O_NONBLOCK: a FIFO would block the open until a writer (or reader) comes; a regular file
+  // ignores it, and it is cleared below so that later reads and writes behave as usual.
+  const int fd = ::open(path.c_str(), flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    refuse_if_irregular(path, advice);
+    return -1;
+  }
+  // Checked on the open file, not on the name: nothing can swap the entry in between.
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) {
+    const int error = errno;
+    ::close(fd);
+    throw_io_error("open", path, error);
+  }
+  if (!S_ISREG(info.st_mode)) {
+    ::close(fd);
+    refuse_entry(path, info.st_mode, advice);
+  }
+  if ((flags & O_ACCMODE) != O_RDONLY && info.st_nlink > 1) {
+    ::close(fd);
+    throw UserError("'" + path + "' has " + std::to_string(info.st_nlink) +
+                    " hard links (writing it would change a file elsewhere); " + advice);
+  }
+  const int status = ::fcntl(fd, F_GETFL);
+  if (status < 0 || ::fcntl(fd, F_SETFL, status & ~O_NONBLOCK) != 0) {
+    const int error = errno;
+    ::close(fd);
+    throw_io_error("open", path, error);
+  }
+  return fd;
+}
+
+int open_regular_for_read(const std::string& path, const char* advice) {
+  return open_regular(path, O_RDONLY, advice);
+}
+
+std::optional<std::string> read_regular_file(const std::string& path, const char* advice) {
+  const int fd = open_regular_for_read(path, advice);
+  if (fd < 0 && errno == ENOENT) return std::nullopt;
+  if (fd < 0) throw_io_error("read", path, errno);
+  std::string text;
+  char buffer[1 << 16];
+  while (true) {
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int error = errno;
+      ::close(fd);
+      throw_io_error("read", path, error);
+    }
+    if (n == 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return text;
+}
+
+bool check_regular_entry(const std::string& path, const char* advice) {
+  struct stat info {};
+  if (::lstat(path.c_str(), &info) != 0) return false;
+  if (!S_ISREG(info.st_mode)) refuse_entry(path, info.st_mode, advice);
+  return true;
+}
+
+void make_run_subfolder(const std::string& path) {
+  if (::mkdir(path.c_str(), 0777) != 0 && errno != EEXIST)
+    throw UserError("cannot create results folder '" + path + "': " + std::strerror(errno));
+  // lstat: a link to a folder elsewhere would send the files written into it there.
+  struct stat info {};
+  if (::lstat(path.c_str(), &info) != 0)
+    throw UserError("cannot create results folder '" + path + "': " + std::strerror(errno));
+  if (!S_ISDIR(info.st_mode))
+    throw UserError("'" + path + "' is not a folder (" + kind_of(info.st_mode) + "); " +
+                    kRunFolderAdvice);
+}
 
 [[noreturn]] void throw_io_error(const std::string& what, const std::string& path, int error) {
   throw IoError("cannot " + what + " '" + path + "': " + std::strerror(error));
 }
 
 void write_file_atomically(const std::string& path, const std::string& bytes, bool durable) {
+  // rename() replaces a link or a FIFO at `path` without following or opening it, but such an
+  // entry is not ours to replace: refuse it as open_regular does.
+  check_regular_entry(path);
   const std::string partial = path + ".partial";
-  const int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // Always a new file: a stale temporary (a crash's, or a link someone left there) is removed
+  // first (a link goes, not what it points to), and O_EXCL fails rather than open what may have
+  // taken its place since.
+  if (::unlink(partial.c_str()) != 0 && errno != ENOENT) {
+    // A folder of that name cannot be unlinked: the open below fails and names it.
+  }
+  const int fd = open_regular(partial, O_WRONLY | O_CREAT | O_EXCL);
   if (fd < 0) throw_io_error("write", path, errno);
   // On failure the half-written temporary goes (it would hold the space a full disk lacks); the
   // file at `path`, if any, is untouched.
@@ -59,7 +171,7 @@ void write_file_atomically(const std::string& path, const std::string& bytes, bo
 }
 
 AppendFile::AppendFile(const std::string& path) : path_(path) {
-  fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  fd_ = open_regular(path, O_WRONLY | O_APPEND);
   if (fd_ < 0) throw_io_error("open", path, errno);
   const off_t end = ::lseek(fd_, 0, SEEK_END);
   if (end < 0) {
@@ -88,6 +200,8 @@ void AppendFile::append(const std::string& text) {
   throw_io_error("append to", path_, error);
 }
 
+// The run folder's own path, as the user gave it, may pass through links (a --results_dir on
+// another disk, linked into place): stat, not lstat. Only the entries inside it are checked.
 void make_directories(const std::string& path) {
   std::string prefix;
   size_t at = 0;

@@ -4,10 +4,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
-#include <fstream>
-#include <iterator>
 #include <limits>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <utility>
 #include <vector>
@@ -92,9 +91,9 @@ std::vector<float> column_values(const std::vector<std::vector<std::string>>& li
 }
 
 std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw_io_error("read", path, errno);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  std::optional<std::string> text = read_regular_file(path);
+  if (!text) throw_io_error("read", path, ENOENT);
+  return std::move(*text);
 }
 
 }  // namespace
@@ -166,7 +165,7 @@ ReferenceFiles::ReferenceFiles(std::string dir, int rank, std::string sorter, in
       train_rows_(train_rows),
       test_rows_(test_rows) {}
 
-void ReferenceFiles::prepare() const { make_directories(dir_ + "/time"); }
+void ReferenceFiles::prepare() const { make_run_subfolder(dir_ + "/time"); }
 
 void ReferenceFiles::update(bool last, const std::string* metrics_rows) {
   auto now = [] {

@@ -13,10 +13,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <optional>
+#include <sstream>
 
 #include "khsgd/errors.hpp"
 #include "khsgd/utf8.hpp"
@@ -87,7 +86,7 @@ namespace {
 
 // The first `count` lines of `path`; UserError if it holds fewer.
 std::string first_lines(const std::string& path, int64_t count) {
-  std::ifstream in(path);
+  std::istringstream in(read_regular_file(path).value_or(""));
   std::string kept, line;
   int64_t got = 0;
   while (got < count && std::getline(in, line)) {
@@ -252,6 +251,52 @@ std::string time_log_path(const std::string& dir, int rank) {
   return dir + "/time-rank" + std::to_string(rank) + ".csv";
 }
 
+namespace {
+
+// Whether `line` is epoch `epoch`'s row of time-rankR.csv: its number first, every column there.
+bool is_time_row(const std::string& line, int64_t epoch) {
+  static const std::string header = kTimeHeader;
+  const std::string start = std::to_string(epoch) + ",";
+  return line.compare(0, start.size(), start) == 0 &&
+         std::count(line.begin(), line.end(), ',') == std::count(header.begin(), header.end(), ',');
+}
+
+}  // namespace
+
+std::string resumed_time_log(const std::string& path, int64_t epochs,
+                             std::vector<int64_t>* rebuilt) {
+  std::istringstream in(read_regular_file(path).value_or(""));
+  std::vector<std::string> lines;
+  std::string line;
+  while (static_cast<int64_t>(lines.size()) <= epochs && std::getline(in, line))
+    lines.push_back(line);
+  std::string text = std::string(kTimeHeader) + "\n";
+  for (int64_t epoch = 1; epoch <= epochs; ++epoch) {
+    const size_t at = static_cast<size_t>(epoch);
+    if (at < lines.size() && is_time_row(lines[at], epoch)) {
+      text += lines[at] + "\n";
+      continue;
+    }
+    // Lost: no times to give, but the row keeps every later epoch on its own line (time/time-R.pt
+    // reads row E as epoch E). estimated = 1: nothing in it was measured.
+    text += std::to_string(epoch) + ",nan,nan,nan,nan,nan,nan,1\n";
+    if (rebuilt != nullptr) rebuilt->push_back(epoch);
+  }
+  return text;
+}
+
+std::string epoch_ranges(const std::vector<int64_t>& epochs) {
+  std::string text;
+  for (size_t i = 0; i < epochs.size(); ++i) {
+    size_t last = i;
+    while (last + 1 < epochs.size() && epochs[last + 1] == epochs[last] + 1) ++last;
+    text += (text.empty() ? "" : ", ") + std::to_string(epochs[i]);
+    if (last > i) text += "-" + std::to_string(epochs[last]);
+    i = last;
+  }
+  return text;
+}
+
 std::string order_line(const std::vector<int64_t>& order) {
   std::string line;
   line.reserve(order.size() * 7);
@@ -269,14 +314,13 @@ RunFolderState inspect_run_folder(const std::string& dir) {
   struct stat info {};
   state.exists = ::stat(dir.c_str(), &info) == 0 && S_ISDIR(info.st_mode);
   if (!state.exists) return state;
-  auto present = [&](const char* name) { return ::access((dir + "/" + name).c_str(), F_OK) == 0; };
+  // Entries of any kind count (check_run_folder_entries refuses those that are not files).
+  auto present = [&](const char* name) { return ::lstat((dir + "/" + name).c_str(), &info) == 0; };
   state.has_results = present("config.json") || present("metrics.csv");
   state.has_checkpoint =
       present("checkpoint-rank0.bin") || present("checkpoint-rank0.previous.bin");
-  std::ifstream summary(dir + "/summary.json");
-  const std::string text((std::istreambuf_iterator<char>(summary)),
-                         std::istreambuf_iterator<char>());
-  state.finished = text.find("\"finished\": true") != std::string::npos;
+  const std::string summary = read_regular_file(dir + "/summary.json").value_or("");
+  state.finished = summary.find("\"finished\": true") != std::string::npos;
   return state;
 }
 
@@ -355,9 +399,8 @@ std::string shown(const std::string& json_value) {
 
 std::string run_differs_from(const std::string& dir, const Config& c) {
   const std::string path = dir + "/config.json";
-  std::ifstream in(path);
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const auto fields = in ? read_flat_object(text) : std::nullopt;
+  const std::optional<std::string> text = read_regular_file(path);  // never a FIFO or a link
+  const auto fields = text ? read_flat_object(*text) : std::nullopt;
   if (!fields) throw UserError("'" + path + "' is missing or is not a config.json khsgd wrote");
   std::vector<std::pair<std::string, std::string>> expected = flag_fields(c);
   // --backend and --device are recorded as resolved: compare them when they were named.
@@ -416,12 +459,29 @@ bool is_run_file(const std::string& name) {
 
 bool is_reference_time_file(const std::string& name) { return starts_with(name, "time-"); }
 
+bool is_real_folder(const std::string& path) {
+  struct stat info {};
+  return ::lstat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode);
+}
+
 }  // namespace
+
+void check_run_folder_entries(const std::string& dir) {
+  check_regular_entry(dir + "/.lock");
+  for (const std::string& path : files_in(dir, is_run_file)) check_regular_entry(path);
+  struct stat info {};
+  const std::string time = dir + "/time";
+  if (::lstat(time.c_str(), &info) != 0) return;
+  make_run_subfolder(time);  // refuses anything but a real folder
+  for (const std::string& path : files_in(time, is_reference_time_file)) check_regular_entry(path);
+}
 
 void remove_run_files(const std::string& dir) {
   std::vector<std::string> doomed = files_in(dir, is_run_file);
-  for (const std::string& path : files_in(dir + "/time", is_reference_time_file))
-    doomed.push_back(path);
+  // Never through a link: that would remove the files of a folder elsewhere.
+  if (is_real_folder(dir + "/time"))
+    for (const std::string& path : files_in(dir + "/time", is_reference_time_file))
+      doomed.push_back(path);
   for (const auto& path : doomed)
     if (std::remove(path.c_str()) != 0)
       throw UserError("cannot remove '" + path + "' for --overwrite: " + std::strerror(errno));

@@ -93,7 +93,9 @@ uint64_t new_job_id() {
 RunLock lock_run_folder(const std::string& dir, uint64_t job) {
   make_directories(dir);
   const std::string path = lock_path(dir);
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  // Never through a link, never a FIFO, never a file linked elsewhere (open_regular): the lock
+  // file is truncated and written in place, as root as often as not.
+  const int fd = open_regular(path, O_RDWR | O_CREAT);
   if (fd < 0) throw UserError("cannot open the lock file '" + path + "': " + std::strerror(errno));
   if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
     RunLock lock(fd);

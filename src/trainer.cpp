@@ -100,6 +100,11 @@ std::unique_ptr<TrainingEngine> make_engine(const EngineSetup& setup, Device dev
   return make_cpu_engine(setup);
 }
 
+// One line on stderr that the run goes on despite: "khsgd_train [rank R]: warning: MESSAGE".
+void warn(int rank, const std::string& message) {
+  std::fputs(error_line(rank, "warning", message).c_str(), stderr);
+}
+
 // Test hook for fault injection: KHSGD_STOP_AFTER_EPOCH=N ends the process abruptly (as a kill
 // would) right after epoch N's results (and its checkpoint, when one was due) are written.
 int64_t stop_after_epoch() {
@@ -172,25 +177,30 @@ class Run {
       else
         data_ = load_hmda(config_.data_dir);
     });
-    const std::vector<FlagSetting> flags = behaviour_flags(config_);
+    flags_ = behaviour_flags(config_);
     const uint64_t data_hash = data_fingerprint(data_);
-    agree_on_settings(*comm_, flags, data_hash);
-    fingerprint_ = run_fingerprint(flags, data_hash);
+    agree_on_settings(*comm_, flags_, data_hash);
+    fingerprint_ = run_fingerprint(flags_, data_hash);
     part_ = plan_partition(data_.n_train, config_.B, config_.node_cnt);
   }
 
   // One run per folder (run_lock.hpp): rank 0 locks the folder before it looks into it, then the
   // first rank on every other host locks that host's copy (or finds its own job's lock there).
+  // Whoever locks a copy also refuses the entries in it that are not plain files (files.hpp: the
+  // folder may have been prepared by someone else), before anything there is read or written.
   void lock_folder() {
     const uint64_t job = static_cast<uint64_t>(
         comm_->all_gather_value(rank_ == 0 ? static_cast<int64_t>(new_job_id()) : 0)[0]);
     run_agreed(*comm_, "lock its results folder", [&] {
       if (rank_ != 0) return;
       lock_ = lock_run_folder(dir_, job);
+      check_run_folder_entries(dir_);
       check_run_folder(dir_, config_.resume, config_.overwrite);
     });
     run_agreed(*comm_, "lock its results folder", [&] {
-      if (rank_ != 0 && launch_.local_rank == 0) lock_ = lock_run_folder(dir_, job);
+      if (rank_ == 0 || launch_.local_rank != 0) return;
+      lock_ = lock_run_folder(dir_, job);
+      check_run_folder_entries(dir_);
     });
   }
 
@@ -227,54 +237,97 @@ class Run {
     resuming_ =
         config_.resume &&
         comm_->all_gather_value(rank_ == 0 ? inspect_run_folder(dir_).has_checkpoint : 0)[0] != 0;
+    if (config_.resume && !resuming_ && rank_ == 0)
+      warn(rank_, "--resume: '" + dir_ + "' holds no run to resume; starting a new one");
     if (!resuming_) return;
-    const std::string latest_path = checkpoint_path(dir_, rank_);
-    const std::string previous_path = previous_checkpoint_path(dir_, rank_);
-    std::optional<Checkpoint> latest, previous;
-    run_agreed(*comm_, "read its checkpoints", [&] {
-      latest = read_own_checkpoint(latest_path);
-      previous = read_own_checkpoint(previous_path);
-      if (!latest && !previous) throw UserError(latest_path + ": no checkpoint to resume from");
-    });
+    run_agreed(*comm_, "read its checkpoints", [&] { read_checkpoints(); });
     const int64_t epoch =
-        common_checkpoint_epoch(comm_->all_gather_value(latest ? latest->epoch : -1),
-                                comm_->all_gather_value(previous ? previous->epoch : -1));
-    run_agreed(*comm_, "restore its checkpoint", [&] {
-      if (epoch < 0)
-        throw UserError(latest_path +
-                        ": the ranks' checkpoints have no epoch in common; use --overwrite to "
-                        "start over");
-      const bool from_previous = !(latest && latest->epoch == epoch);
-      const Checkpoint& c = from_previous ? *previous : *latest;
-      const std::string& path = from_previous ? previous_path : latest_path;
+        common_checkpoint_epoch(comm_->all_gather_value(latest_ ? latest_->epoch : -1),
+                                comm_->all_gather_value(previous_ ? previous_->epoch : -1));
+    run_agreed(*comm_, "restore its checkpoint", [&] { restore_epoch(epoch); });
+    latest_.reset();
+    previous_.reset();
+  }
+
+  // This rank's latest and previous checkpoints. A damaged one (cut short, corrupt) counts as
+  // absent when the other is whole, so that the ranks agree on an epoch without it: a damaged
+  // latest one costs the epochs since the previous checkpoint, not the whole run.
+  void read_checkpoints() {
+    auto read = [&](const std::string& path, std::optional<DamagedCheckpoint>* damage) {
       try {
-        StateReader sorter_state(c.sorter_state, path);
-        sorter_->load_state(sorter_state);
-        engine_->restore(c.theta, c.velocity);
-        set_generator_state(Device::Cpu, 0, c.cpu_generator);
-        if (device_ == Device::Cuda)
-          set_generator_state(Device::Cuda, cuda_index_, c.cuda_generator);
-      } catch (const UserError&) {
-        throw;
-      } catch (const std::exception& e) {  // a generator state LibTorch refuses
-        throw UserError(path + ": cannot be restored (" + e.what() +
-                        "); use --overwrite to start over");
+        return read_own_checkpoint(path);
+      } catch (const DamagedCheckpoint& e) {
+        damage->emplace(e);
+        return std::optional<Checkpoint>();
       }
-      if (from_previous) promote_previous_checkpoint(dir_, rank_);
-      done_ = c.epoch;
-      earlier_metrics_ = c.metrics_rows;
-    });
+    };
+    latest_ = read(checkpoint_path(dir_, rank_), &latest_damage_);
+    previous_ = read(previous_checkpoint_path(dir_, rank_), &previous_damage_);
+    if (latest_ || previous_) return;
+    if (latest_damage_) throw *latest_damage_;
+    if (previous_damage_) throw *previous_damage_;
+    throw UserError(checkpoint_path(dir_, rank_) + ": no checkpoint to resume from");
+  }
+
+  // Restores the checkpoint of `epoch` (the ranks' common one; -1: none), promoting this rank's
+  // previous checkpoint when that is the one.
+  void restore_epoch(int64_t epoch) {
+    const std::string latest_path = checkpoint_path(dir_, rank_);
+    if (epoch < 0 && latest_damage_) throw *latest_damage_;
+    if (epoch < 0)
+      throw UserError(latest_path +
+                      ": the ranks' checkpoints have no epoch in common; use --overwrite to "
+                      "start over");
+    const bool from_previous = !(latest_ && latest_->epoch == epoch);
+    if (latest_damage_)
+      warn(rank_, latest_path + ": corrupt checkpoint (" + latest_damage_->why() +
+                      "); resuming after epoch " + std::to_string(epoch) +
+                      " from the previous checkpoint, which replaces it");
+    if (previous_damage_)
+      warn(rank_, previous_checkpoint_path(dir_, rank_) + ": corrupt checkpoint (" +
+                      previous_damage_->why() + "); not needed, resuming after epoch " +
+                      std::to_string(epoch) + " from the latest checkpoint");
+    const Checkpoint& c = from_previous ? *previous_ : *latest_;
+    const std::string path = from_previous ? previous_checkpoint_path(dir_, rank_) : latest_path;
+    try {
+      StateReader sorter_state(c.sorter_state, path);
+      sorter_->load_state(sorter_state);
+      engine_->restore(c.theta, c.velocity);
+      set_generator_state(Device::Cpu, 0, c.cpu_generator);
+      if (device_ == Device::Cuda) set_generator_state(Device::Cuda, cuda_index_, c.cuda_generator);
+    } catch (const UserError&) {
+      throw;
+    } catch (const std::exception& e) {  // a generator state LibTorch refuses
+      throw UserError(path + ": cannot be restored (" + e.what() +
+                      "); use --overwrite to start over");
+    }
+    if (from_previous) promote_previous_checkpoint(dir_, rank_);
+    done_ = c.epoch;
+    earlier_metrics_ = c.metrics_rows;
   }
 
   // This rank's checkpoint at `path`, checked to belong to this run and rank; none if absent.
   std::optional<Checkpoint> read_own_checkpoint(const std::string& path) const {
-    if (::access(path.c_str(), F_OK) != 0) return std::nullopt;
+    if (!check_regular_entry(path)) return std::nullopt;
     Checkpoint c = read_checkpoint(path);
-    if (c.fingerprint != fingerprint_ || c.rank != rank_ || c.world_size != launch_.world_size)
-      throw UserError(path +
-                      ": written by a run with other flags, other data or other ranks; "
-                      "use --overwrite to start over");
+    if (c.fingerprint != fingerprint_ || c.rank != rank_ || c.world_size != launch_.world_size) {
+      const std::string what = checkpoint_difference(c);
+      throw UserError(path + ": written by a run with other flags, other data or other ranks" +
+                      (what.empty() ? "" : " (" + what + ")") + "; use --overwrite to start over");
+    }
     return c;
+  }
+
+  // What sets checkpoint `c` apart from this run, as the ranks' agreement names a flag; "" when
+  // it cannot tell (a format-1 checkpoint, without the flags' hashes).
+  std::string checkpoint_difference(const Checkpoint& c) const {
+    if (c.world_size != launch_.world_size)
+      return "it is of a run of " + std::to_string(c.world_size) + " rank(s), this one has " +
+             std::to_string(launch_.world_size);
+    if (c.rank != rank_) return "it is rank " + std::to_string(c.rank) + "'s";
+    if (c.flag_hashes.size() != flag_hashes(flags_).size()) return "";
+    const std::string flag = first_differing_flag(flags_, c.flag_hashes);
+    return flag.empty() ? "the data differs" : flag;
   }
 
   // Rank 0 makes the folder and the shared files first; then every rank opens its own files
@@ -284,12 +337,14 @@ class Run {
       if (rank_ != 0) return;
       if (config_.overwrite) remove_run_files(dir_);
       make_directories(dir_);
-      if (!resuming_)
+      // A resume keeps the run's config.json, or writes it again if it was deleted.
+      if (!resuming_ || !check_regular_entry(dir_ + "/config.json"))
         write_file_atomically(
             dir_ + "/config.json",
             config_json(config_, launch_, {device_name(device_), backend_, torch_version()}, data_,
                         part_));
       metrics_.emplace(dir_ + "/metrics.csv", earlier_metrics_);
+      if (resuming_) warn_of_passed_grads();
     });
     run_agreed(*comm_, "prepare its results folder", [&] {
       if (rank_ != 0) make_directories(dir_);
@@ -297,7 +352,8 @@ class Run {
         if (config_.save_orders)
           orders_.emplace_back(dir_ + "/orders-rank" + std::to_string(r) + ".csv", "",
                                resuming_ ? done_ : -1);
-        time_logs_.emplace_back(time_log_path(dir_, r), kTimeHeader, resuming_ ? done_ + 1 : -1);
+        time_logs_.emplace_back(time_log_path(dir_, r),
+                                resuming_ ? resumed_time_text(r) : std::string(kTimeHeader) + "\n");
         references_.emplace_back(dir_, r, config_.sorter, part_.used_rows, data_.n_test);
         references_.back().prepare();
       }
@@ -314,6 +370,34 @@ class Run {
     spdlog::info("{} {}",
                  resuming_ ? "resuming after epoch " + std::to_string(done_) + " in" : "writing",
                  dir_);
+  }
+
+  // time-rankR.csv's text for a resume: its rows so far, a lost row rebuilt (with nan times) so
+  // that a deleted or shortened file does not stop the resume; one warning names those epochs.
+  std::string resumed_time_text(int r) const {
+    const std::string path = time_log_path(dir_, r);
+    std::vector<int64_t> rebuilt;
+    std::string text = resumed_time_log(path, done_, &rebuilt);
+    if (!rebuilt.empty())
+      warn(rank_, "'" + path + "' lacked the times of epoch(s) " + epoch_ranges(rebuilt) +
+                      "; their rows are rebuilt with nan times");
+    return text;
+  }
+
+  // Rank 0 of a resume: the --save_grads epochs finished before it whose gradients are not on disk
+  // are not trained again, so not saved; one line says so rather than skip them silently.
+  void warn_of_passed_grads() const {
+    std::vector<int64_t> passed;
+    for (const int64_t epoch : config_.save_grads)
+      if (epoch <= done_ && !check_regular_entry(grads_path(epoch))) passed.push_back(epoch);
+    if (!passed.empty())
+      warn(rank_, "--save_grads: epoch(s) " + epoch_ranges(passed) +
+                      " finished before this resume (after epoch " + std::to_string(done_) +
+                      "), so their gradients are not saved; --overwrite runs them again");
+  }
+
+  std::string grads_path(int64_t epoch) const {
+    return dir_ + "/grads-epoch" + std::to_string(epoch) + ".pt";
   }
 
   // Epoch by epoch: train and write the results, then one agreement of all ranks decides whether
@@ -397,7 +481,7 @@ class Run {
       HostTensor grads;
       grads.shape = {part_.used_rows, data_.d + 1};
       grads.values = captured_;
-      write_tensor(dir_ + "/grads-epoch" + std::to_string(epoch) + ".pt", grads);
+      write_tensor(grads_path(epoch), grads);
     }
     return train_seconds;
   }
@@ -430,6 +514,7 @@ class Run {
     c.fingerprint = fingerprint_;
     c.rank = rank_;
     c.world_size = launch_.world_size;
+    c.flag_hashes = flag_hashes(flags_);
     c.theta = engine_->parameters();
     c.velocity = engine_->velocity();
     StateWriter sorter_state;
@@ -474,7 +559,8 @@ class Run {
   // load_and_agree, build
   Dataset data_;
   Partition part_;
-  int64_t fingerprint_ = 0;  // the run's identity, which its checkpoints carry
+  std::vector<FlagSetting> flags_;  // every behaviour flag, as the ranks compared them
+  int64_t fingerprint_ = 0;         // the run's identity, which its checkpoints carry
   std::unique_ptr<DeviceOps> ops_;
   std::unique_ptr<Sorter> sorter_;
   std::unique_ptr<TrainingEngine> engine_;
@@ -483,6 +569,8 @@ class Run {
 
   // restore
   bool resuming_ = false;
+  std::optional<Checkpoint> latest_, previous_;  // this rank's, while restoring
+  std::optional<DamagedCheckpoint> latest_damage_, previous_damage_;
   int64_t done_ = 0;             // epochs finished before this process started
   std::string earlier_metrics_;  // their metrics.csv rows (rank 0)
 

@@ -1,5 +1,6 @@
 // Faults injected on purpose: runs stopped after an epoch and resumed, damaged checkpoints,
 // results folders in the way, and ranks that die or hang in the middle of a run.
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 
@@ -147,6 +148,146 @@ TEST(Resume, DamagedOrForeignCheckpointsAreRefused) {
       << r.err;
   // And the intact checkpoint still resumes.
   EXPECT_EQ(run_train(golden_args(tmp, "CD-GraB", {"--resume"}), tmp.path()).exit_code, 0);
+}
+
+// --- Resuming what can be resumed ------------------------------------------------------------
+
+namespace {
+
+// A run of `sorter` stopped (killed) after epoch `stop` in `tmp`, with a checkpoint every epoch.
+void stop_after(const TempDir& tmp, const std::string& sorter, int stop, int ranks = 1) {
+  const std::string env = "KHSGD_STOP_AFTER_EPOCH=" + std::to_string(stop);
+  const RunResult r = ranks == 1 ? run_train(golden_args(tmp, sorter), tmp.path(), env)
+                                 : run_launch(ranks, golden_args(tmp, sorter), tmp.path(), env);
+  ASSERT_EQ(r.exit_code, 9) << r.err;
+}
+
+void flip_a_byte(const std::string& path) {
+  std::string bytes = read_file(path);
+  bytes[bytes.size() / 2] ^= 0x40;
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+}  // namespace
+
+TEST(Resume, ADamagedLatestCheckpointFallsBackToThePreviousOne) {
+  // Epoch 2's checkpoint damaged, epoch 1's whole: the run resumes after epoch 1 (losing one
+  // epoch, not the run) and says so in one line.
+  TempDir whole, tmp;
+  ASSERT_EQ(run_train(golden_args(whole, "KH-SGD"), whole.path()).exit_code, 0);
+  stop_after(tmp, "KH-SGD", 2);
+  const std::string dir = run_dir(tmp, "KH-SGD");
+  flip_a_byte(dir + "/checkpoint-rank0.bin");
+  const RunResult resumed = run_train(golden_args(tmp, "KH-SGD", {"--resume"}), tmp.path());
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_EQ(count_lines(resumed.err), 1) << resumed.err;
+  EXPECT_NE(resumed.err.find("warning: " + dir +
+                             "/checkpoint-rank0.bin: corrupt checkpoint (checksum mismatch); "
+                             "resuming after epoch 1"),
+            std::string::npos)
+      << resumed.err;
+  EXPECT_NE(resumed.out.find("resuming after epoch 1"), std::string::npos) << resumed.out;
+  expect_same_run(dir, run_dir(whole, "KH-SGD"), 1);
+}
+
+TEST(Resume, ADamagedLatestCheckpointOnOneRankResumesEveryRankFromThePreviousEpoch) {
+  TempDir whole, tmp;
+  ASSERT_EQ(run_launch(2, golden_args(whole, "SBW"), whole.path()).exit_code, 0);
+  stop_after(tmp, "SBW", 2, 2);
+  const std::string dir = run_dir(tmp, "SBW", 2);
+  flip_a_byte(dir + "/checkpoint-rank1.bin");
+  const RunResult resumed = run_launch(2, golden_args(tmp, "SBW", {"--resume"}), tmp.path());
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("[rank 1]: warning: " + dir + "/checkpoint-rank1.bin: corrupt"),
+            std::string::npos)
+      << resumed.err;
+  EXPECT_NE(resumed.out.find("resuming after epoch 1"), std::string::npos) << resumed.out;
+  expect_same_run(dir, run_dir(whole, "SBW", 2), 2);
+}
+
+TEST(Resume, AMissingOrShortenedTimeLogIsRebuilt) {
+  // The times of the epochs it lacks are lost: their rows hold nan, every later row stays at its
+  // epoch; the rest of the run is as if it had never stopped.
+  TempDir whole;
+  ASSERT_EQ(run_train(golden_args(whole, "D-RR"), whole.path()).exit_code, 0);
+  for (const bool removed : {true, false}) {
+    SCOPED_TRACE(removed ? "time-rank0.csv removed" : "time-rank0.csv cut after epoch 1");
+    TempDir tmp;
+    stop_after(tmp, "D-RR", 2);
+    const std::string dir = run_dir(tmp, "D-RR");
+    const std::string log = dir + "/time-rank0.csv";
+    if (removed) {
+      ASSERT_EQ(std::remove(log.c_str()), 0);
+    } else {
+      const std::string text = read_file(log);
+      size_t cut = 0;
+      for (int line = 0; line < 2; ++line) cut = text.find('\n', cut) + 1;
+      std::ofstream(log, std::ios::trunc) << text.substr(0, cut);
+    }
+    const RunResult resumed = run_train(golden_args(tmp, "D-RR", {"--resume"}), tmp.path());
+    ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+    EXPECT_NE(resumed.err.find("lacked the times of epoch(s) " +
+                               std::string(removed ? "1-2" : "2") + "; their rows are rebuilt"),
+              std::string::npos)
+        << resumed.err;
+    expect_same_run(dir, run_dir(whole, "D-RR"), 1);
+    const Csv times = read_csv(log);
+    ASSERT_EQ(times.rows.size(), 3u);
+    EXPECT_EQ(std::isnan(times.at(0, "train_seconds")), removed);
+    EXPECT_TRUE(std::isnan(times.at(1, "train_seconds")));
+    EXPECT_FALSE(std::isnan(times.at(2, "train_seconds")));
+    for (size_t row = 0; row < 3; ++row) EXPECT_EQ(times.at(row, "epoch"), row + 1.0);
+  }
+}
+
+TEST(Resume, ADeletedConfigJsonIsWrittenAgain) {
+  TempDir tmp;
+  stop_after(tmp, "SBW", 1);
+  const std::string config = run_dir(tmp, "SBW") + "/config.json";
+  ASSERT_EQ(std::remove(config.c_str()), 0);
+  const RunResult resumed = run_train(golden_args(tmp, "SBW", {"--resume"}), tmp.path());
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(read_file(config).find("\"sorter\": \"SBW\""), std::string::npos);
+}
+
+TEST(Resume, SaveGradsEpochsFinishedBeforeTheResumeAreNamed) {
+  TempDir tmp;
+  stop_after(tmp, "CD-GraB", 2);
+  const std::string dir = run_dir(tmp, "CD-GraB");
+  const RunResult resumed =
+      run_train(golden_args(tmp, "CD-GraB", {"--resume", "--save_grads", "1,3"}), tmp.path());
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_EQ(count_lines(resumed.err), 1) << resumed.err;
+  EXPECT_NE(resumed.err.find("--save_grads: epoch(s) 1 finished before this resume"),
+            std::string::npos)
+      << resumed.err;
+  EXPECT_FALSE(file_exists(dir + "/grads-epoch1.pt"));
+  EXPECT_TRUE(file_exists(dir + "/grads-epoch3.pt"));
+}
+
+TEST(Resume, ACheckpointOfOtherFlagsNamesTheFlagThatDiffers) {
+  TempDir tmp;
+  stop_after(tmp, "D-RR", 1);
+  const RunResult r =
+      run_train(golden_args(tmp, "D-RR", {"--resume", "--momentum", "0.5"}), tmp.path());
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("checkpoint-rank0.bin: written by a run with other flags, other data or "
+                       "other ranks (--momentum differs; here it is '0.5')"),
+            std::string::npos)
+      << r.err;
+}
+
+TEST(Resume, ResumeWithNoRunToResumeSaysItStartsANewOne) {
+  TempDir tmp;
+  const RunResult r = run_train(golden_args(tmp, "D-RR", {"--resume"}), tmp.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("--resume: '" + run_dir(tmp, "D-RR") +
+                       "' holds no run to resume; starting a new one"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(read_csv(run_dir(tmp, "D-RR") + "/metrics.csv").rows.size(), 3u);
 }
 
 TEST(ExistingResults, FinishedAndUnfinishedRunsAreNotOverwrittenByAccident) {

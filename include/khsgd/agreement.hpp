@@ -62,4 +62,14 @@ void agree_on_settings(Communicator& comm, const std::vector<FlagSetting>& flags
 // that shape the results and the data. Non-negative.
 int64_t run_fingerprint(const std::vector<FlagSetting>& flags, uint64_t data_fingerprint);
 
+// The hash of each flag that shapes the results, in order: what a checkpoint records so that a
+// resume with other flags can name the one that differs.
+std::vector<int64_t> flag_hashes(const std::vector<FlagSetting>& flags);
+
+// The first flag whose hash differs from `recorded` (flag_hashes of the run that wrote it), as the
+// ranks' agreement names it: "--momentum differs; here it is '0.9'". "" when none does (the data
+// differs, then) or when `recorded` comes from a build with other flags.
+std::string first_differing_flag(const std::vector<FlagSetting>& flags,
+                                 const std::vector<int64_t>& recorded);
+
 }  // namespace khsgd

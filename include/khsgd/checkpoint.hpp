@@ -8,16 +8,33 @@
 //
 // The file: "KHSGDCKP" magic, format version, payload length, payload, a 64-bit FNV-1a checksum
 // of the payload (over 8-byte words). Written to a temporary file, synced and renamed, so a crash
-// leaves the previous checkpoint or the new one, never half of one.
+// leaves the previous checkpoint or the new one, never half of one. Format 2 adds the flags'
+// hashes at the end of the payload; format 1 files (without them) are still read.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "khsgd/errors.hpp"
 #include "khsgd/state_io.hpp"
 
 namespace khsgd {
+
+// A checkpoint file that is not whole (truncated, its checksum wrong, not a checkpoint, another
+// format version): "PATH: corrupt checkpoint (WHY); ...". A resume that has the previous
+// generation falls back to it (trainer.cpp); why() is the reason alone.
+class DamagedCheckpoint : public UserError {
+ public:
+  DamagedCheckpoint(const std::string& path, const std::string& why)
+      : UserError(path + ": corrupt checkpoint (" + why +
+                  "); remove it and use --overwrite to start the run over"),
+        why_(why) {}
+  const std::string& why() const { return why_; }
+
+ private:
+  std::string why_;
+};
 
 struct Checkpoint {
   int64_t epoch = 0;        // epochs finished
@@ -30,6 +47,9 @@ struct Checkpoint {
   std::vector<uint8_t> cpu_generator;
   std::vector<uint8_t> cuda_generator;  // empty on CPU runs
   std::string metrics_rows;             // rank 0: metrics.csv's rows so far
+  // Each result-shaping flag's hash (agreement.hpp's flag_hashes), so that a resume with other
+  // flags can name the one that differs; empty in a format-1 file.
+  std::vector<int64_t> flag_hashes;
 };
 
 // DIR/checkpoint-rankR.bin: every rank keeps its own (ranks on other hosts have their own folder).
@@ -79,7 +99,8 @@ void promote_previous_checkpoint(const std::string& dir, int rank);
 // Deletes this rank's checkpoints (a finished run needs none).
 void remove_checkpoints(const std::string& dir, int rank);
 
-// Throws UserError for a missing, truncated, corrupt or foreign file.
+// Throws UserError for a missing file or one that is not a regular file (open_regular_for_read),
+// DamagedCheckpoint for a truncated, corrupt or foreign one.
 Checkpoint read_checkpoint(const std::string& path);
 
 }  // namespace khsgd

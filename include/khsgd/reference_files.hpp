@@ -40,7 +40,8 @@ class ReferenceFiles {
   ReferenceFiles(std::string dir, int rank, std::string sorter, int64_t train_rows,
                  int64_t test_rows);
 
-  // Creates DIR/time (every rank: ranks on other hosts keep their own copy of the folder).
+  // Creates DIR/time (every rank: ranks on other hosts keep their own copy of the folder); one
+  // that is there already must be a real folder, not a link (UserError).
   void prepare() const;
 
   // After an epoch's time line (and on rank 0 its metrics row) is written: rewrites

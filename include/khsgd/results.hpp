@@ -97,6 +97,16 @@ std::string summary_json(const RunSummary& summary);
 // DIR/time-rankR.csv: rank R's seconds per epoch and category.
 std::string time_log_path(const std::string& dir, int rank);
 
+// What time-rankR.csv at `path` restarts with when a run resumes after `epochs`: the header and a
+// row per epoch. The file's rows are kept where they are epochs 1, 2, ... in order; an epoch the
+// file lacks (deleted, cut short, damaged) gets "E,nan,nan,nan,nan,nan,nan,1" (its times are
+// lost; estimated = 1), and is added to `rebuilt`. Rows past `epochs` (trained again) are dropped.
+std::string resumed_time_log(const std::string& path, int64_t epochs,
+                             std::vector<int64_t>* rebuilt);
+
+// "1-3, 7" for epochs {1, 2, 3, 7} (sorted), for messages.
+std::string epoch_ranges(const std::vector<int64_t>& epochs);
+
 // One epoch's order as a CSV line.
 std::string order_line(const std::vector<int64_t>& order);
 
@@ -108,6 +118,12 @@ struct RunFolderState {
   bool has_checkpoint = false;  // checkpoint-rank0.bin or its previous generation
 };
 RunFolderState inspect_run_folder(const std::string& dir);
+
+// The run folder is a trust boundary (files.hpp): every entry a run reads or writes there (.lock,
+// the run's files, *.partial, time/ and its files) must be a regular file (time/ a real folder)
+// or absent. Throws UserError naming the first that is not, e.g. "'DIR/summary.json' is not a
+// regular file (a FIFO); remove it or choose another --exp". Opens nothing.
+void check_run_folder_entries(const std::string& dir);
 
 // Whether a run may write into `dir` (rank 0 decides): a finished run is replaced only with
 // --overwrite, an unfinished one needs --resume (and a checkpoint) or --overwrite. Throws
