@@ -309,11 +309,11 @@ class JoinFailureLine {
   [[noreturn]] static void on_terminate() noexcept {
     std::string why = "c10d failed in a thread of its own";
     try {
-      if (const std::exception_ptr thrown = std::current_exception()) std::rethrow_exception(thrown);
+      if (const std::exception_ptr thrown = std::current_exception())
+        std::rethrow_exception(thrown);
     } catch (const std::exception& e) {
       why = "its reply makes c10d fail (" + first_line(e.what()) + ")";
-    } catch (...) {
-    }
+    } catch (...) {}
     std::string text = line();
     text.replace(text.find("%s"), 2, why);
     ssize_t ignored = ::write(STDERR_FILENO, text.data(), text.size());
@@ -330,10 +330,11 @@ void wait_for_ranks(c10d::Store& store, const JoinPlace& place, Clock::time_poin
   int64_t joined = store.add(key, 1);
   while (joined < place.world) {
     if (Clock::now() >= deadline)
-      throw CommError("rank " + std::to_string(place.rank) + ": " + std::to_string(joined) +
-                      " of " + std::to_string(place.world) + " ranks joined " + place.within() +
-                      "; start the others, or check that all have the same MASTER_ADDR:MASTER_PORT (" +
-                      place.where + ")");
+      throw CommError(
+          "rank " + std::to_string(place.rank) + ": " + std::to_string(joined) + " of " +
+          std::to_string(place.world) + " ranks joined " + place.within() +
+          "; start the others, or check that all have the same MASTER_ADDR:MASTER_PORT (" +
+          place.where + ")");
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     joined = store.add(key, 0);
   }

@@ -98,8 +98,8 @@ class ZipStream {
     const uint64_t start = offset_ + 30 + full.size() + 4;
     const uint64_t padding = (64 - start % 64) % 64;
     std::string header = "PK\x03\x04";
-    put_le(&header, 0, 2);       // version needed
-    put_le(&header, 0x0808, 2);  // data descriptor, UTF-8
+    put_le(&header, 0, 2);                      // version needed
+    put_le(&header, 0x0808, 2);                 // data descriptor, UTF-8
     put_le(&header, 0, 2 + 2 + 2 + 4 + 4 + 4);  // stored, time, date, crc and sizes (later)
     put_le(&header, full.size(), 2);
     put_le(&header, padding + 4, 2);
@@ -165,8 +165,8 @@ void ZipStream::finish() {
     const std::string name = name_of(i);
     if (e.offset >= 0xFFFFFFFFu) throw std::length_error("torch.save file over 4 GiB");
     std::string header = "PK\x01\x02";
-    put_le(&header, 0, 2 + 2);    // versions made by and needed
-    put_le(&header, 0x0808, 2);   // as in the local header
+    put_le(&header, 0, 2 + 2);      // versions made by and needed
+    put_le(&header, 0x0808, 2);     // as in the local header
     put_le(&header, 0, 2 + 2 + 2);  // stored, time, date
     put_le(&header, e.crc, 4);
     put_le(&header, e.size, 4);
@@ -243,7 +243,7 @@ class StorageRecords final : public SavedEmitter {
 class PickleRecord final : public SavedEmitter {
  public:
   explicit PickleRecord(ZipStream* zip) : zip_(zip) { op(0x80, 1, 2); }  // PROTO 2
-  void finish() { op('.'); }                                              // STOP
+  void finish() { op('.'); }                                             // STOP
   void begin_dict() override {
     op('}');  // EMPTY_DICT
     op('(');  // MARK
@@ -273,10 +273,10 @@ class PickleRecord final : public SavedEmitter {
     zip_->write(bytes.data(), bytes.size());
   }
   void integer(int64_t n) {
-    if (n >= 0 && n <= 0xFF) return op('K', 1, static_cast<uint64_t>(n));       // BININT1
-    if (n >= 0 && n <= 0xFFFF) return op('M', 2, static_cast<uint64_t>(n));     // BININT2
+    if (n >= 0 && n <= 0xFF) return op('K', 1, static_cast<uint64_t>(n));               // BININT1
+    if (n >= 0 && n <= 0xFFFF) return op('M', 2, static_cast<uint64_t>(n));             // BININT2
     if (n >= INT32_MIN && n <= INT32_MAX) return op('J', 4, static_cast<uint32_t>(n));  // BININT
-    op(0x8A, 1, 8);                                                             // LONG1, 8 bytes
+    op(0x8A, 1, 8);  // LONG1, 8 bytes
     std::string bytes;
     put_le(&bytes, static_cast<uint64_t>(n), 8);
     zip_->write(bytes.data(), bytes.size());

@@ -124,10 +124,9 @@ void emit_split(SavedEmitter& out, const std::vector<float>& losses,
   out.end_dict();
 }
 
-SavedSource results_source(const std::string& metrics_rows, int64_t train_rows,
-                           int64_t test_rows) {
-  auto c = std::make_shared<const ResultColumns>(
-      result_columns(metrics_rows, train_rows, test_rows));
+SavedSource results_source(const std::string& metrics_rows, int64_t train_rows, int64_t test_rows) {
+  auto c =
+      std::make_shared<const ResultColumns>(result_columns(metrics_rows, train_rows, test_rows));
   return [c](SavedEmitter& out) {
     out.begin_dict();
     out.key("train");
@@ -182,7 +181,9 @@ void emit_labels(SavedEmitter& out, const TimeColumns& t, bool measured) {
     const float* shown = measured ? values : nan.data();
     out.tensor({static_cast<int64_t>(count)}, shown, count);
   };
-  auto emit_epoch = [&](size_t e) { emit("epoch-" + std::to_string(e), &t.epoch_seconds[e - 1], 1); };
+  auto emit_epoch = [&](size_t e) {
+    emit("epoch-" + std::to_string(e), &t.epoch_seconds[e - 1], 1);
+  };
   out.begin_dict();
   for (const std::string& label : t.first_labels) {
     if (label == "epoch-1")

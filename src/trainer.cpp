@@ -304,8 +304,8 @@ class Run {
     run_start_ = Clock::now();
     CheckpointSchedule schedule(config_.checkpoint_every, config_.checkpoint_seconds,
                                 clock_seconds());
-    // Before this, SIGTERM/SIGINT/SIGHUP end the process as they always did. Under mpi they stay with
-    // mpi_comm.cpp: mpirun sends SIGTERM to end every rank when one fails, and SIGKILL soon
+    // Before this, SIGTERM/SIGINT/SIGHUP end the process as they always did. Under mpi they stay
+    // with mpi_comm.cpp: mpirun sends SIGTERM to end every rank when one fails, and SIGKILL soon
     // after, so there is no clean stop at an epoch's end to be had there.
     if (backend_ != "mpi") install_stop_handlers();
     const int64_t stop_after = stop_after_epoch();
@@ -414,11 +414,11 @@ class Run {
     char values[96];
     std::snprintf(values, sizeof values, "full train loss %g, test loss %g", record.train.loss,
                   record.test.loss);
-    progress_->print_notice(error_line(
-        0, "warning",
-        "training diverged at epoch " + std::to_string(record.epoch) + " (" + values +
-            "; is --lr " + python_float_repr(config_.lr) +
-            " too large?); the run goes on and summary.json marks it \"diverged\""));
+    progress_->print_notice(
+        error_line(0, "warning",
+                   "training diverged at epoch " + std::to_string(record.epoch) + " (" + values +
+                       "; is --lr " + python_float_repr(config_.lr) +
+                       " too large?); the run goes on and summary.json marks it \"diverged\""));
   }
 
   void save_checkpoint(int64_t epoch) {

@@ -51,8 +51,7 @@ Finished run_process(const std::vector<std::string>& args, const std::vector<std
       done.peak_rss_kib = usage.ru_maxrss;
       break;
     }
-    done.seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    done.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (done.seconds > limit) {
       kill(pid, SIGKILL);
       waitpid(pid, nullptr, 0);
@@ -108,10 +107,13 @@ class OtherProgram {
   std::thread thread_;
 };
 
-std::vector<std::string> tiny_run(const TempDir& tmp, int epochs, std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = {"--dataset",  "synthetic", "--synthetic_rows", "2000",
-                                   "--epochs",   std::to_string(epochs), "--seed", "1",
-                                   "--results_dir", tmp / "results", "--device", "cpu", "--quiet"};
+std::vector<std::string> tiny_run(const TempDir& tmp, int epochs,
+                                  std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"--dataset",     "synthetic", "--synthetic_rows",
+                                   "2000",          "--epochs",  std::to_string(epochs),
+                                   "--seed",        "1",         "--results_dir",
+                                   tmp / "results", "--device",  "cpu",
+                                   "--quiet"};
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
 }
@@ -141,9 +143,8 @@ TEST(ProcessFaults, SighupStopsCleanlyLikeSigterm) {
   EXPECT_NE(job.err[0].find("; --resume continues"), std::string::npos) << job.err[0];
   EXPECT_TRUE(file_exists(dir + "/checkpoint-rank0.bin"));
   EXPECT_FALSE(file_exists(dir + "/summary.json"));
-  const RunResult resumed =
-      run_train(golden_run_args(tmp, "KH-SGD", {"--checkpoint_every", "0", "--resume"}, kEpochs),
-                tmp.path());
+  const RunResult resumed = run_train(
+      golden_run_args(tmp, "KH-SGD", {"--checkpoint_every", "0", "--resume"}, kEpochs), tmp.path());
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   EXPECT_EQ(read_csv(dir + "/metrics.csv").rows.size(), static_cast<size_t>(kEpochs));
 }
@@ -155,10 +156,10 @@ TEST(ProcessFaults, AReaderThatGoesAwayDoesNotEndTheRun) {
   TempDir tmp;
   std::vector<std::string> args = golden_flags(tmp, "CD-GraB", kEpochs);
   const std::string status = tmp / "status";
-  const RunResult piped = run_shell(
-      "{ env -u RANK -u WORLD_SIZE -u LOCAL_RANK " + shell_quote(train_binary()) +
-          join_args(args) + " 2>&1; echo $? >" + shell_quote(status) + "; } | true",
-      tmp.path());
+  const RunResult piped =
+      run_shell("{ env -u RANK -u WORLD_SIZE -u LOCAL_RANK " + shell_quote(train_binary()) +
+                    join_args(args) + " 2>&1; echo $? >" + shell_quote(status) + "; } | true",
+                tmp.path());
   EXPECT_EQ(read_file(status), "0\n") << "killed by SIGPIPE is 141";
   const std::string dir = golden_run_dir(tmp, "CD-GraB", 1, kEpochs);
   EXPECT_EQ(read_csv(dir + "/metrics.csv").rows.size(), static_cast<size_t>(kEpochs));
@@ -201,8 +202,7 @@ TEST(ProcessFaults, APortHeldByAnotherProgramIsNamed) {
                              std::to_string(other.port())),
               std::string::npos)
         << rank1.err;
-    EXPECT_NE(rank1.err.find("is another program using port " + std::to_string(other.port()) +
-                             "?"),
+    EXPECT_NE(rank1.err.find("is another program using port " + std::to_string(other.port()) + "?"),
               std::string::npos)
         << rank1.err;
     EXPECT_FALSE(file_exists(tmp / "results"));
@@ -240,11 +240,11 @@ TEST(ProcessFaults, ARankLeftAloneSaysHowManyJoined) {
 
 TEST(ProcessFaults, ADivergedRunSaysSoOnceAndIsMarked) {
   TempDir tmp;
-  const std::string dir = tmp / "results/LR-HMDA-4/LR-synthetic-CD-GraB-node-1-lr-1e+308-B-16-seed-1";
+  const std::string dir =
+      tmp / "results/LR-HMDA-4/LR-synthetic-CD-GraB-node-1-lr-1e+308-B-16-seed-1";
   // Stopped (as by a kill) after epoch 2, then resumed: the mark survives the resume.
-  const Finished first = run_process(
-      tiny_run(tmp, 4, {"--lr", "1e308", "--checkpoint_every", "1"}),
-      {"KHSGD_STOP_AFTER_EPOCH=2"}, tmp.path());
+  const Finished first = run_process(tiny_run(tmp, 4, {"--lr", "1e308", "--checkpoint_every", "1"}),
+                                     {"KHSGD_STOP_AFTER_EPOCH=2"}, tmp.path());
   ASSERT_EQ(first.status, 9) << first.err;
   EXPECT_EQ(count_lines(first.err), 1) << first.err;
   EXPECT_NE(first.err.find("warning: training diverged at epoch 1 ("), std::string::npos)
@@ -261,8 +261,8 @@ TEST(ProcessFaults, ADivergedRunSaysSoOnceAndIsMarked) {
   const Finished sane = run_process(tiny_run(tmp, 2, {"--lr", "5e-3"}), {}, tmp.path());
   EXPECT_EQ(sane.status, 0) << sane.err;
   EXPECT_EQ(sane.err, "");
-  const std::string fine =
-      read_file(tmp / "results/LR-HMDA-2/LR-synthetic-CD-GraB-node-1-lr-0.005-B-16-seed-1/summary.json");
+  const std::string fine = read_file(
+      tmp / "results/LR-HMDA-2/LR-synthetic-CD-GraB-node-1-lr-0.005-B-16-seed-1/summary.json");
   EXPECT_NE(fine.find("\"diverged\": false"), std::string::npos) << fine;
 }
 
@@ -273,14 +273,14 @@ TEST(ProcessFaults, PeakMemoryDoesNotGrowWithTheEpochs) {
   // epochs added 130 MB. 64 rows make an epoch take microseconds.
   auto peak_mib = [](int epochs) {
     TempDir tmp;
-    const Finished run = run_process({"--dataset", "synthetic", "--synthetic_rows", "64", "--epochs",
-                                      std::to_string(epochs), "--sorter", "D-RR", "--results_dir",
-                                      tmp / "results", "--device", "cpu", "--quiet"},
-                                     {}, tmp.path());
+    const Finished run = run_process(
+        {"--dataset", "synthetic", "--synthetic_rows", "64", "--epochs", std::to_string(epochs),
+         "--sorter", "D-RR", "--results_dir", tmp / "results", "--device", "cpu", "--quiet"},
+        {}, tmp.path());
     EXPECT_EQ(run.status, 0) << run.err;
     return run.peak_rss_kib / 1024.0;
   };
   const double short_run = peak_mib(200), long_run = peak_mib(2000);
-  EXPECT_LT(long_run - short_run, 4.0) << short_run << " MiB after 200 epochs, " << long_run
-                                       << " MiB after 2000";
+  EXPECT_LT(long_run - short_run, 4.0)
+      << short_run << " MiB after 200 epochs, " << long_run << " MiB after 2000";
 }

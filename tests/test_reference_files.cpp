@@ -130,8 +130,8 @@ std::pair<std::string, std::string> rows_and_times(int epochs) {
   char line[256];
   for (int e = 1; e <= epochs; ++e) {
     const double x = 1.0 / (e + 2.0);
-    std::snprintf(line, sizeof line, "%d,%.9g,%.9g,%.9g,%.9g,0.030000,0.010000\n", e, x,
-                  1 - x / 3, e % 97 == 0 ? NAN : 2 * x, 0.75 + x / 8);
+    std::snprintf(line, sizeof line, "%d,%.9g,%.9g,%.9g,%.9g,0.030000,0.010000\n", e, x, 1 - x / 3,
+                  e % 97 == 0 ? NAN : 2 * x, 0.75 + x / 8);
     rows += line;
     std::snprintf(line, sizeof line, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,1\n", e, x, 2 * x, 3 * x,
                   4 * x, 5 * x, 6 * x);
@@ -191,5 +191,6 @@ TEST(ReferenceFiles, StreamedEmptyContainersAreLibTorchs) {
   };
   write_saved_stream(tmp / "streamed.pt", source);
   write_saved_object(tmp / "whole.pt", saved_object_of(source));
-  EXPECT_TRUE(khsgd_test::read_file(tmp / "streamed.pt") == khsgd_test::read_file(tmp / "whole.pt"));
+  EXPECT_TRUE(khsgd_test::read_file(tmp / "streamed.pt") ==
+              khsgd_test::read_file(tmp / "whole.pt"));
 }

@@ -97,7 +97,7 @@ struct RunSummary {
   int64_t resumed_after_epoch = 0;
   std::vector<double> train_seconds, eval_seconds;  // this process's epochs
   double wall_seconds = 0.0;
-  double peak_gpu_mib = -1.0;  // < 0: not a GPU run
+  double peak_gpu_mib = -1.0;         // < 0: not a GPU run
   int64_t first_nonfinite_epoch = 0;  // > 0: the run diverged there ("diverged": true)
 };
 std::string summary_json(const RunSummary& summary);
