@@ -46,6 +46,14 @@ class Run:
     metrics: dict = field(default_factory=dict)
     finished: bool = False
     source: str = KHSGD
+    # The first epoch whose train or test loss is not finite (summary.json's
+    # first_nonfinite_epoch, else read off the metrics), None while the run has not diverged.
+    first_nonfinite_epoch: int | None = None
+
+    @property
+    def diverged(self) -> bool:
+        """Its loss became NaN or infinite: its final numbers are no result."""
+        return self.first_nonfinite_epoch is not None
 
     @property
     def sorter(self) -> str:
@@ -110,11 +118,30 @@ def read_run(path: str) -> Run | None:
     with open(config_path) as handle:
         config = json.load(handle)
     run = Run(path=path, config=config, metrics=read_metrics(metrics_path))
+    run.first_nonfinite_epoch = first_nonfinite_epoch(run.metrics)
     summary_path = os.path.join(path, "summary.json")
     if os.path.isfile(summary_path):
         with open(summary_path) as handle:
-            run.finished = bool(json.load(handle).get("finished", False))
+            summary = json.load(handle)
+        run.finished = bool(summary.get("finished", False))
+        if summary.get("first_nonfinite_epoch") is not None:
+            run.first_nonfinite_epoch = int(summary["first_nonfinite_epoch"])
     return run
+
+
+def first_nonfinite_epoch(metrics: dict) -> int | None:
+    """The first epoch whose train or test loss is NaN or infinite; None if there is none (also for
+    runs written before summary.json recorded it, and for unfinished runs)."""
+    losses = [metrics[name] for name in ("train_loss", "test_loss") if len(metrics.get(name, []))]
+    if not losses:
+        return None
+    count = min(len(values) for values in losses)
+    bad = ~np.all([np.isfinite(values[:count]) for values in losses], axis=0)
+    if not bad.any():
+        return None
+    epochs = metrics.get("epoch", [])
+    first = int(np.argmax(bad))
+    return int(epochs[first]) if first < len(epochs) else first + 1
 
 
 # main-LR-HMDA.py's folder name: LR-hmda-{sorter}-lr-{lr}-B-{B}-seed-{seed}
@@ -156,7 +183,8 @@ def read_reference_run(path: str) -> Run | None:
         "momentum": 0.9,  # main-LR-HMDA.py passes momentum=0.9 whatever --momentum says
     }
     # results.pt is saved once, after the last epoch.
-    return Run(path=path, config=config, metrics=metrics, finished=True, source=REFERENCE)
+    return Run(path=path, config=config, metrics=metrics, finished=True, source=REFERENCE,
+               first_nonfinite_epoch=first_nonfinite_epoch(metrics))
 
 
 def find_runs(root: str) -> list[Run]:

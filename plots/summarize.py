@@ -2,6 +2,10 @@
 """Table of a results folder: per setting, worker count and sorter, the seeds done, the final
 full-train loss and test accuracy (mean +- std over seeds) and the seconds per training epoch.
 
+A run whose loss became NaN or infinite (diverged: summary.json says so, or its metrics do) is not
+counted as done, and its numbers stay out of the means; the "diverged" column counts such seeds
+and names the first epoch that went bad.
+
     python3 plots/summarize.py RESULTS_DIR [--csv FILE]
 """
 
@@ -28,8 +32,10 @@ def summarize(root: str) -> list[dict]:
                     if r.sorter == sorter and r.source == source and r.workers == workers]
             if not mine:
                 continue
-            done = [r for r in mine if r.finished]
-            final = done or mine
+            diverged = [r for r in mine if r.diverged]
+            done = [r for r in mine if r.finished and not r.diverged]
+            # The means are over the sane runs: one NaN would make every mean NaN.
+            final = done or [r for r in mine if not r.diverged] or mine
             loss = np.array([r.metrics["train_loss"][-1] for r in final if r.epochs_done])
             acc = np.array([r.metrics["test_acc"][-1] for r in final if r.epochs_done])
             seconds = np.array([np.median(r.metrics["train_seconds"]) for r in final
@@ -50,6 +56,9 @@ def summarize(root: str) -> list[dict]:
                 "final_test_acc": float(acc.mean()) if len(acc) else float("nan"),
                 "final_test_acc_std": std(acc) if len(acc) else float("nan"),
                 "seconds_per_epoch": float(seconds.mean()) if len(seconds) else float("nan"),
+                "seeds_diverged": len(diverged),
+                "first_nonfinite_epoch": min((r.first_nonfinite_epoch for r in diverged),
+                                             default=""),
             })
     return rows
 
@@ -62,12 +71,15 @@ def print_table(rows: list[dict], out=sys.stdout) -> None:
             setting = row["setting"]
             print(f"\n{setting}", file=out)
             print(f"  {'workers':>7}  {'sorter':<{width}} {'seeds done':>10}  "
-                  f"{'final train loss':>22}  {'final test acc (%)':>20}  {'s/epoch':>9}", file=out)
+                  f"{'final train loss':>22}  {'final test acc (%)':>20}  {'s/epoch':>9}  "
+                  f"diverged", file=out)
         seeds = f"{row['seeds_done']}/{row['seeds_started']}"
+        diverged = (f"{row['seeds_diverged']} (from epoch {row['first_nonfinite_epoch']})"
+                    if row["seeds_diverged"] else "-")
         print(f"  {row['workers']:>7}  {row['label']:<{width}} {seeds:>10}  "
               f"{row['final_train_loss']:>11.6f} +- {row['final_train_loss_std']:<8.6f}  "
               f"{100 * row['final_test_acc']:>9.3f} +- {100 * row['final_test_acc_std']:<6.3f}  "
-              f"{row['seconds_per_epoch']:>9.4f}", file=out)
+              f"{row['seconds_per_epoch']:>9.4f}  {diverged}", file=out)
 
 
 def main() -> int:

@@ -20,14 +20,26 @@
 
 #include <cstring>
 #include <exception>
+#include <future>
+#include <thread>
 #include <tuple>
 
 #include "khsgd/errors.hpp"
 #include "khsgd/heartbeat.hpp"
+#include "khsgd/rendezvous.hpp"
+#include "khsgd/stop_signal.hpp"
 
 namespace khsgd {
 
 namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How long a fresh connection to MASTER_PORT is watched for bytes sent unasked.
+constexpr std::chrono::milliseconds kQuietListener{150};
+// How long past the deadline a join may take before its thread is given up (its own checks end
+// it at the deadline).
+constexpr std::chrono::milliseconds kJoinGrace{3000};
 
 class SoloCommunicator final : public Communicator {
  public:
@@ -247,30 +259,164 @@ class ProcessGroupCommunicator final : public Communicator {
   std::vector<float> reduce_scratch_;
 };
 
-// The rendezvous store: torchrun's agent's, rank 0's TCPStore, or, for a plain process alone (one
-// rank opening NCCL), one in this process.
-c10::intrusive_ptr<c10d::Store> join_store(const Launch& launch,
-                                           std::chrono::milliseconds timeout) {
-  if (launch.world_size == 1 && launch.launcher == "single")
-    return c10::make_intrusive<c10d::HashStore>();
+// Where a rank joins its job, for the join's messages.
+struct JoinPlace {
+  JoinPlace(const Launch& launch, std::chrono::milliseconds limit)
+      : rank(launch.rank),
+        world(launch.world_size),
+        port(launch.master_port),
+        where(launch.master_addr + ":" + std::to_string(launch.master_port)),
+        timeout(limit) {}
+  int rank, world, port;
+  std::string where;  // MASTER_ADDR:MASTER_PORT
+  std::chrono::milliseconds timeout;
+
+  std::string within() const {
+    const std::string s = std::to_string(timeout.count() / 1000);
+    return "within " + s + " s (--timeout " + s + ")";
+  }
+  // "rank R: cannot join the process group at A:P: WHY; is another program using port P?"
+  CommError not_a_store(const std::string& why) const {
+    return CommError("rank " + std::to_string(rank) + ": cannot join the process group at " +
+                     where + ": " + why + "; is another program using port " +
+                     std::to_string(port) + "?");
+  }
+  CommError failed(const std::string& why, const std::string& hint) const {
+    return CommError("rank " + std::to_string(rank) + ": cannot join the process group at " +
+                     where + " " + within() + " (" + why + "); " + hint);
+  }
+};
+
+// While a rank joins: c10d's store client reads replies in a thread of its own, and a reply from
+// a program that is not a store makes it throw there (std::bad_alloc for a length read off the
+// wire), which calls std::terminate. This turns that abort into the join's error line, status 3.
+class JoinFailureLine {
+ public:
+  explicit JoinFailureLine(const JoinPlace& place) {
+    const CommError error = place.not_a_store("%s");
+    line() = error_line(place.rank, "communication error", error.what());
+    previous_ = std::set_terminate(&JoinFailureLine::on_terminate);
+  }
+  ~JoinFailureLine() { std::set_terminate(previous_); }
+  JoinFailureLine(const JoinFailureLine&) = delete;
+  JoinFailureLine& operator=(const JoinFailureLine&) = delete;
+
+ private:
+  static std::string& line() {
+    static std::string text;
+    return text;
+  }
+  [[noreturn]] static void on_terminate() noexcept {
+    std::string why = "c10d failed in a thread of its own";
+    try {
+      if (const std::exception_ptr thrown = std::current_exception())
+        std::rethrow_exception(thrown);
+    } catch (const std::exception& e) {
+      why = "its reply makes c10d fail (" + first_line(e.what()) + ")";
+    } catch (...) {}
+    std::string text = line();
+    text.replace(text.find("%s"), 2, why);
+    ssize_t ignored = ::write(STDERR_FILENO, text.data(), text.size());
+    (void)ignored;
+    std::_Exit(3);
+  }
+  std::terminate_handler previous_ = nullptr;
+};
+
+// Every rank adds itself to a counter in the store, then waits until all have (or the deadline
+// passes: then the line says how many came).
+void wait_for_ranks(c10d::Store& store, const JoinPlace& place, Clock::time_point deadline) {
+  const std::string key = "khsgd/joined";
+  int64_t joined = store.add(key, 1);
+  while (joined < place.world) {
+    if (Clock::now() >= deadline)
+      throw CommError(
+          "rank " + std::to_string(place.rank) + ": " + std::to_string(joined) + " of " +
+          std::to_string(place.world) + " ranks joined " + place.within() +
+          "; start the others, or check that all have the same MASTER_ADDR:MASTER_PORT (" +
+          place.where + ")");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    joined = store.add(key, 0);
+  }
+}
+
+// The TCPStore (rank 0's, or torchrun's agent's) once every rank has joined it. Runs in a thread
+// of its own (join_store): a listener that never answers would hold a c10d call for ever.
+c10::intrusive_ptr<c10d::Store> open_store(const Launch& launch, const JoinPlace& place,
+                                           Clock::time_point deadline) {
   c10::intrusive_ptr<c10d::Store> store;
   try {
     c10d::TCPStoreOptions options;
     options.port = static_cast<uint16_t>(launch.master_port);
     options.isServer = launch.rank == 0 && !launch.agent_store;
     options.numWorkers = launch.world_size;
-    options.waitWorkers = !launch.agent_store;
-    options.timeout = timeout;
+    options.waitWorkers = false;  // wait_for_ranks() counts, and can say who is missing
+    options.timeout = place.timeout;
     store = c10::make_intrusive<c10d::TCPStore>(launch.master_addr, options);
     if (launch.agent_store)
       store = c10::make_intrusive<c10d::PrefixStore>(launch.store_prefix, store);
   } catch (const std::exception& e) {
-    throw CommError("rank " + std::to_string(launch.rank) + ": cannot join the rendezvous at " +
-                    launch.master_addr + ":" + std::to_string(launch.master_port) + " within " +
-                    std::to_string(timeout.count() / 1000) + " s (" + first_line(e.what()) +
-                    "); are all ranks started with the same MASTER_ADDR/MASTER_PORT?");
+    throw place.failed(first_line(e.what()),
+                       "are all ranks started with the same MASTER_ADDR/MASTER_PORT?");
   }
+  // A key nobody has added to: a store answers 0, another program garbage (or it throws).
+  const std::string probe = "khsgd/probe/" + std::to_string(launch.rank) + "/" +
+                            std::to_string(::getpid()) + "/" +
+                            std::to_string(Clock::now().time_since_epoch().count());
+  int64_t answer = -1;
+  try {
+    answer = store->add(probe, 0);
+  } catch (const std::exception& e) {
+    throw place.not_a_store("its reply makes c10d fail (" + first_line(e.what()) + ")");
+  }
+  if (answer != 0) throw place.not_a_store("it does not answer as a c10d store");
+  wait_for_ranks(*store, place, deadline);
   return store;
+}
+
+// Before c10d is given the port: rank 0 checks that it can serve there, the others that what
+// listens there (once it does) behaves like a store.
+void check_master_port(const Launch& launch, const JoinPlace& place, Clock::time_point deadline) {
+  if (launch.rank == 0 && !launch.agent_store) {
+    const std::string busy = port_unavailable(launch.master_port);
+    if (!busy.empty())
+      throw CommError("rank 0: cannot serve the process group's store on MASTER_PORT " +
+                      std::to_string(place.port) + " (" + busy +
+                      "); is another program using port " + std::to_string(place.port) +
+                      "? Choose another MASTER_PORT");
+    return;
+  }
+  const ListenerProbe probe =
+      probe_listener(launch.master_addr, launch.master_port, deadline, kQuietListener);
+  if (!probe.reached)
+    throw place.failed(probe.error, "is rank 0 started, with the same MASTER_ADDR/MASTER_PORT?");
+  if (!probe.not_a_store.empty())
+    throw place.not_a_store(probe.not_a_store + ", which a c10d store never does");
+}
+
+// The rendezvous store: torchrun's agent's, rank 0's TCPStore, or, for a plain process alone (one
+// rank opening NCCL), one in this process. Every failure is one CommError line (status 3).
+c10::intrusive_ptr<c10d::Store> join_store(const Launch& launch,
+                                           std::chrono::milliseconds timeout) {
+  if (launch.world_size == 1 && launch.launcher == "single")
+    return c10::make_intrusive<c10d::HashStore>();
+  const JoinPlace place(launch, timeout);
+  const Clock::time_point deadline = Clock::now() + timeout;
+  check_master_port(launch, place, deadline);
+  const JoinFailureLine on_abort(place);
+  // The join runs in a thread that this one waits for until shortly after the deadline: a
+  // listener that accepts and never answers would hold a c10d call for ever. A thread left
+  // behind then is abandoned; the process exits with the error.
+  auto join = std::make_shared<std::packaged_task<c10::intrusive_ptr<c10d::Store>()>>(
+      [launch, place, deadline] { return open_store(launch, place, deadline); });
+  std::future<c10::intrusive_ptr<c10d::Store>> joined = join->get_future();
+  std::thread([join] {
+    block_stop_signals_in_this_thread();
+    (*join)();
+  }).detach();
+  if (joined.wait_until(deadline + kJoinGrace) != std::future_status::ready)
+    throw place.not_a_store("no c10d store answered there " + place.within());
+  return joined.get();
 }
 
 }  // namespace

@@ -91,7 +91,7 @@ Options (defaults in brackets):
   --checkpoint_every K also write a checkpoint after every K-th epoch (0: not by count) [0]
   --checkpoint_seconds S
                        write a checkpoint after an epoch that ends S seconds or more after
-                       the last one (0: not by time) [60]; a stop by SIGTERM/SIGINT always
+                       the last one (0: not by time) [60]; a stop by SIGTERM/SIGINT/SIGHUP always
                        writes one
   --resume             continue an unfinished run from its checkpoint
   --overwrite          replace the results of an earlier run in the same folder
@@ -104,10 +104,10 @@ Options (defaults in brackets):
                        that differs when it holds a run with other flags
   -h, --help           this text
 
-SIGTERM or SIGINT (Ctrl-C) stops the run cleanly at the end of the current epoch, with a
-checkpoint; a second Ctrl-C exits at once (not under --backend mpi: mpirun ends the ranks).
-Exit status: 0 done, 1 a failed write, 2 bad input (nothing written), 3 a lost peer, 130 / 143
-stopped by SIGINT / SIGTERM (--resume continues).
+SIGTERM, SIGINT (Ctrl-C) or SIGHUP stops the run cleanly at the end of the current epoch, with
+a checkpoint; a second Ctrl-C exits at once (not under --backend mpi: mpirun ends the ranks).
+Exit status: 0 done, 1 a failed write, 2 bad input (nothing written), 3 a lost or unreachable
+peer, 130 / 143 / 129 stopped by SIGINT / SIGTERM / SIGHUP (--resume continues).
 
 Results: RESULTS_DIR/EXP-EPOCHS/LR-hmda-SORTER-node-N-lr-LR-B-B-seed-SEED/ with metrics.csv,
 config.json, and the reference's results.pt and time/time-R.pt (LR-synthetic-... for

@@ -1,6 +1,6 @@
 // khsgd_train: the command-line entry point. Everything here is about exits: one line per error,
 // status 2 for bad input, 1 for a failed write (or anything unexpected), 3 for a lost peer,
-// 128 + the signal for a clean stop by SIGTERM (143) or SIGINT (130).
+// 128 + the signal for a clean stop by SIGTERM (143), SIGINT (130) or SIGHUP (129).
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
@@ -12,6 +12,7 @@
 #include "khsgd/errors.hpp"
 #include "khsgd/launch.hpp"
 #include "khsgd/results.hpp"
+#include "khsgd/stop_signal.hpp"
 #include "khsgd/trainer.hpp"
 
 // After an error, leave without the exit-time destructors. By the time an error reaches main the
@@ -24,6 +25,7 @@ static int leave(int status) {
 }
 
 int main(int argc, char** argv) {
+  khsgd::ignore_broken_pipes();
   spdlog::set_pattern("%v");
   int rank = 0;
   // "khsgd_train [rank R]: KIND: message" (no kind: a plain notice).

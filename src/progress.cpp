@@ -118,6 +118,13 @@ void Progress::print_line(const std::string& line) {
   if (mode_ == Mode::Bar) draw(true);
 }
 
+void Progress::print_notice(const std::string& text) {
+  if (mode_ == Mode::Bar && drawn_) std::fprintf(stream_, "\r\033[K");
+  std::fputs(text.c_str(), stream_);
+  std::fflush(stream_);
+  if (mode_ == Mode::Bar) draw(true);
+}
+
 void Progress::finish() {
   if (mode_ == Mode::Bar && drawn_) {
     std::fprintf(stream_, "\r\033[K");

@@ -10,6 +10,7 @@
 #include <ctime>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -133,6 +134,27 @@ void MetricsLog::append(const EpochRecord& r) {
   rows_ += std::string(line) + "\n";
 }
 
+bool diverged(const EpochRecord& r) {
+  return !std::isfinite(r.train.loss) || !std::isfinite(r.test.loss);
+}
+
+int64_t first_nonfinite_epoch(const std::string& rows) {
+  std::istringstream in(rows);
+  std::string line;
+  while (std::getline(in, line)) {
+    // epoch,train_loss,train_acc,test_loss,...: strtod reads "nan" and "inf" as printed.
+    EpochRecord r;
+    char* at = nullptr;
+    r.epoch = std::strtoll(line.c_str(), &at, 10);
+    if (*at != ',') continue;
+    r.train.loss = std::strtod(at + 1, &at);
+    if (*at == ',') std::strtod(at + 1, &at);
+    if (*at == ',') r.test.loss = std::strtod(at + 1, &at);
+    if (diverged(r)) return r.epoch;
+  }
+  return 0;
+}
+
 namespace {
 
 std::string utc_now() {
@@ -242,7 +264,12 @@ std::string summary_json(const RunSummary& s) {
       {"median_train_seconds", fixed(median(s.train_seconds), 6)},
       {"median_eval_seconds", fixed(median(s.eval_seconds), 6)},
       {"wall_seconds", fixed(s.wall_seconds, 6)},
-      {"peak_rss_mib", fixed(peak_rss_mib(), 6)}};
+      {"peak_rss_mib", fixed(peak_rss_mib(), 6)},
+      // Still "finished" (every epoch ran; a sweep does not run it again), but its numbers are
+      // not results: readers (plots/khsgd_results.py) show it as diverged.
+      {"diverged", s.first_nonfinite_epoch > 0 ? "true" : "false"},
+      {"first_nonfinite_epoch",
+       s.first_nonfinite_epoch > 0 ? std::to_string(s.first_nonfinite_epoch) : "null"}};
   if (s.peak_gpu_mib >= 0) fields.emplace_back("peak_gpu_mib", fixed(s.peak_gpu_mib, 6));
   return json_object(fields);
 }

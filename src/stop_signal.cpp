@@ -1,9 +1,11 @@
 #include "khsgd/stop_signal.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstring>
 
 namespace khsgd {
@@ -45,7 +47,25 @@ bool ignored_at_start(int signal) {
 
 void install_stop_handlers() {
   catch_signal(SIGTERM);
+  // A signal ignored at the start stays ignored: SIGINT under `cmd &`, SIGHUP under nohup.
   if (!ignored_at_start(SIGINT)) catch_signal(SIGINT);
+  if (!ignored_at_start(SIGHUP)) catch_signal(SIGHUP);
+}
+
+void ignore_broken_pipes() {
+  // Without this, a write to a pipe whose reader has gone (`khsgd_train | head`) kills the process
+  // with SIGPIPE; ignored, the write fails with EPIPE, which the output code drops.
+  ::signal(SIGPIPE, SIG_IGN);
+  // A closed stdout or stderr (`>&-`) would hand its number to the next file opened, and the log
+  // would then be written into metrics.csv or a checkpoint: /dev/null takes the place.
+  for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; ++fd) {
+    if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    const int null = ::open("/dev/null", fd == STDIN_FILENO ? O_RDONLY : O_WRONLY);
+    if (null >= 0 && null != fd) {
+      ::dup2(null, fd);
+      ::close(null);
+    }
+  }
 }
 
 int stop_signal() { return received.load(); }
@@ -53,6 +73,7 @@ int stop_signal() { return received.load(); }
 std::string signal_name(int signal) {
   if (signal == SIGTERM) return "SIGTERM";
   if (signal == SIGINT) return "SIGINT";
+  if (signal == SIGHUP) return "SIGHUP";
   return "signal " + std::to_string(signal);
 }
 

@@ -304,6 +304,7 @@ class Run {
     if (from_previous) promote_previous_checkpoint(dir_, rank_);
     done_ = c.epoch;
     earlier_metrics_ = c.metrics_rows;
+    summary_.first_nonfinite_epoch = first_nonfinite_epoch(earlier_metrics_);
   }
 
   // This rank's checkpoint at `path`, checked to belong to this run and rank; none if absent.
@@ -406,8 +407,8 @@ class Run {
     run_start_ = Clock::now();
     CheckpointSchedule schedule(config_.checkpoint_every, config_.checkpoint_seconds,
                                 clock_seconds());
-    // Before this, SIGTERM/SIGINT end the process as they always did. Under mpi they stay with
-    // mpi_comm.cpp: mpirun sends SIGTERM to end every rank when one fails, and SIGKILL soon
+    // Before this, SIGTERM/SIGINT/SIGHUP end the process as they always did. Under mpi they stay
+    // with mpi_comm.cpp: mpirun sends SIGTERM to end every rank when one fails, and SIGKILL soon
     // after, so there is no clean stop at an epoch's end to be had there.
     if (backend_ != "mpi") install_stop_handlers();
     const int64_t stop_after = stop_after_epoch();
@@ -496,6 +497,7 @@ class Run {
     record.eval_seconds = seconds_since(eval_start);
     record.train_seconds = train_seconds;
     metrics_->append(record);
+    if (summary_.first_nonfinite_epoch == 0 && diverged(record)) report_divergence(record);
     summary_.train_seconds.push_back(train_seconds);
     summary_.eval_seconds.push_back(record.eval_seconds);
     progress_->end_epoch(record.train.loss);
@@ -506,6 +508,20 @@ class Run {
         static_cast<long long>(epoch), record.train.loss, 100 * record.test.accuracy, train_seconds,
         record.eval_seconds);
     progress_->print_line(line);
+  }
+
+  // Once, at the first epoch whose loss is not finite. The run goes on to its last epoch as the
+  // reference does (every epoch's row, a checkpoint to resume); summary.json marks it diverged.
+  void report_divergence(const EpochRecord& record) {
+    summary_.first_nonfinite_epoch = record.epoch;
+    char values[96];
+    std::snprintf(values, sizeof values, "full train loss %g, test loss %g", record.train.loss,
+                  record.test.loss);
+    progress_->print_notice(
+        error_line(0, "warning",
+                   "training diverged at epoch " + std::to_string(record.epoch) + " (" + values +
+                       "; is --lr " + python_float_repr(config_.lr) +
+                       " too large?); the run goes on and summary.json marks it \"diverged\""));
   }
 
   void save_checkpoint(int64_t epoch) {

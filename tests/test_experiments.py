@@ -195,6 +195,32 @@ class Sweep(unittest.TestCase):
 
 
 class Summary(unittest.TestCase):
+    def test_diverged_runs_are_not_counted_as_done(self):
+        """--lr 1e308 gives NaN losses from epoch 1: the table must not call such seeds done."""
+        tmp = tempfile.mkdtemp(prefix="khsgd-diverged-")
+        try:
+            for seed in ("1", "2"):
+                result = run([TRAIN, "--dataset", "synthetic", "--synthetic_rows", "2000",
+                              "--epochs", "2", "--lr", "1e308", "--seed", seed,
+                              "--results_dir", tmp, "--quiet", "--device", "cpu"])
+                self.assertEqual(result.returncode, 0, result.stderr)
+                self.assertIn("training diverged at epoch 1", result.stderr)
+            # One of them as if it came from before summary.json recorded divergence.
+            folder = os.path.join(tmp, "LR-HMDA-2", "LR-synthetic-CD-GraB-node-1-lr-1e+308-B-16-seed-2")
+            with open(os.path.join(folder, "summary.json"), "w") as handle:
+                handle.write('{"finished": true}')
+            runs = khsgd_results.find_runs(tmp)
+            self.assertEqual(len(runs), 2)
+            self.assertTrue(all(r.diverged and r.first_nonfinite_epoch == 1 for r in runs))
+            table = run([sys.executable, os.path.join(SOURCE, "plots", "summarize.py"), tmp])
+            self.assertEqual(table.returncode, 0, table.stderr)
+            line = next(l for l in table.stdout.splitlines() if re.match(r"\s*1\s+CD-GraB", l))
+            self.assertIn("0/2", line)
+            self.assertTrue(line.rstrip().endswith("2 (from epoch 1)"), line)
+            self.assertIn("diverged", table.stdout)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
     def test_mean_and_std_over_seeds(self):
         mean, std = khsgd_results.mean_std([np.array([1.0, 2.0, 3.0]), np.array([3.0, 4.0])])
         np.testing.assert_allclose(mean, [2.0, 3.0])

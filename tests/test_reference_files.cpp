@@ -7,6 +7,7 @@
 #include "helpers.hpp"
 #include "khsgd/errors.hpp"
 #include "khsgd/files.hpp"
+#include "khsgd/pt_stream.hpp"
 #include "khsgd/reference_files.hpp"
 #include "khsgd/results.hpp"
 
@@ -118,4 +119,78 @@ TEST(ReferenceFiles, TheFirstAndTheLastEpochAreAlwaysWritten) {
   files.update(true, &two);  // the last epoch, however recent the previous rewrite
   EXPECT_GT(khsgd_test::read_file(dir + "/results.pt").size(), results.size());
   EXPECT_GT(khsgd_test::read_file(dir + "/time/time-0.pt").size(), times.size());
+}
+
+namespace {
+
+// `epochs` epochs of metrics rows and time lines with varied values (some NaN, some needing the
+// exact-fraction accuracies).
+std::pair<std::string, std::string> rows_and_times(int epochs) {
+  std::string rows, times = std::string(kTimeHeader) + "\n";
+  char line[256];
+  for (int e = 1; e <= epochs; ++e) {
+    const double x = 1.0 / (e + 2.0);
+    std::snprintf(line, sizeof line, "%d,%.9g,%.9g,%.9g,%.9g,0.030000,0.010000\n", e, x, 1 - x / 3,
+                  e % 97 == 0 ? NAN : 2 * x, 0.75 + x / 8);
+    rows += line;
+    std::snprintf(line, sizeof line, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,1\n", e, x, 2 * x, 3 * x,
+                  4 * x, 5 * x, 6 * x);
+    times += line;
+  }
+  return {rows, times};
+}
+
+}  // namespace
+
+// The files are streamed (pt_stream.hpp) so that their memory does not grow with the epochs; the
+// bytes must stay those LibTorch's pickler and zip writer give for the same objects: with few
+// epochs, with over 256 memo entries (4-byte memo numbers) and with over 65535 records (zip64
+// end records), for every sorter's label order.
+TEST(ReferenceFiles, StreamedFilesAreByteForByteLibTorchs) {
+  for (const int epochs : {1, 3, 200, 16500}) {
+    SCOPED_TRACE(epochs);
+    khsgd_test::TempDir tmp;
+    const std::string dir = tmp / "run";
+    make_directories(dir);
+    const auto [rows, times] = rows_and_times(epochs);
+    std::ofstream(time_log_path(dir, 0)) << times;
+    for (const std::string sorter : {"D-RR", "CD-GraB"}) {
+      ReferenceFiles files(dir, 0, sorter, 20000, 4999);
+      files.prepare();
+      files.update(true, &rows);
+      write_saved_object(tmp / "results.pt", reference_results(rows, 20000, 4999));
+      write_saved_object(tmp / "time.pt", reference_times(times, sorter));
+      EXPECT_TRUE(khsgd_test::read_file(dir + "/results.pt") ==
+                  khsgd_test::read_file(tmp / "results.pt"));
+      EXPECT_TRUE(khsgd_test::read_file(dir + "/time/time-0.pt") ==
+                  khsgd_test::read_file(tmp / "time.pt"))
+          << sorter;
+      if (epochs > 3) break;  // the label order is checked on the small files
+    }
+  }
+}
+
+TEST(ReferenceFiles, StreamedEmptyContainersAreLibTorchs) {
+  khsgd_test::TempDir tmp;
+  const SavedSource source = [](SavedEmitter& out) {
+    out.begin_dict();
+    out.key("empty list");
+    out.begin_list();
+    out.end_list();
+    out.key("empty dict");
+    out.begin_dict();
+    out.end_dict();
+    out.key("0");
+    out.real(-0.5);
+    const float big[3] = {1e30f, -2.0f, 0.0f};
+    out.key("1");
+    out.tensor({3}, big, 3);
+    out.key("2d");
+    out.tensor({1, 3}, big, 3);
+    out.end_dict();
+  };
+  write_saved_stream(tmp / "streamed.pt", source);
+  write_saved_object(tmp / "whole.pt", saved_object_of(source));
+  EXPECT_TRUE(khsgd_test::read_file(tmp / "streamed.pt") ==
+              khsgd_test::read_file(tmp / "whole.pt"));
 }

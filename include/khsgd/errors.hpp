@@ -4,8 +4,9 @@
 // at the start) throws UserError: main() prints its message as one line and exits with status 2
 // before any result is written. A write that fails mid-run (disk full, a folder removed) throws
 // IoError, status 1: the input was fine, the machine was not. A collective that fails mid-run (a
-// rank died or hung) throws CommError, status 3. A run stopped by SIGTERM or SIGINT ends with
-// StopRequested, status 128 + the signal's number.
+// rank died or hung) throws CommError, status 3, and so do ranks that cannot join (a MASTER_PORT
+// another program holds, a rank that never comes). A run stopped by SIGTERM, SIGINT or SIGHUP ends
+// with StopRequested, status 128 + the signal's number.
 #pragma once
 
 #include <stdexcept>

@@ -1,5 +1,5 @@
 // A thread that runs a task now and then every period until it is destroyed: the MPI collective
-// watchdog (mpi_comm.cpp). It never takes SIGTERM/SIGINT (stop_signal.hpp).
+// watchdog (mpi_comm.cpp). It never takes SIGTERM/SIGINT/SIGHUP (stop_signal.hpp).
 #pragma once
 
 #include <chrono>

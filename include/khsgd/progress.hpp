@@ -30,6 +30,9 @@ class Progress final : public StepObserver {
   void end_epoch(double train_loss);
   // Prints a log line (the per-epoch summary) without tearing the bar.
   void print_line(const std::string& line);
+  // Writes `text` (whole lines) to the display's stream, stderr, without tearing the bar; shown
+  // with --quiet too.
+  void print_notice(const std::string& text);
   void finish();
 
   // The display now, `seconds` after this process began training.

@@ -68,6 +68,13 @@ class MetricsLog {
   std::string rows_;
 };
 
+// Whether an epoch's evaluation has a loss that is not a number or infinite: training diverged
+// (a learning rate too large) and every later epoch is meaningless.
+bool diverged(const EpochRecord& record);
+// The first epoch among metrics.csv's `rows` (no header) whose train or test loss is not finite;
+// 0 when none (a resumed run's earlier epochs).
+int64_t first_nonfinite_epoch(const std::string& rows);
+
 // time-rankR.csv: where an epoch's training time went on one rank (the reference's categories).
 inline constexpr const char* kTimeHeader =
     "epoch,sorter,communication,dataset,forward_backward,sgd,train_seconds,estimated";
@@ -90,7 +97,8 @@ struct RunSummary {
   int64_t resumed_after_epoch = 0;
   std::vector<double> train_seconds, eval_seconds;  // this process's epochs
   double wall_seconds = 0.0;
-  double peak_gpu_mib = -1.0;  // < 0: not a GPU run
+  double peak_gpu_mib = -1.0;         // < 0: not a GPU run
+  int64_t first_nonfinite_epoch = 0;  // > 0: the run diverged there ("diverged": true)
 };
 std::string summary_json(const RunSummary& summary);
 
