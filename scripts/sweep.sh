@@ -93,8 +93,8 @@ mkdir -p "$logs" || exit 2
 
 # One run, in the background: its line is printed when it ends; the exit status is the run's.
 run_one() {
-  local label=$1 note=$2 ranks=$3 log=$4
-  shift 4
+  local label=$1 note=$2 ranks=$3 log=$4 dir=$5
+  shift 5
   local start status seconds
   start=$(date +%s.%N)
   if [ "$ranks" -eq 1 ] || [ "$in_process" -eq 1 ]; then
@@ -107,7 +107,11 @@ run_one() {
   status=$?
   seconds=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
   if [ $status -eq 0 ]; then
-    echo "$label: done in $seconds s$note"
+    # A run whose loss stopped being finite still finishes (exit 0); say so here, not only in the
+    # table (summary.json: "diverged", "first_nonfinite_epoch").
+    local diverged
+    diverged=$(sed -n 's/.*"first_nonfinite_epoch": \([0-9][0-9]*\).*/\1/p' "$dir/summary.json" 2>/dev/null)
+    echo "$label: done in $seconds s$note${diverged:+, DIVERGED from epoch $diverged (see $log)}"
   elif [ $status -eq 2 ] && tail -2 "$log" | grep -q "is in use by another run\|already holds a finished run"; then
     # A second sweep on the same folder: the run belongs to the process that holds it.
     echo "$label: running elsewhere, left to it:"
@@ -182,11 +186,12 @@ for index in "${!labels[@]}"; do
     unfinished | changed) resume=(--overwrite) ;;     # start it over
     *) resume=() ;;
   esac
-  name=$(basename "$("$KHSGD_TRAIN" "${args[@]}" --node_cnt "$ranks" --print_run_dir)")
+  run=$("$KHSGD_TRAIN" "${args[@]}" --node_cnt "$ranks" --print_run_dir)
+  name=$(basename "$run")
   args+=("${resume[@]}")
   procs=$(processes_of "$ranks")
   while must_wait "$procs"; do reap; done
-  run_one "$label" "${resume:+ (${resume[0]#--})}" "$ranks" "$logs/$name.log" "${args[@]}" &
+  run_one "$label" "${resume:+ (${resume[0]#--})}" "$ranks" "$logs/$name.log" "$run" "${args[@]}" &
   processes_of_pid[$!]=$procs
   running=$((running + 1))
   busy=$((busy + procs))

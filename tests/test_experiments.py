@@ -118,6 +118,12 @@ class Sweep(unittest.TestCase):
         third = self.sweep(1, results, train_flags=("--momentum", "0.5"))
         self.assertEqual(third.stdout.count("finished earlier, skipped"), 4, third.stdout)
 
+    def test_a_diverged_run_is_named_as_it_ends(self):
+        """A run whose loss turns NaN finishes (exit 0); the sweep's line for it says so."""
+        result = self.sweep(1, os.path.join(self.tmp, "diverged"), lr="1e308")
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertEqual(result.stdout.count(", DIVERGED from epoch 1 (see "), 4, result.stdout)
+
     def test_figures_from_a_sweep(self):
         results = os.path.join(self.tmp, "figures")
         self.assertEqual(self.sweep(1, results).returncode, 0)
