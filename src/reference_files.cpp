@@ -15,6 +15,7 @@
 #include "khsgd/errors.hpp"
 #include "khsgd/files.hpp"
 #include "khsgd/results.hpp"
+#include "khsgd/sorter_registry.hpp"
 
 namespace khsgd {
 
@@ -135,13 +136,11 @@ SavedObject reference_times(const std::string& time_csv, const std::string& sort
     categories[label] = column_values(lines, column, source);
 
   // The order in which the reference's timer first meets each label: "SGD" times the optimizer's
-  // creation before epoch 1; D-RR communicates after forward-backward, the pair sorters allocate
-  // their gather buffer (timed as communication) before the first step.
+  // creation before epoch 1; the first step's labels come in the sorter's order (its registry
+  // entry's time_labels).
   std::vector<std::string> labels = {"SGD", "sorter", "epoch-1"};
-  if (sorter == "D-RR")
-    labels.insert(labels.end(), {"dataset", "forward-backward", "communication"});
-  else
-    labels.insert(labels.end(), {"communication", "dataset", "forward-backward"});
+  const FirstStepLabels& first_step = sorter_info(sorter).time_labels;
+  labels.insert(labels.end(), first_step.begin(), first_step.end());
   for (size_t e = 2; e <= epoch_seconds.size(); ++e) labels.push_back("epoch-" + std::to_string(e));
 
   auto seconds = [&](const std::string& label) {

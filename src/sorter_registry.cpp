@@ -1,0 +1,72 @@
+#include "khsgd/sorter_registry.hpp"
+
+#include <stdexcept>
+
+#include "khsgd/errors.hpp"
+
+namespace khsgd {
+
+// Each sorter's entry, defined beside the sorter (the file named after it).
+SorterInfo drr_sorter();      // sorters.cpp
+SorterInfo cd_grab_sorter();  // sorters.cpp
+SorterInfo sbw_sorter();      // sorters.cpp
+SorterInfo kh_sgd_sorter();   // sorters.cpp
+
+const std::vector<SorterInfo>& sorter_registry() {
+  // The paper's four first, in its order (Low-Rank Thinning, Figure 4), then the baselines.
+  static const std::vector<SorterInfo> sorters = {
+      drr_sorter(),
+      cd_grab_sorter(),
+      sbw_sorter(),
+      kh_sgd_sorter(),
+  };
+  return sorters;
+}
+
+std::vector<std::string> sorter_names() {
+  std::vector<std::string> names;
+  for (const SorterInfo& info : sorter_registry()) names.emplace_back(info.name);
+  return names;
+}
+
+const SorterInfo& sorter_info(const std::string& name) {
+  for (const SorterInfo& info : sorter_registry())
+    if (name == info.name) return info;
+  std::string names;
+  for (const SorterInfo& info : sorter_registry())
+    names += (names.empty() ? "" : ", ") + std::string(info.name);
+  throw UserError("unknown sorter '" + name + "' (one of: " + names + ")");
+}
+
+std::string sorter_list(bool cuda_only) {
+  std::string text;
+  for (const SorterInfo& info : sorter_registry())
+    if (!cuda_only || info.cuda != nullptr)
+      text += std::string(info.name) + "\t" + info.description + "\n";
+  return text;
+}
+
+std::string shape_problem(const SorterInfo& info, int64_t microbatch, int64_t shard_rows) {
+  if (info.even_microbatch && (microbatch % 2 != 0 || shard_rows % 2 != 0))
+    return std::string(info.name) +
+           " balances pairs, so every rank's examples per step (and per epoch) must be even";
+  return "";
+}
+
+std::unique_ptr<Sorter> make_sorter(const std::string& name, const SorterShape& shape,
+                                    DeviceOps& ops) {
+  const SorterInfo& info = sorter_info(name);
+  const std::string problem = shape_problem(info, shape.microbatch, shape.shard_rows);
+  if (!problem.empty()) throw UserError(problem);
+  const bool cuda = shape.device == Device::Cuda;
+  if (cuda && info.cuda == nullptr)
+    throw UserError("--sorter " + name +
+                    " runs on the CPU only; use --device cpu (--device auto picks it)");
+  std::unique_ptr<Sorter> sorter = (cuda ? info.cuda : info.host)(shape, ops);
+  // The engines act on needs(): an entry that says otherwise is a bug in the table.
+  if (sorter->needs() != info.needs)
+    throw std::logic_error("sorter " + name + ": needs() differs from its registry entry");
+  return sorter;
+}
+
+}  // namespace khsgd
