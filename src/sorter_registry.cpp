@@ -11,14 +11,12 @@ SorterInfo drr_sorter();      // sorters.cpp
 SorterInfo cd_grab_sorter();  // sorters.cpp
 SorterInfo sbw_sorter();      // sorters.cpp
 SorterInfo kh_sgd_sorter();   // sorters.cpp
+SorterInfo grab_sorter();     // sorter_grab.cpp
 
 const std::vector<SorterInfo>& sorter_registry() {
   // The paper's four first, in its order (Low-Rank Thinning, Figure 4), then the baselines.
   static const std::vector<SorterInfo> sorters = {
-      drr_sorter(),
-      cd_grab_sorter(),
-      sbw_sorter(),
-      kh_sgd_sorter(),
+      drr_sorter(), cd_grab_sorter(), sbw_sorter(), kh_sgd_sorter(), grab_sorter(),
   };
   return sorters;
 }

@@ -1,0 +1,84 @@
+// The baseline sorters (GraB, I-B, SO, fixed) through khsgd_train on the golden data: whole runs
+// that finish, with one rank and with two workers in one process, resume bit for bit from a
+// checkpoint, and run the same as two real ranks.
+#include "reliability.hpp"
+
+using namespace khsgd_test;
+
+namespace {
+
+const std::vector<std::string> kTwoWorkers = {"--node_cnt", "2", "--in_process"};
+
+std::vector<std::string> with(std::vector<std::string> flags,
+                              const std::vector<std::string>& more) {
+  flags.insert(flags.end(), more.begin(), more.end());
+  return flags;
+}
+
+// `sorter` stopped abruptly after epoch `stop` (the fault hook, right after that epoch's
+// checkpoint) and resumed, against an uninterrupted run: the same metrics and orders on every
+// rank. `workers`: none (one rank) or kTwoWorkers.
+void expect_resumes_bit_for_bit(const std::string& sorter, const std::vector<std::string>& workers,
+                                int stop) {
+  SCOPED_TRACE(sorter + (workers.empty() ? ", 1 rank" : ", 2 workers") + ", stopped after epoch " +
+               std::to_string(stop));
+  const int ranks = workers.empty() ? 1 : 2;
+  TempDir whole, tmp;
+  const RunResult done = run_train(golden_run_args(whole, sorter, workers), whole.path());
+  ASSERT_EQ(done.exit_code, 0) << done.err;
+  const RunResult stopped = run_train(golden_run_args(tmp, sorter, workers), tmp.path(),
+                                      "KHSGD_STOP_AFTER_EPOCH=" + std::to_string(stop));
+  ASSERT_EQ(stopped.exit_code, 9) << stopped.err;
+  const RunResult resumed =
+      run_train(golden_run_args(tmp, sorter, with(workers, {"--resume"})), tmp.path());
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(resumed.out.find("resuming after epoch " + std::to_string(stop)), std::string::npos);
+  expect_same_run(golden_run_dir(tmp, sorter, ranks), golden_run_dir(whole, sorter, ranks), ranks);
+}
+
+// Two workers in one process against two ranks over gloo: the same numbers and orders.
+void expect_in_process_matches_two_ranks(const std::string& sorter) {
+  SCOPED_TRACE(sorter);
+  TempDir in_process, launched;
+  const RunResult a =
+      run_train(golden_run_args(in_process, sorter, kTwoWorkers), in_process.path());
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  const RunResult b = run_launch(2, golden_run_args(launched, sorter), launched.path());
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  expect_same_run(golden_run_dir(in_process, sorter, 2), golden_run_dir(launched, sorter, 2), 2);
+}
+
+std::vector<std::vector<int64_t>> orders_of(const TempDir& tmp, const std::string& sorter,
+                                            int ranks, int rank) {
+  return read_orders(golden_run_dir(tmp, sorter, ranks) + "/orders-rank" + std::to_string(rank) +
+                     ".csv");
+}
+
+}  // namespace
+
+TEST(SorterRuns, GraBResumesBitForBit) {
+  expect_resumes_bit_for_bit("GraB", {}, 1);
+  expect_resumes_bit_for_bit("GraB", kTwoWorkers, 2);
+}
+
+TEST(SorterRuns, GraBInOneProcessMatchesTwoRanks) { expect_in_process_matches_two_ranks("GraB"); }
+
+TEST(SorterRuns, GraBRefusesTheGpuInOneLine) {
+  TempDir tmp;
+  const RunResult r = run_train(golden_run_args(tmp, "GraB", {}, 3, "cuda"), tmp.path());
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("--sorter GraB runs on the CPU only; use --device cpu"), std::string::npos)
+      << r.err;
+  EXPECT_FALSE(file_exists(tmp / "results"));
+}
+
+TEST(SorterRuns, GraBFirstEpochIsNaturalThenGradientDriven) {
+  TempDir tmp;
+  ASSERT_EQ(run_train(golden_run_args(tmp, "GraB"), tmp.path()).exit_code, 0);
+  const auto orders = orders_of(tmp, "GraB", 1, 0);
+  ASSERT_EQ(orders.size(), 3u);
+  for (size_t i = 0; i < orders[0].size(); ++i) ASSERT_EQ(orders[0][i], static_cast<int64_t>(i));
+  EXPECT_NE(orders[1], orders[0]);
+  EXPECT_NE(orders[2], orders[1]);
+}
