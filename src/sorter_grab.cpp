@@ -1,6 +1,7 @@
 // GraB, mean balancing (Lu, Guo, De Sa; NeurIPS 2022; ALGORITHM.md §4.6): the reference's GraB
-// class (microsoft/khsgd algo.py) on the host. CPU only: the walk is one decision per example
-// with a dependent running sum, the GPU engine has no twin of it.
+// class (microsoft/khsgd algo.py) on the host, and I-B (§4.7), the reference's
+// Independent_Balance (d_algo.py): one GraB per rank on its own gradients. CPU only: the walk is
+// one decision per example with a dependent running sum, the GPU engine has no twin of it.
 #include <algorithm>
 #include <utility>
 
@@ -131,6 +132,10 @@ std::unique_ptr<Sorter> make_grab(const SorterShape& shape, DeviceOps&) {
   return std::make_unique<MeanBalancer>(shape, /*per_rank=*/false);
 }
 
+std::unique_ptr<Sorter> make_independent_balance(const SorterShape& shape, DeviceOps&) {
+  return std::make_unique<MeanBalancer>(shape, /*per_rank=*/true);
+}
+
 }  // namespace
 
 SorterInfo grab_sorter() {
@@ -142,6 +147,19 @@ SorterInfo grab_sorter() {
   info.needs = GradientNeed::AllRanks;
   info.host = &make_grab;
   info.time_labels = kGatherBufferFirst;  // it gathers, as the pair sorters do
+  return info;
+}
+
+SorterInfo independent_balance_sorter() {
+  SorterInfo info;
+  info.name = "I-B";
+  info.description =
+      "GraB on each rank's own gradients, independently (Independent_Balance, CD-GraB's "
+      "baseline); nothing gathered";
+  info.needs = GradientNeed::OwnRank;
+  info.host = &make_independent_balance;
+  // Its update is D-RR's (the mean gradient all-reduced after forward-backward).
+  info.time_labels = kReduceAfterBackward;
   return info;
 }
 

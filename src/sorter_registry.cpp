@@ -6,18 +6,28 @@
 
 namespace khsgd {
 
-// Each sorter's entry, defined beside the sorter (the file named after it).
-SorterInfo drr_sorter();      // sorters.cpp
-SorterInfo cd_grab_sorter();  // sorters.cpp
-SorterInfo sbw_sorter();      // sorters.cpp
-SorterInfo kh_sgd_sorter();   // sorters.cpp
-SorterInfo grab_sorter();     // sorter_grab.cpp
+// Each sorter's entry, defined in its own source file: sorters.cpp holds the paper's four,
+// sorter_grab.cpp GraB and I-B (GraB per rank), sorter_NAME.cpp the others.
+SorterInfo drr_sorter();
+SorterInfo cd_grab_sorter();
+SorterInfo sbw_sorter();
+SorterInfo kh_sgd_sorter();
+SorterInfo grab_sorter();
+SorterInfo independent_balance_sorter();
 
 const std::vector<SorterInfo>& sorter_registry() {
   // The paper's four first, in its order (Low-Rank Thinning, Figure 4), then the baselines.
+  // One line per sorter.
+  // clang-format off
   static const std::vector<SorterInfo> sorters = {
-      drr_sorter(), cd_grab_sorter(), sbw_sorter(), kh_sgd_sorter(), grab_sorter(),
+      drr_sorter(),
+      cd_grab_sorter(),
+      sbw_sorter(),
+      kh_sgd_sorter(),
+      grab_sorter(),
+      independent_balance_sorter(),
   };
+  // clang-format on
   return sorters;
 }
 

@@ -171,3 +171,67 @@ TEST(GraB, RunsOnTheCpuOnlyAndTakesAnOddMicrobatch) {
   // Mean balancing places single examples: an odd microbatch is fine.
   EXPECT_EQ(make_sorter("GraB", shape_of(1, 6, 3, 2), ops)->sort(), (Order{0, 1, 2, 3, 4, 5}));
 }
+
+TEST(IndependentBalance, EachRankIsTheReferenceGraBOnItsOwnGradients) {
+  // Two ranks, each its own process: rank r's sorter is handed rank r's gradients alone, one of
+  // the golden sets each, and returns that set's GraB orders (a rank's walk reads nothing of the
+  // other's). The two sets differ in shape, so each rank's sorter is built with its own.
+  const GoldenCase* fed[2] = {&case_a(), &case_b()};
+  for (int64_t rank = 0; rank < 2; ++rank) {
+    const GoldenCase& c = *fed[rank];
+    SCOPED_TRACE("rank " + std::to_string(rank) + ": " + c.name);
+    ScriptedPerms ops;
+    auto sorter = make_sorter("I-B", shape_of(2, c.m, c.mb, c.D, rank), ops);
+    EXPECT_EQ(sorter->needs(), GradientNeed::OwnRank);
+    for (int64_t e = 0; e < c.epochs; ++e) {
+      EXPECT_EQ(sorter->sort(), c.orders[e]) << "epoch " << e + 1;
+      for (int64_t k = 0; k < c.m / c.mb; ++k) sorter->step(c.step(e, k), k);
+    }
+  }
+}
+
+TEST(IndependentBalance, OneSorterForBothWorkersKeepsTheirWalksApart) {
+  // --in_process: one sorter is handed both workers' rows, [step, worker, microbatch, D]. Worker 0
+  // gets golden set B, worker 1 all-zero gradients, whose GraB order stays natural (every d = 0,
+  // every <s, d> = 0: front). A shared sum or a shared mean would change worker 0's decisions
+  // (the mean over both would be half of its own); worker 1 reading worker 0's rows would leave
+  // the natural order.
+  const GoldenCase& c = case_b();
+  SorterShape shape = shape_of(2, c.m, c.mb, c.D);
+  shape.every_rank_here = true;
+  ScriptedPerms ops;
+  auto sorter = make_sorter("I-B", shape, ops);
+  Order natural(c.m);
+  for (int64_t i = 0; i < c.m; ++i) natural[i] = i;
+  const int64_t steps = c.m / c.mb, rows = c.mb * c.D;
+  for (int64_t e = 0; e < c.epochs; ++e) {
+    EXPECT_EQ(sorter->sort(), c.orders[e]) << "epoch " << e + 1;
+    EXPECT_EQ(Order(sorter->order_of(0), sorter->order_of(0) + c.m), c.orders[e]);
+    EXPECT_EQ(Order(sorter->order_of(1), sorter->order_of(1) + c.m), natural);
+    std::vector<float> G(steps * 2 * rows, 0.0f);
+    for (int64_t k = 0; k < steps; ++k)
+      std::copy(c.step(e, k), c.step(e, k) + rows, G.begin() + k * 2 * rows);
+    sorter->balance(G.data(), 0, steps);
+  }
+}
+
+TEST(IndependentBalance, ACheckpointBetweenEpochsResumesTheSameOrders) {
+  const GoldenCase& c = case_a();
+  ScriptedPerms ops;
+  auto first = make_sorter("I-B", shape_of(2, c.m, c.mb, c.D, 1), ops);
+  first->sort();
+  first->balance(c.epoch(0), 0, c.m / c.mb);
+  StateWriter out;
+  first->save_state(out);
+  auto resumed = make_sorter("I-B", shape_of(2, c.m, c.mb, c.D, 1), ops);
+  StateReader in(out.data(), "test");
+  resumed->load_state(in);
+  for (int64_t e = 1; e < c.epochs; ++e) {
+    EXPECT_EQ(resumed->sort(), c.orders[e]) << "epoch " << e + 1;
+    resumed->balance(c.epoch(e), 0, c.m / c.mb);
+  }
+  // A checkpoint of another shape is refused.
+  auto other = make_sorter("I-B", shape_of(2, c.m / 2, c.mb, c.D, 1), ops);
+  StateReader again(out.data(), "test");
+  EXPECT_THROW(other->load_state(again), UserError);
+}

@@ -82,3 +82,39 @@ TEST(SorterRuns, GraBFirstEpochIsNaturalThenGradientDriven) {
   EXPECT_NE(orders[1], orders[0]);
   EXPECT_NE(orders[2], orders[1]);
 }
+
+TEST(SorterRuns, IndependentBalanceResumesBitForBit) {
+  expect_resumes_bit_for_bit("I-B", {}, 2);
+  expect_resumes_bit_for_bit("I-B", kTwoWorkers, 1);
+}
+
+// Each rank's sorter sees only its own gradients, nothing is gathered: two ranks in two processes
+// and two workers in one (one sorter handed both workers' rows) must still agree bit for bit.
+TEST(SorterRuns, IndependentBalanceInOneProcessMatchesTwoRanks) {
+  expect_in_process_matches_two_ranks("I-B");
+}
+
+TEST(SorterRuns, IndependentBalanceRefusesTheGpuInOneLine) {
+  TempDir tmp;
+  const RunResult r = run_train(golden_run_args(tmp, "I-B", {}, 3, "cuda"), tmp.path());
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("--sorter I-B runs on the CPU only"), std::string::npos) << r.err;
+  EXPECT_FALSE(file_exists(tmp / "results"));
+}
+
+TEST(SorterRuns, IndependentBalanceOrdersEachRankFromItsOwnGradients) {
+  // Epoch 1 is natural on both ranks; from epoch 2 on each rank's own walk reorders its shard.
+  TempDir tmp;
+  ASSERT_EQ(run_train(golden_run_args(tmp, "I-B", kTwoWorkers), tmp.path()).exit_code, 0);
+  const auto rank0 = orders_of(tmp, "I-B", 2, 0), rank1 = orders_of(tmp, "I-B", 2, 1);
+  ASSERT_EQ(rank0.size(), 3u);
+  ASSERT_EQ(rank1.size(), 3u);
+  for (size_t i = 0; i < rank0[0].size(); ++i) {
+    ASSERT_EQ(rank0[0][i], static_cast<int64_t>(i));
+    ASSERT_EQ(rank1[0][i], static_cast<int64_t>(i));
+  }
+  EXPECT_NE(rank0[1], rank0[0]);
+  EXPECT_NE(rank1[1], rank1[0]);
+  EXPECT_NE(rank0[1], rank1[1]);  // two shards, two walks
+}
