@@ -14,6 +14,7 @@ SorterInfo sbw_sorter();
 SorterInfo kh_sgd_sorter();
 SorterInfo grab_sorter();
 SorterInfo independent_balance_sorter();
+SorterInfo shuffle_once_sorter();
 
 const std::vector<SorterInfo>& sorter_registry() {
   // The paper's four first, in its order (Low-Rank Thinning, Figure 4), then the baselines.
@@ -26,6 +27,7 @@ const std::vector<SorterInfo>& sorter_registry() {
       kh_sgd_sorter(),
       grab_sorter(),
       independent_balance_sorter(),
+      shuffle_once_sorter(),
   };
   // clang-format on
   return sorters;

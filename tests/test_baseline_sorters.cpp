@@ -235,3 +235,37 @@ TEST(IndependentBalance, ACheckpointBetweenEpochsResumesTheSameOrders) {
   StateReader again(out.data(), "test");
   EXPECT_THROW(other->load_state(again), UserError);
 }
+
+TEST(ShuffleOnce, DrawsOnePermutationAtTheStartAndKeepsIt) {
+  ScriptedPerms ops;
+  ops.perms = {{2, 0, 3, 1}};
+  auto sorter = make_sorter("SO", shape_of(2, 4, 2, 3, 1), ops);
+  EXPECT_EQ(ops.randperm_calls, 1);  // at construction, where the other sorters draw (§5)
+  EXPECT_EQ(sorter->needs(), GradientNeed::None);
+  for (int epoch = 0; epoch < 3; ++epoch) {
+    EXPECT_EQ(sorter->sort(), (Order{2, 0, 3, 1})) << "epoch " << epoch + 1;
+    // Every rank shares the seed, so every rank's shard gets the same permutation.
+    EXPECT_EQ(Order(sorter->order_of(0), sorter->order_of(0) + 4), (Order{2, 0, 3, 1}));
+  }
+  EXPECT_EQ(ops.randperm_calls, 1);  // never again: an unscripted draw would have thrown
+}
+
+TEST(ShuffleOnce, ACheckpointKeepsThePermutation) {
+  ScriptedPerms ops;
+  ops.perms = {{2, 0, 3, 1}, {3, 2, 1, 0}};
+  auto first = make_sorter("SO", shape_of(1, 4, 2, 3), ops);
+  first->sort();
+  StateWriter out;
+  first->save_state(out);
+  // Built again, it would draw another permutation from a generator in another state; the
+  // checkpoint's wins.
+  auto resumed = make_sorter("SO", shape_of(1, 4, 2, 3), ops);
+  StateReader in(out.data(), "test");
+  resumed->load_state(in);
+  EXPECT_TRUE(in.at_end());
+  EXPECT_EQ(resumed->sort(), (Order{2, 0, 3, 1}));
+  ops.perms = {{0, 1, 2, 3, 4, 5}};
+  auto other = make_sorter("SO", shape_of(1, 6, 2, 3), ops);
+  StateReader again(out.data(), "test");
+  EXPECT_THROW(other->load_state(again), UserError);
+}

@@ -118,3 +118,36 @@ TEST(SorterRuns, IndependentBalanceOrdersEachRankFromItsOwnGradients) {
   EXPECT_NE(rank1[1], rank1[0]);
   EXPECT_NE(rank0[1], rank1[1]);  // two shards, two walks
 }
+
+TEST(SorterRuns, ShuffleOnceResumesBitForBit) {
+  expect_resumes_bit_for_bit("SO", {}, 1);
+  expect_resumes_bit_for_bit("SO", kTwoWorkers, 2);
+}
+
+TEST(SorterRuns, ShuffleOnceUsesOnePermutationEveryEpochOnEveryRank) {
+  TempDir tmp;
+  ASSERT_EQ(run_train(golden_run_args(tmp, "SO", kTwoWorkers), tmp.path()).exit_code, 0);
+  const auto rank0 = orders_of(tmp, "SO", 2, 0), rank1 = orders_of(tmp, "SO", 2, 1);
+  ASSERT_EQ(rank0.size(), 3u);
+  std::vector<int64_t> sorted = rank0[0];
+  std::sort(sorted.begin(), sorted.end());
+  for (size_t i = 0; i < sorted.size(); ++i) ASSERT_EQ(sorted[i], static_cast<int64_t>(i));
+  EXPECT_NE(rank0[0], sorted);  // shuffled
+  for (const auto& order : rank0) EXPECT_EQ(order, rank0[0]);
+  EXPECT_EQ(rank1, rank0);
+}
+
+TEST(SorterRuns, ShuffleOnceInOneProcessMatchesTwoRanks) {
+  expect_in_process_matches_two_ranks("SO");
+}
+
+TEST(SorterRuns, ShuffleOncePermutationIsTheReferenceDrrFirstEpoch) {
+  // SO draws randperm(m) at construction, where D-RR draws nothing, from the generator in the
+  // same state as D-RR's first sort(): its permutation is the reference's D-RR epoch-1 order.
+  TempDir tmp;
+  ASSERT_EQ(run_train(golden_run_args(tmp, "SO"), tmp.path()).exit_code, 0);
+  const auto reference = read_orders(test_data("golden/cpu/n1-D-RR/orders-rank0.csv.gz"));
+  const auto mine = orders_of(tmp, "SO", 1, 0);
+  ASSERT_FALSE(reference.empty());
+  for (const auto& order : mine) EXPECT_EQ(order, reference[0]);
+}
