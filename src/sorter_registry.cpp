@@ -15,6 +15,7 @@ SorterInfo kh_sgd_sorter();
 SorterInfo grab_sorter();
 SorterInfo independent_balance_sorter();
 SorterInfo shuffle_once_sorter();
+SorterInfo fixed_order_sorter();
 
 const std::vector<SorterInfo>& sorter_registry() {
   // The paper's four first, in its order (Low-Rank Thinning, Figure 4), then the baselines.
@@ -28,6 +29,7 @@ const std::vector<SorterInfo>& sorter_registry() {
       grab_sorter(),
       independent_balance_sorter(),
       shuffle_once_sorter(),
+      fixed_order_sorter(),
   };
   // clang-format on
   return sorters;

@@ -269,3 +269,17 @@ TEST(ShuffleOnce, ACheckpointKeepsThePermutation) {
   StateReader again(out.data(), "test");
   EXPECT_THROW(other->load_state(again), UserError);
 }
+
+TEST(FixedOrder, IsTheNaturalOrderEveryEpochAndDrawsNothing) {
+  ScriptedPerms ops;  // any draw would throw
+  auto sorter = make_sorter("fixed", shape_of(2, 5, 1, 3, 1), ops);
+  EXPECT_EQ(sorter->needs(), GradientNeed::None);
+  for (int epoch = 0; epoch < 3; ++epoch) {
+    EXPECT_EQ(sorter->sort(), (Order{0, 1, 2, 3, 4}));
+    EXPECT_EQ(Order(sorter->order_of(0), sorter->order_of(0) + 5), (Order{0, 1, 2, 3, 4}));
+  }
+  EXPECT_EQ(ops.randperm_calls, 0);
+  StateWriter out;
+  sorter->save_state(out);
+  EXPECT_TRUE(out.data().empty());
+}

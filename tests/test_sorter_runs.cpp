@@ -151,3 +151,20 @@ TEST(SorterRuns, ShuffleOncePermutationIsTheReferenceDrrFirstEpoch) {
   ASSERT_FALSE(reference.empty());
   for (const auto& order : mine) EXPECT_EQ(order, reference[0]);
 }
+
+TEST(SorterRuns, FixedResumesBitForBit) {
+  expect_resumes_bit_for_bit("fixed", {}, 2);
+  expect_resumes_bit_for_bit("fixed", kTwoWorkers, 1);
+}
+
+TEST(SorterRuns, FixedIsTheNaturalOrderOnEveryRankAndInOneProcessMatchesTwoRanks) {
+  TempDir tmp;
+  ASSERT_EQ(run_train(golden_run_args(tmp, "fixed", kTwoWorkers), tmp.path()).exit_code, 0);
+  for (int rank = 0; rank < 2; ++rank) {
+    const auto orders = orders_of(tmp, "fixed", 2, rank);
+    ASSERT_EQ(orders.size(), 3u);
+    for (const auto& order : orders)
+      for (size_t i = 0; i < order.size(); ++i) ASSERT_EQ(order[i], static_cast<int64_t>(i));
+  }
+  expect_in_process_matches_two_ranks("fixed");
+}
