@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# The paper's legend labels (Low-Rank Thinning, Figure 4).
+# The paper's legend labels (Low-Rank Thinning, Figure 4) and order. A run's sorter is the name
+# its config.json records, so every sorter khsgd_train knows (khsgd_train --list-sorters) is read
+# and drawn; those outside the paper come after its four, by name, labelled by their name.
 SORTER_LABELS = {
     "D-RR": "RR",
     "CD-GraB": "CD-GraB: Greedy",

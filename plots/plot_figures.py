@@ -37,6 +37,16 @@ from khsgd_results import (KHSGD, SORTER_LABELS, SORTER_ORDER, describe_setting,
                            describe_workers, find_runs, group_by_setting, mean_std, worker_counts)
 
 COLORS = {"D-RR": "tab:gray", "CD-GraB": "tab:blue", "SBW": "tab:green", "KH-SGD": "tab:red"}
+# The other sorters' colours, given out by name order so that no two curves share one.
+OTHER_COLORS = ["tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
+
+
+def color_of(sorter, sorters):
+    """The paper's colour for its sorters; the others' by their place among `sorters`."""
+    if sorter in COLORS:
+        return COLORS[sorter]
+    others = sorted(set(sorters) - set(COLORS))
+    return OTHER_COLORS[others.index(sorter) % len(OTHER_COLORS)]
 
 
 def curves(runs):
@@ -87,7 +97,7 @@ def draw(panels, x_key, x_label, path_stem, title, loss_range, acc_range, skip, 
             x = c[x_key]
             if x is None:
                 continue
-            color = COLORS.get(c["sorter"])
+            color = color_of(c["sorter"], [other["sorter"] for other in curve_set.values()])
             style = "-" if c["source"] == KHSGD else "--"
             for ax, key in ((ax_loss, "loss"), (ax_acc, "acc")):
                 mean, std = c[key]

@@ -10,6 +10,8 @@
 #   scripts/bench.sh [--epochs N] [--ranks "1 2 4 64"] [--modes "gloo mpi in-process"]
 #                    [--process_limit P] [--devices "cpu cuda"] [--sorters "..."]
 #
+# --sorters defaults to every sorter that runs on the device (khsgd_train --list-sorters --device);
+# a listed sorter without a GPU implementation is shown as "-" on cuda.
 # Worker counts above --process_limit (default 8) run in-process only. --B is 16, or twice the
 # workers where 16 does not split into even microbatches (64 workers: B 128). mpi and in-process
 # run on the CPU only. Uses build/khsgd_train (or $KHSGD_TRAIN).
@@ -20,7 +22,7 @@ ranks_list="1"
 modes="gloo mpi in-process"
 process_limit=8
 devices="cpu"
-sorters="D-RR CD-GraB SBW KH-SGD"
+sorters=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --epochs) epochs=$2; shift 2 ;;
@@ -78,15 +80,16 @@ header=$(printf '%-6s %7s %4s %-8s' device workers B sorter)
 for mode in $modes; do header+=$(printf ' %15s' "$mode s/ep"); done
 echo "$header $(printf '%8s %9s %8s' "eval s" "peak MiB" "GPU MiB")"
 for device in $devices; do
+  on_device=" $("$KHSGD_TRAIN" --list-sorters --device "$device" | cut -f1 | tr '\n' ' ') "
   for ranks in $ranks_list; do
     batch=16
     if [ $((16 % ranks)) -ne 0 ] || [ $((16 / ranks % 2)) -ne 0 ]; then batch=$((2 * ranks)); fi
-    for sorter in $sorters; do
+    for sorter in ${sorters:-$on_device}; do
       line=$(printf '%-6s %7s %4s %-8s' "$device" "$ranks" "$batch" "$sorter")
       first="" single=""
       for mode in $modes; do
         time=-
-        if runs "$mode" "$ranks" "$device"; then
+        if [[ "$on_device" == *" $sorter "* ]] && runs "$mode" "$ranks" "$device"; then
           if [ "$ranks" -eq 1 ] && [ -n "$single" ]; then
             time=$single
           else

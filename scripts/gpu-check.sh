@@ -167,21 +167,22 @@ torchrun_stage() {
   return $status
 }
 
-# compute-sanitizer --tool $1 on one epoch of each sorter, the four at once.
+# compute-sanitizer --tool $1 on one epoch of each sorter that runs on the GPU, all at once.
 sanitizer_stage() {
   local tool=$1 sanitizer status=0
   sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer \
               /usr/local/cuda/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
   [ -n "$sanitizer" ] || { echo "compute-sanitizer not found"; return 1; }
-  local pids=() sorter
-  for sorter in D-RR CD-GraB SBW KH-SGD; do
+  local pids=() sorter sorters
+  sorters=$("$TRAIN" --list-sorters --device cuda | cut -f1) || return 1
+  for sorter in $sorters; do
     "$sanitizer" --tool "$tool" --error-exitcode 9 "$TRAIN" --dataset synthetic --synthetic_rows 4000 \
       --epochs 1 --lr 5e-3 --device cuda --sorter "$sorter" --quiet \
       --results_dir "$SCRATCH/$tool-$sorter" > "$SCRATCH/$tool-$sorter.log" 2>&1 &
     pids+=($!)
   done
   local i=0
-  for sorter in D-RR CD-GraB SBW KH-SGD; do
+  for sorter in $sorters; do
     if wait "${pids[$i]}"; then echo "$sorter: clean"; else echo "$sorter: FAILED"; status=1; fi
     sed 's/^/    /' "$SCRATCH/$tool-$sorter.log" | grep -v "^    $" | tail -15
     i=$((i + 1))

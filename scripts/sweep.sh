@@ -2,12 +2,13 @@
 # Runs sorters x seeds (x worker counts) with the paper's settings, several runs at once, and
 # prints a summary table at the end.
 #
-#   scripts/sweep.sh [--sorters "D-RR CD-GraB SBW KH-SGD"] [--seeds "1 2 3 4 5"] [--ranks "1 2 4"]
+#   scripts/sweep.sh [--sorters "D-RR KH-SGD ..."] [--seeds "1 2 3 4 5"] [--ranks "1 2 4"]
 #                    [--in_process | --backend gloo|mpi] [--jobs J] [--overwrite_changed]
 #                    [--epochs 50] [--lr 5e-3] [--B 16] [--dataset hmda|synthetic]
 #                    [--results_dir results] [--exp LR-HMDA] [-- more khsgd_train flags]
 #
-# --ranks takes one worker count or a list (a worker-count study). Several workers run as ranks
+# --sorters defaults to the paper's four (D-RR CD-GraB SBW KH-SGD: the sorters khsgd_train
+# --list-sorters marks "paper"); --sorters all runs every sorter it knows, the baselines too. --ranks takes one worker count or a list (a worker-count study). Several workers run as ranks
 # started by scripts/launch.sh (gloo; --backend mpi: by mpirun), or with --in_process as N workers
 # inside one process. --jobs J runs J runs at once; by default as many as keep one process per
 # core (cores / processes per run, at least one run).
@@ -22,7 +23,7 @@
 # $KHSGD_TRAIN or build/khsgd_train.
 set -uo pipefail
 
-sorters="D-RR CD-GraB SBW KH-SGD"
+sorters=""
 seeds="1 2 3 4 5"
 ranks_list=1
 epochs=50
@@ -78,6 +79,11 @@ processes_of() { [ "$in_process" -eq 1 ] && echo 1 || echo "$1"; }
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/khsgd_binary.sh"
+if [ -z "$sorters" ] || [ "$sorters" = all ]; then
+  listed=$("$KHSGD_TRAIN" --list-sorters) || { echo "sweep: $KHSGD_TRAIN --list-sorters failed" >&2; exit 2; }
+  [ -z "$sorters" ] && listed=$(awk -F '\t' '$3 == "paper"' <<< "$listed")
+  sorters=$(cut -f1 <<< "$listed" | tr '\n' ' ')
+fi
 # The summary needs numpy: $PYTHON, else the first python3 that has it (Debian's python3-numpy).
 python=""
 for candidate in ${PYTHON:-} python3 /usr/bin/python3; do

@@ -10,11 +10,10 @@
 #include <sstream>
 
 #include "khsgd/errors.hpp"
+#include "khsgd/sorter_registry.hpp"
 #include "khsgd/utf8.hpp"
 
 namespace khsgd {
-
-bool is_pair_sorter(const std::string& sorter) { return sorter != "D-RR"; }
 
 namespace {
 
@@ -66,7 +65,9 @@ mpirun or scripts/launch.sh:
   scripts/launch.sh N -- [options]
 
 Options (defaults in brackets):
-  --sorter NAME        CD-GraB, D-RR, KH-SGD or SBW [CD-GraB]
+  --sorter NAME        @SORTERS@ [CD-GraB]
+  --list-sorters       print every sorter, "NAME<TAB>description" a line, and exit (with
+                       --device cuda: those that run on the GPU)
   --seed N             seed of every generator [0]
   --lr X               learning rate [0.01]
   --B N                global batch; each rank takes B / ranks examples per step [16]
@@ -113,6 +114,18 @@ Results: RESULTS_DIR/EXP-EPOCHS/LR-hmda-SORTER-node-N-lr-LR-B-B-seed-SEED/ with 
 config.json, and the reference's results.pt and time/time-R.pt (LR-synthetic-... for
 --dataset synthetic).
 )";
+
+// kHelp with the registry's sorter names in place of @SORTERS@.
+std::string help_text() {
+  const std::vector<std::string> names = sorter_names();
+  std::string list;
+  for (size_t i = 0; i < names.size(); ++i)
+    list += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];
+  std::string text = kHelp;
+  const std::string marker = "@SORTERS@";
+  text.replace(text.find(marker), marker.size(), list);
+  return text;
+}
 
 }  // namespace
 
@@ -165,7 +178,8 @@ cxxopts::Options declare_options() {
                                 "checkpoint_every", "checkpoint_seconds", "timeout"};
   const char* const switches[] = {"in_process", "save_orders", "quiet", "profile", "resume",
                                   "overwrite"};
-  const char* const actions[] = {"version", "print_run_dir", "print_run_state", "h,help"};
+  const char* const actions[] = {"version", "list-sorters,list_sorters", "print_run_dir",
+                                 "print_run_state", "h,help"};
   // clang-format on
   auto add = options.add_options();
   for (const char* name : valued) add(name, "", cxxopts::value<std::string>());
@@ -298,10 +312,11 @@ bool parse_command_line(int argc, const char* const* argv, Config* config, std::
     throw UserError("unexpected argument '" + result.unmatched().front() +
                     "': every setting is a --flag (see khsgd_train --help)");
   if (result.count("help")) {
-    *help = kHelp;
+    *help = help_text();
     return false;
   }
   config->version = result.count("version") > 0;
+  config->list_sorters = result.count("list-sorters") > 0;
   config->print_run_dir = result.count("print_run_dir") > 0;
   config->print_run_state = result.count("print_run_state") > 0;
   const FlagReader flags(result);
@@ -412,7 +427,9 @@ void check_against_world(Config* config, int world_size) {
                     std::to_string(workers) + what + ": each takes B / " +
                     (c.in_process ? "workers" : "ranks") + " examples");
   const int64_t microbatch = c.B / workers;
-  if (is_pair_sorter(c.sorter) && microbatch % 2 != 0)
+  // The shard size m is a multiple of an even number of steps (ALGORITHM.md §1): only the
+  // microbatch can be odd.
+  if (!shape_problem(sorter_info(c.sorter), microbatch, 2 * microbatch).empty())
     throw UserError("--sorter " + c.sorter + " balances pairs, so B / " +
                     (c.in_process ? "workers" : "ranks") + " must be even; got B " +
                     std::to_string(c.B) + " over " + std::to_string(workers) + what + " = " +

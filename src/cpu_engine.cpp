@@ -46,8 +46,9 @@ class PhaseTimer {
 //
 // The workers here are this rank alone, or with --in_process all n workers. Then a step gathers
 // every worker's examples in rank order, which is the gathered G of n ranks row for row (the
-// examples' gradients are independent and all workers share theta), and D-RR adds the workers'
-// gradients in rank order as the backends' all-reduce does: the same numbers, bit for bit.
+// examples' gradients are independent and all workers share theta), and the sorters that take no
+// gathered rows (GradientNeed None, OwnRank) add the workers' gradients in rank order as the
+// backends' all-reduce does: the same numbers, bit for bit.
 class CpuEngine final : public TrainingEngine {
  public:
   explicit CpuEngine(const EngineSetup& setup)
@@ -71,8 +72,13 @@ class CpuEngine final : public TrainingEngine {
                          const EpochHooks& hooks) override {
     const int64_t mb = part_.microbatch, n = part_.ranks, step_rows = n * mb;
     const int64_t here = workers_here_, rows_here = here * mb;
-    const bool pairs = sorter.balances_pairs();
-    const bool per_example = pairs || hooks.capture != nullptr;
+    // AllRanks: gather every rank's per-example rows, step on their mean. OwnRank: this rank's (or
+    // with --in_process every worker's) rows for the sorter; the mean gradient all-reduced as for
+    // None.
+    const GradientNeed need = sorter.needs();
+    const bool all_ranks = need == GradientNeed::AllRanks;
+    const bool capture = hooks.capture != nullptr;
+    const bool per_example = need != GradientNeed::None || capture;
     const float* X = data_.train_x.data();
     const float* y = data_.train_y.data();
     float* theta = theta_.data();
@@ -95,21 +101,22 @@ class CpuEngine final : public TrainingEngine {
       batch_.gather(X, y, rows_.data(), rows_here);
       timer.lap(&times.dataset);
       if (per_example) batch_.per_example_gradients(theta, local_G_.data());
-      if (!pairs) batch_.mean_loss_gradients(theta, here, local_grads_.data());
+      if (!all_ranks) batch_.mean_loss_gradients(theta, here, local_grads_.data());
       timer.lap(&times.forward_backward);
       const float* G = local_G_.data();
-      if (per_example && here < n) {
+      if ((all_ranks || capture) && here < n) {
         comm.all_gather(local_G_.data(), gathered_G_.data(), mb * D_, Device::Cpu);
         G = gathered_G_.data();
       }
-      if (pairs) {
+      if (all_ranks) {
         mean_of_rows(G, step_rows, D_, gbar);
       } else {
         combine_worker_gradients(comm, gbar);
       }
-      if (hooks.capture) std::copy(G, G + step_rows * D_, hooks.capture + k * step_rows * D_);
+      if (capture) std::copy(G, G + step_rows * D_, hooks.capture + k * step_rows * D_);
       timer.lap(&times.communication);
-      if (pairs) sorter.step(G, k);
+      if (all_ranks) sorter.step(G, k);
+      if (need == GradientNeed::OwnRank) sorter.step(local_G_.data(), k);
       timer.lap(&times.sorter);
       sgd_.step(theta, gbar);
       timer.lap(&times.sgd);
@@ -146,8 +153,8 @@ class CpuEngine final : public TrainingEngine {
     }
   }
 
-  // D-RR: the mean of the workers' gradients, their sum taken in rank order (here, or by the
-  // backend's all-reduce across processes).
+  // Sorters without gathered rows: the mean of the workers' gradients, their sum taken in rank
+  // order (here, or by the backend's all-reduce across processes).
   void combine_worker_gradients(Communicator& comm, float* gbar) {
     const int64_t n = part_.ranks;
     if (workers_here_ == n) {

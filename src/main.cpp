@@ -12,6 +12,7 @@
 #include "khsgd/errors.hpp"
 #include "khsgd/launch.hpp"
 #include "khsgd/results.hpp"
+#include "khsgd/sorter_registry.hpp"
 #include "khsgd/stop_signal.hpp"
 #include "khsgd/trainer.hpp"
 
@@ -41,6 +42,10 @@ int main(int argc, char** argv) {
     }
     if (config.version) {
       std::printf("%s\n", khsgd::build_info().c_str());
+      return 0;
+    }
+    if (config.list_sorters) {
+      std::fputs(khsgd::sorter_list(config.device == "cuda").c_str(), stdout);
       return 0;
     }
     const khsgd::Launch launch = khsgd::detect_launch();

@@ -14,16 +14,7 @@ constexpr double kDelta = 0.5;  // the failure probability both SBW and KH-SGD a
 
 }  // namespace
 
-PairRule pair_rule_named(const std::string& name) {
-  if (name == "CD-GraB") return PairRule::CDGraB;
-  if (name == "SBW") return PairRule::SBW;
-  if (name == "KH-SGD") return PairRule::KHSGD;
-  throw UserError("unknown sorter '" + name + "'");
-}
-
 PairLayout pair_layout(const SorterShape& shape) {
-  if (shape.shard_rows % 2 != 0 || shape.microbatch % 2 != 0)
-    throw UserError("pair balancing needs an even number of examples per rank and step");
   PairLayout layout;
   layout.ranks = shape.ranks;
   layout.shard_rows = shape.shard_rows;

@@ -17,6 +17,7 @@
 #include "khsgd/files.hpp"
 #include "khsgd/pt_stream.hpp"
 #include "khsgd/results.hpp"
+#include "khsgd/sorter_registry.hpp"
 
 namespace khsgd {
 
@@ -160,13 +161,11 @@ TimeColumns time_columns(const std::string& time_csv, const std::string& sorter,
   for (size_t i = 0; i < labels.size(); ++i)
     t.categories[labels[i].first] = std::move(columns[i + 1]);
   // The order in which the reference's timer first meets each label: "SGD" times the optimizer's
-  // creation before epoch 1; D-RR communicates after forward-backward, the pair sorters allocate
-  // their gather buffer (timed as communication) before the first step.
+  // creation before epoch 1; the first step's labels come in the sorter's order (its registry
+  // entry's time_labels).
   t.first_labels = {"SGD", "sorter", "epoch-1"};
-  if (sorter == "D-RR")
-    t.first_labels.insert(t.first_labels.end(), {"dataset", "forward-backward", "communication"});
-  else
-    t.first_labels.insert(t.first_labels.end(), {"communication", "dataset", "forward-backward"});
+  const FirstStepLabels& first_step = sorter_info(sorter).time_labels;
+  t.first_labels.insert(t.first_labels.end(), first_step.begin(), first_step.end());
   return t;
 }
 

@@ -1,10 +1,11 @@
-#include "khsgd/sorters.hpp"
-
+// The paper's four sorters: D-RR, and the pair-balancing family (CD-GraB, SBW, KH-SGD) on the
+// host, with their registry entries (sorter_registry.hpp).
 #include <algorithm>
 #include <utility>
 
 #include "khsgd/errors.hpp"
 #include "khsgd/pair_setup.hpp"
+#include "khsgd/sorter_registry.hpp"
 
 namespace khsgd {
 
@@ -15,15 +16,14 @@ namespace {
 class RandomReshuffle final : public Sorter {
  public:
   RandomReshuffle(const SorterShape& shape, DeviceOps& ops) : shape_(shape), ops_(ops) {}
-  bool balances_pairs() const override { return false; }
+  GradientNeed needs() const override { return GradientNeed::None; }
   const std::vector<int64_t>& sort() override {
     order_ = ops_.randperm(shape_.shard_rows);
     return order_;
   }
   // The seed is the same on every rank, so every rank draws the same permutation of its shard.
   const int64_t* order_of(int64_t) const override { return order_.data(); }
-  void step(const float*, int64_t) override {}
-  void balance_epoch(const float*, int64_t) override {}
+  void balance(const float*, int64_t, int64_t) override {}
   // Each epoch's permutation comes from the generator, whose state the checkpoint holds.
   void save_state(StateWriter&) const override {}
   void load_state(StateReader&) override {}
@@ -58,7 +58,7 @@ class PairBalancer final : public Sorter {
     point_tables();
   }
 
-  bool balances_pairs() const override { return true; }
+  GradientNeed needs() const override { return GradientNeed::AllRanks; }
 
   const std::vector<int64_t>& sort() override {
     if (tables_.rule == PairRule::KHSGD && state_.sort_calls > 0) {
@@ -80,10 +80,10 @@ class PairBalancer final : public Sorter {
     return &orders_[rank * shape_.shard_rows];
   }
 
-  void step(const float* G, int64_t k) override { balance(G, k, 1); }
-
-  void balance_epoch(const float* G_all, int64_t num_batches) override {
-    balance(G_all, 0, num_batches);
+  void balance(const float* G, int64_t first_step, int64_t steps) override {
+    HostPairRows rows(G, layout_, sum_.data(), delta_.data());
+    walk_pairs(rows, tables_, layout_, first_step, steps, orders_.data(), state_.next_orders.data(),
+               &cursor_);
   }
 
   void save_state(StateWriter& out) const override {
@@ -98,12 +98,6 @@ class PairBalancer final : public Sorter {
   }
 
  private:
-  void balance(const float* G, int64_t first_step, int64_t steps) {
-    HostPairRows rows(G, layout_, sum_.data(), delta_.data());
-    walk_pairs(rows, tables_, layout_, first_step, steps, orders_.data(), state_.next_orders.data(),
-               &cursor_);
-  }
-
   // The tables' pointers follow their vectors (redrawn or reloaded).
   void point_tables() {
     tables_.thresholds = thresholds_.data();
@@ -124,25 +118,71 @@ class PairBalancer final : public Sorter {
   std::vector<int64_t> local_order_;
 };
 
-}  // namespace
-
-const int64_t* Sorter::order_of(int64_t) const {
-  throw UserError(
-      "this sorter keeps its orders on the GPU and cannot tell every rank's; "
-      "--in_process runs on the CPU");
+template <PairRule rule>
+std::unique_ptr<Sorter> make_host_pair_sorter(const SorterShape& shape, DeviceOps& ops) {
+  return std::make_unique<PairBalancer>(rule, shape, ops);
 }
 
-std::unique_ptr<Sorter> make_sorter(const std::string& name, const SorterShape& shape,
-                                    DeviceOps& ops) {
-  if (name == "D-RR") return std::make_unique<RandomReshuffle>(shape, ops);
-  if (shape.device == Device::Cuda) {
+template <PairRule rule>
+std::unique_ptr<Sorter> make_gpu_pair_sorter(const SorterShape& shape, DeviceOps& ops) {
 #ifdef KHSGD_WITH_CUDA
-    return make_cuda_pair_sorter(name, shape, ops);
+  return make_cuda_pair_sorter(rule, shape, ops);
 #else
-    throw UserError("--device cuda: this build has no CUDA support");
+  (void)shape;
+  (void)ops;
+  throw UserError("--device cuda: this build has no CUDA support");
 #endif
-  }
-  return std::make_unique<PairBalancer>(pair_rule_named(name), shape, ops);
+}
+
+std::unique_ptr<Sorter> make_random_reshuffle(const SorterShape& shape, DeviceOps& ops) {
+  return std::make_unique<RandomReshuffle>(shape, ops);
+}
+
+// The family's entries: the same needs, constraint and time labels, their own rule.
+template <PairRule rule>
+SorterInfo pair_sorter(const char* name, const char* description) {
+  SorterInfo info;
+  info.name = name;
+  info.description = description;
+  info.paper = true;  // the family is the paper's three balancing sorters
+  info.needs = GradientNeed::AllRanks;
+  info.even_microbatch = true;
+  info.host = &make_host_pair_sorter<rule>;
+  info.cuda = &make_gpu_pair_sorter<rule>;
+  info.time_labels = kGatherBufferFirst;
+  return info;
+}
+
+}  // namespace
+
+bool Sorter::pass_beside_steps(const float*, int64_t, cuda::PairBalanceArgs*) { return false; }
+
+SorterInfo drr_sorter() {
+  SorterInfo info;
+  info.name = "D-RR";
+  info.description = "a fresh random permutation every epoch (distributed random reshuffling)";
+  info.paper = true;
+  info.needs = GradientNeed::None;
+  // Its state is the device generator's, which `ops` draws from: the host sorter serves both.
+  info.host = &make_random_reshuffle;
+  info.cuda = &make_random_reshuffle;
+  info.time_labels = kReduceAfterBackward;
+  return info;
+}
+
+SorterInfo cd_grab_sorter() {
+  return pair_sorter<PairRule::CDGraB>(
+      "CD-GraB", "greedy balancing of pairs of all ranks' gradients (Cooper et al., NeurIPS 2023)");
+}
+
+SorterInfo sbw_sorter() {
+  return pair_sorter<PairRule::SBW>(
+      "SBW", "the self-balancing walk (Alweiss et al.) on pair differences of all ranks");
+}
+
+SorterInfo kh_sgd_sorter() {
+  return pair_sorter<PairRule::KHSGD>(
+      "KH-SGD", "kernel halving with a self-tuning threshold (Low-Rank Thinning, ICML 2025)");
 }
 
 }  // namespace khsgd

@@ -29,7 +29,7 @@
 #include "khsgd/results.hpp"
 #include "khsgd/run_limits.hpp"
 #include "khsgd/run_lock.hpp"
-#include "khsgd/sorters.hpp"
+#include "khsgd/sorter_registry.hpp"
 #include "khsgd/stop_signal.hpp"
 #include "khsgd/torch_ops.hpp"
 
@@ -55,10 +55,16 @@ bool build_has_cuda_engine() {
 #endif
 }
 
-Device resolve_device(const std::string& requested) {
+// --device for `sorter`: auto takes the GPU where this build, this machine and the sorter have
+// one.
+Device resolve_device(const std::string& requested, const SorterInfo& sorter) {
   if (requested == "cpu") return Device::Cpu;
   if (requested == "auto")
-    return build_has_cuda_engine() && cuda_available() ? Device::Cuda : Device::Cpu;
+    return build_has_cuda_engine() && sorter.cuda != nullptr && cuda_available() ? Device::Cuda
+                                                                                 : Device::Cpu;
+  if (sorter.cuda == nullptr)
+    throw UserError("--sorter " + std::string(sorter.name) +
+                    " runs on the CPU only; use --device cpu (--device auto picks it)");
   if (!build_has_cuda_engine())
     throw UserError("--device cuda: this build has no CUDA support (LibTorch " + torch_version() +
                     " without CUDA); use --device cpu, or rebuild against a CUDA LibTorch");
@@ -133,7 +139,8 @@ class Run {
   void join() {
     check_against_world(&config_, launch_.world_size);
     // --in_process: one process, the CPU engine, no backend; it writes every worker's rank files.
-    device_ = config_.in_process ? Device::Cpu : resolve_device(config_.device);
+    device_ = config_.in_process ? Device::Cpu
+                                 : resolve_device(config_.device, sorter_info(config_.sorter));
     backend_ = config_.in_process ? "none" : resolve_backend(config_.backend, device_, launch_);
     rank_ = launch_.rank;
     ranks_here_ = {rank_};
@@ -226,6 +233,7 @@ class Run {
     shape.epochs = config_.epochs;
     shape.rank = rank_;
     shape.device = device_;
+    shape.every_rank_here = config_.in_process;
     sorter_ = make_sorter(config_.sorter, shape, *ops_);
     engine_ = make_engine(setup, device_, cuda_index_);
   }

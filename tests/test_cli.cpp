@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <sstream>
 
 #include "helpers.hpp"
 #include "khsgd/pt_file.hpp"
+#include "khsgd/sorter_registry.hpp"
 
 using namespace khsgd_test;
 
@@ -48,6 +50,33 @@ TEST(Cli, HelpListsTheFlags) {
   // torchrun's spelling that torch 1.13 and 2.x both accept.
   EXPECT_NE(r.out.find("torchrun --nproc_per_node=N --no_python"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("--no-python"), std::string::npos) << r.out;
+}
+
+TEST(Cli, ListSortersPrintsTheRegistryOneTabSeparatedLineEach) {
+  TempDir tmp;
+  const RunResult r = run_train({"--list-sorters"}, tmp.path());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, khsgd::sorter_list(/*cuda_only=*/false));
+  const std::vector<std::string> names = khsgd::sorter_names();
+  ASSERT_EQ(count_lines(r.out), static_cast<int>(names.size()));
+  std::stringstream lines(r.out);
+  std::string line;
+  for (const std::string& name : names) {
+    std::getline(lines, line);
+    const std::vector<std::string> fields = split(line, '\t');
+    ASSERT_EQ(fields.size(), 3u) << line;
+    EXPECT_EQ(fields[0], name);
+    // The paper's four are marked: D-RR, CD-GraB, SBW, KH-SGD (what sweep.sh runs by default).
+    const bool paper = name == "D-RR" || name == "CD-GraB" || name == "SBW" || name == "KH-SGD";
+    EXPECT_EQ(fields[2], paper ? "paper" : "baseline") << line;
+  }
+  // --help names every one of them; --device cuda lists those with a GPU implementation.
+  const RunResult help = run_train({"--help"}, tmp.path());
+  for (const std::string& name : names) EXPECT_NE(help.out.find(name), std::string::npos) << name;
+  const RunResult gpu = run_train({"--list_sorters", "--device", "cuda"}, tmp.path());
+  EXPECT_EQ(gpu.exit_code, 0) << gpu.err;
+  EXPECT_EQ(gpu.out, khsgd::sorter_list(/*cuda_only=*/true));
+  EXPECT_FALSE(file_exists(tmp / "results"));
 }
 
 TEST(Cli, PrintRunDirNamesTheFolderAndWritesNothing) {

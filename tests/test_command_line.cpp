@@ -7,6 +7,7 @@
 #include "khsgd/config.hpp"
 #include "khsgd/errors.hpp"
 #include "khsgd/results.hpp"
+#include "khsgd/sorter_registry.hpp"
 #include "khsgd/utf8.hpp"
 
 using namespace khsgd;
@@ -45,8 +46,11 @@ TEST(CommandLine, ReferenceSpellingsAreAccepted) {
 }
 
 TEST(CommandLine, BadValuesNameTheFlag) {
-  EXPECT_NE(error_of({"--sorter", "GraB"})
-                .find("--sorter 'GraB' is not one of: CD-GraB, D-RR, KH-SGD, SBW"),
+  // The choices are the registry's names, in its order.
+  std::string names;
+  for (const std::string& name : sorter_names()) names += (names.empty() ? "" : ", ") + name;
+  EXPECT_EQ(names.rfind("D-RR, CD-GraB, SBW, KH-SGD", 0), 0u) << names;
+  EXPECT_NE(error_of({"--sorter", "KHSGD"}).find("--sorter 'KHSGD' is not one of: " + names),
             std::string::npos);
   EXPECT_NE(error_of({"--lr", "0"}).find("--lr '0' must be a finite number > 0"),
             std::string::npos);

@@ -25,7 +25,7 @@
 #include "khsgd/data.hpp"
 #include "khsgd/engine.hpp"
 #include "khsgd/pair_walk.hpp"
-#include "khsgd/sorters.hpp"
+#include "khsgd/sorter_registry.hpp"
 #include "khsgd/torch_ops.hpp"
 #include "two_ranks.hpp"
 #ifdef KHSGD_WITH_CUDA
@@ -439,9 +439,9 @@ TEST(GpuSorters, MakeTheCpuSortersDecisions) {
         const auto gpu_order = gpu_sorter->sort();
         ASSERT_EQ(cpu_order, gpu_order) << name << " rank " << rank << " epoch " << epoch;
         const torch::Tensor G = torch::randn({steps, shape.ranks, shape.microbatch, shape.D});
-        cpu_sorter->balance_epoch(G.data_ptr<float>(), steps);
+        cpu_sorter->balance(G.data_ptr<float>(), 0, steps);
         const torch::Tensor G_gpu = G.to(torch::kCUDA);
-        gpu_sorter->balance_epoch(G_gpu.data_ptr<float>(), steps);
+        gpu_sorter->balance(G_gpu.data_ptr<float>(), 0, steps);
       }
     }
   }

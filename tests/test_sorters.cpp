@@ -4,11 +4,13 @@
 #include <cmath>
 #include <deque>
 #include <limits>
+#include <set>
 #include <stdexcept>
 #include <tuple>
 
+#include "khsgd/errors.hpp"
 #include "khsgd/pair_rules.hpp"
-#include "khsgd/sorters.hpp"
+#include "khsgd/sorter_registry.hpp"
 
 using namespace khsgd;
 
@@ -73,7 +75,7 @@ TEST(DRR, ReturnsAFreshPermutationEveryEpochAndIgnoresGradients) {
   ScriptedOps ops;
   ops.perms = {{2, 0, 3, 1}, {1, 3, 0, 2}};
   auto sorter = make_sorter("D-RR", shape_of(1, 4, 2, 3), ops);
-  EXPECT_FALSE(sorter->balances_pairs());
+  EXPECT_EQ(sorter->needs(), GradientNeed::None);
   EXPECT_EQ(sorter->sort(), (Order{2, 0, 3, 1}));
   EXPECT_EQ(sorter->sort(), (Order{1, 3, 0, 2}));
 }
@@ -81,7 +83,7 @@ TEST(DRR, ReturnsAFreshPermutationEveryEpochAndIgnoresGradients) {
 TEST(CDGraB, FirstEpochIsNaturalOrderThenGreedySigns) {
   ScriptedOps ops;
   auto sorter = make_sorter("CD-GraB", shape_of(1, 4, 2, 2), ops);
-  EXPECT_TRUE(sorter->balances_pairs());
+  EXPECT_EQ(sorter->needs(), GradientNeed::AllRanks);
   EXPECT_EQ(sorter->sort(), (Order{0, 1, 2, 3}));
   // Step 0 (examples 0, 1): s = 0, <s, d> = 0 <= 0: "+", 0 to the front, 1 to the back; s = (1, 0).
   sorter->step(pair_with_difference({1, 0}).data(), 0);
@@ -250,6 +252,74 @@ TEST(KHSGD, OneDecisionPerPairAndRankWithSeveralRanks) {
 
 TEST(Sorters, UnknownNameAndOddMicrobatchAreRejected) {
   ScriptedOps ops;
-  EXPECT_ANY_THROW(make_sorter("GraB", shape_of(1, 4, 2, 1), ops));
+  EXPECT_ANY_THROW(make_sorter("no-such-sorter", shape_of(1, 4, 2, 1), ops));
   EXPECT_ANY_THROW(make_sorter("CD-GraB", shape_of(1, 4, 3, 1), ops));
+}
+
+namespace {
+
+// Draws of the right sizes, all zero: enough to build any sorter.
+class ZeroOps final : public DeviceOps {
+ public:
+  std::vector<int64_t> randperm(int64_t m) override {
+    std::vector<int64_t> p(m);
+    for (int64_t i = 0; i < m; ++i) p[i] = i;
+    return p;
+  }
+  std::vector<float> uniform(int64_t count, double, double) override {
+    return std::vector<float>(count, 0.0f);
+  }
+  std::vector<float> log_of_multiples(double, int64_t count) override {
+    return std::vector<float>(count, 1.0f);
+  }
+};
+
+}  // namespace
+
+TEST(SorterRegistry, EveryEntryBuildsASorterThatNeedsWhatItsEntrySays) {
+  std::set<std::string> names;
+  for (const SorterInfo& info : sorter_registry()) {
+    SCOPED_TRACE(info.name);
+    EXPECT_TRUE(names.insert(info.name).second) << "two entries share a name";
+    // --list-sorters prints NAME<TAB>description<TAB>group a line: no tab or newline inside.
+    EXPECT_EQ(std::string(info.name).find_first_of("\t\n /"), std::string::npos);
+    EXPECT_FALSE(std::string(info.description).empty());
+    EXPECT_EQ(std::string(info.description).find_first_of("\t\n"), std::string::npos);
+    ASSERT_NE(info.host, nullptr);
+    ZeroOps ops;
+    auto sorter = make_sorter(info.name, shape_of(2, 8, 4, 3, 2, 1), ops);
+    EXPECT_EQ(sorter->needs(), info.needs);
+    EXPECT_EQ(sorter->sort().size(), 8u);
+  }
+  EXPECT_EQ(sorter_names().size(), names.size());
+}
+
+TEST(SorterRegistry, ListingIsOneTabSeparatedLinePerSorter) {
+  const std::string all = sorter_list(/*cuda_only=*/false);
+  std::string expected;
+  for (const SorterInfo& info : sorter_registry())
+    expected += std::string(info.name) + "\t" + info.description + "\t" +
+                (info.paper ? "paper" : "baseline") + "\n";
+  EXPECT_EQ(all, expected);
+  EXPECT_EQ(all.rfind("D-RR\t", 0), 0u);
+  // With cuda_only: the entries that have a CUDA factory, the paper's four among them.
+  // (Looked for at a line's start: "GraB\t" is also the end of "CD-GraB\t".)
+  const std::string cuda = "\n" + sorter_list(/*cuda_only=*/true);
+  auto listed = [&](const std::string& name) {
+    return cuda.find("\n" + name + "\t") != std::string::npos;
+  };
+  for (const char* name : {"D-RR", "CD-GraB", "SBW", "KH-SGD"}) EXPECT_TRUE(listed(name)) << name;
+  for (const SorterInfo& info : sorter_registry())
+    EXPECT_EQ(listed(info.name), info.cuda != nullptr) << info.name;
+}
+
+TEST(SorterRegistry, OnlyPairSortersNeedAnEvenMicrobatch) {
+  for (const SorterInfo& info : sorter_registry()) {
+    SCOPED_TRACE(info.name);
+    EXPECT_TRUE(shape_problem(info, 4, 8).empty());
+    EXPECT_EQ(shape_problem(info, 3, 6).empty(), !info.even_microbatch);
+  }
+  EXPECT_TRUE(sorter_info("KH-SGD").even_microbatch);
+  EXPECT_FALSE(sorter_info("D-RR").even_microbatch);
+  EXPECT_THROW(sorter_info("kh-sgd"), UserError);  // names are case-sensitive
 }

@@ -10,16 +10,8 @@
 
 namespace khsgd {
 
-inline const std::vector<std::string>& sorter_names() {
-  static const std::vector<std::string> names = {"CD-GraB", "D-RR", "KH-SGD", "SBW"};
-  return names;
-}
-
-// CD-GraB, KH-SGD and SBW balance pairs of examples; D-RR only reshuffles.
-bool is_pair_sorter(const std::string& sorter);
-
 struct Config {
-  std::string sorter = "CD-GraB";
+  std::string sorter = "CD-GraB";  // a name in sorter_registry.hpp's table
   int64_t seed = 0;
   double lr = 1e-2;
   int64_t B = 16;  // global batch: every rank takes B / world_size examples per step
@@ -46,6 +38,7 @@ struct Config {
   bool overwrite = false;      // replace whatever the run folder holds
   int64_t timeout = 300;       // seconds before a lost or silent rank stops the others
   bool version = false;        // --version: print what this build can do and exit
+  bool list_sorters = false;   // --list-sorters: print the sorters' names and descriptions, exit
   bool print_run_dir = false;  // print the run folder these flags write to and exit
   bool print_run_state = false;  // print what that folder holds for these flags and exit
 };

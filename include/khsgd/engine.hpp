@@ -59,8 +59,9 @@ class TrainingEngine {
  public:
   virtual ~TrainingEngine() = default;
   // The epoch's num_batches steps: step k trains on order[k mb .. (k+1) mb) of this rank's shard.
-  // Pair sorters get every step's gathered per-example gradients; D-RR's gradients are averaged
-  // by an all-reduce.
+  // What the sorter needs() decides what is computed and communicated: every step's gathered
+  // per-example gradients (AllRanks), or the mean gradient averaged by an all-reduce and, for
+  // OwnRank, this rank's per-example gradients handed to the sorter.
   virtual EpochTimes train_epoch(const std::vector<int64_t>& order, Sorter& sorter,
                                  Communicator& comm, const EpochHooks& hooks) = 0;
   // (full-train over the N' used rows, test over all rows).

@@ -1,11 +1,10 @@
 // The host side of the pair-balancing sorters, shared by the CPU ones (sorters.cpp) and the CUDA
-// ones (src/cuda/cuda_sorters.cu): the rule by name, the checks on the shape, the tables drawn at
-// construction (in ALGORITHM.md §5's order) and what a checkpoint holds. The decisions are in
-// pair_walk.hpp.
+// ones (src/cuda/cuda_sorters.cu): the layout, the tables drawn at construction (in ALGORITHM.md
+// §5's order) and what a checkpoint holds. The decisions are in pair_walk.hpp.
 #pragma once
 
 #include <cstdint>
-#include <string>
+#include <memory>
 #include <vector>
 
 #include "khsgd/pair_walk.hpp"
@@ -15,11 +14,15 @@
 
 namespace khsgd {
 
-// CD-GraB, SBW or KH-SGD; UserError for any other name.
-PairRule pair_rule_named(const std::string& name);
-
-// Throws UserError unless every rank's shard and every microbatch hold whole pairs.
+// The walk's layout of `shape`, whose shard and microbatch hold whole pairs (make_sorter checks
+// that, sorter_registry.hpp's shape_problem()).
 PairLayout pair_layout(const SorterShape& shape);
+
+#ifdef KHSGD_WITH_CUDA
+// The family with its state on the GPU (src/cuda/cuda_sorters.cu).
+std::unique_ptr<Sorter> make_cuda_pair_sorter(PairRule rule, const SorterShape& shape,
+                                              DeviceOps& ops);
+#endif
 
 // The order matrices' start: each of the n rows is 0 .. m-1, so epoch 1 runs in natural order.
 std::vector<int64_t> identity_orders(const SorterShape& shape);

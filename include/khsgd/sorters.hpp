@@ -1,9 +1,10 @@
 // Sorters: who decides the order of each rank's examples in the next epoch (ALGORITHM.md §4).
 //
-// One interface, chosen by name: D-RR reshuffles at random; CD-GraB, SBW and KH-SGD balance pairs
-// of per-example gradients (the trainer then gathers them from all ranks every step and hands
-// them to step()). All ranks hold identical sorter state and each returns its own row of the
-// n x m order matrix.
+// One interface; each sorter is one entry of the registry (sorter_registry.hpp), which builds it
+// by name. A sorter tells the engines what it needs of every step (needs()): nothing (D-RR, SO,
+// fixed), the per-example gradients of its own rank (I-B), or those of all ranks gathered
+// (CD-GraB, SBW, KH-SGD, GraB). Sorters fed all ranks' gradients hold the same state on every rank
+// and each returns its own row of the n x m order matrix.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +17,17 @@
 
 namespace khsgd {
 
+namespace cuda {
+struct PairBalanceArgs;
+}
+
+// What a sorter needs of every step, which decides what the engine computes and communicates.
+enum class GradientNeed {
+  None,      // the mean gradient only, all-reduced: balance() is never called
+  OwnRank,   // its ranks' own per-example gradients; the mean gradient all-reduced as for None
+  AllRanks,  // every rank's per-example gradients, gathered; the update takes their mean
+};
+
 struct SorterShape {
   int64_t ranks = 1;            // n
   int64_t shard_rows = 0;       // m, examples per rank
@@ -24,45 +36,43 @@ struct SorterShape {
   int64_t epochs = 1;           // E, for SBW's and KH-SGD's tables
   int64_t rank = 0;             // whose row sort() returns
   Device device = Device::Cpu;  // where the pair sorters keep their state (D-RR: whose generator)
+  // --in_process: this one sorter serves every rank's shard, so GradientNeed::OwnRank sorters are
+  // handed all n ranks' gradients (else only rank `rank`'s).
+  bool every_rank_here = false;
 };
 
 class Sorter {
  public:
   virtual ~Sorter() = default;
-  // True for CD-GraB, SBW and KH-SGD: they need every step's gathered per-example gradients.
-  virtual bool balances_pairs() const = 0;
+  virtual GradientNeed needs() const = 0;
   // Starts an epoch: this rank's order of its m local examples (indices 0 .. m-1).
   virtual const std::vector<int64_t>& sort() = 0;
-  // After sort(): rank r's order of its m examples, m entries valid until the next sort(). Every
-  // rank holds the same state, so any rank can tell every rank's order: a process that runs all
-  // ranks' shards (--in_process) uses one sorter for all. Host-memory sorters only.
-  virtual const int64_t* order_of(int64_t rank) const;
-  // Step k's gradients from all ranks, G [n, microbatch, D] row-major, in the memory of the
-  // sorter's device (SorterShape::device: host memory or the GPU's). Called in step order.
-  virtual void step(const float* G, int64_t k) = 0;
-  // All steps of an epoch at once, G_all [num_batches, n, microbatch, D]: the same decisions as
-  // step() for k = 0, 1, ... The decisions only shape the next epoch's order, so an engine may
-  // run the whole pass after the epoch's SGD steps.
-  virtual void balance_epoch(const float* G_all, int64_t num_batches) = 0;
+  // After sort(): rank r's order of its m examples, m entries valid until the next sort(). A
+  // process that runs all ranks' shards (--in_process) uses one sorter for all and asks it for
+  // every rank's order.
+  virtual const int64_t* order_of(int64_t rank) const = 0;
+  // The gradients of `steps` steps from step `first_step` on, in step order, in the memory of the
+  // sorter's device (SorterShape::device: host memory or the GPU's), row-major
+  // [steps, ranks here, microbatch, D]: "ranks here" is n for GradientNeed::AllRanks, and for
+  // OwnRank n with SorterShape::every_rank_here, else 1. The decisions only shape the next
+  // epoch's order, so an engine may hand over a step at a time or the whole epoch after its SGD
+  // steps: the same decisions either way.
+  virtual void balance(const float* G, int64_t first_step, int64_t steps) = 0;
+  // Step k's gradients alone.
+  void step(const float* G, int64_t k) { balance(G, k, 1); }
   // Checkpoints, between epochs: what the next sort() and the epochs after it depend on beyond
   // the generators (the next epoch's order matrix, counters, KH-SGD's log-penalties).
   virtual void save_state(StateWriter& out) const = 0;
   // Into a sorter freshly built with the same shape and seed. Throws UserError if `in` does not
   // fit.
   virtual void load_state(StateReader& in) = 0;
+  // The GPU engine's fused epoch kernel can make a sorter's decisions beside the steps, as each
+  // step's gradients come out: a sorter that supports it (a CUDA pair sorter whose pass fits)
+  // fills `pass` with its walk over an epoch of `steps` steps whose gradients the kernel writes
+  // to `gradients`, and returns true. Every other sorter returns false, and the engine calls
+  // balance() after the steps.
+  virtual bool pass_beside_steps(const float* gradients, int64_t steps,
+                                 cuda::PairBalanceArgs* pass);
 };
-
-// name: CD-GraB, D-RR, KH-SGD or SBW. Draws what the sorter needs at construction from `ops`
-// (ALGORITHM.md §5: KH-SGD uniform_(-1, 1) of T, SBW rand(m n E / 2)); keeps `ops` for later
-// epochs. With shape.device == Device::Cuda the pair sorters keep their state on the GPU (CUDA
-// builds).
-std::unique_ptr<Sorter> make_sorter(const std::string& name, const SorterShape& shape,
-                                    DeviceOps& ops);
-
-#ifdef KHSGD_WITH_CUDA
-// The pair-balancing family on the GPU (src/cuda/cuda_sorters.cu): name CD-GraB, KH-SGD or SBW.
-std::unique_ptr<Sorter> make_cuda_pair_sorter(const std::string& name, const SorterShape& shape,
-                                              DeviceOps& ops);
-#endif
 
 }  // namespace khsgd

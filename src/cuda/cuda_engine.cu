@@ -84,7 +84,13 @@ class CudaEngine final : public TrainingEngine {
 
   EpochTimes train_epoch(const std::vector<int64_t>& order, Sorter& sorter, Communicator& comm,
                          const EpochHooks& hooks) override {
-    const bool pairs = sorter.balances_pairs();
+    // The GPU engine computes per-example gradients only to gather them (GradientNeed::AllRanks);
+    // the registry gives OwnRank sorters no CUDA factory.
+    if (sorter.needs() == GradientNeed::OwnRank)
+      throw UserError(
+          "this sorter needs its own rank's gradients, which the GPU engine does not "
+          "hand out; use --device cpu");
+    const bool pairs = sorter.needs() == GradientNeed::AllRanks;
     const bool capture = hooks.capture != nullptr;
     const int64_t n = part_.ranks, steps = part_.num_batches;
     const int64_t step_floats = n * part_.microbatch * D_;
@@ -103,15 +109,14 @@ class CudaEngine final : public TrainingEngine {
       // One persistent kernel, the pair sorter's pass beside the steps where it fits; timed by
       // events, so no synchronisation inside the epoch.
       cuda::PairBalanceArgs pass;
-      const bool beside =
-          pairs && cuda::pair_pass_beside_steps(sorter, gradients_.data(), steps, &pass);
+      const bool beside = pairs && sorter.pass_beside_steps(gradients_.data(), steps, &pass);
       KHSGD_CUDA_CHECK(cudaEventRecord(kernel_start_, nullptr));
       cuda::launch_fused_epoch(args_, beside ? &pass : nullptr, nullptr);
       KHSGD_CUDA_CHECK(cudaEventRecord(kernel_end_, nullptr));
-      if (pairs && !beside) sorter.balance_epoch(gradients_.data(), steps);
+      if (pairs && !beside) sorter.balance(gradients_.data(), 0, steps);
     } else {
       step_by_step(pairs, capture, comm, &watch, &times);
-      if (pairs) sorter.balance_epoch(gradients_.data(), steps);
+      if (pairs) sorter.balance(gradients_.data(), 0, steps);
     }
     KHSGD_CUDA_CHECK(cudaDeviceSynchronize());
     watch.lap(&times.sorter);

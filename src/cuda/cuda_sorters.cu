@@ -31,7 +31,7 @@ class CudaPairSorter final : public Sorter {
     }
   }
 
-  bool balances_pairs() const override { return true; }
+  GradientNeed needs() const override { return GradientNeed::AllRanks; }
 
   const std::vector<int64_t>& sort() override {
     if (rule_ == PairRule::KHSGD && sort_calls_ > 0) {
@@ -43,17 +43,28 @@ class CudaPairSorter final : public Sorter {
     sum_.zero();
     start_cursor(cursor_.download(1)[0]);
     ++sort_calls_;
+    // The whole matrix (n m indices, a few MB at most, once an epoch), so that order_of() can
+    // tell any rank's order as the host sorters do.
+    host_orders_ = orders_.download(orders_.size());
     const int64_t m = shape_.shard_rows;
-    local_order_ = orders_.download(m, shape_.rank * m);
+    local_order_.assign(host_orders_.begin() + shape_.rank * m,
+                        host_orders_.begin() + (shape_.rank + 1) * m);
     return local_order_;
   }
 
-  void step(const float* G, int64_t k) override {
-    cuda::launch_pair_balance(pass(G, k, 1), nullptr);
+  const int64_t* order_of(int64_t rank) const override {
+    return host_orders_.data() + rank * shape_.shard_rows;
   }
 
-  void balance_epoch(const float* G_all, int64_t num_batches) override {
-    cuda::launch_pair_balance(pass(G_all, 0, num_batches), nullptr);
+  void balance(const float* G, int64_t first_step, int64_t steps) override {
+    cuda::launch_pair_balance(pass(G, first_step, steps), nullptr);
+  }
+
+  // One rank only: with several, the epoch is stepped around the collective, not fused.
+  bool pass_beside_steps(const float* gradients, int64_t steps,
+                         cuda::PairBalanceArgs* out) override {
+    *out = pass(gradients, 0, steps);
+    return layout_.ranks == 1 && cuda::fits_pass_beside_steps(layout_.D);
   }
 
   void save_state(StateWriter& out) const override {
@@ -79,6 +90,7 @@ class CudaPairSorter final : public Sorter {
     if (rule_ == PairRule::KHSGD) log_penalty_.upload(state.log_penalty);
   }
 
+ private:
   // The pass over `steps` steps of gradients G (device memory) from step `first_step` on.
   cuda::PairBalanceArgs pass(const float* G, int64_t first_step, int64_t steps) {
     const PairRuleTables tables{rule_, thresholds_.data(), log_penalty_.data(), uniforms_.data()};
@@ -86,7 +98,6 @@ class CudaPairSorter final : public Sorter {
             sum_.data(), cursor_.data()};
   }
 
- private:
   void start_cursor(const PairCursor& before) {
     const PairCursor cursor = epoch_start_cursor(rule_, before, shape_.shard_rows);
     cursor_.upload(&cursor, 1);
@@ -101,26 +112,14 @@ class CudaPairSorter final : public Sorter {
   DeviceBuffer<float> sum_;
   DeviceBuffer<PairCursor> cursor_;
   DeviceBuffer<float> log_penalty_, uniforms_, thresholds_;
-  std::vector<int64_t> local_order_;
+  std::vector<int64_t> host_orders_, local_order_;
 };
 
 }  // namespace
 
-std::unique_ptr<Sorter> make_cuda_pair_sorter(const std::string& name, const SorterShape& shape,
+std::unique_ptr<Sorter> make_cuda_pair_sorter(PairRule rule, const SorterShape& shape,
                                               DeviceOps& ops) {
-  return std::make_unique<CudaPairSorter>(pair_rule_named(name), shape, ops);
+  return std::make_unique<CudaPairSorter>(rule, shape, ops);
 }
-
-namespace cuda {
-
-bool pair_pass_beside_steps(Sorter& sorter, const float* gradients, int64_t steps,
-                            PairBalanceArgs* pass) {
-  auto* pairs = dynamic_cast<CudaPairSorter*>(&sorter);
-  if (pairs == nullptr) return false;
-  *pass = pairs->pass(gradients, 0, steps);
-  return pass->layout.ranks == 1 && fits_pass_beside_steps(pass->layout.D);
-}
-
-}  // namespace cuda
 
 }  // namespace khsgd

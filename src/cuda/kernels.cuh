@@ -12,10 +12,6 @@
 
 #include "khsgd/pair_walk.hpp"
 
-namespace khsgd {
-class Sorter;
-}
-
 namespace khsgd::cuda {
 
 // One rank's SGD over an epoch (ALGORITHM.md §3), parameters and data in device memory.
@@ -98,11 +94,5 @@ void launch_evaluate(const float* X, const float* y, int64_t rows, int64_t d, co
 
 // values[i] = values[i] + increment in float32 (KH-SGD's per-epoch log-penalty shift).
 void launch_add_scalar(float* values, int64_t count, float increment, cudaStream_t stream);
-
-// When `sorter` is a CUDA pair sorter whose pass fits beside the steps: the arguments of its pass
-// over an epoch of `steps` steps whose gradients the epoch kernel writes to `gradients`.
-// (cuda_sorters.cu; false for any other sorter.)
-bool pair_pass_beside_steps(Sorter& sorter, const float* gradients, int64_t steps,
-                            PairBalanceArgs* pass);
 
 }  // namespace khsgd::cuda
