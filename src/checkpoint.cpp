@@ -1,12 +1,13 @@
 #include "khsgd/checkpoint.hpp"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <limits>
 
+#include "khsgd/byte_source.hpp"
 #include "khsgd/errors.hpp"
 #include "khsgd/files.hpp"
 #include "khsgd/hash.hpp"
@@ -112,30 +113,31 @@ void write_checkpoint(const std::string& path, const Checkpoint& c) {
   write_file_atomically(path, std::string(bytes.begin(), bytes.end()), /*durable=*/true);
 }
 
-Checkpoint read_checkpoint(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw UserError(path + ": no checkpoint to resume from");
-  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                                   std::istreambuf_iterator<char>());
+namespace {
+
+// The file's framing is checked against its size before the payload is read: a length field that
+// does not match refuses the file without reading (or allocating) what it declares.
+Checkpoint parse_checkpoint(const std::string& path, const ByteSource& source) {
   const size_t header = sizeof kMagic + 2 * sizeof(int64_t);
   auto corrupt = [&](const std::string& why) -> UserError {
     return UserError(path + ": corrupt checkpoint (" + why +
                      "); remove it and use --overwrite to start the run over");
   };
-  if (bytes.size() < header + sizeof(uint64_t) ||
-      std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0)
-    throw corrupt("not a khsgd checkpoint");
+  if (!source.holds(0, header + sizeof(uint64_t))) throw corrupt("not a khsgd checkpoint");
+  const std::vector<uint8_t> head = source.read(0, header);
+  if (std::memcmp(head.data(), kMagic, sizeof kMagic) != 0) throw corrupt("not a khsgd checkpoint");
   int64_t version, length;
-  std::memcpy(&version, bytes.data() + sizeof kMagic, sizeof version);
-  std::memcpy(&length, bytes.data() + sizeof kMagic + sizeof version, sizeof length);
+  std::memcpy(&version, head.data() + sizeof kMagic, sizeof version);
+  std::memcpy(&length, head.data() + sizeof kMagic + sizeof version, sizeof length);
   if (version != kFormatVersion)
     throw corrupt("format version " + std::to_string(version) + ", this build reads " +
                   std::to_string(kFormatVersion));
-  if (length < 0 || static_cast<uint64_t>(length) != bytes.size() - header - sizeof(uint64_t))
+  if (length < 0 || static_cast<uint64_t>(length) != source.size() - header - sizeof(uint64_t))
     throw corrupt("its length field does not match the file size (truncated?)");
-  const std::vector<uint8_t> payload(bytes.begin() + header, bytes.begin() + header + length);
+  const std::vector<uint8_t> payload = source.read(header, static_cast<uint64_t>(length));
+  const std::vector<uint8_t> sum = source.read(header + payload.size(), sizeof(uint64_t));
   uint64_t checksum;
-  std::memcpy(&checksum, bytes.data() + header + length, sizeof checksum);
+  std::memcpy(&checksum, sum.data(), sizeof checksum);
   if (checksum != fnv1a64(payload.data(), payload.size())) throw corrupt("checksum mismatch");
 
   StateReader reader(payload, path);
@@ -153,6 +155,19 @@ Checkpoint read_checkpoint(const std::string& path) {
   c.metrics_rows.assign(rows.begin(), rows.end());
   if (!reader.at_end()) throw corrupt("trailing bytes");
   return c;
+}
+
+}  // namespace
+
+Checkpoint read_checkpoint(const std::string& path) {
+  if (::access(path.c_str(), F_OK) != 0) throw UserError(path + ": no checkpoint to resume from");
+  const FileSource file(path);
+  return parse_checkpoint(path, file);
+}
+
+Checkpoint read_checkpoint_from_memory(const std::string& name, const uint8_t* data, size_t size) {
+  const MemorySource memory(data, size);
+  return parse_checkpoint(name, memory);
 }
 
 }  // namespace khsgd
