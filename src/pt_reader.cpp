@@ -37,6 +37,11 @@ constexpr size_t kMaxObjects = 1000000;
 // their storage, so without a bound a small file could ask for its storage many times over.
 constexpr uint64_t kValueAllowance = uint64_t{1} << 24;
 constexpr size_t kMaxStack = 100000;  // entries of the pickle's stack, and of its marks
+// What one opcode may copy from an object the memo hands back any number of times, so that the
+// copies stay linear in the pickle's size: names (GLOBAL's lines, STACK_GLOBAL's strings, storage
+// keys) and tensor ranks (PyTorch's own limit is 64 dimensions).
+constexpr size_t kMaxName = 256;
+constexpr size_t kMaxRank = 64;
 
 struct Value;
 using ValuePtr = Value*;  // owned by the Unpickler's arena
@@ -198,6 +203,7 @@ class Unpickler {
       case 0x93: {                                                                      // STACK_GLOBAL
         auto name = pop(), module = pop();
         if (name->kind != Value::Kind::String || module->kind != Value::Kind::String) bad("bad STACK_GLOBAL");
+        if (name->s.size() > kMaxName || module->s.size() > kMaxName) bad("a name is too long");
         push(global(module->s, name->s));
         return true;
       }
@@ -243,7 +249,7 @@ class Unpickler {
     std::string text;
     for (char c = static_cast<char>(byte()); c != '\n'; c = static_cast<char>(byte())) {
       text += c;
-      if (text.size() > 256) bad("a name is too long");
+      if (text.size() > kMaxName) bad("a name is too long");
     }
     return text;
   }
@@ -338,6 +344,7 @@ class Unpickler {
       bad("unsupported storage type " + shown(type));
     auto v = make(Value::Kind::Storage);
     v->storage.dtype = type.substr(prefix.size(), type.size() - prefix.size() - suffix.size());
+    if (id->items[2]->s.size() > kMaxName) bad("a storage key is too long");
     v->storage.key = id->items[2]->s;
     v->storage.numel = id->items[4]->i;
     if (element_size(v->storage.dtype) == 0) bad("unsupported storage type " + shown(type));
@@ -360,6 +367,7 @@ class Unpickler {
         a[2]->kind != Value::Kind::Tuple || a[3]->kind != Value::Kind::Tuple ||
         a[2]->items.size() != a[3]->items.size())
       bad("malformed tensor");
+    if (a[2]->items.size() > kMaxRank) bad("a tensor has more than 64 dimensions");
     const Storage& storage = a[0]->storage;
     auto v = make(Value::Kind::Tensor);
     v->tensor_dtype = storage.dtype;

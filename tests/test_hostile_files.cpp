@@ -163,6 +163,29 @@ TEST(LoaderHostile, AListThatHoldsItselfIsRefusedWithoutALeak) {
   expect_refusal(pt_refusal(dir / "x.pt"), dir / "x.pt", "holds a GenericList");
 }
 
+TEST(LoaderHostile, WhatTheMemoHandsBackIsNotCopiedWithoutBound) {
+  // The memo hands back one object any number of times for 2 bytes each. An opcode that copied a
+  // large part of it (STACK_GLOBAL its strings, a storage its key, a tensor its shape) would make
+  // the copies grow with the square of the pickle's size: names and ranks are bounded.
+  TempDir dir;
+  const std::string big = "X" + le_bytes(100000, 4) + std::string(100000, 'a');
+  std::string globals = "\x80\x02" + big + "q" + '\0';
+  for (int i = 0; i < 1000; ++i) globals += std::string("h") + '\0' + "h" + '\0' + "\x93";
+  write_bytes(dir / "x.pt", torch_save_file(globals + ".", {}));
+  expect_refusal(pt_refusal(dir / "x.pt"), dir / "x.pt", "a name is too long");
+  CraftedTensor t;
+  t.key = std::string(100000, 'k');
+  t.numel = 1;
+  write_bytes(dir / "y.pt", torch_save_file(pickle_tensor_tuple({t}), {}));
+  expect_refusal(pt_refusal(dir / "y.pt"), dir / "y.pt", "a storage key is too long");
+  t.key = "0";
+  t.size.assign(65, 1);
+  t.stride.assign(65, 1);
+  write_bytes(dir / "z.pt",
+              torch_save_file(pickle_tensor_tuple({t}), {{"0", std::string(4, '\0')}}));
+  expect_refusal(pt_refusal(dir / "z.pt"), dir / "z.pt", "a tensor has more than 64 dimensions");
+}
+
 TEST(LoaderHostile, OverlappingOrRepeatedRecordsAreRefused) {
   // Two storage records pointing at the same bytes: a small file could hand out its largest
   // record any number of times (and the reader keep each copy).
