@@ -3,7 +3,8 @@
 # with c10d/Gloo, cxxopts, spdlog, GoogleTest, Open MPI (mpirun, and the library the mpi backend
 # is built on), python3-matplotlib for the figures, and python3-torch (PyTorch 1.13, with its
 # torchrun) for the tests that load our torch.save files in Python and launch through torchrun,
-# clang-format and clang-tidy for scripts/lint.sh.
+# clang-format and clang-tidy for scripts/lint.sh, clang-14 with its sanitizer and libFuzzer
+# runtimes (libclang-rt-14-dev) for the fuzz targets of tests/fuzz/.
 # Does nothing when everything is there already. Needs root (or sudo).
 #
 #   scripts/install-deps.sh               Debian's packages (the newcomer's configuration)
@@ -18,7 +19,7 @@ torch_pip=0
 packages=(build-essential cmake ninja-build ccache gzip
           libtorch-dev libgloo-dev libcxxopts-dev libspdlog-dev libgtest-dev
           openmpi-bin libopenmpi-dev python3 python3-matplotlib python3-numpy python3-torch
-          clang-format clang-tidy)
+          clang-format clang-tidy clang-14 libclang-rt-14-dev)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -54,3 +54,16 @@ ctest --test-dir build-asan -j2 --output-on-failure -R '^(Loader|LoaderFuzz)\.'
 ctest --test-dir build-asan -j2 --output-on-failure \
       -R '^(AllSevenRuns/GoldenCpu|Resume|ExistingResults|DeadRank|FolderLock|FlagAgreement|CleanStop|Checkpoints|IoFailures)\.'
 echo "sanitizer stage: $(($(date +%s) - sanitizer_start)) s"
+
+# --- fuzz stage (issue 18): the libFuzzer targets of the readers of untrusted files -------------
+# tests/fuzz/build.sh compiles the torch.save, zip and checkpoint readers with clang++-14
+# -fsanitize=fuzzer,address,undefined (no LibTorch); each target then runs for a minute over its
+# committed seeds and regression inputs (tests/fuzz/run.sh). Any crash, sanitizer report, leak or
+# runaway allocation fails CI, the input written under build-fuzz/artifacts/TARGET/.
+fuzz_start=$(date +%s)
+tests/fuzz/build.sh build-fuzz
+for target in pt_reader zip_archive checkpoint; do
+  tests/fuzz/run.sh "$target" 60 build-fuzz
+done
+echo "fuzz stage: $(($(date +%s) - fuzz_start)) s"
+# --- end of the fuzz stage ---------------------------------------------------------------------

@@ -1,11 +1,14 @@
 #include "khsgd/checkpoint.hpp"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <limits>
 #include <optional>
 
+#include "khsgd/byte_source.hpp"
 #include "khsgd/errors.hpp"
 #include "khsgd/files.hpp"
 #include "khsgd/hash.hpp"
@@ -114,26 +117,28 @@ void write_checkpoint(const std::string& path, const Checkpoint& c) {
   write_file_atomically(path, std::string(bytes.begin(), bytes.end()), /*durable=*/true);
 }
 
-Checkpoint read_checkpoint(const std::string& path) {
-  const std::optional<std::string> file = read_regular_file(path);  // never a link or a FIFO
-  if (!file) throw UserError(path + ": no checkpoint to resume from");
-  const std::vector<uint8_t> bytes(file->begin(), file->end());
+namespace {
+
+// The file's framing is checked against its size before the payload is read: a length field that
+// does not match refuses the file without reading (or allocating) what it declares.
+Checkpoint parse_checkpoint(const std::string& path, const ByteSource& source) {
   const size_t header = sizeof kMagic + 2 * sizeof(int64_t);
   auto corrupt = [&](const std::string& why) { return DamagedCheckpoint(path, why); };
-  if (bytes.size() < header + sizeof(uint64_t) ||
-      std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0)
-    throw corrupt("not a khsgd checkpoint");
+  if (!source.holds(0, header + sizeof(uint64_t))) throw corrupt("not a khsgd checkpoint");
+  const std::vector<uint8_t> head = source.read(0, header);
+  if (std::memcmp(head.data(), kMagic, sizeof kMagic) != 0) throw corrupt("not a khsgd checkpoint");
   int64_t version, length;
-  std::memcpy(&version, bytes.data() + sizeof kMagic, sizeof version);
-  std::memcpy(&length, bytes.data() + sizeof kMagic + sizeof version, sizeof length);
+  std::memcpy(&version, head.data() + sizeof kMagic, sizeof version);
+  std::memcpy(&length, head.data() + sizeof kMagic + sizeof version, sizeof length);
   if (version < kOldestFormatVersion || version > kFormatVersion)
     throw corrupt("format version " + std::to_string(version) + ", this build reads " +
                   std::to_string(kOldestFormatVersion) + " to " + std::to_string(kFormatVersion));
-  if (length < 0 || static_cast<uint64_t>(length) != bytes.size() - header - sizeof(uint64_t))
+  if (length < 0 || static_cast<uint64_t>(length) != source.size() - header - sizeof(uint64_t))
     throw corrupt("its length field does not match the file size (truncated?)");
-  const std::vector<uint8_t> payload(bytes.begin() + header, bytes.begin() + header + length);
+  const std::vector<uint8_t> payload = source.read(header, static_cast<uint64_t>(length));
+  const std::vector<uint8_t> sum = source.read(header + payload.size(), sizeof(uint64_t));
   uint64_t checksum;
-  std::memcpy(&checksum, bytes.data() + header + length, sizeof checksum);
+  std::memcpy(&checksum, sum.data(), sizeof checksum);
   if (checksum != fnv1a64(payload.data(), payload.size())) throw corrupt("checksum mismatch");
 
   StateReader reader(payload, path);
@@ -157,6 +162,21 @@ Checkpoint read_checkpoint(const std::string& path) {
   }
   if (!reader.at_end()) throw corrupt("trailing bytes");
   return c;
+}
+
+}  // namespace
+
+Checkpoint read_checkpoint(const std::string& path) {
+  // In the run folder: never a link or a FIFO (check_regular_entry refuses them, naming the entry);
+  // FileSource then reads it piece by piece, its framing checked before the payload.
+  if (!check_regular_entry(path)) throw UserError(path + ": no checkpoint to resume from");
+  const FileSource file(path);
+  return parse_checkpoint(path, file);
+}
+
+Checkpoint read_checkpoint_from_memory(const std::string& name, const uint8_t* data, size_t size) {
+  const MemorySource memory(data, size);
+  return parse_checkpoint(name, memory);
 }
 
 }  // namespace khsgd

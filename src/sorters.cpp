@@ -92,7 +92,8 @@ class PairBalancer final : public Sorter {
     save_pair_state(out, tables_.rule, state);
   }
   void load_state(StateReader& in) override {
-    load_pair_state(in, tables_.rule, static_cast<int64_t>(thresholds_.size()), &state_);
+    load_pair_state(in, tables_.rule, static_cast<int64_t>(thresholds_.size()), shape_.shard_rows,
+                    &state_);
     if (tables_.rule == PairRule::SBW) cursor_.decision = state_.sbw_decision;
     point_tables();
   }

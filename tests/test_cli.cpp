@@ -193,7 +193,7 @@ TEST(Cli, RunsOnTheCudaSavedFixture) {
 
 TEST(Cli, BadFlagsAreOneLineAndWriteNothing) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
-      {{"--sorter", "GraB"}, "--sorter 'GraB' is not one of"},
+      {{"--sorter", "grab"}, "--sorter 'grab' is not one of"},
       {{"--lr", "0"}, "--lr '0' must be a finite number > 0"},
       {{"--lr", "nan"}, "--lr 'nan'"},
       {{"--epochs", "0"}, "--epochs '0'"},

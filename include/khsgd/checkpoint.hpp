@@ -99,8 +99,13 @@ void promote_previous_checkpoint(const std::string& dir, int rank);
 // Deletes this rank's checkpoints (a finished run needs none).
 void remove_checkpoints(const std::string& dir, int rank);
 
-// Throws UserError for a missing file or one that is not a regular file (open_regular_for_read),
-// DamagedCheckpoint for a truncated, corrupt or foreign one.
+// Throws UserError for a missing file or one that is not a regular file (check_regular_entry),
+// DamagedCheckpoint for a truncated, corrupt or foreign one. The file is untrusted: its length
+// field is checked against its size before the payload is read, and every length inside against
+// the bytes that remain (StateReader).
 Checkpoint read_checkpoint(const std::string& path);
+
+// The same for a file's bytes held in memory (the fuzz target, tests/fuzz/); `name` names it.
+Checkpoint read_checkpoint_from_memory(const std::string& name, const uint8_t* data, size_t size);
 
 }  // namespace khsgd

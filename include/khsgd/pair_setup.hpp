@@ -51,8 +51,9 @@ struct PairSorterState {
 
 void save_pair_state(StateWriter& out, PairRule rule, const PairSorterState& state);
 // Reads into `state`, whose vectors hold this run's sizes (a checkpoint of another shape is
-// corrupt); `sbw_thresholds` is how many thresholds SBW drew. Throws UserError.
-void load_pair_state(StateReader& in, PairRule rule, int64_t sbw_thresholds,
+// corrupt); `sbw_thresholds` is how many thresholds SBW drew; every order must name a row in
+// [0, shard_rows). Throws UserError.
+void load_pair_state(StateReader& in, PairRule rule, int64_t sbw_thresholds, int64_t shard_rows,
                      PairSorterState* state);
 
 }  // namespace khsgd

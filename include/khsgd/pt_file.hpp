@@ -22,8 +22,15 @@ struct HostTensor {
 
 // The elements of the tuple saved in `path`. Throws UserError naming the file for a missing or
 // unreadable file, a pre-1.6 (non-zip) torch.save file, anything but a tuple of tensors, and
-// tensors of a dtype other than float32/float64.
+// tensors of a dtype other than float32/float64, and for a file that declares what it does not
+// hold (sizes, extents, nesting: each is checked before it is used). Reads only what the zip
+// directory declares, so a huge file that is not a torch.save file is refused at once.
 std::vector<HostTensor> read_tensor_tuple(const std::string& path);
+
+// The same for a file's bytes held in memory (the fuzz targets, tests/fuzz/); `name` names it in
+// the errors. read_tensor_tuple reads the file through the same reader, piece by piece.
+std::vector<HostTensor> read_tensor_tuple_from_memory(const std::string& name, const uint8_t* data,
+                                                      size_t size);
 
 // Writes `tensors` the way Python's torch.save((t0, t1, ...)) does (zip container), as float32
 // unless dtype says "float64". Atomic: written beside `path`, then renamed over it.

@@ -1,6 +1,11 @@
 // The zip container of torch.save files (PyTorch >= 1.6): the central directory walked with every
 // offset and length checked, records read with their CRC verified. Stored records only: torch.save
 // does not compress. Used by the torch.save reader (pt_reader.cpp).
+//
+// Only what the structure needs is read, after it is checked against the file's size: the end
+// records at the tail, the directory's entries one by one, each record when it is asked for. So a
+// huge file that is not a zip archive (or claims more than it holds) is refused without being read
+// whole, and no size it declares is allocated before it is known to lie inside the file.
 #pragma once
 
 #include <cstdint>
@@ -8,10 +13,16 @@
 #include <string>
 #include <vector>
 
+#include "khsgd/byte_source.hpp"
+
 namespace khsgd {
 
 // Throws UserError "PATH: cannot be read as a torch.save file: WHY".
 [[noreturn]] void fail_unreadable(const std::string& path, const std::string& why);
+
+// A name or text from the file as an error message shows it: printable ASCII as it is, any other
+// byte as \xNN (so that the message stays one line), at most 80 characters.
+std::string shown(const std::string& text);
 
 struct ZipEntry {
   uint64_t offset = 0;  // of the data
@@ -21,8 +32,10 @@ struct ZipEntry {
 
 class ZipArchive {
  public:
-  // Reads the directory of the archive held in `bytes`; `path` names it in errors.
-  ZipArchive(std::string path, std::vector<uint8_t> bytes);
+  // Reads the directory of the archive in `source` (kept by reference: it must outlive the
+  // archive); `path` names it in errors. Records lie inside the file and do not overlap, so
+  // reading every record reads at most the file's size.
+  ZipArchive(std::string path, const ByteSource& source);
 
   const std::map<std::string, ZipEntry>& entries() const { return entries_; }
 
@@ -30,15 +43,20 @@ class ZipArchive {
   std::vector<uint8_t> read(const std::string& name) const;
 
  private:
-  uint64_t u(uint64_t at, int width) const;  // little-endian field, bounds-checked
+  // `n` bytes at `at`, or "... points past the end of the file" if they are not all there.
+  std::vector<uint8_t> bytes(uint64_t at, uint64_t n) const;
   void read_directory();
   // The central directory's location and entry count (through the zip64 records if needed).
   void find_directory(uint64_t* count, uint64_t* dir_size, uint64_t* dir_offset) const;
-  // One central-directory entry at `at`; returns the offset of the next one.
-  uint64_t read_entry(uint64_t at);
+  // One central-directory entry at `at`, inside the directory ending at `dir_end`; returns the
+  // offset of the next one.
+  uint64_t read_entry(uint64_t at, uint64_t dir_end);
+  // The record's data offset, from its local header at `local`; checks the record lies inside.
+  uint64_t record_data(const std::string& name, uint64_t local, uint64_t size) const;
+  void check_no_overlap() const;
 
   std::string path_;
-  std::vector<uint8_t> bytes_;
+  const ByteSource& source_;
   std::map<std::string, ZipEntry> entries_;
 };
 

@@ -79,7 +79,7 @@ class CudaPairSorter final : public Sorter {
     PairSorterState state;
     state.next_orders.resize(next_orders_.size());
     state.log_penalty.resize(log_penalty_.size());
-    load_pair_state(in, rule_, static_cast<int64_t>(thresholds_.size()), &state);
+    load_pair_state(in, rule_, static_cast<int64_t>(thresholds_.size()), shape_.shard_rows, &state);
     sort_calls_ = state.sort_calls;
     next_orders_.upload(state.next_orders);
     if (rule_ == PairRule::SBW) {
