@@ -52,7 +52,7 @@ cmake --build build-asan --target khsgd_train khsgd_unit_tests khsgd_torch_tests
 ctest --test-dir build-asan -j2 --output-on-failure -L unit
 ctest --test-dir build-asan -j2 --output-on-failure -R '^(Loader|LoaderFuzz)\.'
 ctest --test-dir build-asan -j2 --output-on-failure \
-      -R '^(AllSevenRuns/GoldenCpu|Resume|ExistingResults|DeadRank|FolderLock|FlagAgreement|CleanStop|Checkpoints|IoFailures)\.'
+      -R '^(AllSevenRuns/GoldenCpu|Resume|ExistingResults|DeadRank|FolderLock|FlagAgreement|CleanStop|Checkpoints|IoFailures|UntrustedFolder)\.'
 echo "sanitizer stage: $(($(date +%s) - sanitizer_start)) s"
 
 # --- fuzz stage (issue 18): the libFuzzer targets of the readers of untrusted files -------------
