@@ -41,7 +41,8 @@ cmake --build "$work/build" > "$work/build.log" 2>&1 || { cat "$work/build.log";
 # khsgd::sorters alone brings no LibTorch, spdlog, cxxopts or fmt: not on the link line, not
 # loaded, no symbols of theirs.
 plain=$work/build/sorters_consumer
-unwanted='torch|c10|spdlog|cxxopts|libfmt'
+# (Library names, not bare words: the prefix is a random mktemp name.)
+unwanted='libtorch|libc10|spdlog|cxxopts|libfmt'
 link_line=$(ninja -C "$work/build" -t commands sorters_consumer | tail -1)
 if grep -Eq "$unwanted" <<< "$link_line"; then fail "sorters_consumer links: $link_line"; fi
 if ldd "$plain" | grep -Eq "$unwanted"; then ldd "$plain"; fail "sorters_consumer loads these"; fi
