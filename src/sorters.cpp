@@ -124,6 +124,8 @@ std::unique_ptr<Sorter> make_host_pair_sorter(const SorterShape& shape, DeviceOp
   return std::make_unique<PairBalancer>(rule, shape, ops);
 }
 
+// khsgd_train never gets here without CUDA (trainer.cpp refuses --device cuda first); a program
+// using the sorters library does, and learns why.
 template <PairRule rule>
 std::unique_ptr<Sorter> make_gpu_pair_sorter(const SorterShape& shape, DeviceOps& ops) {
 #ifdef KHSGD_WITH_CUDA
@@ -131,7 +133,9 @@ std::unique_ptr<Sorter> make_gpu_pair_sorter(const SorterShape& shape, DeviceOps
 #else
   (void)shape;
   (void)ops;
-  throw UserError("--device cuda: this build has no CUDA support");
+  throw UserError(
+      "a pair sorter on Device::Cuda (--device cuda): this build of the khsgd sorters has no CUDA "
+      "support (built without a CUDA LibTorch); use Device::Cpu");
 #endif
 }
 
@@ -155,8 +159,6 @@ SorterInfo pair_sorter(const char* name, const char* description) {
 }
 
 }  // namespace
-
-bool Sorter::pass_beside_steps(const float*, int64_t, cuda::PairBalanceArgs*) { return false; }
 
 SorterInfo drr_sorter() {
   SorterInfo info;

@@ -7,10 +7,11 @@
 #include <memory>
 #include <vector>
 
+#include "khsgd/device.hpp"
+#include "khsgd/device_ops.hpp"
 #include "khsgd/pair_walk.hpp"
 #include "khsgd/sorters.hpp"
 #include "khsgd/state_io.hpp"
-#include "khsgd/torch_ops.hpp"
 
 namespace khsgd {
 

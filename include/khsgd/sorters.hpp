@@ -12,8 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "khsgd/device.hpp"
+#include "khsgd/device_ops.hpp"
 #include "khsgd/state_io.hpp"
-#include "khsgd/torch_ops.hpp"
 
 namespace khsgd {
 
@@ -71,8 +72,12 @@ class Sorter {
   // fills `pass` with its walk over an epoch of `steps` steps whose gradients the kernel writes
   // to `gradients`, and returns true. Every other sorter returns false, and the engine calls
   // balance() after the steps.
-  virtual bool pass_beside_steps(const float* gradients, int64_t steps,
-                                 cuda::PairBalanceArgs* pass);
+  // Defined here, so that Sorter has no key function: its vtable and type info go with every
+  // subclass, and the CUDA twins (khsgd_cuda) need nothing from the sorters library.
+  virtual bool pass_beside_steps(const float* /*gradients*/, int64_t /*steps*/,
+                                 cuda::PairBalanceArgs* /*pass*/) {
+    return false;
+  }
 };
 
 }  // namespace khsgd

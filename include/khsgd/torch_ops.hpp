@@ -5,6 +5,10 @@
 // generator, randperm and uniform_ from the training device's generator. KH-SGD's float32 log
 // table is computed by torch.log on the device too, so it is taken from there as well.
 // Everything else in khsgd runs on plain arrays.
+//
+// torch_ops.cpp is a library of its own, khsgd_torch_draws (installed: khsgd::torch_draws), so that
+// a program using the sorters library (khsgd_sorters.hpp) gets the reference's draws by linking it
+// alone; it links LibTorch privately.
 #pragma once
 
 #include <cstdint>
@@ -13,20 +17,9 @@
 #include <vector>
 
 #include "khsgd/device.hpp"
+#include "khsgd/device_ops.hpp"
 
 namespace khsgd {
-
-// What the sorters draw from the training device. An interface so that tests can script draws.
-class DeviceOps {
- public:
-  virtual ~DeviceOps() = default;
-  // torch.randperm(m, device=...)
-  virtual std::vector<int64_t> randperm(int64_t m) = 0;
-  // torch.empty(count, device=...).uniform_(from, to); torch.rand(count) is uniform(count, 0, 1)
-  virtual std::vector<float> uniform(int64_t count, double from, double to) = 0;
-  // torch.log(constant * torch.arange(1, count + 1, dtype=float32, device=...))
-  virtual std::vector<float> log_of_multiples(double constant, int64_t count) = 0;
-};
 
 // DeviceOps backed by LibTorch's default generator of `device` (CUDA: device `cuda_index`'s).
 std::unique_ptr<DeviceOps> make_torch_ops(Device device, int cuda_index = 0);
