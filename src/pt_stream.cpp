@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 
-#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -11,6 +10,7 @@
 
 #include "khsgd/errors.hpp"
 #include "khsgd/files.hpp"
+#include "khsgd/zip_archive.hpp"
 
 namespace khsgd {
 
@@ -57,21 +57,6 @@ class TreeBuilder final : public SavedEmitter {
 
 // --- The zip container, as PyTorchStreamWriter (miniz) writes it -------------------------------
 
-uint32_t crc32_update(uint32_t crc, const char* bytes, size_t size) {
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  crc = ~crc;
-  for (size_t i = 0; i < size; ++i)
-    crc = table[(crc ^ static_cast<unsigned char>(bytes[i])) & 0xFF] ^ (crc >> 8);
-  return ~crc;
-}
 
 // `value` as `width` little-endian bytes (zeros past its eight).
 void put_le(std::string* out, uint64_t value, int width) {
@@ -111,7 +96,7 @@ class ZipStream {
     size_ = 0;
   }
   void write(const char* bytes, size_t size) {
-    crc_ = crc32_update(crc_, bytes, size);
+    crc_ = crc32_update(crc_, reinterpret_cast<const uint8_t*>(bytes), size);
     size_ += size;
     emit(bytes, size);
   }

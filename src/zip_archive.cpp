@@ -9,20 +9,6 @@ namespace khsgd {
 
 namespace {
 
-uint32_t crc32(const uint8_t* data, size_t size) {
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  uint32_t crc = 0xFFFFFFFFu;
-  for (size_t i = 0; i < size; ++i) crc = table[(crc ^ data[i]) & 0xFF] ^ (crc >> 8);
-  return crc ^ 0xFFFFFFFFu;
-}
 
 constexpr uint64_t kNoSize32 = 0xFFFFFFFFu;  // "see the zip64 record" in a 32-bit field
 constexpr uint64_t kEndSize = 22;            // end of central directory, without its comment
@@ -39,6 +25,21 @@ uint64_t le(const std::vector<uint8_t>& b, size_t at, int width) {
 }
 
 }  // namespace
+
+uint32_t crc32_update(uint32_t crc, const uint8_t* data, size_t size) {
+  static const std::array<uint32_t, 256> table = [] {
+    std::array<uint32_t, 256> t{};
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  crc = ~crc;
+  for (size_t i = 0; i < size; ++i) crc = table[(crc ^ data[i]) & 0xFF] ^ (crc >> 8);
+  return ~crc;
+}
 
 void fail_unreadable(const std::string& path, const std::string& why) {
   throw UserError(path + ": cannot be read as a torch.save file: " + why);
@@ -70,7 +71,7 @@ std::vector<uint8_t> ZipArchive::read(const std::string& name) const {
     fail_unreadable(path_, "the archive has no record '" + shown(name) + "'");
   const ZipEntry& e = found->second;
   std::vector<uint8_t> data = bytes(e.offset, e.size);  // checked to lie inside when listed
-  if (crc32(data.data(), data.size()) != e.crc)
+  if (crc32_update(0, data.data(), data.size()) != e.crc)
     fail_unreadable(path_, "record '" + shown(name) + "' is damaged (CRC mismatch)");
   return data;
 }

@@ -3,27 +3,17 @@
 // tuple of tensors, with every size, stride, offset and storage field under the test's control.
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "khsgd/zip_archive.hpp"
+
 namespace khsgd_test {
 
 inline uint32_t crc32_of(const std::string& data) {
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  uint32_t crc = 0xFFFFFFFFu;
-  for (const char ch : data) crc = table[(crc ^ static_cast<uint8_t>(ch)) & 0xFF] ^ (crc >> 8);
-  return crc ^ 0xFFFFFFFFu;
+  return khsgd::crc32_update(0, reinterpret_cast<const uint8_t*>(data.data()), data.size());
 }
 
 // `value` as `width` little-endian bytes.

@@ -17,6 +17,10 @@
 
 namespace khsgd {
 
+// The zip format's CRC-32 (IEEE 802.3) of `size` bytes, continuing `crc` (0 to start): one
+// implementation for the reader, the streamed writer (pt_stream.cpp) and the tests' crafted files.
+uint32_t crc32_update(uint32_t crc, const uint8_t* data, size_t size);
+
 // Throws UserError "PATH: cannot be read as a torch.save file: WHY".
 [[noreturn]] void fail_unreadable(const std::string& path, const std::string& why);
 
