@@ -57,7 +57,6 @@ class TreeBuilder final : public SavedEmitter {
 
 // --- The zip container, as PyTorchStreamWriter (miniz) writes it -------------------------------
 
-
 // `value` as `width` little-endian bytes (zeros past its eight).
 void put_le(std::string* out, uint64_t value, int width) {
   for (int i = 0; i < width; ++i)

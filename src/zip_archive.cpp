@@ -9,7 +9,6 @@ namespace khsgd {
 
 namespace {
 
-
 constexpr uint64_t kNoSize32 = 0xFFFFFFFFu;  // "see the zip64 record" in a 32-bit field
 constexpr uint64_t kEndSize = 22;            // end of central directory, without its comment
 constexpr uint64_t kMaxComment = 65535;
