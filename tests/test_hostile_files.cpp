@@ -23,6 +23,7 @@
 #include "khsgd/pt_file.hpp"
 #include "khsgd/sorter_registry.hpp"
 #include "khsgd/state_io.hpp"
+#include "plain_draws.hpp"
 
 using namespace khsgd;
 using namespace khsgd_test;
@@ -244,21 +245,6 @@ std::string checkpoint_file(const std::string& payload) {
   return "KHSGDCKP" + le_bytes(1, 8) + le_bytes(payload.size(), 8) + payload + le_bytes(hash, 8);
 }
 
-class NoDraws final : public DeviceOps {
- public:
-  std::vector<int64_t> randperm(int64_t m) override {
-    std::vector<int64_t> identity(m);
-    for (int64_t i = 0; i < m; ++i) identity[i] = i;
-    return identity;
-  }
-  std::vector<float> uniform(int64_t count, double, double) override {
-    return std::vector<float>(count, 0.5f);
-  }
-  std::vector<float> log_of_multiples(double, int64_t count) override {
-    return std::vector<float>(count, 1.0f);
-  }
-};
-
 }  // namespace
 
 TEST(CheckpointHostile, ALengthInsideThePayloadIsCheckedAgainstWhatRemains) {
@@ -274,7 +260,7 @@ TEST(CheckpointHostile, ALengthInsideThePayloadIsCheckedAgainstWhatRemains) {
 TEST(CheckpointHostile, AnOrderOutOfRangeInTheSorterStateIsRefused) {
   // The pair sorters' next order matrix indexes the rank's rows of the training data: a row
   // number past them (in a checkpoint whose checksum is right) was read from outside the data.
-  NoDraws ops;
+  khsgd_test::PlainDraws ops(0.5f);
   SorterShape shape;
   shape.ranks = 1;
   shape.shard_rows = 4;

@@ -11,6 +11,7 @@
 #include "khsgd/errors.hpp"
 #include "khsgd/pair_rules.hpp"
 #include "khsgd/sorter_registry.hpp"
+#include "plain_draws.hpp"
 
 using namespace khsgd;
 
@@ -259,20 +260,7 @@ TEST(Sorters, UnknownNameAndOddMicrobatchAreRejected) {
 namespace {
 
 // Draws of the right sizes, all zero: enough to build any sorter.
-class ZeroOps final : public DeviceOps {
- public:
-  std::vector<int64_t> randperm(int64_t m) override {
-    std::vector<int64_t> p(m);
-    for (int64_t i = 0; i < m; ++i) p[i] = i;
-    return p;
-  }
-  std::vector<float> uniform(int64_t count, double, double) override {
-    return std::vector<float>(count, 0.0f);
-  }
-  std::vector<float> log_of_multiples(double, int64_t count) override {
-    return std::vector<float>(count, 1.0f);
-  }
-};
+using ZeroOps = khsgd_test::PlainDraws;
 
 }  // namespace
 
