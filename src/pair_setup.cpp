@@ -72,10 +72,7 @@ void load_pair_state(StateReader& in, PairRule rule, int64_t sbw_thresholds, int
   if (state->sort_calls < 0) in.corrupt("negative epoch count");
   std::vector<int64_t> next = in.indices();
   in.expect_size(next.size(), state->next_orders.size(), "the order matrix");
-  // The orders index each rank's rows of the training data: one out of range would read outside
-  // it (the checksum catches damage, not a crafted file).
-  for (const int64_t row : next)
-    if (row < 0 || row >= shard_rows) in.corrupt("the order matrix names a row out of range");
+  in.expect_permutations(next, shard_rows, "the order matrix");
   state->next_orders = std::move(next);
   if (rule == PairRule::SBW) {
     state->sbw_decision = in.i64();

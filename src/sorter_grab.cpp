@@ -88,6 +88,7 @@ class MeanBalancer final : public Sorter {
   void load_state(StateReader& in) override {
     std::vector<int64_t> next = in.indices();
     in.expect_size(next.size(), next_orders_.size(), "GraB's order matrix");
+    in.expect_permutations(next, shape_.shard_rows, "GraB's order matrix");
     std::vector<float> total = in.floats();
     in.expect_size(total.size(), next_total_.size(), "GraB's gradient sums");
     next_orders_ = std::move(next);

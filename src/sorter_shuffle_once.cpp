@@ -25,6 +25,7 @@ class ShuffleOnce final : public Sorter {
   void load_state(StateReader& in) override {
     std::vector<int64_t> order = in.indices();
     in.expect_size(order.size(), order_.size(), "SO's permutation");
+    in.expect_permutations(order, static_cast<int64_t>(order_.size()), "SO's permutation");
     order_ = std::move(order);
   }
 

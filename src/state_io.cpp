@@ -70,6 +70,22 @@ std::vector<int64_t> StateReader::indices() {
   raw(narrow.data(), narrow.size() * sizeof(int32_t));
   return std::vector<int64_t>(narrow.begin(), narrow.end());
 }
+void StateReader::expect_permutations(const std::vector<int64_t>& orders, int64_t rows,
+                                      const char* what) const {
+  if (rows <= 0 || orders.size() % static_cast<size_t>(rows) != 0)
+    corrupt(std::string(what) + " is not whole orders of " + std::to_string(rows) + " rows");
+  std::vector<bool> seen(static_cast<size_t>(rows));
+  for (size_t start = 0; start < orders.size(); start += static_cast<size_t>(rows)) {
+    std::fill(seen.begin(), seen.end(), false);
+    for (size_t i = start; i < start + static_cast<size_t>(rows); ++i) {
+      const int64_t row = orders[i];
+      if (row < 0 || row >= rows || seen[static_cast<size_t>(row)])
+        corrupt(std::string(what) + " names a row out of range or twice");
+      seen[static_cast<size_t>(row)] = true;
+    }
+  }
+}
+
 void StateReader::expect_size(size_t got, size_t expected, const char* what) const {
   if (got != expected)
     corrupt(std::string(what) + " holds " + std::to_string(got) + " values, this run needs " +

@@ -267,20 +267,28 @@ TEST(CheckpointHostile, AnOrderOutOfRangeInTheSorterStateIsRefused) {
   shape.microbatch = 2;
   shape.D = 2;
   shape.epochs = 2;
-  for (const char* name : {"CD-GraB", "SBW", "KH-SGD"}) {
+  // Where each sorter's saved orders start: the pair sorters after their epoch count (8 bytes)
+  // and the order count (8), GraB, I-B and SO after the order count alone; 4 bytes an order.
+  const std::vector<std::pair<const char*, size_t>> sorters = {
+      {"CD-GraB", 16}, {"SBW", 16}, {"KH-SGD", 16}, {"GraB", 8}, {"I-B", 8}, {"SO", 8}};
+  for (const auto& [name, first_order] : sorters) {
     auto sorter = make_sorter(name, shape, ops);
     StateWriter saved;
     sorter->save_state(saved);
-    std::vector<uint8_t> bytes = saved.data();
-    // sort_calls (8 bytes), the order count (8), then the 4-byte orders: the second one becomes 4.
-    const int32_t past = 4;
-    std::memcpy(bytes.data() + 16 + 4, &past, 4);
-    StateReader reader(bytes, "c.bin");
-    try {
-      sorter->load_state(reader);
-      ADD_FAILURE() << name << ": an order of 4 in a shard of 4 rows was accepted";
-    } catch (const UserError& e) {
-      expect_refusal(e.what(), "c.bin", "the order matrix names a row out of range");
+    // The second order becomes 4 (past the shard's 4 rows), then a copy of the first (a row
+    // twice, which a permutation never holds).
+    int32_t first = 0;
+    std::memcpy(&first, saved.data().data() + first_order, 4);
+    for (const int32_t second : {int32_t{4}, first}) {
+      std::vector<uint8_t> bytes = saved.data();
+      std::memcpy(bytes.data() + first_order + 4, &second, 4);
+      StateReader reader(bytes, "c.bin");
+      try {
+        sorter->load_state(reader);
+        ADD_FAILURE() << name << ": the order " << second << " at position 1 was accepted";
+      } catch (const UserError& e) {
+        expect_refusal(e.what(), "c.bin", "names a row out of range or twice");
+      }
     }
     // The state as saved loads.
     StateReader good(saved.data(), "c.bin");

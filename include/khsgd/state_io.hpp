@@ -35,6 +35,10 @@ class StateReader {
   std::vector<int64_t> indices();
   // `what` must hold exactly `expected` elements (e.g. the order matrix of this run's shape).
   void expect_size(size_t got, size_t expected, const char* what) const;
+  // Orders index the training rows, so one read from a crafted checkpoint (its checksum catches
+  // damage, not a forgery) must be a permutation of 0 .. rows-1 in each block of `rows` values:
+  // out of range, it would read outside the data. corrupt() naming `what` otherwise.
+  void expect_permutations(const std::vector<int64_t>& orders, int64_t rows, const char* what) const;
   bool at_end() const { return at_ == data_.size(); }
   [[noreturn]] void corrupt(const std::string& why) const;
 
