@@ -14,11 +14,15 @@ set -euo pipefail
 build=${1:?usage: $0 BUILD_DIR}
 object=$build/CMakeFiles/khsgd_torch.dir/src/comm.cpp.o
 [ -f "$object" ] || { echo "check-gloo-mix: $object not found (build first)" >&2; exit 2; }
-if ! nm -C "$object" | grep -q "ProcessGroupGloo"; then
+# The symbols are read into a variable first: `nm | grep -q` under pipefail fails when grep stops
+# at its first match and nm dies of SIGPIPE, which would read as "no gloo backend".
+symbols=$(nm -C "$object")
+if ! grep -q "ProcessGroupGloo" <<< "$symbols"; then
   echo "check-gloo-mix: this build has no gloo backend; nothing to check"
   exit 0
 fi
-own=$(nm -C --defined-only "$object" | grep -E ' (gloo::|c10d::ProcessGroupGloo::GlooStore|(vtable|typeinfo|VTT) for gloo::)' || true)
+defined=$(nm -C --defined-only "$object")
+own=$(grep -E ' (gloo::|c10d::ProcessGroupGloo::GlooStore|(vtable|typeinfo|VTT) for gloo::)' <<< "$defined" || true)
 if [ -n "$own" ]; then
   echo "check-gloo-mix: comm.cpp compiles Gloo code of its own from the Gloo headers it was given;" \
        "mixing them with this LibTorch's Gloo is unsafe:" >&2
@@ -26,4 +30,4 @@ if [ -n "$own" ]; then
   exit 1
 fi
 echo "check-gloo-mix: comm.cpp defines no Gloo code; it calls $(nm -C --undefined-only "$object" |
-  grep -c 'ProcessGroupGloo') ProcessGroupGloo function(s) of the LibTorch it links"
+  grep -c 'ProcessGroupGloo' || true) ProcessGroupGloo function(s) of the LibTorch it links"

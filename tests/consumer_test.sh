@@ -45,8 +45,12 @@ plain=$work/build/sorters_consumer
 unwanted='libtorch|libc10|spdlog|cxxopts|libfmt'
 link_line=$(ninja -C "$work/build" -t commands sorters_consumer | tail -1)
 if grep -Eq "$unwanted" <<< "$link_line"; then fail "sorters_consumer links: $link_line"; fi
-if ldd "$plain" | grep -Eq "$unwanted"; then ldd "$plain"; fail "sorters_consumer loads these"; fi
-if nm -C "$plain" | grep -Eq 'spdlog::|cxxopts::|fmt::|c10::|at::'; then
+# Outputs into variables first: `cmd | grep -q` under pipefail fails when grep stops early and cmd
+# dies of SIGPIPE, and a forbidden library would then pass unseen.
+loaded=$(ldd "$plain")
+if grep -Eq "$unwanted" <<< "$loaded"; then echo "$loaded"; fail "sorters_consumer loads these"; fi
+symbols=$(nm -C "$plain")
+if grep -Eq 'spdlog::|cxxopts::|fmt::|c10::|at::' <<< "$symbols"; then
   fail "sorters_consumer holds symbols of spdlog, cxxopts, fmt or LibTorch"
 fi
 
