@@ -102,7 +102,9 @@ build_stage() {
   echo "torch $have (CI builds against torch $pinned, scripts/requirements-torch.txt)"
   [[ "$have" == "$pinned"* ]] ||
     echo "WARNING: this torch is not the pinned $pinned: the build is not the one CI checked"
-  mapfile -t args < <("$ROOT/scripts/torch-cmake-args.sh" "$PYTHON")
+  local args_text
+  args_text=$("$ROOT/scripts/torch-cmake-args.sh" "$PYTHON") || return 1
+  mapfile -t args <<< "$args_text"
   # The wheels ship no Gloo headers; where the machine has none either (no libgloo-dev), a copy of
   # the development machine's, carried along as .gloo-include/gloo (git-ignored; see README GPU).
   [ -f /usr/include/gloo/algorithm.h ] || [ ! -d "$ROOT/.gloo-include/gloo" ] ||

@@ -21,6 +21,8 @@ packages=(build-essential cmake ninja-build ccache gzip
           openmpi-bin libopenmpi-dev python3 python3-matplotlib python3-numpy python3-torch
           clang-format clang-tidy clang-14 libclang-rt-14-dev)
 
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo=sudo
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -28,10 +30,8 @@ done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: every Debian package is installed"
 else
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then
+  if [ -n "$sudo" ]; then
     command -v sudo > /dev/null || { echo "install-deps: run as root (missing: ${missing[*]})" >&2; exit 1; }
-    sudo=sudo
   fi
   echo "install-deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -56,7 +56,9 @@ else
   target=$venv
 fi
 if [ -x "$venv/bin/python" ] &&
-   [ "$("$venv/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null)" = "$pinned" ]; then
+   [ "$("$venv/bin/python" -c 'import torch; print(torch.__version__.split("+")[0], bool(torch.version.cuda))' 2>/dev/null)" = "$pinned True" ]; then
+  # The pin's Linux wheel is the CUDA one: a CPU-only local build of the same version (2.11.0+cpu)
+  # would satisfy ==2.11.0 but leave the CUDA configuration untested.
   plan=$("$venv/bin/python" -m pip install --dry-run -r "$requirements" 2>/dev/null) &&
     ! grep -q "Would install" <<< "$plan" && {
       echo "install-deps: $venv ($target) has torch $pinned and the test packages"; exit 0; }
@@ -69,7 +71,7 @@ for candidate in python3 /usr/bin/python3; do
   fi
 done
 if [ -z "$python" ]; then
-  ${sudo:-} apt-get install -y -qq --no-install-recommends python3-venv
+  $sudo apt-get install -y -qq --no-install-recommends python3-venv
   python=/usr/bin/python3
 fi
 start=$(date +%s)

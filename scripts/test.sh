@@ -30,7 +30,10 @@ ctest --test-dir build -j2 --output-on-failure
 # with their reason here), with the venv's python and torchrun.
 if [ "$torch_pip" = 1 ]; then
   pip_start=$(date +%s)
-  mapfile -t torch_args < <(scripts/torch-cmake-args.sh .venv/bin/python)
+  # Into a variable first, so that set -e stops here when torch cannot be imported (a process
+  # substitution's failure goes unseen, and configure would then find Debian's LibTorch instead).
+  torch_args_text=$(scripts/torch-cmake-args.sh .venv/bin/python)
+  mapfile -t torch_args <<< "$torch_args_text"
   cmake -S . -B build-pip -G Ninja -DCMAKE_BUILD_TYPE=Release -DKHSGD_WERROR=ON "${torch_args[@]}"
   cmake --build build-pip
   build-pip/khsgd_train --version
