@@ -32,6 +32,15 @@ FileSource::FileSource(std::string path) : path_(std::move(path)) {
   size_ = static_cast<uint64_t>(info.st_size);
 }
 
+FileSource::FileSource(std::string path, int fd) : path_(std::move(path)), fd_(fd) {
+  struct stat info {};
+  if (::fstat(fd_, &info) != 0 || !S_ISREG(info.st_mode)) {
+    ::close(fd_);
+    throw UserError(path_ + ": not a regular file");
+  }
+  size_ = static_cast<uint64_t>(info.st_size);
+}
+
 FileSource::~FileSource() { ::close(fd_); }
 
 void FileSource::copy(uint64_t at, uint8_t* out, size_t n) const {

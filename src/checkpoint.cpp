@@ -12,6 +12,7 @@
 #include "khsgd/errors.hpp"
 #include "khsgd/files.hpp"
 #include "khsgd/hash.hpp"
+#include "khsgd/run_limits.hpp"
 
 namespace khsgd {
 
@@ -130,11 +131,21 @@ Checkpoint parse_checkpoint(const std::string& path, const ByteSource& source) {
   int64_t version, length;
   std::memcpy(&version, head.data() + sizeof kMagic, sizeof version);
   std::memcpy(&length, head.data() + sizeof kMagic + sizeof version, sizeof length);
+  // A newer format is not damage: it must stop the resume, not be passed over for the previous
+  // checkpoint (which would then replace it).
+  if (version > kFormatVersion && version <= kFormatVersion + 100)
+    throw UserError(path + ": written by a newer khsgd (checkpoint format " +
+                    std::to_string(version) + "; this build reads " +
+                    std::to_string(kOldestFormatVersion) + " to " +
+                    std::to_string(kFormatVersion) + "): resume with that build");
   if (version < kOldestFormatVersion || version > kFormatVersion)
     throw corrupt("format version " + std::to_string(version) + ", this build reads " +
                   std::to_string(kOldestFormatVersion) + " to " + std::to_string(kFormatVersion));
   if (length < 0 || static_cast<uint64_t>(length) != source.size() - header - sizeof(uint64_t))
     throw corrupt("its length field does not match the file size (truncated?)");
+  // A file as large as it says can still be larger than memory (a sparse file): refused with the
+  // number instead of read into a failing allocation.
+  check_memory(length, path + " (a checkpoint of " + std::to_string(length) + " bytes)");
   const std::vector<uint8_t> payload = source.read(header, static_cast<uint64_t>(length));
   const std::vector<uint8_t> sum = source.read(header + payload.size(), sizeof(uint64_t));
   uint64_t checksum;
@@ -167,10 +178,11 @@ Checkpoint parse_checkpoint(const std::string& path, const ByteSource& source) {
 }  // namespace
 
 Checkpoint read_checkpoint(const std::string& path) {
-  // In the run folder: never a link or a FIFO (check_regular_entry refuses them, naming the entry);
-  // FileSource then reads it piece by piece, its framing checked before the payload.
+  // In the run folder: never a link or a FIFO (check_regular_entry names what is there instead;
+  // the open itself is O_NOFOLLOW, so a link swapped in between is refused too). FileSource then
+  // reads it piece by piece, its framing checked before the payload.
   if (!check_regular_entry(path)) throw UserError(path + ": no checkpoint to resume from");
-  const FileSource file(path);
+  const FileSource file(path, open_regular_for_read(path));
   return parse_checkpoint(path, file);
 }
 

@@ -232,7 +232,7 @@ TEST(CheckpointHostile, ALengthFieldIsCheckedBeforeThePayloadIsRead) {
 namespace {
 
 // A checkpoint file around `payload`, its checksum right (fnv1a64, as checkpoint.cpp writes it).
-std::string checkpoint_file(const std::string& payload) {
+std::string checkpoint_file(const std::string& payload, int64_t version = 1) {
   uint64_t hash = 1469598103934665603ull;
   const size_t words = payload.size() / 8;
   for (size_t i = 0; i < words; ++i) {
@@ -242,7 +242,8 @@ std::string checkpoint_file(const std::string& payload) {
   }
   for (size_t i = 8 * words; i < payload.size(); ++i)
     hash = (hash ^ static_cast<uint8_t>(payload[i])) * 1099511628211ull;
-  return "KHSGDCKP" + le_bytes(1, 8) + le_bytes(payload.size(), 8) + payload + le_bytes(hash, 8);
+  return "KHSGDCKP" + le_bytes(version, 8) + le_bytes(payload.size(), 8) + payload +
+         le_bytes(hash, 8);
 }
 
 }  // namespace
@@ -364,4 +365,35 @@ TEST(FuzzRegressions, TheTorchSaveSeedsLoadFromTheirFilesAsFromMemory) {
       }
     }
   }
+}
+
+// A checkpoint of a newer format (after going back to an older build) is not damage: the resume
+// stops and names the build to use, instead of passing over it for the previous checkpoint, which
+// would then replace it.
+TEST(CheckpointHostile, ANewerFormatIsNamedNotTakenForDamage) {
+  TempDir dir;
+  {
+    std::ofstream out(dir / "c.bin", std::ios::binary);
+    out << checkpoint_file(std::string(64, '\0'), 3);
+  }
+  try {
+    read_checkpoint(dir / "c.bin");
+    ADD_FAILURE() << "a format-3 checkpoint was read";
+  } catch (const DamagedCheckpoint& e) {
+    ADD_FAILURE() << "taken for damage: " << e.what();
+  } catch (const UserError& e) {
+    expect_refusal(e.what(), dir / "c.bin", "written by a newer khsgd (checkpoint format 3");
+  }
+}
+
+// The checkpoint is opened without following a link, whatever check came before.
+TEST(CheckpointHostile, ALinkInPlaceOfTheCheckpointIsNotFollowed) {
+  TempDir dir;
+  {
+    std::ofstream out(dir / "elsewhere.bin", std::ios::binary);
+    out << checkpoint_file(std::string(64, '\0'));
+  }
+  ASSERT_EQ(::symlink((dir / "elsewhere.bin").c_str(), (dir / "c.bin").c_str()), 0);
+  const std::string why = checkpoint_refusal(dir / "c.bin");
+  EXPECT_NE(why.find("symbolic link"), std::string::npos) << why;
 }

@@ -32,6 +32,8 @@ class FileSource : public ByteSource {
  public:
   // Throws UserError "PATH: not a regular file" or "PATH: cannot be opened for reading (WHY)".
   explicit FileSource(std::string path);
+  // A descriptor opened already (open_regular_for_read: no links, no FIFOs), owned from here on.
+  FileSource(std::string path, int fd);
   ~FileSource() override;
   FileSource(const FileSource&) = delete;
   FileSource& operator=(const FileSource&) = delete;

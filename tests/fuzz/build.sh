@@ -21,7 +21,7 @@ mkdir -p "$out/obj"
 # -O1 -g: line numbers in the reports; UBSan findings abort (a finding, not a warning).
 flags=(-std=c++17 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined
        -fno-sanitize-recover=undefined -Wall -Wextra -Werror -I"$root/include" -I"$root/tests")
-sources=(byte_source zip_archive pt_reader state_io pair_setup checkpoint files)
+sources=(byte_source zip_archive pt_reader state_io pair_setup checkpoint files run_limits)
 objects=()
 pids=()
 for s in "${sources[@]}"; do
