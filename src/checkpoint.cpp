@@ -136,8 +136,8 @@ Checkpoint parse_checkpoint(const std::string& path, const ByteSource& source) {
   if (version > kFormatVersion && version <= kFormatVersion + 100)
     throw UserError(path + ": written by a newer khsgd (checkpoint format " +
                     std::to_string(version) + "; this build reads " +
-                    std::to_string(kOldestFormatVersion) + " to " +
-                    std::to_string(kFormatVersion) + "): resume with that build");
+                    std::to_string(kOldestFormatVersion) + " to " + std::to_string(kFormatVersion) +
+                    "): resume with that build");
   if (version < kOldestFormatVersion || version > kFormatVersion)
     throw corrupt("format version " + std::to_string(version) + ", this build reads " +
                   std::to_string(kOldestFormatVersion) + " to " + std::to_string(kFormatVersion));

@@ -66,8 +66,8 @@ mpirun or scripts/launch.sh:
 
 Options (defaults in brackets):
   --sorter NAME        @SORTERS@ [CD-GraB]
-  --list-sorters       print every sorter, "NAME<TAB>description" a line, and exit (with
-                       --device cuda: those that run on the GPU)
+  --list-sorters       print every sorter, "NAME<TAB>description<TAB>paper|baseline" a line,
+                       and exit (with --device cuda: those that run on the GPU)
   --seed N             seed of every generator [0]
   --lr X               learning rate [0.01]
   --B N                global batch; each rank takes B / ranks examples per step [16]

@@ -202,13 +202,24 @@ void AppendFile::append(const std::string& text) {
 
 // The run folder's own path, as the user gave it, may pass through links (a --results_dir on
 // another disk, linked into place): stat, not lstat. Only the entries inside it are checked.
-void make_directories(const std::string& path) {
+void make_directories(const std::string& path, int own_parts) {
+  // Where the parts khsgd names begin: after the slash `own_parts` slashes from the end.
+  size_t own_from = path.size();
+  for (int part = 0; part < own_parts && own_from != std::string::npos && own_from > 0; ++part)
+    own_from = path.rfind('/', own_from - 1);
   std::string prefix;
   size_t at = 0;
   while (at != std::string::npos) {
     at = path.find('/', at + 1);
     prefix = path.substr(0, at);
     if (prefix.empty()) continue;
+    struct stat entry {};
+    // Checked before anything is made in it: a planted link is refused with nothing written.
+    if (own_from != std::string::npos && prefix.size() > own_from &&
+        ::lstat(prefix.c_str(), &entry) == 0 && S_ISLNK(entry.st_mode))
+      throw UserError("'" + prefix + "' is a symbolic link, but khsgd names and makes this " +
+                      "folder itself: remove the link (check what it points at), or use another " +
+                      "--results_dir / --exp");
     if (::mkdir(prefix.c_str(), 0777) != 0 && errno != EEXIST)
       throw UserError("cannot create results folder '" + prefix + "': " + std::strerror(errno));
   }

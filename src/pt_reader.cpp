@@ -235,7 +235,7 @@ class Unpickler {
   }
   const uint8_t* take(uint64_t n) {
     if (n > p_.size() - at_) bad("the pickle ends early");
-    const uint8_t* start = &p_[at_];
+    const uint8_t* start = p_.data() + at_;  // at_ may be p_.size() when n is 0
     at_ += n;
     return start;
   }

@@ -91,7 +91,7 @@ uint64_t new_job_id() {
 }
 
 RunLock lock_run_folder(const std::string& dir, uint64_t job) {
-  make_directories(dir);
+  make_directories(dir, kRunFolderOwnParts);
   const std::string path = lock_path(dir);
   // Never through a link, never a FIFO, never a file linked elsewhere (open_regular): the lock
   // file is truncated and written in place, as root as often as not.

@@ -345,7 +345,7 @@ class Run {
     run_agreed(*comm_, "prepare its results folder", [&] {
       if (rank_ != 0) return;
       if (config_.overwrite) remove_run_files(dir_);
-      make_directories(dir_);
+      make_directories(dir_, kRunFolderOwnParts);
       // A resume keeps the run's config.json, or writes it again if it was deleted.
       if (!resuming_ || !check_regular_entry(dir_ + "/config.json"))
         write_file_atomically(
@@ -356,7 +356,7 @@ class Run {
       if (resuming_) warn_of_passed_grads();
     });
     run_agreed(*comm_, "prepare its results folder", [&] {
-      if (rank_ != 0) make_directories(dir_);
+      if (rank_ != 0) make_directories(dir_, kRunFolderOwnParts);
       for (const int r : ranks_here_) {
         if (config_.save_orders)
           orders_.emplace_back(dir_ + "/orders-rank" + std::to_string(r) + ".csv", "",

@@ -143,3 +143,23 @@ TEST(UntrustedFolder, AResultsFolderThatIsALinkIsStillUsed) {
                 .rows.size(),
             3u);
 }
+
+// The folders khsgd names itself below --results_dir (EXP-EPOCHS/RUN) are not followed through a
+// link another user planted: the run's files (and --overwrite's deletions) would land where it
+// points.
+TEST(UntrustedFolder, LinksInPlaceOfTheFoldersKhsgdNamesAreRefused) {
+  for (const std::string planted :
+       {"results/LR-HMDA-3", "results/LR-HMDA-3/LR-hmda-D-RR-node-1-lr-0.005-B-16-seed-1"}) {
+    SCOPED_TRACE(planted);
+    TempDir tmp;
+    ASSERT_EQ(::mkdir((tmp / "elsewhere").c_str(), 0755), 0);
+    const std::string parent = planted.substr(0, planted.rfind('/'));
+    ASSERT_EQ(std::system(("mkdir -p " + shell_quote(tmp / parent)).c_str()), 0);
+    ASSERT_EQ(::symlink((tmp / "elsewhere").c_str(), (tmp / planted).c_str()), 0);
+    const RunResult r = run_train(golden_run_args(tmp, "D-RR"), tmp.path());
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_EQ(count_lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find("'" + tmp / planted + "' is a symbolic link"), std::string::npos) << r.err;
+    EXPECT_TRUE(list_dir(tmp / "elsewhere").empty()) << "the run wrote through the link";
+  }
+}

@@ -72,7 +72,13 @@ class AppendFile {
 [[noreturn]] void throw_io_error(const std::string& what, const std::string& path, int error);
 
 // mkdir -p; throws UserError naming the folder when it cannot be created or written (checked at
-// the start of a run, where a folder in the way is bad input).
-void make_directories(const std::string& path);
+// the start of a run, where a folder in the way is bad input). The last `own_parts` parts of
+// `path` are folders khsgd names itself (EXP-EPOCHS/RUN under --results_dir): they must be real
+// folders, not links someone planted to send the run's files (and --overwrite's deletions)
+// elsewhere; the parts the user gave may be links.
+void make_directories(const std::string& path, int own_parts = 0);
+
+// The parts of a run folder's path that khsgd names itself (results.cpp run_directory).
+inline constexpr int kRunFolderOwnParts = 2;
 
 }  // namespace khsgd

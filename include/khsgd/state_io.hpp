@@ -38,7 +38,8 @@ class StateReader {
   // Orders index the training rows, so one read from a crafted checkpoint (its checksum catches
   // damage, not a forgery) must be a permutation of 0 .. rows-1 in each block of `rows` values:
   // out of range, it would read outside the data. corrupt() naming `what` otherwise.
-  void expect_permutations(const std::vector<int64_t>& orders, int64_t rows, const char* what) const;
+  void expect_permutations(const std::vector<int64_t>& orders, int64_t rows,
+                           const char* what) const;
   bool at_end() const { return at_ == data_.size(); }
   [[noreturn]] void corrupt(const std::string& why) const;
 
