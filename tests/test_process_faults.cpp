@@ -252,7 +252,8 @@ TEST(ProcessFaults, ADivergedRunSaysSoOnceAndIsMarked) {
   EXPECT_NE(first.err.find("--lr 1e+308"), std::string::npos) << first.err;
   const Finished resumed = run_process(
       tiny_run(tmp, 4, {"--lr", "1e308", "--checkpoint_every", "1", "--resume"}), {}, tmp.path());
-  EXPECT_EQ(resumed.status, 0) << resumed.err;  // every epoch ran; see docs/OPERATIONS.md, exit statuses
+  EXPECT_EQ(resumed.status, 0)
+      << resumed.err;  // every epoch ran; see docs/OPERATIONS.md, exit statuses
   const std::string summary = read_file(dir + "/summary.json");
   EXPECT_NE(summary.find("\"finished\": true"), std::string::npos) << summary;
   EXPECT_NE(summary.find("\"diverged\": true"), std::string::npos) << summary;

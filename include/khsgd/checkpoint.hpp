@@ -66,7 +66,8 @@ std::string previous_checkpoint_path(const std::string& dir, int rank);
 int64_t common_checkpoint_epoch(const std::vector<int64_t>& latest,
                                 const std::vector<int64_t>& previous);
 
-// When a run writes its checkpoint (docs/OPERATIONS.md "Checkpoints and resuming"): after every K-th epoch
+// When a run writes its checkpoint (docs/OPERATIONS.md "Checkpoints and resuming"): after every
+// K-th epoch
 // (--checkpoint_every K; 0: never by count) and after any epoch that ends S seconds or more after
 // the last checkpoint, or after this process began training (--checkpoint_seconds S; 0: never by
 // time). Rank 0's schedule decides for every rank. A clean stop writes one whatever the schedule

@@ -6,7 +6,8 @@
 //
 // MPI_Init runs only here, when a run launched by mpirun opens the mpi backend: a plain process
 // never needs MPI. MPI_Finalize runs when the communicator is destroyed after a finished run; a
-// run that fails leaves with _Exit, and mpirun then ends the other ranks (docs/OPERATIONS.md "A lost rank").
+// run that fails leaves with _Exit, and mpirun then ends the other ranks (docs/OPERATIONS.md "A
+// lost rank").
 #pragma once
 
 #include <chrono>
