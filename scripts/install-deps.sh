@@ -59,10 +59,15 @@ if [ -x "$venv/bin/python" ] &&
    [ "$("$venv/bin/python" -c 'import torch; print(torch.__version__.split("+")[0], bool(torch.version.cuda))' 2>/dev/null)" = "$pinned True" ]; then
   # The pin's Linux wheel is the CUDA one: a CPU-only local build of the same version (2.11.0+cpu)
   # would satisfy ==2.11.0 but leave the CUDA configuration untested.
+  # torchrun runs (its #! names an interpreter that exists: the tests call it by name, and a
+  # script whose interpreter is gone is passed over for the next torchrun on PATH, Debian's).
   plan=$("$venv/bin/python" -m pip install --dry-run -r "$requirements" 2>/dev/null) &&
-    ! grep -q "Would install" <<< "$plan" && {
+    ! grep -q "Would install" <<< "$plan" && "$venv/bin/torchrun" --help > /dev/null 2>&1 && {
       echo "install-deps: $venv ($target) has torch $pinned and the test packages"; exit 0; }
 fi
+# Not usable as it is: the shared venv is made again from scratch; a .venv/ folder of the user's
+# own is only installed into.
+[ "$target" = "$shared" ] && rm -rf "$target"
 # A Python 3.10+ with venv: the one on PATH (this machine's pyenv), else Debian's (python3-venv).
 python=""
 for candidate in python3 /usr/bin/python3; do
@@ -76,7 +81,9 @@ if [ -z "$python" ]; then
 fi
 start=$(date +%s)
 [ -x "$target/bin/python" ] || "$python" -m venv "$target"
-"$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q -r "$requirements"
+# pip through the venv's own path, not the .venv link: the scripts it installs (torchrun) name
+# their interpreter by that path, and a clone's .venv link goes away with the clone.
+"$target/bin/python" -m pip install -q --upgrade pip
+"$target/bin/python" -m pip install -q -r "$requirements"
 echo "install-deps: $venv ($target): torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)')" \
      "and the test packages in $(( $(date +%s) - start )) s; $(du -shL "$target" | cut -f1) on disk"
