@@ -144,11 +144,13 @@ for ranks in $ranks_list; do
             --dataset "$dataset" --results_dir "$results_dir" --exp "$exp" "${mode[@]}" "${extra[@]}")
       # The run folder as khsgd_train names it (--node_cnt: the ranks it will be launched with),
       # and what it holds: new, finished, resumable or unfinished; exit 2 for other flags.
-      if ! state=$("$KHSGD_TRAIN" "${args[@]}" --node_cnt "$ranks" --print_run_state 2>&1); then
-        if [ "$overwrite_changed" -eq 1 ] && [[ $state == *"holds a run with other flags"* ]]; then
+      # The state on stdout, a refusal on stderr (kept apart: a notice on stderr is no state).
+      if ! state=$("$KHSGD_TRAIN" "${args[@]}" --node_cnt "$ranks" --print_run_state 2> "$logs/.state"); then
+        why=$(tail -1 "$logs/.state")
+        if [ "$overwrite_changed" -eq 1 ] && [[ $why == *"holds a run with other flags"* ]]; then
           state=changed; changed=$((changed + 1))
         else
-          echo "$label: ${state#khsgd_train: error: }" >&2; refused=$((refused + 1)); continue
+          echo "$label: ${why#khsgd_train: error: }" >&2; refused=$((refused + 1)); continue
         fi
       fi
       labels+=("$label"); run_args+=("$(printf '%q ' "${args[@]}")"); run_ranks+=("$ranks")
@@ -156,6 +158,7 @@ for ranks in $ranks_list; do
     done
   done
 done
+rm -f "$logs/.state"
 if [ "$refused" -gt 0 ]; then
   echo "sweep: $refused run(s) cannot go ahead as asked (above); nothing was started. Rerun with" \
        "--overwrite_changed to run those with other flags again, or choose another --exp" >&2
