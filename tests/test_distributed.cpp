@@ -278,12 +278,17 @@ RunResult run_torchrun(int nproc, const std::string& stream_flags, const std::st
 
 // A torchrun that cannot run is a skip, unless KHSGD_REQUIRE_TORCHRUN is set (scripts/test.sh sets
 // it for the PyPI build, whose venv has a working torchrun): there a skip would hide a broken one.
-void skip_or_fail(const std::string& problem) {
+// (A macro: GTEST_SKIP and FAIL return from the function they stand in, which must be the test.)
+bool torchrun_required() {
   const char* required = std::getenv("KHSGD_REQUIRE_TORCHRUN");
-  if (required != nullptr && required[0] != '\0' && required[0] != '0')
-    FAIL() << problem << " (KHSGD_REQUIRE_TORCHRUN is set: torchrun must run here)";
-  GTEST_SKIP() << problem;
+  return required != nullptr && required[0] != '\0' && required[0] != '0';
 }
+#define KHSGD_SKIP_OR_FAIL(problem)                                                      \
+  do {                                                                                   \
+    if (torchrun_required())                                                             \
+      FAIL() << (problem) << " (KHSGD_REQUIRE_TORCHRUN is set: torchrun must run here)"; \
+    GTEST_SKIP() << (problem);                                                           \
+  } while (false)
 
 // Why this machine's torchrun cannot run the README's command with `stream_flags`; "" when it
 // can (it starts /bin/true as a worker).
@@ -339,13 +344,13 @@ void expect_torchrun_matches_launch_script(const std::string& stream_flags) {
 TEST(Torchrun, ReadmeCommandMatchesLaunchScript) {
   // torchrun --nproc_per_node=2 --no_python build/khsgd_train ...
   const std::string problem = torchrun_problem("");
-  if (!problem.empty()) skip_or_fail(problem);
+  if (!problem.empty()) KHSGD_SKIP_OR_FAIL(problem);
   expect_torchrun_matches_launch_script("");
 }
 
 TEST(Torchrun, DebianWorkaroundMatchesLaunchScript) {
   // The README's command for Debian 12's torchrun; valid on every torchrun.
   const std::string problem = torchrun_problem("--redirects 1 --tee 1");
-  if (!problem.empty()) skip_or_fail(problem);
+  if (!problem.empty()) KHSGD_SKIP_OR_FAIL(problem);
   expect_torchrun_matches_launch_script("--redirects 1 --tee 1");
 }
