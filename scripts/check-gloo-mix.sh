@@ -12,7 +12,7 @@
 # (a std:: container of such pointers is fine: its code does not depend on Gloo's layouts).
 set -euo pipefail
 build=${1:?usage: $0 BUILD_DIR}
-object=$build/CMakeFiles/khsgd_torch.dir/src/comm.cpp.o
+object=$build/CMakeFiles/khsgd_torch.dir/src/comm/comm.cpp.o
 [ -f "$object" ] || { echo "check-gloo-mix: $object not found (build first)" >&2; exit 2; }
 # The symbols are read into a variable first: `nm | grep -q` under pipefail fails when grep stops
 # at its first match and nm dies of SIGPIPE, which would read as "no gloo backend".

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "khsgd/config.hpp"
-#include "khsgd/errors.hpp"
+#include "khsgd/app/config.hpp"
+#include "khsgd/base/errors.hpp"
 
 namespace khsgd_test {
 

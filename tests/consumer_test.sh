@@ -22,11 +22,11 @@ config=$prefix/lib/cmake/khsgd/khsgdConfig.cmake
 [ -f "$config" ] || fail "no khsgdConfig.cmake under $prefix"
 
 # Every header an installed header includes is installed too.
-for header in "$prefix"/include/khsgd/*.hpp; do
+while IFS= read -r header; do
   for included in $(sed -n 's/^#include "\(khsgd\/[^"]*\)"/\1/p' "$header"); do
-    [ -f "$prefix/include/$included" ] || fail "$(basename "$header") includes $included, not installed"
+    [ -f "$prefix/include/$included" ] || fail "${header#"$prefix"/include/} includes $included, not installed"
   done
-done
+done < <(find "$prefix/include/khsgd" -name '*.hpp')
 
 # The consumer sees the prefix and nothing else of khsgd's (no package registry, no build tree).
 cmake -S "$here/consumer" -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \

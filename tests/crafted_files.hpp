@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "khsgd/zip_archive.hpp"
+#include "khsgd/data/zip_archive.hpp"
 
 namespace khsgd_test {
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "khsgd/pair_walk.hpp"
+#include "khsgd/sorting/pair_walk.hpp"
 
 namespace khsgd_test {
 

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "khsgd/device_ops.hpp"
+#include "khsgd/sorting/device_ops.hpp"
 
 namespace khsgd_test {
 

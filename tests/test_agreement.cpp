@@ -9,9 +9,9 @@
 #include <stdexcept>
 #include <thread>
 
-#include "khsgd/agreement.hpp"
-#include "khsgd/config.hpp"
-#include "khsgd/errors.hpp"
+#include "khsgd/app/config.hpp"
+#include "khsgd/base/errors.hpp"
+#include "khsgd/run/agreement.hpp"
 
 using namespace khsgd;
 

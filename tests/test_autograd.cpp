@@ -5,10 +5,10 @@
 #include <fstream>
 
 #include "helpers.hpp"
-#include "khsgd/errors.hpp"
-#include "khsgd/model.hpp"
-#include "khsgd/pt_file.hpp"
-#include "khsgd/torch_ops.hpp"
+#include "khsgd/base/errors.hpp"
+#include "khsgd/data/pt_file.hpp"
+#include "khsgd/model/model.hpp"
+#include "khsgd/torch/torch_ops.hpp"
 
 using namespace khsgd;
 using namespace khsgd_test;

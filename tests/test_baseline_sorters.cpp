@@ -8,8 +8,8 @@
 #include <stdexcept>
 
 #include "helpers.hpp"
-#include "khsgd/errors.hpp"
-#include "khsgd/sorter_registry.hpp"
+#include "khsgd/base/errors.hpp"
+#include "khsgd/sorting/sorter_registry.hpp"
 
 using namespace khsgd;
 using khsgd_test::read_orders;

@@ -6,8 +6,8 @@
 #include <sstream>
 
 #include "helpers.hpp"
-#include "khsgd/pt_file.hpp"
-#include "khsgd/sorter_registry.hpp"
+#include "khsgd/data/pt_file.hpp"
+#include "khsgd/sorting/sorter_registry.hpp"
 
 using namespace khsgd_test;
 

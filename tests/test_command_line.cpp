@@ -3,12 +3,12 @@
 #include <gtest/gtest.h>
 
 #include "command_line_helpers.hpp"
-#include "khsgd/checkpoint.hpp"
-#include "khsgd/config.hpp"
-#include "khsgd/errors.hpp"
-#include "khsgd/results.hpp"
-#include "khsgd/sorter_registry.hpp"
-#include "khsgd/utf8.hpp"
+#include "khsgd/app/config.hpp"
+#include "khsgd/base/errors.hpp"
+#include "khsgd/data/utf8.hpp"
+#include "khsgd/run/checkpoint.hpp"
+#include "khsgd/run/results.hpp"
+#include "khsgd/sorting/sorter_registry.hpp"
 
 using namespace khsgd;
 using khsgd_test::error_of;

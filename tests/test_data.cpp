@@ -3,8 +3,8 @@
 #include <numeric>
 
 #include "helpers.hpp"
-#include "khsgd/data.hpp"
-#include "khsgd/errors.hpp"
+#include "khsgd/base/errors.hpp"
+#include "khsgd/data/data.hpp"
 
 using namespace khsgd;
 using namespace khsgd_test;

@@ -9,9 +9,9 @@
 #include <random>
 
 #include "helpers.hpp"
-#include "khsgd/data.hpp"
-#include "khsgd/errors.hpp"
-#include "khsgd/pt_file.hpp"
+#include "khsgd/base/errors.hpp"
+#include "khsgd/data/data.hpp"
+#include "khsgd/data/pt_file.hpp"
 
 using namespace khsgd;
 using namespace khsgd_test;

@@ -21,12 +21,12 @@
 #include <random>
 
 #include "helpers.hpp"
-#include "khsgd/comm.hpp"
-#include "khsgd/data.hpp"
-#include "khsgd/engine.hpp"
-#include "khsgd/pair_walk.hpp"
-#include "khsgd/sorter_registry.hpp"
-#include "khsgd/torch_ops.hpp"
+#include "khsgd/comm/comm.hpp"
+#include "khsgd/data/data.hpp"
+#include "khsgd/engine/engine.hpp"
+#include "khsgd/sorting/pair_walk.hpp"
+#include "khsgd/sorting/sorter_registry.hpp"
+#include "khsgd/torch/torch_ops.hpp"
 #include "two_ranks.hpp"
 #ifdef KHSGD_WITH_CUDA
 #include "pair_kernel_runner.hpp"

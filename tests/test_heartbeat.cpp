@@ -9,7 +9,7 @@
 #include <mutex>
 #include <thread>
 
-#include "khsgd/heartbeat.hpp"
+#include "khsgd/comm/heartbeat.hpp"
 
 using namespace khsgd;
 using namespace std::chrono_literals;

@@ -18,11 +18,11 @@
 #include "crafted_files.hpp"
 #include "fuzz/fuzz_inputs.hpp"
 #include "helpers.hpp"
-#include "khsgd/checkpoint.hpp"
-#include "khsgd/errors.hpp"
-#include "khsgd/pt_file.hpp"
-#include "khsgd/sorter_registry.hpp"
-#include "khsgd/state_io.hpp"
+#include "khsgd/base/errors.hpp"
+#include "khsgd/data/pt_file.hpp"
+#include "khsgd/run/checkpoint.hpp"
+#include "khsgd/sorting/sorter_registry.hpp"
+#include "khsgd/sorting/state_io.hpp"
 #include "plain_draws.hpp"
 
 using namespace khsgd;

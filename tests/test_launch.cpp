@@ -4,8 +4,8 @@
 #include <map>
 #include <string>
 
-#include "khsgd/errors.hpp"
-#include "khsgd/launch.hpp"
+#include "khsgd/app/launch.hpp"
+#include "khsgd/base/errors.hpp"
 
 using namespace khsgd;
 

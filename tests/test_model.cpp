@@ -6,8 +6,8 @@
 #include <cstring>
 #include <vector>
 
-#include "khsgd/microbatch.hpp"
-#include "khsgd/model.hpp"
+#include "khsgd/engine/microbatch.hpp"
+#include "khsgd/model/model.hpp"
 
 using namespace khsgd;
 

@@ -3,7 +3,7 @@
 
 #include <cstdio>
 
-#include "khsgd/progress.hpp"
+#include "khsgd/run/progress.hpp"
 
 using namespace khsgd;
 

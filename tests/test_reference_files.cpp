@@ -5,13 +5,13 @@
 #include <fstream>
 
 #include "helpers.hpp"
-#include "khsgd/byte_source.hpp"
-#include "khsgd/errors.hpp"
-#include "khsgd/files.hpp"
-#include "khsgd/pt_stream.hpp"
-#include "khsgd/reference_files.hpp"
-#include "khsgd/results.hpp"
-#include "khsgd/zip_archive.hpp"
+#include "khsgd/base/errors.hpp"
+#include "khsgd/data/byte_source.hpp"
+#include "khsgd/data/files.hpp"
+#include "khsgd/data/pt_stream.hpp"
+#include "khsgd/data/reference_files.hpp"
+#include "khsgd/data/zip_archive.hpp"
+#include "khsgd/run/results.hpp"
 
 using namespace khsgd;
 

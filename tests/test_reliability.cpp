@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <fstream>
 
-#include "khsgd/pt_file.hpp"
+#include "khsgd/data/pt_file.hpp"
 #include "two_ranks.hpp"
 
 using namespace khsgd_test;

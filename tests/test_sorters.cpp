@@ -8,9 +8,9 @@
 #include <stdexcept>
 #include <tuple>
 
-#include "khsgd/errors.hpp"
-#include "khsgd/pair_rules.hpp"
-#include "khsgd/sorter_registry.hpp"
+#include "khsgd/base/errors.hpp"
+#include "khsgd/sorting/pair_rules.hpp"
+#include "khsgd/sorting/sorter_registry.hpp"
 #include "plain_draws.hpp"
 
 using namespace khsgd;

@@ -43,8 +43,8 @@
 // The pair sorters' building blocks (pair_setup.hpp, pair_walk.hpp) are installed too.
 #pragma once
 
-#include "khsgd/device_ops.hpp"
-#include "khsgd/errors.hpp"
-#include "khsgd/sorter_registry.hpp"
-#include "khsgd/sorters.hpp"
-#include "khsgd/state_io.hpp"
+#include "khsgd/base/errors.hpp"
+#include "khsgd/sorting/device_ops.hpp"
+#include "khsgd/sorting/sorter_registry.hpp"
+#include "khsgd/sorting/sorters.hpp"
+#include "khsgd/sorting/state_io.hpp"

@@ -12,8 +12,8 @@
 
 #include "cuda_util.cuh"
 #include "kernels.cuh"
-#include "khsgd/engine.hpp"
-#include "khsgd/errors.hpp"
+#include "khsgd/base/errors.hpp"
+#include "khsgd/engine/engine.hpp"
 
 namespace khsgd {
 

@@ -3,8 +3,8 @@
 // (pair_walk.hpp, walked by the kernels of pair_balance.cu or beside the steps in step_kernels.cu).
 #include "cuda_util.cuh"
 #include "kernels.cuh"
-#include "khsgd/pair_setup.hpp"
-#include "khsgd/sorters.hpp"
+#include "khsgd/sorting/pair_setup.hpp"
+#include "khsgd/sorting/sorters.hpp"
 
 namespace khsgd {
 

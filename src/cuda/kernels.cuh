@@ -10,7 +10,7 @@
 
 #include <cstdint>
 
-#include "khsgd/pair_walk.hpp"
+#include "khsgd/sorting/pair_walk.hpp"
 
 namespace khsgd::cuda {
 

@@ -1,12 +1,12 @@
-// Where walk_pairs() (khsgd/pair_walk.hpp) finds a pair's rows and the running sum on the GPU:
-// one warp, lane c holding components c, c + 32, ..., <s, Delta> and |Delta|^2 summed across the
-// warp (every lane gets the same totals, so every lane takes the same decision).
+// Where walk_pairs() (khsgd/sorting/pair_walk.hpp) finds a pair's rows and the running sum on the
+// GPU: one warp, lane c holding components c, c + 32, ..., <s, Delta> and |Delta|^2 summed across
+// the warp (every lane gets the same totals, so every lane takes the same decision).
 #pragma once
 
 #include <cuda/atomic>
 
 #include "cuda_util.cuh"
-#include "khsgd/pair_walk.hpp"
+#include "khsgd/sorting/pair_walk.hpp"
 
 namespace khsgd::cuda {
 

@@ -3,8 +3,8 @@
 
 #include "cuda_util.cuh"
 #include "kernels.cuh"
-#include "khsgd/logistic.hpp"
-#include "khsgd/step_math.hpp"
+#include "khsgd/engine/step_math.hpp"
+#include "khsgd/model/logistic.hpp"
 #include "pair_rows.cuh"
 
 namespace khsgd::cuda {

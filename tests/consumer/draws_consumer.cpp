@@ -2,7 +2,7 @@
 // permutation LibTorch's randperm draws after the same seed (khsgd_train's golden tests check the
 // bits against the reference; this checks that a consumer gets them through the package).
 #include <khsgd/khsgd_sorters.hpp>
-#include <khsgd/torch_ops.hpp>
+#include <khsgd/torch/torch_ops.hpp>
 
 #include <iostream>
 

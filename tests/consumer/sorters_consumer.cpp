@@ -3,7 +3,7 @@
 // and loaded, SO's draws through the program's own DeviceOps, and the errors a caller can get.
 // Prints one line per check; tests/consumer_test.sh compares them with expected.txt.
 #include <khsgd/khsgd_sorters.hpp>
-#include <khsgd/pair_setup.hpp>  // compiles the installed pair walk headers too
+#include <khsgd/sorting/pair_setup.hpp>  // compiles the installed pair walk headers too
 
 #include <cstdint>
 #include <iostream>

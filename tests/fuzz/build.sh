@@ -21,14 +21,16 @@ mkdir -p "$out/obj"
 # -O1 -g: line numbers in the reports; UBSan findings abort (a finding, not a warning).
 flags=(-std=c++17 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined
        -fno-sanitize-recover=undefined -Wall -Wextra -Werror -I"$root/include" -I"$root/tests")
-sources=(byte_source zip_archive pt_reader state_io pair_setup checkpoint files run_limits)
+sources=(data/byte_source data/zip_archive data/pt_reader sorting/state_io sorting/pair_setup
+         run/checkpoint data/files run/run_limits)
 objects=()
 pids=()
 for s in "${sources[@]}"; do
   # fuzzer-no-link: coverage instrumentation for the library code, libFuzzer's main at link time.
-  "$cxx" "${flags[@]}" -fsanitize=fuzzer-no-link -c "$root/src/$s.cpp" -o "$out/obj/$s.o" &
+  o=$out/obj/$(basename "$s").o
+  "$cxx" "${flags[@]}" -fsanitize=fuzzer-no-link -c "$root/src/$s.cpp" -o "$o" &
   pids+=($!)
-  objects+=("$out/obj/$s.o")
+  objects+=("$o")
   # Two compilers at a time: wait for the older one.
   if [ ${#pids[@]} -ge 2 ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
 done

@@ -12,13 +12,13 @@
 #include <string>
 #include <vector>
 
-#include "khsgd/byte_source.hpp"
-#include "khsgd/checkpoint.hpp"
-#include "khsgd/errors.hpp"
-#include "khsgd/hash.hpp"
-#include "khsgd/pair_setup.hpp"
-#include "khsgd/pt_file.hpp"
-#include "khsgd/zip_archive.hpp"
+#include "khsgd/base/errors.hpp"
+#include "khsgd/base/hash.hpp"
+#include "khsgd/data/byte_source.hpp"
+#include "khsgd/data/pt_file.hpp"
+#include "khsgd/data/zip_archive.hpp"
+#include "khsgd/run/checkpoint.hpp"
+#include "khsgd/sorting/pair_setup.hpp"
 
 namespace khsgd_fuzz {
 

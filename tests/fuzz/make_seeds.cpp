@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "crafted_files.hpp"
-#include "khsgd/checkpoint.hpp"
+#include "khsgd/run/checkpoint.hpp"
 
 using namespace khsgd_test;
 

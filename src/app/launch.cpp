@@ -1,0 +1,85 @@
+#include "khsgd/app/launch.hpp"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <string>
+
+#include "khsgd/base/errors.hpp"
+
+namespace khsgd {
+
+namespace {
+
+int read_int(const EnvLookup& env, const char* name, int lo, int hi) {
+  const char* raw = env(name);
+  const std::string value = raw ? raw : "";
+  char* end = nullptr;
+  errno = 0;
+  const long parsed = std::strtol(value.c_str(), &end, 10);
+  if (value.empty() || *end != '\0' || errno == ERANGE || parsed < lo || parsed > hi)
+    throw UserError("environment variable " + std::string(name) + "='" + value +
+                    "' must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                    "]");
+  return static_cast<int>(parsed);
+}
+
+bool has(const EnvLookup& env, const char* name) {
+  const char* value = env(name);
+  return value != nullptr && value[0] != '\0';
+}
+
+}  // namespace
+
+Launch detect_launch(const EnvLookup& env) {
+  Launch launch;
+  const int kMaxRanks = 1 << 16;
+  if (has(env, "WORLD_SIZE") || has(env, "RANK")) {
+    launch.launcher = "torchrun";
+    launch.world_size = read_int(env, "WORLD_SIZE", 1, kMaxRanks);
+    launch.rank = read_int(env, "RANK", 0, launch.world_size - 1);
+    launch.local_rank = has(env, "LOCAL_RANK") ? read_int(env, "LOCAL_RANK", 0, kMaxRanks) : 0;
+    launch.local_world_size = has(env, "LOCAL_WORLD_SIZE")
+                                  ? read_int(env, "LOCAL_WORLD_SIZE", 1, kMaxRanks)
+                                  : launch.local_rank + 1;
+  } else if (has(env, "OMPI_COMM_WORLD_SIZE")) {
+    launch.launcher = "mpirun";
+    launch.world_size = read_int(env, "OMPI_COMM_WORLD_SIZE", 1, kMaxRanks);
+    launch.rank = read_int(env, "OMPI_COMM_WORLD_RANK", 0, launch.world_size - 1);
+    launch.local_rank = has(env, "OMPI_COMM_WORLD_LOCAL_RANK")
+                            ? read_int(env, "OMPI_COMM_WORLD_LOCAL_RANK", 0, kMaxRanks)
+                            : 0;
+    launch.local_world_size = has(env, "OMPI_COMM_WORLD_LOCAL_SIZE")
+                                  ? read_int(env, "OMPI_COMM_WORLD_LOCAL_SIZE", 1, kMaxRanks)
+                                  : launch.local_rank + 1;
+  } else {
+    return launch;  // one plain process
+  }
+  if (launch.local_rank >= launch.local_world_size)
+    throw UserError("the local rank " + std::to_string(launch.local_rank) +
+                    " is not below the local world size " +
+                    std::to_string(launch.local_world_size));
+  if (has(env, "MASTER_ADDR")) launch.master_addr = env("MASTER_ADDR");
+  if (has(env, "MASTER_PORT")) launch.master_port = read_int(env, "MASTER_PORT", 1, 65535);
+  const char* agent = env("TORCHELASTIC_USE_AGENT_STORE");
+  if (agent != nullptr && std::string(agent) == "True") {
+    launch.agent_store = true;
+    const char* restarts = env("TORCHELASTIC_RESTART_COUNT");
+    launch.store_prefix =
+        std::string("/worker/attempt_") + (restarts && restarts[0] ? restarts : "0");
+  }
+  return launch;
+}
+
+std::string this_host() {
+  char name[256] = {0};
+  ::gethostname(name, sizeof name - 1);
+  return name;
+}
+
+Launch detect_launch() {
+  return detect_launch([](const char* name) -> const char* { return std::getenv(name); });
+}
+
+}  // namespace khsgd

@@ -1,0 +1,79 @@
+// khsgd_train: the command-line entry point. Everything here is about exits: one line per error,
+// status 2 for bad input, 1 for a failed write (or anything unexpected), 3 for a lost peer,
+// 128 + the signal for a clean stop by SIGTERM (143), SIGINT (130) or SIGHUP (129).
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <string>
+
+#include "khsgd/app/config.hpp"
+#include "khsgd/app/launch.hpp"
+#include "khsgd/base/errors.hpp"
+#include "khsgd/run/results.hpp"
+#include "khsgd/run/stop_signal.hpp"
+#include "khsgd/run/trainer.hpp"
+#include "khsgd/sorting/sorter_registry.hpp"
+
+// After an error, leave without the exit-time destructors. By the time an error reaches main the
+// stack has unwound and the run's own objects are gone; what _Exit skips is the teardown of
+// static state in LibTorch, Gloo and CUDA, which can wait on a peer that is gone. Nothing is left
+// to write: every result was flushed as it was written.
+static int leave(int status) {
+  std::fflush(nullptr);
+  std::_Exit(status);
+}
+
+int main(int argc, char** argv) {
+  khsgd::ignore_broken_pipes();
+  spdlog::set_pattern("%v");
+  int rank = 0;
+  // "khsgd_train [rank R]: KIND: message" (no kind: a plain notice).
+  auto report = [&rank](const char* kind, const std::string& message) {
+    std::fputs(khsgd::error_line(rank, kind, message).c_str(), stderr);
+  };
+  try {
+    khsgd::Config config;
+    std::string help;
+    if (!khsgd::parse_command_line(argc, argv, &config, &help)) {
+      std::fputs(help.c_str(), stdout);
+      return 0;
+    }
+    if (config.version) {
+      std::printf("%s\n", khsgd::build_info().c_str());
+      return 0;
+    }
+    if (config.list_sorters) {
+      std::fputs(khsgd::sorter_list(config.device == "cuda").c_str(), stdout);
+      return 0;
+    }
+    const khsgd::Launch launch = khsgd::detect_launch();
+    if (config.print_run_dir || config.print_run_state) {
+      // The folder the run would write to; --node_cnt, when given, names it without a launch.
+      if (config.node_cnt == 0) config.node_cnt = launch.world_size;
+      const std::string dir = khsgd::run_directory(config);
+      std::printf("%s\n",
+                  config.print_run_dir ? dir.c_str() : khsgd::run_state(dir, config).c_str());
+      return 0;
+    }
+    rank = launch.rank;
+    khsgd::run_training(config, launch);
+    return 0;
+  } catch (const khsgd::UserError& e) {
+    report("error", e.what());
+    return leave(2);
+  } catch (const khsgd::IoError& e) {
+    report("I/O error", e.what());
+    return leave(1);
+  } catch (const khsgd::CommError& e) {
+    report("communication error", e.what());
+    return leave(3);
+  } catch (const khsgd::StopRequested& e) {
+    report("", e.what());
+    return leave(128 + e.signal());
+  } catch (const std::exception& e) {
+    report("internal error", e.what());
+    return leave(1);
+  }
+}

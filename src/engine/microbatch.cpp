@@ -1,0 +1,89 @@
+#include "khsgd/engine/microbatch.hpp"
+
+#include <algorithm>
+
+#include "khsgd/model/logistic.hpp"
+
+namespace khsgd {
+
+namespace {
+
+int64_t blocks_for(int64_t count) { return (count + Microbatch::kLanes - 1) / Microbatch::kLanes; }
+
+}  // namespace
+
+Microbatch::Microbatch(int64_t capacity, int64_t d)
+    : d_(d),
+      zeros_(d, 0.0f),
+      sources_(blocks_for(capacity) * kLanes, zeros_.data()),
+      labels_(blocks_for(capacity) * kLanes, 0.0f),
+      residuals_(blocks_for(capacity) * kLanes) {}
+
+void Microbatch::gather(const float* X, const float* y, const int64_t* rows, int64_t count) {
+  count_ = count;
+  blocks_ = blocks_for(count);
+  for (int64_t i = 0; i < count; ++i) {
+    sources_[i] = X + rows[i] * d_;
+    labels_[i] = y[rows[i]];
+  }
+  // Lanes past the last example compute on zeros (finite, never read back).
+  for (int64_t i = count; i < blocks_ * kLanes; ++i) sources_[i] = zeros_.data();
+}
+
+void Microbatch::prefetch(const float* X, const float* y, const int64_t* rows, int64_t count,
+                          int64_t d) {
+  for (int64_t i = 0; i < count; ++i) {
+    const float* x = X + rows[i] * d;
+    __builtin_prefetch(x);
+    __builtin_prefetch(x + d - 1);  // a row may straddle two cache lines
+    __builtin_prefetch(y + rows[i]);
+  }
+}
+
+void Microbatch::compute_residuals(const float* theta) {
+  for (int64_t b = 0; b < blocks_; ++b) {
+    const float* const* rows = sources_.data() + b * kLanes;
+    // logit(): dot += double(x[j]) * theta[j] for j = 0, 1, ...: the same sums, kLanes examples
+    // at once, the accumulators in registers.
+    double dots[kLanes] = {};
+    for (int64_t j = 0; j < d_; ++j) {
+      const double w = theta[j];
+      for (int64_t i = 0; i < kLanes; ++i) dots[i] += static_cast<double>(rows[i][j]) * w;
+    }
+    const int64_t first = b * kLanes, last = std::min(count_, first + kLanes);
+    for (int64_t i = first; i < last; ++i)
+      residuals_[i] = residual(logit_from_dot(dots[i - first], theta[d_]), labels_[i]);
+  }
+}
+
+void Microbatch::per_example_gradients(const float* theta, float* G) {
+  compute_residuals(theta);
+  const int64_t D = d_ + 1;
+  for (int64_t i = 0; i < count_; ++i) {
+    const float r = residuals_[i];
+    const float* x = sources_[i];
+    float* g = G + i * D;
+    for (int64_t j = 0; j < d_; ++j) g[j] = r * x[j];
+    g[d_] = r;
+  }
+}
+
+void Microbatch::mean_loss_gradients(const float* theta, int64_t groups, float* grads) {
+  // Autograd scales each residual by 1 / count (binary_cross_entropy_with_logits_backward with
+  // mean reduction) and then sums the scaled rows (the matmul of linear's backward).
+  compute_residuals(theta);
+  const int64_t D = d_ + 1, count = count_ / groups;
+  const float n = static_cast<float>(count);
+  for (int64_t g = 0; g < groups; ++g) {
+    float* grad = grads + g * D;
+    std::fill(grad, grad + D, 0.0f);
+    for (int64_t i = g * count; i < (g + 1) * count; ++i) {
+      const float r = residuals_[i] / n;
+      const float* x = sources_[i];
+      for (int64_t j = 0; j < d_; ++j) grad[j] += r * x[j];
+      grad[d_] += r;
+    }
+  }
+}
+
+}  // namespace khsgd

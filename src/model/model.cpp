@@ -1,0 +1,64 @@
+#include "khsgd/model/model.hpp"
+
+#include <algorithm>
+
+#include "khsgd/engine/microbatch.hpp"
+#include "khsgd/engine/step_math.hpp"
+
+namespace khsgd {
+
+// One-off calls: the step loop keeps its Microbatch, which does the arithmetic for both.
+void per_example_gradients(const float* X, const float* y, const int64_t* rows, int64_t count,
+                           int64_t d, const float* theta, float* G) {
+  Microbatch batch(count, d);
+  batch.gather(X, y, rows, count);
+  batch.per_example_gradients(theta, G);
+}
+
+void mean_loss_gradient(const float* X, const float* y, const int64_t* rows, int64_t count,
+                        int64_t d, const float* theta, float* grad) {
+  Microbatch batch(count, d);
+  batch.gather(X, y, rows, count);
+  batch.mean_loss_gradient(theta, grad);
+}
+
+double microbatch_loss(const float* X, const float* y, const int64_t* rows, int64_t count,
+                       int64_t d, const float* theta) {
+  double loss = 0.0;
+  for (int64_t i = 0; i < count; ++i)
+    loss += bce_with_logits(logit(X + rows[i] * d, theta, d), y[rows[i]]);
+  return count ? loss / count : 0.0;
+}
+
+void mean_of_rows(const float* G, int64_t rows, int64_t D, float* mean) {
+  for (int64_t j = 0; j < D; ++j) mean[j] = column_mean(G, rows, D, j);
+}
+
+MomentumSGD::MomentumSGD(int64_t D, double lr, double momentum)
+    : neg_lr_(static_cast<float>(-lr)),
+      momentum_(static_cast<float>(momentum)),
+      velocity_(D, 0.0f) {}
+
+void MomentumSGD::step(float* theta, const float* grad) {
+  const int64_t D = static_cast<int64_t>(velocity_.size());
+  for (int64_t j = 0; j < D; ++j)
+    momentum_update(grad[j], momentum_, neg_lr_, &velocity_[j], &theta[j]);
+}
+
+Evaluation evaluate(const float* X, const float* y, int64_t rows, int64_t d, const float* theta) {
+  Evaluation out;
+  double loss = 0.0;
+  int64_t correct = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float z = logit(X + r * d, theta, d);
+    loss += bce_with_logits(z, y[r]);
+    correct += ((z > 0.0f) == (y[r] == 1.0f)) ? 1 : 0;
+  }
+  out.rows = rows;
+  out.correct = correct;
+  out.loss = rows ? loss / rows : 0.0;
+  out.accuracy = rows ? static_cast<double>(correct) / rows : 0.0;
+  return out;
+}
+
+}  // namespace khsgd
