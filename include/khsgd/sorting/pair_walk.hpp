@@ -154,12 +154,17 @@ KHSGD_HOST_DEVICE inline float moved_sum(float sum, float delta, bool plus) {
 }
 
 // The decisions of `steps` steps from `first_step` on: gradients [steps, ranks, microbatch, D]
-// (in `rows`), orders and next_orders [ranks, m], the cursor updated in place. `Rows` supplies
-//   void fetch(const PairAt&)  start reading that decision's two rows (a slot apart from the
-//   current) void advance()             the fetched rows become the current ones PairDots dots(bool
-//   bsq)    of the current pair (|Delta|^2 only when asked) void move_sum(bool plus)   s += Delta
-//   or s -= Delta of the current pair bool writes_orders()       whether this thread writes
-//   next_orders (one lane of a warp does)
+// (in `rows`), orders and next_orders [ranks, m], the cursor updated in place.
+//
+// The Rows contract (HostPairRows below; the kernels' in src/cuda/pair_rows.cuh):
+// clang-format off
+//   void     fetch(const PairAt&)  start reading that decision's two rows (a slot apart from the
+//                                  current ones)
+//   void     advance()             the fetched rows become the current ones
+//   PairDots dots(bool bsq)        <s, Delta> of the current pair, and |Delta|^2 only when asked
+//   void     move_sum(bool plus)   s += Delta (plus) or s -= Delta of the current pair
+//   bool     writes_orders()       whether this thread writes next_orders (one lane of a warp does)
+// clang-format on
 KHSGD_EXEC_CHECK_DISABLE
 template <class Rows>
 KHSGD_HOST_DEVICE void walk_pairs(Rows& rows, const PairRuleTables& tables,
