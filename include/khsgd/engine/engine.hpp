@@ -9,6 +9,7 @@
 
 #include "khsgd/comm/comm.hpp"
 #include "khsgd/data/data.hpp"
+#include "khsgd/engine/epoch_report.hpp"
 #include "khsgd/model/model.hpp"
 #include "khsgd/sorting/sorters.hpp"
 
@@ -24,26 +25,6 @@ struct EngineSetup {
   std::vector<float> theta;  // initial [w; b]
   double lr = 1e-2;
   double momentum = 0.9;
-};
-
-// Seconds an epoch spent per category, the reference's EventTimer names. Without --profile the
-// CPU engine times every 64th step and scales up, and the CUDA engine times whole kernels (the
-// fused epoch kernel counts as forward-backward): `estimated` says so.
-struct EpochTimes {
-  double sorter = 0.0;
-  double communication = 0.0;
-  double dataset = 0.0;
-  double forward_backward = 0.0;
-  double sgd = 0.0;
-  bool estimated = false;
-};
-
-// Told about the epoch's progress every few hundred steps (rank 0's progress display).
-class StepObserver {
- public:
-  virtual ~StepObserver() = default;
-  // steps_done of this epoch; the mean loss of the last step's examples (NaN when not known).
-  virtual void on_steps(int64_t steps_done, double sampled_loss) = 0;
 };
 
 // What the trainer wants from an epoch besides the training itself.

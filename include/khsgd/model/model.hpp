@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "khsgd/engine/epoch_report.hpp"
 #include "khsgd/model/logistic.hpp"
 
 namespace khsgd {
@@ -47,13 +48,6 @@ class MomentumSGD {
   float neg_lr_;
   float momentum_;
   std::vector<float> velocity_;
-};
-
-struct Evaluation {
-  double loss = 0.0;      // mean binary cross-entropy
-  double accuracy = 0.0;  // fraction of rows with (z > 0) == y
-  int64_t correct = 0;
-  int64_t rows = 0;
 };
 
 // Loss and accuracy of theta over rows [0, rows) of X, y.

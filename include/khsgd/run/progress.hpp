@@ -10,7 +10,7 @@
 #include <cstdio>
 #include <string>
 
-#include "khsgd/engine/engine.hpp"
+#include "khsgd/engine/epoch_report.hpp"
 
 namespace khsgd {
 

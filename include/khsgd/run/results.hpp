@@ -20,8 +20,7 @@
 #include "khsgd/app/launch.hpp"
 #include "khsgd/data/data.hpp"
 #include "khsgd/data/files.hpp"
-#include "khsgd/engine/engine.hpp"
-#include "khsgd/model/model.hpp"
+#include "khsgd/engine/epoch_report.hpp"
 
 namespace khsgd {
 
