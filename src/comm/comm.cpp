@@ -433,10 +433,6 @@ std::unique_ptr<Communicator> make_solo_communicator() {
   return std::make_unique<SoloCommunicator>();
 }
 
-bool needs_process_group(int world_size, const std::string& requested_backend) {
-  return world_size > 1 || requested_backend == "nccl";
-}
-
 std::vector<std::string> c10d_backends() {
   std::vector<std::string> backends;
 #ifdef USE_C10D_GLOO
@@ -472,11 +468,6 @@ std::unique_ptr<PeerMonitor> start_peer_monitor(
 std::unique_ptr<Communicator> connect_process_group(const Launch& launch,
                                                     const std::string& backend, int cuda_device,
                                                     std::chrono::milliseconds timeout) {
-  const auto backends = c10d_backends();
-  if (std::find(backends.begin(), backends.end(), backend) == backends.end())
-    throw UserError(
-        "--backend " + backend + " is not available in this build" +
-        (backend == "nccl" ? " (it needs LibTorch with CUDA and NCCL); use --backend gloo" : ""));
   const c10::intrusive_ptr<c10d::Store> store = join_store(launch, timeout);
   try {
 #ifdef USE_C10D_GLOO

@@ -73,22 +73,6 @@ Device resolve_device(const std::string& requested, const SorterInfo& sorter) {
   return Device::Cuda;
 }
 
-std::string resolve_backend(const std::string& requested, Device device, const Launch& launch) {
-  std::string backend = requested == "auto" ? auto_backend(device, launch) : requested;
-  if (backend == "nccl" && device != Device::Cuda)
-    throw UserError(
-        "--backend nccl moves GPU memory and needs --device cuda; use --backend gloo "
-        "for CPU training");
-  // NCCL refuses two ranks on one GPU; say so before anyone waits for it.
-  const int gpus = device == Device::Cuda ? cuda_device_count() : 0;
-  const int local_ranks = std::max(launch.local_world_size, launch.local_rank + 1);
-  if (backend == "nccl" && launch.world_size > 1 && local_ranks > gpus)
-    throw UserError("--backend nccl needs one GPU per rank, but this machine runs " +
-                    std::to_string(local_ranks) + " ranks on " + std::to_string(gpus) +
-                    " GPU(s); use --backend gloo to run several ranks per GPU");
-  return backend;
-}
-
 // The reference's dev_id: one GPU per local rank, ranks sharing GPUs round-robin.
 int cuda_index_for(const Launch& launch, Device device) {
   if (device != Device::Cuda) return 0;
@@ -141,7 +125,10 @@ class Run {
     // --in_process: one process, the CPU engine, no backend; it writes every worker's rank files.
     device_ = config_.in_process ? Device::Cpu
                                  : resolve_device(config_.device, sorter_info(config_.sorter));
-    backend_ = config_.in_process ? "none" : resolve_backend(config_.backend, device_, launch_);
+    backend_ = config_.in_process
+                   ? Backend{"none", false}
+                   : resolve_backend(config_.backend, device_, launch_,
+                                     device_ == Device::Cuda ? cuda_device_count() : 0);
     rank_ = launch_.rank;
     ranks_here_ = {rank_};
     for (int r = 1; config_.in_process && r < config_.node_cnt; ++r) ranks_here_.push_back(r);
@@ -153,7 +140,7 @@ class Run {
     dir_ = run_directory(config_);
     check_run_needs();
     const auto timeout = std::chrono::milliseconds(config_.timeout * 1000);
-    comm_ = open_communicator(launch_, config_.backend, backend_, device_, cuda_index_, timeout);
+    comm_ = open_communicator(launch_, backend_, cuda_index_, timeout);
   }
 
   // What the run will need from the machine, checked before it makes anything (run_limits.hpp);
@@ -350,8 +337,8 @@ class Run {
       if (!resuming_ || !check_regular_entry(dir_ + "/config.json"))
         write_file_atomically(
             dir_ + "/config.json",
-            config_json(config_, launch_, {device_name(device_), backend_, torch_version()}, data_,
-                        part_));
+            config_json(config_, launch_, {device_name(device_), backend_.name, torch_version()},
+                        data_, part_));
       metrics_.emplace(dir_ + "/metrics.csv", earlier_metrics_);
       if (resuming_) warn_of_passed_grads();
     });
@@ -370,9 +357,9 @@ class Run {
     progress_.emplace(rank_ == 0 && !config_.quiet, stderr, part_.used_rows, part_.num_batches,
                       config_.epochs);
     if (!config_.save_grads.empty()) captured_.resize(part_.used_rows * (data_.d + 1));
-    const std::string workers = config_.in_process
-                                    ? std::to_string(config_.node_cnt) + " workers in one process"
-                                    : std::to_string(launch_.world_size) + " rank(s), " + backend_;
+    const std::string workers =
+        config_.in_process ? std::to_string(config_.node_cnt) + " workers in one process"
+                           : std::to_string(launch_.world_size) + " rank(s), " + backend_.name;
     spdlog::info("{} on {} ({}), {} train / {} test rows, {} steps of B={} per epoch",
                  config_.sorter, device_name(device_), workers, data_.n_train, data_.n_test,
                  part_.num_batches, config_.B);
@@ -418,7 +405,7 @@ class Run {
     // Before this, SIGTERM/SIGINT/SIGHUP end the process as they always did. Under mpi they stay
     // with mpi_comm.cpp: mpirun sends SIGTERM to end every rank when one fails, and SIGKILL soon
     // after, so there is no clean stop at an epoch's end to be had there.
-    if (backend_ != "mpi") install_stop_handlers();
+    if (backend_.name != "mpi") install_stop_handlers();
     const int64_t stop_after = stop_after_epoch();
     for (int64_t epoch = done_ + 1; epoch <= config_.epochs; ++epoch) {
       const bool last = epoch == config_.epochs;  // a signal in the last epoch lets the run finish
@@ -573,7 +560,7 @@ class Run {
 
   // join
   Device device_ = Device::Cpu;
-  std::string backend_;
+  Backend backend_;
   int rank_ = 0;
   std::vector<int> ranks_here_;  // whose rank files this process writes: its own, or every worker's
   int cuda_index_ = 0;

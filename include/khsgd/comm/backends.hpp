@@ -19,16 +19,25 @@ namespace khsgd {
 // The backends this build can open, e.g. {"gloo", "mpi"}.
 std::vector<std::string> available_backends();
 
-// --backend auto: nccl on cuda; on the CPU mpi when mpirun started the ranks (and this build has
-// it), else gloo.
-std::string auto_backend(Device device, const Launch& launch);
+// --backend as this launch and device resolve it: the one place a backend name is decided.
+struct Backend {
+  std::string name;  // gloo, nccl or mpi ("none" for --in_process)
+  // Whether the run joins the others through it: with several ranks, and with --backend nccl even
+  // alone, as the reference does under torchrun --nproc_per_node=1 (the run then really opens
+  // NCCL). One rank with gloo, mpi or auto has no one to talk to.
+  bool connects = false;
+};
 
-// The communicator of this rank: `backend` (--backend `requested` resolved), joined within
-// `timeout`; none for one rank unless it asked for nccl (needs_process_group). Throws UserError
-// for a backend this build lacks or that cannot serve this launch and device, CommError when the
-// others cannot be reached.
-std::unique_ptr<Communicator> open_communicator(const Launch& launch, const std::string& requested,
-                                                const std::string& backend, Device device,
+// auto: nccl on cuda; on the CPU mpi when mpirun started the ranks (and this build has it), else
+// gloo. Throws UserError, before anyone waits on a peer, for a backend this build lacks or that
+// cannot serve this launch and device (nccl off the GPU or with more local ranks than GPUs, mpi
+// on the GPU or without mpirun). `gpus`: the GPUs this machine has.
+Backend resolve_backend(const std::string& requested, Device device, const Launch& launch,
+                        int gpus);
+
+// The communicator of this rank through `backend`, joined within `timeout` (a solo one when it
+// does not connect); CommError when the others cannot be reached.
+std::unique_ptr<Communicator> open_communicator(const Launch& launch, const Backend& backend,
                                                 int cuda_device, std::chrono::milliseconds timeout);
 
 }  // namespace khsgd

@@ -44,17 +44,12 @@ std::unique_ptr<Communicator> make_solo_communicator();
 // row.
 void sum_in_rank_order(const float* gathered, int ranks, int64_t count, float* out);
 
-// Whether a run joins a c10d process group, given --backend as asked: with several ranks, and
-// with --backend nccl even alone, as the reference does under torchrun --nproc_per_node=1 (the
-// run then really opens NCCL). One rank with gloo or auto needs none: it has no one to talk to.
-bool needs_process_group(int world_size, const std::string& requested_backend);
-
 // Joins the job described by `launch` through a c10d TCPStore (rank 0 serves it unless torchrun's
 // agent does; a plain process alone keeps an in-process store) and opens ProcessGroupGloo or
 // ProcessGroupNCCL. `cuda_device` is this rank's GPU for
-// NCCL. Throws UserError for a backend this build lacks and CommError when peers do not join
-// within `timeout`. A collective that fails or waits longer than `timeout` throws CommError
-// naming the rank that was lost, when the heartbeats tell.
+// NCCL (a backend this build has: resolve_backend, backends.hpp, checked). Throws CommError when
+// peers do not join within `timeout`. A collective that fails or waits longer than `timeout` throws
+// CommError naming the rank that was lost, when the heartbeats tell.
 std::unique_ptr<Communicator> connect_process_group(const Launch& launch,
                                                     const std::string& backend, int cuda_device,
                                                     std::chrono::milliseconds timeout);
