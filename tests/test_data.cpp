@@ -11,26 +11,28 @@ using namespace khsgd_test;
 
 TEST(Preparation, EvenNumberOfFullBatchesAndContiguousShards) {
   // The golden data: 20 011 rows, B 16 -> 1250 batches (even), 20 000 rows used.
-  Partition p = plan_partition(20011, 16, 1);
+  Partition p = plan_partition(20011, 20, 16, 1);
   EXPECT_EQ(p.num_batches, 1250);
   EXPECT_EQ(p.used_rows, 20000);
   EXPECT_EQ(p.shard_rows, 20000);
+  EXPECT_EQ(p.D, 21);  // d = 20 features and the bias
+  EXPECT_EQ(p.features(), 20);
   EXPECT_EQ(p.microbatch, 16);
-  p = plan_partition(20011, 16, 2);
+  p = plan_partition(20011, 20, 16, 2);
   EXPECT_EQ(p.microbatch, 8);
   EXPECT_EQ(p.shard_rows, 10000);
   // The real split: 195 285 rows -> 12 205 full batches, rounded down to 12 204 -> N' = 195 264.
-  p = plan_partition(kHmdaTrainRows, 16, 1);
+  p = plan_partition(kHmdaTrainRows, 20, 16, 1);
   EXPECT_EQ(p.num_batches, 12204);
   EXPECT_EQ(p.used_rows, 195264);
-  p = plan_partition(kHmdaTrainRows, 16, 4);
+  p = plan_partition(kHmdaTrainRows, 20, 16, 4);
   EXPECT_EQ(p.shard_rows, 48816);
   EXPECT_EQ(p.microbatch, 4);
   // 3 full batches of 16 -> 2.
-  p = plan_partition(63, 16, 1);
+  p = plan_partition(63, 20, 16, 1);
   EXPECT_EQ(p.num_batches, 2);
   EXPECT_EQ(p.used_rows, 32);
-  EXPECT_THROW(plan_partition(31, 16, 1), UserError);
+  EXPECT_THROW(plan_partition(31, 20, 16, 1), UserError);
 }
 
 TEST(Synthetic, HmdaShapedDeterministicAndLearnable) {

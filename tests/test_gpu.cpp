@@ -305,7 +305,7 @@ struct TwinRuns {
   TwinRuns(int64_t D, const std::string& sorter, int64_t epochs)
       : data(random_dataset(D - 1, 640, 160, D)) {
     setup.data = &data;
-    setup.partition = khsgd::plan_partition(data.n_train, 16, 1);
+    setup.partition = khsgd::plan_partition(data.n_train, data.d, 16, 1);
     std::mt19937 random(static_cast<uint32_t>(D));
     std::normal_distribution<float> normal(0.0f, 0.1f);
     for (int64_t j = 0; j < D; ++j) setup.theta.push_back(normal(random));
@@ -313,9 +313,7 @@ struct TwinRuns {
     cpu_engine = khsgd::make_cpu_engine(setup);
     gpu_engine = khsgd::make_cuda_engine(setup, 0);
     khsgd::SorterShape shape;
-    shape.shard_rows = setup.partition.shard_rows;
-    shape.microbatch = setup.partition.microbatch;
-    shape.D = D;
+    shape.geometry() = setup.partition.geometry();
     shape.epochs = epochs;
     khsgd::seed_generators(7);
     cpu_sorter = khsgd::make_sorter(sorter, shape, *ops);

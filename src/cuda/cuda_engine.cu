@@ -45,10 +45,10 @@ class CudaEngine final : public TrainingEngine {
       : data_(*setup.data),
         part_(setup.partition),
         rank_(setup.rank),
-        d_(data_.d),
-        D_(data_.d + 1) {
+        d_(part_.features()),
+        D_(part_.D) {
     KHSGD_CUDA_CHECK(cudaSetDevice(cuda_index));
-    if (!cuda::fits_fused_kernel(d_, part_.microbatch))
+    if (!cuda::fits_fused_kernel(part_.geometry()))
       throw UserError("--device cuda takes at most " + std::to_string(cuda::kMaxSharedFloats) +
                       " floats of (B / ranks + 2) * (d + 1) per step; use --device cpu for B " +
                       std::to_string(part_.batch) + " with d " + std::to_string(d_));
@@ -68,8 +68,7 @@ class CudaEngine final : public TrainingEngine {
     args_.X = train_x_.data() + rank_ * part_.shard_rows * d_;
     args_.y = train_y_.data() + rank_ * part_.shard_rows;
     args_.order = order_.data();
-    args_.d = d_;
-    args_.microbatch = part_.microbatch;
+    args_.geometry = part_.geometry();
     args_.steps = part_.num_batches;
     args_.theta = theta_.data();
     args_.velocity = velocity_.data();

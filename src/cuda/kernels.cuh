@@ -19,8 +19,7 @@ struct EpochArgs {
   const float* X = nullptr;        // this rank's shard [m, d]
   const float* y = nullptr;        // [m]
   const int64_t* order = nullptr;  // [m], this epoch's order of the shard
-  int64_t d = 0;
-  int64_t microbatch = 0;
+  Geometry geometry;  // microbatch, D = d + 1 (its ranks and shard_rows: the whole run's)
   int64_t steps = 0;
   float* theta = nullptr;     // [d + 1], updated in place
   float* velocity = nullptr;  // [d + 1], momentum buffer, updated in place
@@ -40,7 +39,7 @@ struct EpochArgs {
 // for the kernels' own __shared__ variables (the epoch kernel's step counter: 16 bytes, ptxas).
 inline constexpr int kStepThreads = 512;
 inline constexpr int64_t kMaxSharedFloats = 12 * 1024 - 16;
-bool fits_fused_kernel(int64_t d, int64_t microbatch);
+bool fits_fused_kernel(const Geometry& geometry);
 
 // The pair-balancing pass (ALGORITHM.md §4.2) over `steps` steps of gathered gradients, state on
 // the device.

@@ -19,15 +19,15 @@ constexpr int kEvalThreads = 512;  // a power of two: the block's partial sums a
 __device__ inline void gradient_rows(const EpochArgs& a, int64_t k, const float* theta,
                                      bool per_example, float* rows, float* captured = nullptr) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = kStepThreads / 32;
-  const int64_t d = a.d, D = d + 1;
-  for (int64_t i = warp; i < a.microbatch; i += warps) {
-    const int64_t row = a.order[k * a.microbatch + i];
+  const int64_t d = a.geometry.features(), D = a.geometry.D;
+  for (int64_t i = warp; i < a.geometry.microbatch; i += warps) {
+    const int64_t row = a.order[k * a.geometry.microbatch + i];
     const float* x = a.X + row * d;
     double dot = 0.0;
     for (int64_t j = lane; j < d; j += 32) dot += static_cast<double>(x[j]) * theta[j];
     dot = warp_sum(dot);
     const float full = residual(logit_from_dot(dot, theta[d]), a.y[row]);
-    const float r = per_example ? full : full / static_cast<float>(a.microbatch);
+    const float r = per_example ? full : full / static_cast<float>(a.geometry.microbatch);
     for (int64_t j = lane; j < d; j += 32) rows[i * D + j] = r * x[j];
     if (lane == 0) rows[i * D + d] = r;
     if (captured != nullptr) {
@@ -76,7 +76,7 @@ __global__ void __launch_bounds__(kStepThreads + 32, 1)
     pass_beside_steps<kPerLane>(pass, &produced);
     return;
   }
-  const int64_t d = a.d, D = d + 1, mb = a.microbatch;
+  const int64_t d = a.geometry.features(), D = a.geometry.D, mb = a.geometry.microbatch;
   float* theta = shared;            // [D]
   float* rows = shared + D;         // [mb, D]
   float* velocity = rows + mb * D;  // [D]
@@ -146,7 +146,7 @@ __global__ void __launch_bounds__(kStepThreads + 32, 1)
 __global__ void __launch_bounds__(kStepThreads)
     step_gradients_kernel(EpochArgs a, int64_t k, bool per_example, float* out, float* captured) {
   extern __shared__ float shared[];
-  const int64_t D = a.d + 1, mb = a.microbatch;
+  const int64_t D = a.geometry.D, mb = a.geometry.microbatch;
   float* theta = shared;
   float* rows = shared + D;
   for (int64_t j = threadIdx.x; j < D; j += blockDim.x) theta[j] = a.theta[j];
@@ -163,7 +163,7 @@ __global__ void __launch_bounds__(kStepThreads)
 
 __global__ void step_update_kernel(EpochArgs a, const float* combined, int64_t rows, bool mean_rows,
                                    float ranks) {
-  const int64_t D = a.d + 1;
+  const int64_t D = a.geometry.D;
   for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
     // Pair sorters: the gathered rows' mean. D-RR: the all-reduced sum / n (avg_grads /= n).
     const float g = mean_rows ? column_mean(combined, rows, D, j) : combined[j] / ranks;
@@ -200,17 +200,16 @@ __global__ void __launch_bounds__(kEvalThreads)
   }
 }
 
-size_t fused_shared_bytes(int64_t d, int64_t mb) { return ((mb + 2) * (d + 1)) * sizeof(float); }
+size_t fused_shared_bytes(const Geometry& g) { return ((g.microbatch + 2) * g.D) * sizeof(float); }
 
 }  // namespace
 
-bool fits_fused_kernel(int64_t d, int64_t microbatch) {
-  return static_cast<int64_t>(fused_shared_bytes(d, microbatch) / sizeof(float)) <=
-         kMaxSharedFloats;
+bool fits_fused_kernel(const Geometry& geometry) {
+  return static_cast<int64_t>(fused_shared_bytes(geometry) / sizeof(float)) <= kMaxSharedFloats;
 }
 
 void launch_fused_epoch(const EpochArgs& args, const PairBalanceArgs* pass, cudaStream_t stream) {
-  const size_t bytes = fused_shared_bytes(args.d, args.microbatch);
+  const size_t bytes = fused_shared_bytes(args.geometry);
   if (pass == nullptr) {
     fused_epoch_kernel<0><<<1, kStepThreads, bytes, stream>>>(args, PairBalanceArgs{});
   } else if (!fits_pass_beside_steps(pass->layout.D) || pass->layout.ranks != 1 ||
@@ -226,13 +225,13 @@ void launch_fused_epoch(const EpochArgs& args, const PairBalanceArgs* pass, cuda
 
 void launch_step_gradients(const EpochArgs& args, int64_t k, bool per_example, float* out,
                            cudaStream_t stream) {
-  step_gradients_kernel<<<1, kStepThreads, fused_shared_bytes(args.d, args.microbatch), stream>>>(
+  step_gradients_kernel<<<1, kStepThreads, fused_shared_bytes(args.geometry), stream>>>(
       args, k, per_example, out, nullptr);
   check_launch("step_gradients_kernel");
 }
 
 void launch_step_rows(const EpochArgs& args, int64_t k, float* out, cudaStream_t stream) {
-  step_gradients_kernel<<<1, kStepThreads, fused_shared_bytes(args.d, args.microbatch), stream>>>(
+  step_gradients_kernel<<<1, kStepThreads, fused_shared_bytes(args.geometry), stream>>>(
       args, k, /*per_example=*/true, nullptr, out);
   check_launch("step_gradients_kernel");
 }

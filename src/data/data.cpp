@@ -149,9 +149,10 @@ Dataset make_synthetic(int64_t n_train, int64_t n_test) {
   return data;
 }
 
-Partition plan_partition(int64_t train_rows, int64_t batch, int64_t ranks) {
+Partition plan_partition(int64_t train_rows, int64_t features, int64_t batch, int64_t ranks) {
   Partition p;
   p.ranks = ranks;
+  p.D = gradient_length(features);
   p.batch = batch;
   p.microbatch = batch / ranks;
   const int64_t full = train_rows / batch;

@@ -54,8 +54,8 @@ class CpuEngine final : public TrainingEngine {
   explicit CpuEngine(const EngineSetup& setup)
       : data_(*setup.data),
         part_(setup.partition),
-        d_(setup.data->d),
-        D_(setup.data->d + 1),
+        d_(part_.features()),
+        D_(part_.D),
         first_worker_(setup.in_process ? 0 : setup.rank),
         workers_here_(setup.in_process ? part_.ranks : 1),
         theta_(setup.theta),

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "khsgd/base/geometry.hpp"
 #include "khsgd/model/logistic.hpp"
 
 namespace khsgd {
@@ -58,7 +59,7 @@ void Microbatch::compute_residuals(const float* theta) {
 
 void Microbatch::per_example_gradients(const float* theta, float* G) {
   compute_residuals(theta);
-  const int64_t D = d_ + 1;
+  const int64_t D = gradient_length(d_);
   for (int64_t i = 0; i < count_; ++i) {
     const float r = residuals_[i];
     const float* x = sources_[i];
@@ -72,7 +73,7 @@ void Microbatch::mean_loss_gradients(const float* theta, int64_t groups, float* 
   // Autograd scales each residual by 1 / count (binary_cross_entropy_with_logits_backward with
   // mean reduction) and then sums the scaled rows (the matmul of linear's backward).
   compute_residuals(theta);
-  const int64_t D = d_ + 1, count = count_ / groups;
+  const int64_t D = gradient_length(d_), count = count_ / groups;
   const float n = static_cast<float>(count);
   for (int64_t g = 0; g < groups; ++g) {
     float* grad = grads + g * D;

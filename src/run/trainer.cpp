@@ -175,7 +175,7 @@ class Run {
     const uint64_t data_hash = data_fingerprint(data_);
     agree_on_settings(*comm_, flags_, data_hash);
     fingerprint_ = run_fingerprint(flags_, data_hash);
-    part_ = plan_partition(data_.n_train, config_.B, config_.node_cnt);
+    part_ = plan_partition(data_.n_train, data_.d, config_.B, config_.node_cnt);
   }
 
   // One run per folder (run_lock.hpp): rank 0 locks the folder before it looks into it, then the
@@ -213,10 +213,7 @@ class Run {
     setup.momentum = config_.momentum;
     ops_ = make_torch_ops(device_, cuda_index_);
     SorterShape shape;
-    shape.ranks = part_.ranks;
-    shape.shard_rows = part_.shard_rows;
-    shape.microbatch = part_.microbatch;
-    shape.D = data_.d + 1;
+    shape.geometry() = part_.geometry();
     shape.epochs = config_.epochs;
     shape.rank = rank_;
     shape.device = device_;
@@ -356,7 +353,7 @@ class Run {
     });
     progress_.emplace(rank_ == 0 && !config_.quiet, stderr, part_.used_rows, part_.num_batches,
                       config_.epochs);
-    if (!config_.save_grads.empty()) captured_.resize(part_.used_rows * (data_.d + 1));
+    if (!config_.save_grads.empty()) captured_.resize(part_.used_rows * part_.D);
     const std::string workers =
         config_.in_process ? std::to_string(config_.node_cnt) + " workers in one process"
                            : std::to_string(launch_.world_size) + " rank(s), " + backend_.name;
@@ -475,7 +472,7 @@ class Run {
     }
     if (save_grads && rank_ == 0) {
       HostTensor grads;
-      grads.shape = {part_.used_rows, data_.d + 1};
+      grads.shape = {part_.used_rows, part_.D};
       grads.values = captured_;
       write_tensor(grads_path(epoch), grads);
     }

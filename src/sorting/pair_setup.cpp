@@ -14,14 +14,7 @@ constexpr double kDelta = 0.5;  // the failure probability both SBW and KH-SGD a
 
 }  // namespace
 
-PairLayout pair_layout(const SorterShape& shape) {
-  PairLayout layout;
-  layout.ranks = shape.ranks;
-  layout.shard_rows = shape.shard_rows;
-  layout.microbatch = shape.microbatch;
-  layout.D = shape.D;
-  return layout;
-}
+PairLayout pair_layout(const SorterShape& shape) { return shape.geometry(); }
 
 std::vector<int64_t> identity_orders(const SorterShape& shape) {
   const int64_t m = shape.shard_rows;

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "khsgd/base/geometry.hpp"
+
 namespace khsgd {
 
 struct Dataset {
@@ -45,16 +47,16 @@ Dataset make_synthetic(int64_t n_train = kHmdaTrainRows, int64_t n_test = kHmdaT
 inline int64_t synthetic_set_bytes(int64_t train_rows) { return train_rows * 160; }
 
 // ALGORITHM.md §1 "Preparation".
-struct Partition {
-  int64_t ranks = 1;        // n
+// The geometry: n ranks, m = N' / n examples each (rank r owns rows [r m, (r + 1) m)), B / n
+// examples per rank and step, D = d + 1; and the rest of the plan.
+struct Partition : Geometry {
   int64_t batch = 16;       // B, global
-  int64_t microbatch = 16;  // B / n examples per rank and step
   int64_t num_batches = 0;  // steps per epoch: the largest even number <= N / B
   int64_t used_rows = 0;    // N' = num_batches * B; train rows [0, N') are used
-  int64_t shard_rows = 0;   // m = N' / n; rank r owns rows [r m, (r + 1) m)
 };
 
-// Throws UserError when the data holds too few rows for two batches.
-Partition plan_partition(int64_t train_rows, int64_t batch, int64_t ranks);
+// N = train_rows examples of d = `features` each. Throws UserError when the data holds too few
+// rows for two batches.
+Partition plan_partition(int64_t train_rows, int64_t features, int64_t batch, int64_t ranks);
 
 }  // namespace khsgd

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 
+#include "khsgd/base/geometry.hpp"
 #include "khsgd/base/host_device.hpp"
 #include "khsgd/sorting/pair_rules.hpp"
 
@@ -20,12 +21,7 @@ namespace khsgd {
 enum class PairRule : int { CDGraB = 0, SBW = 1, KHSGD = 2 };
 
 // n ranks with m examples each, `microbatch` examples per rank and step, D numbers per gradient.
-struct PairLayout {
-  int64_t ranks = 1;
-  int64_t shard_rows = 0;
-  int64_t microbatch = 0;
-  int64_t D = 0;
-};
+using PairLayout = Geometry;
 
 // microbatch / 2 pairs on each rank.
 KHSGD_HOST_DEVICE inline int64_t decisions_per_step(const PairLayout& layout) {

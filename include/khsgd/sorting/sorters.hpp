@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "khsgd/base/device.hpp"
+#include "khsgd/base/geometry.hpp"
 #include "khsgd/sorting/device_ops.hpp"
 #include "khsgd/sorting/state_io.hpp"
 
@@ -29,11 +30,9 @@ enum class GradientNeed {
   AllRanks,  // every rank's per-example gradients, gathered; the update takes their mean
 };
 
-struct SorterShape {
-  int64_t ranks = 1;            // n
-  int64_t shard_rows = 0;       // m, examples per rank
-  int64_t microbatch = 16;      // examples per rank and step
-  int64_t D = 21;               // gradient length
+// The geometry (ranks, shard_rows, microbatch, D: n, m, examples per rank and step, gradient
+// length) and what a sorter needs besides.
+struct SorterShape : Geometry {
   int64_t epochs = 1;           // E, for SBW's and KH-SGD's tables
   int64_t rank = 0;             // whose row sort() returns
   Device device = Device::Cpu;  // where the pair sorters keep their state (D-RR: whose generator)
