@@ -23,8 +23,12 @@ std::vector<int64_t> identity_orders(const SorterShape& shape) {
   return orders;
 }
 
+int64_t sbw_threshold_count(const SorterShape& shape) {
+  return shape.shard_rows * shape.ranks * shape.epochs / 2;
+}
+
 std::vector<float> sbw_thresholds(const SorterShape& shape, DeviceOps& ops) {
-  const int64_t count = shape.shard_rows * shape.ranks * shape.epochs / 2;
+  const int64_t count = sbw_threshold_count(shape);
   if (count > (int64_t{1} << 30))
     throw UserError("SBW draws m*n*epochs/2 = " + std::to_string(count) +
                     " thresholds up front (more than 4 GiB); use fewer --epochs");
@@ -46,6 +50,17 @@ std::vector<float> khsgd_log_penalties(const SorterShape& shape, DeviceOps& ops)
   const double constant = (4 / kDelta) * (std::log(static_cast<double>(shape.epochs)) + 1) *
                           (std::log(static_cast<double>(T)) + 1);
   return ops.log_of_multiples(constant, T);
+}
+
+PairTables draw_pair_tables(PairRule rule, const SorterShape& shape, DeviceOps& ops) {
+  PairTables tables;
+  if (rule == PairRule::KHSGD) {
+    tables.log_penalty = khsgd_log_penalties(shape, ops);
+    tables.uniforms = ops.uniform(khsgd_decisions(shape), -1.0, 1.0);
+  } else if (rule == PairRule::SBW) {
+    tables.thresholds = sbw_thresholds(shape, ops);
+  }
+  return tables;
 }
 
 float khsgd_penalty_increment(int64_t earlier) {

@@ -5,6 +5,7 @@
 
 #include "khsgd/base/errors.hpp"
 #include "khsgd/sorting/pair_setup.hpp"
+#include "khsgd/sorting/pair_sorter.hpp"
 #include "khsgd/sorting/sorter_registry.hpp"
 
 namespace khsgd {
@@ -35,88 +36,71 @@ class RandomReshuffle final : public Sorter {
 };
 
 // The pair-balancing family (ALGORITHM.md §4.2-§4.5) on the host: the decisions are
-// pair_walk.hpp's, the tables and the checkpoint state pair_setup.hpp's, both shared with the CUDA
-// twin (cuda_sorters.cu).
-class PairBalancer final : public Sorter {
+// pair_walk.hpp's, the bookkeeping between walks pair_sorter.hpp's, both shared with the CUDA
+// twin (cuda_sorters.cu); this holds the state in host memory.
+class PairBalancer final : public PairSorter {
  public:
   PairBalancer(PairRule rule, const SorterShape& shape, DeviceOps& ops)
-      : shape_(shape),
-        layout_(pair_layout(shape)),
-        ops_(ops),
+      : PairSorter(rule, shape, ops),
+        orders_(identity_orders(shape)),
+        next_orders_(orders_),
         sum_(shape.D, 0.0f),
-        delta_(shape.D) {
+        delta_(shape.D),
+        cursor_(epoch_start_cursor(rule, PairCursor{}, shape.shard_rows)) {
+    PairTables tables = draw_pair_tables(rule, shape, ops);
+    thresholds_ = std::move(tables.thresholds);
+    log_penalty_ = std::move(tables.log_penalty);
+    uniforms_ = std::move(tables.uniforms);
     tables_.rule = rule;
-    orders_ = identity_orders(shape);
-    state_.next_orders = orders_;
-    cursor_ = epoch_start_cursor(rule, cursor_, shape.shard_rows);
-    if (rule == PairRule::KHSGD) {
-      state_.log_penalty = khsgd_log_penalties(shape, ops);
-      uniforms_ = ops.uniform(khsgd_decisions(shape), -1.0, 1.0);
-    } else if (rule == PairRule::SBW) {
-      thresholds_ = sbw_thresholds(shape, ops);
-    }
     point_tables();
-  }
-
-  GradientNeed needs() const override { return GradientNeed::AllRanks; }
-
-  const std::vector<int64_t>& sort() override {
-    if (tables_.rule == PairRule::KHSGD && state_.sort_calls > 0) {
-      uniforms_ = ops_.uniform(khsgd_decisions(shape_), -1.0, 1.0);
-      const float increment = khsgd_penalty_increment(state_.sort_calls);
-      for (float& l : state_.log_penalty) l = l + increment;
-      point_tables();
-    }
-    std::swap(orders_, state_.next_orders);
-    std::fill(sum_.begin(), sum_.end(), 0.0f);
-    cursor_ = epoch_start_cursor(tables_.rule, cursor_, shape_.shard_rows);
-    ++state_.sort_calls;
-    const int64_t m = shape_.shard_rows;
-    local_order_.assign(&orders_[shape_.rank * m], &orders_[(shape_.rank + 1) * m]);
-    return local_order_;
-  }
-
-  const int64_t* order_of(int64_t rank) const override {
-    return &orders_[rank * shape_.shard_rows];
   }
 
   void balance(const float* G, int64_t first_step, int64_t steps) override {
     HostPairRows rows(G, layout_, sum_.data(), delta_.data());
-    walk_pairs(rows, tables_, layout_, first_step, steps, orders_.data(), state_.next_orders.data(),
+    walk_pairs(rows, tables_, layout_, first_step, steps, orders_.data(), next_orders_.data(),
                &cursor_);
   }
 
-  void save_state(StateWriter& out) const override {
-    PairSorterState state = state_;
-    state.sbw_decision = cursor_.decision;
-    save_pair_state(out, tables_.rule, state);
+ private:
+  void redraw(std::vector<float> uniforms, float increment) override {
+    uniforms_ = std::move(uniforms);
+    for (float& l : log_penalty_) l = l + increment;
+    point_tables();
   }
-  void load_state(StateReader& in) override {
-    load_pair_state(in, tables_.rule, static_cast<int64_t>(thresholds_.size()), shape_.shard_rows,
-                    &state_);
-    if (tables_.rule == PairRule::SBW) cursor_.decision = state_.sbw_decision;
+  void start_epoch(const PairCursor& at) override {
+    std::swap(orders_, next_orders_);
+    std::fill(sum_.begin(), sum_.end(), 0.0f);
+    cursor_ = at;
+  }
+  PairCursor cursor() const override { return cursor_; }
+  const int64_t* orders() const override { return orders_.data(); }
+  PairSorterState held_state() const override {
+    PairSorterState state;
+    state.next_orders = next_orders_;
+    state.log_penalty = log_penalty_;
+    return state;
+  }
+  void restore(PairSorterState state, const PairCursor& at) override {
+    next_orders_ = std::move(state.next_orders);
+    log_penalty_ = std::move(state.log_penalty);
+    cursor_ = at;
     point_tables();
   }
 
- private:
   // The tables' pointers follow their vectors (redrawn or reloaded).
   void point_tables() {
     tables_.thresholds = thresholds_.data();
-    tables_.log_penalty = state_.log_penalty.data();
+    tables_.log_penalty = log_penalty_.data();
     tables_.uniforms = uniforms_.data();
   }
 
-  SorterShape shape_;
-  PairLayout layout_;
-  DeviceOps& ops_;
   PairRuleTables tables_;
-  PairSorterState state_;        // next_orders, the epoch count and KH-SGD's log-penalties
-  std::vector<int64_t> orders_;  // this epoch's n x m order matrix
-  std::vector<float> thresholds_, uniforms_;
+  std::vector<int64_t> orders_;       // this epoch's n x m order matrix
+  std::vector<int64_t> next_orders_;  // the next epoch's, as the walk fills it
+  std::vector<float> thresholds_, log_penalty_, uniforms_;
   std::vector<float> sum_;  // s, the running signed sum of differences
   std::vector<float> delta_;
   PairCursor cursor_;
-  std::vector<int64_t> local_order_;
 };
 
 template <PairRule rule>

@@ -28,6 +28,8 @@ std::unique_ptr<Sorter> make_cuda_pair_sorter(PairRule rule, const SorterShape& 
 // The order matrices' start: each of the n rows is 0 .. m-1, so epoch 1 runs in natural order.
 std::vector<int64_t> identity_orders(const SorterShape& shape);
 
+// How many thresholds SBW draws: m n E / 2.
+int64_t sbw_threshold_count(const SorterShape& shape);
 // SBW's thresholds scale * (1 - 2u) for u = rand(m n E / 2) from `ops`, in float32 like the
 // reference's tensor ops. UserError when they would not fit in memory.
 std::vector<float> sbw_thresholds(const SorterShape& shape, DeviceOps& ops);
@@ -39,6 +41,14 @@ std::vector<float> khsgd_log_penalties(const SorterShape& shape, DeviceOps& ops)
 // What sort() adds to every log-penalty after `earlier` earlier sort() calls: ln(1 + 1/c) rounded
 // to float32, so that epoch e carries + ln e as the reference rounds it.
 float khsgd_penalty_increment(int64_t earlier);
+
+// The tables a pair sorter draws at construction, in ALGORITHM.md §5's order: KH-SGD's
+// log-penalties then its first uniforms, or SBW's thresholds (CD-GraB draws none; the others stay
+// empty).
+struct PairTables {
+  std::vector<float> thresholds, log_penalty, uniforms;
+};
+PairTables draw_pair_tables(PairRule rule, const SorterShape& shape, DeviceOps& ops);
 
 // What a pair sorter's checkpoint holds between epochs: the next epoch's order matrix and the
 // epoch count, SBW's decision counter, KH-SGD's log-penalties (which carry every earlier epoch's
