@@ -20,6 +20,53 @@ bool has_mpi() {
 #endif
 }
 
+// --backend auto: nccl on cuda; on the CPU mpi when mpirun started the ranks (and this build has
+// it), else gloo.
+std::string auto_backend(Device device, const Launch& launch) {
+  if (device == Device::Cuda) return "nccl";
+  return has_mpi() && launch.launcher == "mpirun" ? "mpi" : "gloo";
+}
+
+// mpi: in this build, host memory, and (to connect) ranks that mpirun started.
+void refuse_unfit_mpi(Device device, const Launch& launch, bool connects) {
+  if (!has_mpi())
+    throw UserError(
+        "--backend mpi is not available in this build (it needs Open MPI's "
+        "libopenmpi-dev at build time); use --backend gloo");
+  if (device != Device::Cpu)
+    throw UserError(
+        "--backend mpi moves host memory only; use it with --device cpu, or --backend "
+        "nccl on cuda");
+  if (connects && launch.launcher != "mpirun")
+    throw UserError(
+        "--backend mpi needs ranks started by mpirun (mpirun -np N khsgd_train ...), "
+        "not by " +
+        launch.launcher + "; use --backend gloo");
+}
+
+// nccl: GPU memory, and one GPU per rank (NCCL refuses two ranks on one GPU; say so before anyone
+// waits for it).
+void refuse_unfit_nccl(Device device, const Launch& launch, int gpus) {
+  if (device != Device::Cuda)
+    throw UserError(
+        "--backend nccl moves GPU memory and needs --device cuda; use --backend gloo "
+        "for CPU training");
+  const int local_ranks = std::max(launch.local_world_size, launch.local_rank + 1);
+  if (launch.world_size > 1 && local_ranks > gpus)
+    throw UserError("--backend nccl needs one GPU per rank, but this machine runs " +
+                    std::to_string(local_ranks) + " ranks on " + std::to_string(gpus) +
+                    " GPU(s); use --backend gloo to run several ranks per GPU");
+}
+
+// A c10d backend (gloo, nccl) this build has.
+void refuse_missing_c10d(const std::string& name) {
+  const auto c10d = c10d_backends();
+  if (std::find(c10d.begin(), c10d.end(), name) == c10d.end())
+    throw UserError(
+        "--backend " + name + " is not available in this build" +
+        (name == "nccl" ? " (it needs LibTorch with CUDA and NCCL); use --backend gloo" : ""));
+}
+
 }  // namespace
 
 std::vector<std::string> available_backends() {
@@ -31,50 +78,15 @@ std::vector<std::string> available_backends() {
 Backend resolve_backend(const std::string& requested, Device device, const Launch& launch,
                         int gpus) {
   Backend backend;
-  if (requested != "auto")
-    backend.name = requested;
-  else if (device == Device::Cuda)
-    backend.name = "nccl";
-  else
-    backend.name = has_mpi() && launch.launcher == "mpirun" ? "mpi" : "gloo";
-
+  backend.name = requested == "auto" ? auto_backend(device, launch) : requested;
   if (backend.name == "mpi") {
-    if (!has_mpi())
-      throw UserError(
-          "--backend mpi is not available in this build (it needs Open MPI's "
-          "libopenmpi-dev at build time); use --backend gloo");
-    if (device != Device::Cpu)
-      throw UserError(
-          "--backend mpi moves host memory only; use it with --device cpu, or --backend "
-          "nccl on cuda");
     backend.connects = launch.world_size > 1;
-    if (backend.connects && launch.launcher != "mpirun")
-      throw UserError(
-          "--backend mpi needs ranks started by mpirun (mpirun -np N khsgd_train ...), "
-          "not by " +
-          launch.launcher + "; use --backend gloo");
+    refuse_unfit_mpi(device, launch, backend.connects);
     return backend;
   }
-
-  if (backend.name == "nccl") {
-    if (device != Device::Cuda)
-      throw UserError(
-          "--backend nccl moves GPU memory and needs --device cuda; use --backend gloo "
-          "for CPU training");
-    // NCCL refuses two ranks on one GPU; say so before anyone waits for it.
-    const int local_ranks = std::max(launch.local_world_size, launch.local_rank + 1);
-    if (launch.world_size > 1 && local_ranks > gpus)
-      throw UserError("--backend nccl needs one GPU per rank, but this machine runs " +
-                      std::to_string(local_ranks) + " ranks on " + std::to_string(gpus) +
-                      " GPU(s); use --backend gloo to run several ranks per GPU");
-  }
+  if (backend.name == "nccl") refuse_unfit_nccl(device, launch, gpus);
   backend.connects = launch.world_size > 1 || requested == "nccl";
-  const auto c10d = c10d_backends();
-  if (backend.connects && std::find(c10d.begin(), c10d.end(), backend.name) == c10d.end())
-    throw UserError("--backend " + backend.name + " is not available in this build" +
-                    (backend.name == "nccl"
-                         ? " (it needs LibTorch with CUDA and NCCL); use --backend gloo"
-                         : ""));
+  if (backend.connects) refuse_missing_c10d(backend.name);
   return backend;
 }
 
