@@ -83,8 +83,10 @@ def replay(sorter_name: str, n: int, epochs: int = 3, seed: int = 1):
         for r in range(n):
             orders[r].append(epoch[r].tolist())
         for k in range(steps):
-            rows = torch.stack([epoch[r][k * mb:(k + 1) * mb] + r * m for r in range(n)])
-            G = step_gradients(X, y, theta, rows)
+            # each rank's rows on their own, as each process computes them (torch's vectorized
+            # sigmoid may round a lane differently in a longer tensor)
+            G = torch.cat([step_gradients(X, y, theta, (epoch[r][k * mb:(k + 1) * mb] + r * m)[None])
+                           for r in range(n)])
             for r, s in enumerate(sorters):
                 s.step(G if s.ranks_fed == n else G[r:r + 1].contiguous())
             theta, v = sgd(theta, v, G)
