@@ -98,7 +98,8 @@ class Sorter:
         self.epoch += 1
         return torch.frombuffer(bytearray(raw), dtype=torch.int64)
 
-    def step(self, G: torch.Tensor) -> None:
+    def step(self, G: torch.Tensor | None) -> None:
+        """Step k's gradients; None for a sorter whose needs are "none" (D-RR, SO, fixed)."""
         self._sorter.step(G)
 
     def state_dict(self) -> dict:

@@ -85,7 +85,7 @@ class GraBSampler(Sampler):
 
     def step(self, per_sample_grads: dict, *args, **kwargs) -> None:
         if self.sorter.needs == "none":
-            self.sorter.step(torch.empty(self.sorter.ranks_fed, self.batch_size, self.D))
+            self.sorter.step(None)
             return
         G = self.flatten(per_sample_grads)
         if self.sorter.ranks_fed > 1:

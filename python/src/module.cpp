@@ -168,6 +168,14 @@ class PySorter {
                             std::to_string(steps_per_epoch()) +
                             " steps (examples / microbatch); call sort() for the next epoch");
     }
+    if (G.is_none()) {  // a sorter that needs no gradients: the step is only counted
+      if (needs_ != khsgd::GradientNeed::None) {
+        throw py::type_error("khsgd.Sorter.step: " + name_ +
+                             " needs the step's per-example gradients, got None");
+      }
+      ++step_;
+      return;
+    }
     const std::vector<int64_t> expected = {ranks_fed(), shape_.microbatch, shape_.D};
     const float* data = nullptr;
     py::object keep;  // holds a buffer while it is read
@@ -295,7 +303,7 @@ PYBIND11_MODULE(_khsgd, m) {
            py::arg("name"), py::arg("ranks"), py::arg("rank"), py::arg("examples"),
            py::arg("microbatch"), py::arg("D"), py::arg("epochs"), py::arg("draws"))
       .def("sort", &PySorter::sort)
-      .def("step", &PySorter::step, py::arg("G"))
+      .def("step", &PySorter::step, py::arg("G").none(true))
       .def("state", &PySorter::state)
       .def("load_state", &PySorter::load_state, py::arg("state"))
       .def_property_readonly("name", &PySorter::name)

@@ -146,6 +146,18 @@ def test_state_dict_round_trip(name):
     assert head + random_epochs(resumed, 3, gen) == expected
 
 
+def test_steps_without_gradients():
+    sorter = make("D-RR", seed=1, epochs=2)
+    first = sorter.sort()
+    sorter.step(None)
+    sorter.step(None)
+    with pytest.raises(ValueError, match="already had its 2 steps"):
+        sorter.step(None)
+    g = torch.Generator().manual_seed(1)
+    assert first.tolist() == torch.randperm(8, generator=g).tolist()
+    assert sorter.sort().tolist() == torch.randperm(8, generator=g).tolist()  # each epoch a new one
+
+
 def test_shared_draws_follow_the_default_generator():
     torch.manual_seed(5)
     a = khsgd.Sorter("D-RR", examples=10, microbatch=2, D=3, epochs=2).sort()
@@ -264,6 +276,8 @@ def test_bad_steps():
         sorter.step(torch.zeros(1, 3, 4).transpose(1, 2))
     with pytest.raises(TypeError, match="torch.Tensor"):
         sorter.step([[0.0] * 3] * 4)
+    with pytest.raises(TypeError, match="CD-GraB needs the step's per-example gradients, got None"):
+        sorter.step(None)
     sorter.step(torch.zeros(1, 4, 3))
     sorter.step(torch.zeros(1, 4, 3))
     with pytest.raises(ValueError, match="already had its 2 steps"):
