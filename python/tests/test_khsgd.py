@@ -158,6 +158,28 @@ def test_steps_without_gradients():
     assert sorter.sort().tolist() == torch.randperm(8, generator=g).tolist()  # each epoch a new one
 
 
+@pytest.mark.parametrize("balance_type", ["KH-SGD", "rr", "mean"])
+def test_sampler_state_dict_round_trip(balance_type):
+    params = {"w": torch.zeros(2, 3), "b": torch.zeros(2)}
+
+    def epochs(sampler, count, gen):
+        orders = []
+        for _ in range(count):
+            orders.append(list(iter(sampler)))
+            for _ in range(len(orders[-1]) // 4):
+                sampler.step({"w": torch.randn(4, 2, 3, generator=gen), "b": torch.randn(4, 2, generator=gen)})
+        return orders
+
+    build = (lambda: khsgd.GraBSampler(range(26), params, balance_type, batch_size=4, epochs=4, seed=2))
+    whole = epochs(build(), 4, torch.Generator().manual_seed(1))
+    assert sorted(whole[0]) == list(range(24))  # 26 examples, 6 steps of 4: two left out
+    first, gen = build(), torch.Generator().manual_seed(1)
+    head = epochs(first, 2, gen)
+    resumed = build()
+    resumed.load_state_dict(first.state_dict())
+    assert head + epochs(resumed, 2, gen) == whole
+
+
 def test_shared_draws_follow_the_default_generator():
     torch.manual_seed(5)
     a = khsgd.Sorter("D-RR", examples=10, microbatch=2, D=3, epochs=2).sort()
