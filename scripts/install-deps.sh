@@ -19,6 +19,7 @@ torch_pip=0
 packages=(build-essential cmake ninja-build ccache gzip
           libtorch-dev libgloo-dev libcxxopts-dev libspdlog-dev libgtest-dev
           openmpi-bin libopenmpi-dev python3 python3-matplotlib python3-numpy python3-torch
+          python3-dev pybind11-dev python3-pytest
           clang-format clang-tidy clang-14 libclang-rt-14-dev)
 
 sudo=""
@@ -46,6 +47,8 @@ fi
 # as it is.
 requirements=scripts/requirements-torch.txt
 pinned=$(sed -n 's/^torch==//p' "$requirements")
+# Packages pinned as "# no-deps: NAME==VERSION" go in without their dependencies.
+no_deps=$(sed -n 's/^# no-deps: //p' "$requirements")
 venv=.venv
 shared=${KHSGD_VENV_CACHE:-$HOME/.cache/khsgd}/venv-torch-$pinned
 if [ -L "$venv" ] || [ ! -e "$venv" ]; then
@@ -61,8 +64,11 @@ if [ -x "$venv/bin/python" ] &&
   # would satisfy ==2.11.0 but leave the CUDA configuration untested.
   # torchrun runs (its #! names an interpreter that exists: the tests call it by name, and a
   # script whose interpreter is gone is passed over for the next torchrun on PATH, Debian's).
+  # The right torch with a small package missing (a new pin): installed into it, not made again.
   plan=$("$venv/bin/python" -m pip install --dry-run -r "$requirements" 2>/dev/null) &&
-    ! grep -q "Would install" <<< "$plan" && "$venv/bin/torchrun" --help > /dev/null 2>&1 && {
+    { ! grep -q "Would install" <<< "$plan" || "$venv/bin/python" -m pip install -q -r "$requirements"; } &&
+    { [ -z "$no_deps" ] || "$venv/bin/python" -m pip install -q --no-deps $no_deps; } &&
+    "$venv/bin/torchrun" --help > /dev/null 2>&1 && {
       echo "install-deps: $venv ($target) has torch $pinned and the test packages"; exit 0; }
 fi
 # Not usable as it is: the shared venv is made again from scratch; a .venv/ folder of the user's
@@ -85,5 +91,6 @@ start=$(date +%s)
 # their interpreter by that path, and a clone's .venv link goes away with the clone.
 "$target/bin/python" -m pip install -q --upgrade pip
 "$target/bin/python" -m pip install -q -r "$requirements"
+[ -z "$no_deps" ] || "$target/bin/python" -m pip install -q --no-deps $no_deps
 echo "install-deps: $venv ($target): torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)')" \
      "and the test packages in $(( $(date +%s) - start )) s; $(du -shL "$target" | cut -f1) on disk"

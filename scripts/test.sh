@@ -16,7 +16,8 @@ nvcc=$(command -v nvcc || true)
 [ -z "$nvcc" ] && [ -x /usr/local/cuda/bin/nvcc ] && nvcc=/usr/local/cuda/bin/nvcc
 [ -n "$nvcc" ] && cuda_check=(-DKHSGD_CHECK_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc")
 # Warnings are errors here (-DKHSGD_WERROR=ON); a user's build only shows them.
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DKHSGD_WERROR=ON "${cuda_check[@]}"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DKHSGD_WERROR=ON -DKHSGD_PYTHON=/usr/bin/python3 \
+      "${cuda_check[@]}"
 cmake --build build
 # Style and static checks first: zero findings (clang-format, clang-tidy; scripts/lint.sh).
 lint_start=$(date +%s)
