@@ -49,11 +49,26 @@ Evaluation evaluate(const float* X, const float* y, int64_t rows, int64_t d, con
   Evaluation out;
   double loss = 0.0;
   int64_t correct = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    const float z = logit(X + r * d, theta, d);
-    loss += bce_with_logits(z, y[r]);
-    correct += ((z > 0.0f) == (y[r] == 1.0f)) ? 1 : 0;
+  auto score = [&](float z, float label) {
+    loss += bce_with_logits(z, label);
+    correct += ((z > 0.0f) == (label == 1.0f)) ? 1 : 0;
+  };
+  // Rows in blocks of kLanes, as the step loop's Microbatch: each row's dot product is logit()'s,
+  // summed in double in j order, only kLanes independent rows advance side by side (vector lanes
+  // instead of one dependent chain of adds after another). The loss is then added row by row in
+  // order, as before.
+  constexpr int64_t kLanes = 8;
+  int64_t r = 0;
+  for (; r + kLanes <= rows; r += kLanes) {
+    const float* x = X + r * d;
+    double dots[kLanes] = {};
+    for (int64_t j = 0; j < d; ++j) {
+      const double w = theta[j];
+      for (int64_t i = 0; i < kLanes; ++i) dots[i] += static_cast<double>(x[i * d + j]) * w;
+    }
+    for (int64_t i = 0; i < kLanes; ++i) score(logit_from_dot(dots[i], theta[d]), y[r + i]);
   }
+  for (; r < rows; ++r) score(logit(X + r * d, theta, d), y[r]);
   out.rows = rows;
   out.correct = correct;
   out.loss = rows ? loss / rows : 0.0;
