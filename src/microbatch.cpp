@@ -10,7 +10,30 @@ namespace {
 
 int64_t blocks_for(int64_t count) { return (count + Microbatch::kLanes - 1) / Microbatch::kLanes; }
 
+// grad[j] += r x[j], j = 0 .. d-1: independent columns, so the compiler may take them in vector
+// lanes (each column's sum still adds the rows in order).
+KHSGD_VECTOR_CLONES void add_scaled_row(float* __restrict grad, const float* __restrict x, float r,
+                                        int64_t d) {
+  for (int64_t j = 0; j < d; ++j) grad[j] += r * x[j];
+}
+
+KHSGD_VECTOR_CLONES void scaled_row(float* __restrict g, const float* __restrict x, float r,
+                                    int64_t d) {
+  for (int64_t j = 0; j < d; ++j) g[j] = r * x[j];
+}
+
 }  // namespace
+
+KHSGD_VECTOR_CLONES void Microbatch::block_dots(const float* const* rows, const float* theta,
+                                                int64_t d, double* dots) {
+  // logit(): dot += double(x[j]) * theta[j] for j = 0, 1, ...: the same sums, kLanes examples at
+  // once, the accumulators in registers.
+  for (int64_t i = 0; i < kLanes; ++i) dots[i] = 0.0;
+  for (int64_t j = 0; j < d; ++j) {
+    const double w = theta[j];
+    for (int64_t i = 0; i < kLanes; ++i) dots[i] += static_cast<double>(rows[i][j]) * w;
+  }
+}
 
 Microbatch::Microbatch(int64_t capacity, int64_t d)
     : d_(d),
@@ -42,14 +65,8 @@ void Microbatch::prefetch(const float* X, const float* y, const int64_t* rows, i
 
 void Microbatch::compute_residuals(const float* theta) {
   for (int64_t b = 0; b < blocks_; ++b) {
-    const float* const* rows = sources_.data() + b * kLanes;
-    // logit(): dot += double(x[j]) * theta[j] for j = 0, 1, ...: the same sums, kLanes examples
-    // at once, the accumulators in registers.
-    double dots[kLanes] = {};
-    for (int64_t j = 0; j < d_; ++j) {
-      const double w = theta[j];
-      for (int64_t i = 0; i < kLanes; ++i) dots[i] += static_cast<double>(rows[i][j]) * w;
-    }
+    double dots[kLanes];
+    block_dots(sources_.data() + b * kLanes, theta, d_, dots);
     const int64_t first = b * kLanes, last = std::min(count_, first + kLanes);
     for (int64_t i = first; i < last; ++i)
       residuals_[i] = residual(logit_from_dot(dots[i - first], theta[d_]), labels_[i]);
@@ -63,7 +80,7 @@ void Microbatch::per_example_gradients(const float* theta, float* G) {
     const float r = residuals_[i];
     const float* x = sources_[i];
     float* g = G + i * D;
-    for (int64_t j = 0; j < d_; ++j) g[j] = r * x[j];
+    scaled_row(g, x, r, d_);
     g[d_] = r;
   }
 }
@@ -79,8 +96,7 @@ void Microbatch::mean_loss_gradients(const float* theta, int64_t groups, float* 
     std::fill(grad, grad + D, 0.0f);
     for (int64_t i = g * count; i < (g + 1) * count; ++i) {
       const float r = residuals_[i] / n;
-      const float* x = sources_[i];
-      for (int64_t j = 0; j < d_; ++j) grad[j] += r * x[j];
+      add_scaled_row(grad, sources_[i], r, d_);
       grad[d_] += r;
     }
   }

@@ -30,8 +30,16 @@ double microbatch_loss(const float* X, const float* y, const int64_t* rows, int6
   return count ? loss / count : 0.0;
 }
 
-void mean_of_rows(const float* G, int64_t rows, int64_t D, float* mean) {
-  for (int64_t j = 0; j < D; ++j) mean[j] = column_mean(G, rows, D, j);
+// column_mean() of every column at once: row after row, so that the columns advance side by side
+// (each still adds its rows in order from the first, then divides once).
+KHSGD_VECTOR_CLONES void mean_of_rows(const float* G, int64_t rows, int64_t D, float* mean) {
+  for (int64_t j = 0; j < D; ++j) mean[j] = G[j];
+  for (int64_t i = 1; i < rows; ++i) {
+    const float* row = G + i * D;
+    for (int64_t j = 0; j < D; ++j) mean[j] += row[j];
+  }
+  const float count = static_cast<float>(rows);
+  for (int64_t j = 0; j < D; ++j) mean[j] /= count;
 }
 
 MomentumSGD::MomentumSGD(int64_t D, double lr, double momentum)
@@ -57,15 +65,13 @@ Evaluation evaluate(const float* X, const float* y, int64_t rows, int64_t d, con
   // summed in double in j order, only kLanes independent rows advance side by side (vector lanes
   // instead of one dependent chain of adds after another). The loss is then added row by row in
   // order, as before.
-  constexpr int64_t kLanes = 8;
+  constexpr int64_t kLanes = Microbatch::kLanes;
   int64_t r = 0;
   for (; r + kLanes <= rows; r += kLanes) {
-    const float* x = X + r * d;
-    double dots[kLanes] = {};
-    for (int64_t j = 0; j < d; ++j) {
-      const double w = theta[j];
-      for (int64_t i = 0; i < kLanes; ++i) dots[i] += static_cast<double>(x[i * d + j]) * w;
-    }
+    const float* x[kLanes];
+    for (int64_t i = 0; i < kLanes; ++i) x[i] = X + (r + i) * d;
+    double dots[kLanes];
+    Microbatch::block_dots(x, theta, d, dots);
     for (int64_t i = 0; i < kLanes; ++i) score(logit_from_dot(dots[i], theta[d]), y[r + i]);
   }
   for (; r < rows; ++r) score(logit(X + r * d, theta, d), y[r]);
