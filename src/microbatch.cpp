@@ -10,16 +10,31 @@ namespace {
 
 int64_t blocks_for(int64_t count) { return (count + Microbatch::kLanes - 1) / Microbatch::kLanes; }
 
-// grad[j] += r x[j], j = 0 .. d-1: independent columns, so the compiler may take them in vector
-// lanes (each column's sum still adds the rows in order).
-KHSGD_VECTOR_CLONES void add_scaled_row(float* __restrict grad, const float* __restrict x, float r,
-                                        int64_t d) {
-  for (int64_t j = 0; j < d; ++j) grad[j] += r * x[j];
+// grad[j] += r_i x_i[j] for the rows i of [first, last) in order, each row scaled by 1 / n: the
+// columns are independent, so the compiler takes them in vector lanes (each column's sum still
+// adds the rows in order). One call per group rather than per row: the clones are called through
+// an indirection.
+KHSGD_VECTOR_CLONES void add_scaled_rows(float* __restrict grad, const float* const* sources,
+                                         const float* residuals, int64_t first, int64_t last,
+                                         float n, int64_t d) {
+  for (int64_t i = first; i < last; ++i) {
+    const float r = residuals[i] / n;
+    const float* __restrict x = sources[i];
+    for (int64_t j = 0; j < d; ++j) grad[j] += r * x[j];
+    grad[d] += r;
+  }
 }
 
-KHSGD_VECTOR_CLONES void scaled_row(float* __restrict g, const float* __restrict x, float r,
-                                    int64_t d) {
-  for (int64_t j = 0; j < d; ++j) g[j] = r * x[j];
+// G row i = r_i [x_i; 1] for the rows i of [0, count).
+KHSGD_VECTOR_CLONES void scaled_rows(float* __restrict G, const float* const* sources,
+                                     const float* residuals, int64_t count, int64_t d) {
+  for (int64_t i = 0; i < count; ++i) {
+    const float r = residuals[i];
+    const float* __restrict x = sources[i];
+    float* __restrict g = G + i * (d + 1);
+    for (int64_t j = 0; j < d; ++j) g[j] = r * x[j];
+    g[d] = r;
+  }
 }
 
 }  // namespace
@@ -75,14 +90,7 @@ void Microbatch::compute_residuals(const float* theta) {
 
 void Microbatch::per_example_gradients(const float* theta, float* G) {
   compute_residuals(theta);
-  const int64_t D = d_ + 1;
-  for (int64_t i = 0; i < count_; ++i) {
-    const float r = residuals_[i];
-    const float* x = sources_[i];
-    float* g = G + i * D;
-    scaled_row(g, x, r, d_);
-    g[d_] = r;
-  }
+  scaled_rows(G, sources_.data(), residuals_.data(), count_, d_);
 }
 
 void Microbatch::mean_loss_gradients(const float* theta, int64_t groups, float* grads) {
@@ -94,11 +102,7 @@ void Microbatch::mean_loss_gradients(const float* theta, int64_t groups, float* 
   for (int64_t g = 0; g < groups; ++g) {
     float* grad = grads + g * D;
     std::fill(grad, grad + D, 0.0f);
-    for (int64_t i = g * count; i < (g + 1) * count; ++i) {
-      const float r = residuals_[i] / n;
-      add_scaled_row(grad, sources_[i], r, d_);
-      grad[d_] += r;
-    }
+    add_scaled_rows(grad, sources_.data(), residuals_.data(), g * count, (g + 1) * count, n, d_);
   }
 }
 

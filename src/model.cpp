@@ -47,10 +47,14 @@ MomentumSGD::MomentumSGD(int64_t D, double lr, double momentum)
       momentum_(static_cast<float>(momentum)),
       velocity_(D, 0.0f) {}
 
+// Parameter by parameter, each on its own: the compiler may take them in vector lanes.
 void MomentumSGD::step(float* theta, const float* grad) {
   const int64_t D = static_cast<int64_t>(velocity_.size());
-  for (int64_t j = 0; j < D; ++j)
-    momentum_update(grad[j], momentum_, neg_lr_, &velocity_[j], &theta[j]);
+  const float momentum = momentum_, neg_lr = neg_lr_;
+  float* __restrict velocity = velocity_.data();
+  float* __restrict params = theta;
+  const float* __restrict g = grad;
+  for (int64_t j = 0; j < D; ++j) momentum_update(g[j], momentum, neg_lr, &velocity[j], &params[j]);
 }
 
 Evaluation evaluate(const float* X, const float* y, int64_t rows, int64_t d, const float* theta) {
