@@ -9,6 +9,15 @@
 #
 #   scripts/bench.sh [--epochs N] [--ranks "1 2 4 64"] [--modes "gloo mpi in-process"]
 #                    [--process_limit P] [--devices "cpu cuda"] [--sorters "..."]
+#                    [--baseline OTHER_KHSGD_TRAIN]
+#
+# Then the ratios, each with both of its times, all measured in this run: every one-rank CPU
+# epoch against scripts/floor.c (the plain-C measuring stick, compiled here with cc -O2
+# -ffp-contract=off and run once: D-RR against its "steps", the pair sorters against "steps +
+# pair walk", evaluation against its "evaluation"); several workers against one rank at the same
+# B (a one-rank run at that B is added where it is not 16); the fixed cost of a one-rank run
+# (its wall time less its epochs and evaluations); and with --baseline, the one-rank CPU epochs,
+# evaluations and fixed cost of another build (before / after). Last the machine and the build.
 #
 # --sorters defaults to every sorter that runs on the device (khsgd_train --list-sorters --device);
 # a listed sorter without a GPU implementation is shown as "-" on cuda.
@@ -23,6 +32,7 @@ modes="gloo mpi in-process"
 process_limit=8
 devices="cpu"
 sorters=""
+baseline=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --epochs) epochs=$2; shift 2 ;;
@@ -31,6 +41,7 @@ while [ $# -gt 0 ]; do
     --process_limit) process_limit=$2; shift 2 ;;
     --devices) devices=$2; shift 2 ;;
     --sorters) sorters=$2; shift 2 ;;
+    --baseline) baseline=$2; shift 2 ;;
     *) echo "$0: unknown argument '$1' (see the header of this script)" >&2; exit 2 ;;
   esac
 done
@@ -60,12 +71,20 @@ runs() {
   [ "$mode" = in-process ] || [ "$ranks" -le "$process_limit" ]
 }
 
+# Sum of column $2 of metrics.csv $1 (every epoch).
+sum_column() { awk -F, -v col="$2" 'NR > 1 { s += $col } END { printf "%.4f", s }' "$1"; }
+
+now() { date +%s.%N; }
+
 # One run of mode $1 with $2 workers; the rest are khsgd_train's flags. Prints its run folder.
+# A one-rank run leaves its wall time in $3.wall; $TRAIN_BINARY, when set, runs instead.
 run() {
-  local mode=$1 ranks=$2 out=$3
+  local mode=$1 ranks=$2 out=$3 start
   shift 3
   if [ "$ranks" -eq 1 ]; then
-    "$KHSGD_TRAIN" "$@" > "$out.log" 2>&1
+    start=$(now)
+    "${TRAIN_BINARY:-$KHSGD_TRAIN}" "$@" > "$out.log" 2>&1 &&
+      awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.4f", b - a }' > "$out.wall"
   elif [ "$mode" = in-process ]; then
     "$KHSGD_TRAIN" "$@" --node_cnt "$ranks" --in_process > "$out.log" 2>&1
   elif [ "$mode" = mpi ]; then
@@ -74,6 +93,51 @@ run() {
     "$here/launch.sh" "$ranks" -- "$@" --backend gloo > "$out.log" 2>&1
   fi || { echo "$mode, $ranks worker(s) failed: $(tail -1 "$out.log")" >&2; return 1; }
   dirname "$(find "$out" -name metrics.csv | head -1)"
+}
+
+# The measuring stick, compiled and run first.
+floor_steps="" floor_pairs="" floor_eval=""
+cc=${CC:-cc}
+if command -v "$cc" > /dev/null 2>&1 &&
+   "$cc" -O2 -ffp-contract=off -o "$scratch/floor" "$here/floor.c" -lm 2> "$scratch/floor.log"; then
+  "$scratch/floor" > "$scratch/floor.out"
+  floor_steps=$(awk '/^floor steps \(D-RR\)/ { print $(NF - 1) }' "$scratch/floor.out")
+  floor_pairs=$(awk '/^floor steps \+ pair walk/ { print $(NF - 1) }' "$scratch/floor.out")
+  floor_eval=$(awk '/^floor evaluation/ { print $(NF - 1) }' "$scratch/floor.out")
+else
+  echo "(no C compiler '$cc': no floor ratios)" >&2
+fi
+ratios=()  # lines printed after the table
+# ratio NAME TIME_A LABEL_B TIME_B: one line "NAME A s / LABEL_B B s = A/B x".
+ratio() {
+  ratios+=("$(awk -v n="$1" -v a="$2" -v l="$3" -v b="$4" 'BEGIN {
+      printf "%-44s %8.4f s / %-22s %8.4f s = %5.2fx", n, a, l, b, (b > 0 ? a / b : 0) }')")
+}
+# The floor an epoch of sorter $1 is held to: the steps alone for the sorters that walk no
+# gradients, the steps and the pair walk for the others.
+floor_of() {
+  case "$1" in
+    D-RR | SO | fixed) echo "$floor_steps steps" ;;
+    *) echo "$floor_pairs steps + pair walk" ;;
+  esac
+}
+# "EPOCH EVAL FIXED" of the run in folder $1 whose wall time is in $2: median epoch, median
+# evaluation, and wall time less every epoch and evaluation.
+run_summary() {
+  local m=$1/metrics.csv
+  echo "$(median_column "$m" 6) $(median_column "$m" 7) $(awk -v w="$(cat "$2")" \
+    -v t="$(sum_column "$m" 6)" -v e="$(sum_column "$m" 7)" 'BEGIN { printf "%.4f", w - t - e }')"
+}
+# The summary of a one-rank CPU run of sorter $1 at B $2 with binary $3, run on first use (kept in
+# a file: this is called in command substitutions).
+single_run() {
+  local cache=$scratch/single-$(echo "$1-$2-$3" | tr -c 'A-Za-z0-9\n' _) folder
+  if [ ! -s "$cache" ]; then
+    folder=$(TRAIN_BINARY=$3 run single 1 "$cache.run" --dataset synthetic --sorter "$1" --lr 5e-3 \
+               --epochs "$epochs" --B "$2" --device cpu --results_dir "$cache.run" --quiet) || return 1
+    run_summary "$folder" "$cache.run.wall" > "$cache"
+  fi
+  cat "$cache"
 }
 
 header=$(printf '%-6s %7s %4s %-8s' device workers B sorter)
@@ -98,7 +162,17 @@ for device in $devices; do
                           --epochs "$epochs" --B "$batch" --device "$device" --results_dir "$out" --quiet); then
               time=$(median_column "$folder/metrics.csv" 6)
               [ -n "$first" ] || first=$folder
-              [ "$ranks" -eq 1 ] && single=$time
+              if [ "$ranks" -eq 1 ]; then
+                single=$time
+                if [ "$device" = cpu ]; then
+                  run_summary "$folder" "$out.wall" > \
+                    "$scratch/single-$(echo "$sorter-$batch-$KHSGD_TRAIN" | tr -c 'A-Za-z0-9\n' _)"
+                  # The baseline right after, so that both see the same machine.
+                  [ -z "$baseline" ] || single_run "$sorter" "$batch" "$baseline" > /dev/null || true
+                fi
+              elif [ "$device" = cpu ] && one=$(single_run "$sorter" "$batch" "$KHSGD_TRAIN"); then
+                ratio "$mode, $ranks workers, B $batch, $sorter" "$time" "1 rank, B $batch" "${one%% *}"
+              fi
             else
               time=failed
             fi
@@ -116,7 +190,35 @@ for device in $devices; do
     done
   done
 done
-echo "machine: $(nproc) CPU cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+
+# One-rank CPU epochs and evaluations against the floor, the fixed cost, and the baseline's.
+if [[ " $devices " == *" cpu "* ]]; then
+  for sorter in ${sorters:-$("$KHSGD_TRAIN" --list-sorters --device cpu | cut -f1 | tr '\n' ' ')}; do
+    one=$(single_run "$sorter" 16 "$KHSGD_TRAIN") || continue
+    read -r epoch eval fixed <<< "$one"
+    if [ -n "$floor_steps" ]; then
+      read -r floor label <<< "$(floor_of "$sorter")"
+      ratio "1 rank, $sorter epoch" "$epoch" "floor $label" "$floor"
+      ratio "1 rank, $sorter evaluation" "$eval" "floor evaluation" "$floor_eval"
+    fi
+    ratios+=("$(printf '%-44s %8.4f s (wall less epochs and evaluations)' "1 rank, $sorter fixed cost" "$fixed")")
+    if [ -n "$baseline" ] && before=$(single_run "$sorter" 16 "$baseline"); then
+      read -r b_epoch b_eval b_fixed <<< "$before"
+      ratio "after / before: $sorter epoch" "$epoch" "before" "$b_epoch"
+      ratio "after / before: $sorter evaluation" "$eval" "before" "$b_eval"
+      ratio "after / before: $sorter fixed cost" "$fixed" "before" "$b_fixed"
+    fi
+  done
+fi
+if [ ${#ratios[@]} -gt 0 ]; then
+  echo
+  printf '%s\n' "${ratios[@]}"
+fi
+echo
+[ -n "$floor_steps" ] && echo "floor (scripts/floor.c, $cc -O2 -ffp-contract=off): $(grep '^floor' "$scratch/floor.out" | \
+  sed 's/^floor //; s/  */ /g' | paste -sd';' | sed 's/;/; /g')"
+echo "build: $("$KHSGD_TRAIN" --version) at $KHSGD_TRAIN$( [ -n "$baseline" ] && echo "; before: $("$baseline" --version) at $baseline")"
+echo "machine: $(nproc) CPU cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 if command -v nvidia-smi > /dev/null 2>&1; then
   echo "gpu: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
 fi

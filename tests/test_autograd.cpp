@@ -115,6 +115,29 @@ TEST(TorchOps, DrawsAreTheDefaultGeneratorsInOrder) {
   for (int64_t i = 0; i < 1000; ++i) ASSERT_EQ(sorted[i], i);
 }
 
+// randperm on the CPU is khsgd's own loop over the generator's draws (torch_ops.cpp) where the
+// LibTorch version is one whose algorithm it follows: the same permutations and the same generator
+// state after them as torch.randperm, from small to the HMDA shard size, several in a row.
+TEST(TorchOps, OwnRandpermIsLibTorchs) {
+  auto ops = make_torch_ops(Device::Cpu);
+  for (const uint64_t seed : {0, 1, 12345}) {
+    seed_generators(seed);
+    std::vector<std::vector<int64_t>> ours;
+    for (const int64_t m : {1, 2, 3, 17, 1000, 195285, 97642}) ours.push_back(ops->randperm(m));
+    const float after = ops->uniform(1, 0, 1)[0];
+    torch::manual_seed(seed);
+    size_t k = 0;
+    for (const int64_t m : {1, 2, 3, 17, 1000, 195285, 97642}) {
+      const torch::Tensor expected = torch::randperm(m, torch::kLong);
+      ASSERT_EQ(static_cast<int64_t>(ours[k].size()), m);
+      EXPECT_TRUE(std::equal(ours[k].begin(), ours[k].end(), expected.data_ptr<int64_t>()))
+          << "seed " << seed << ", m " << m;
+      ++k;
+    }
+    EXPECT_EQ(after, torch::empty({1}).uniform_(0, 1).item<float>()) << "seed " << seed;
+  }
+}
+
 TEST(TorchOps, LogTableIsTorchLogOfFloat32Multiples) {
   auto ops = make_torch_ops(Device::Cpu);
   const double c = 8 * (std::log(50.0) + 1) * (std::log(97632.0) + 1);

@@ -30,8 +30,16 @@ double microbatch_loss(const float* X, const float* y, const int64_t* rows, int6
   return count ? loss / count : 0.0;
 }
 
-void mean_of_rows(const float* G, int64_t rows, int64_t D, float* mean) {
-  for (int64_t j = 0; j < D; ++j) mean[j] = column_mean(G, rows, D, j);
+// column_mean() of every column at once: row after row, so that the columns advance side by side
+// (each still adds its rows in order from the first, then divides once).
+KHSGD_VECTOR_CLONES void mean_of_rows(const float* G, int64_t rows, int64_t D, float* mean) {
+  for (int64_t j = 0; j < D; ++j) mean[j] = G[j];
+  for (int64_t i = 1; i < rows; ++i) {
+    const float* row = G + i * D;
+    for (int64_t j = 0; j < D; ++j) mean[j] += row[j];
+  }
+  const float count = static_cast<float>(rows);
+  for (int64_t j = 0; j < D; ++j) mean[j] /= count;
 }
 
 MomentumSGD::MomentumSGD(int64_t D, double lr, double momentum)
@@ -39,21 +47,38 @@ MomentumSGD::MomentumSGD(int64_t D, double lr, double momentum)
       momentum_(static_cast<float>(momentum)),
       velocity_(D, 0.0f) {}
 
+// Parameter by parameter, each on its own: the compiler may take them in vector lanes.
 void MomentumSGD::step(float* theta, const float* grad) {
   const int64_t D = static_cast<int64_t>(velocity_.size());
-  for (int64_t j = 0; j < D; ++j)
-    momentum_update(grad[j], momentum_, neg_lr_, &velocity_[j], &theta[j]);
+  const float momentum = momentum_, neg_lr = neg_lr_;
+  float* __restrict velocity = velocity_.data();
+  float* __restrict params = theta;
+  const float* __restrict g = grad;
+  for (int64_t j = 0; j < D; ++j) momentum_update(g[j], momentum, neg_lr, &velocity[j], &params[j]);
 }
 
 Evaluation evaluate(const float* X, const float* y, int64_t rows, int64_t d, const float* theta) {
   Evaluation out;
   double loss = 0.0;
   int64_t correct = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    const float z = logit(X + r * d, theta, d);
-    loss += bce_with_logits(z, y[r]);
-    correct += ((z > 0.0f) == (y[r] == 1.0f)) ? 1 : 0;
+  auto score = [&](float z, float label) {
+    loss += bce_with_logits(z, label);
+    correct += ((z > 0.0f) == (label == 1.0f)) ? 1 : 0;
+  };
+  // Rows in blocks of kLanes, as the step loop's Microbatch: each row's dot product is logit()'s,
+  // summed in double in j order, only kLanes independent rows advance side by side (vector lanes
+  // instead of one dependent chain of adds after another). The loss is then added row by row in
+  // order, as before.
+  constexpr int64_t kLanes = Microbatch::kLanes;
+  int64_t r = 0;
+  for (; r + kLanes <= rows; r += kLanes) {
+    const float* x[kLanes];
+    for (int64_t i = 0; i < kLanes; ++i) x[i] = X + (r + i) * d;
+    double dots[kLanes];
+    Microbatch::block_dots(x, theta, d, dots);
+    for (int64_t i = 0; i < kLanes; ++i) score(logit_from_dot(dots[i], theta[d]), y[r + i]);
   }
+  for (; r < rows; ++r) score(logit(X + r * d, theta, d), y[r]);
   out.rows = rows;
   out.correct = correct;
   out.loss = rows ? loss / rows : 0.0;

@@ -12,6 +12,15 @@
 #include <cstdint>
 #include <vector>
 
+// Hot loops compiled twice, for AVX2 and for the baseline, the one to run picked at load time
+// (GCC/Clang function multiversioning). No FMA either way: -ffp-contract=off and the avx2 target
+// has none, so both round exactly alike.
+#if defined(__x86_64__) && defined(__linux__) && !defined(__SANITIZE_ADDRESS__)
+#define KHSGD_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define KHSGD_VECTOR_CLONES
+#endif
+
 namespace khsgd {
 
 class Microbatch {
@@ -31,6 +40,10 @@ class Microbatch {
                        int64_t d);
 
   int64_t size() const { return count_; }
+
+  // dots[i] = sum_j double(rows[i][j]) * theta[j] for the kLanes rows, each summed in j order as
+  // logit() does (bit for bit its dot product); the rows advance side by side in vector lanes.
+  static void block_dots(const float* const* rows, const float* theta, int64_t d, double* dots);
 
   // g_i = (sigma(z_i) - y_i) [x_i; 1]: G is [size, d + 1].
   void per_example_gradients(const float* theta, float* G);
