@@ -1,5 +1,5 @@
-// The sorters by name: every sorter is one entry of one table (src/sorting/sorter_registry.cpp), which
-// says what it is, what it needs and how to build it. The flags (--sorter, --list-sorters,
+// The sorters by name: every sorter is one entry of one table (src/sorting/sorter_registry.cpp),
+// which says what it is, what it needs and how to build it. The flags (--sorter, --list-sorters,
 // --help), the checks on B, the choice of device, the reference's time files and the scripts
 // (through --list-sorters) all read this table; nothing else tests a sorter's name.
 //
