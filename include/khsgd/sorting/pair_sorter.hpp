@@ -8,9 +8,11 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <utility>
 #include <vector>
 
+#include "khsgd/base/errors.hpp"
 #include "khsgd/sorting/device_ops.hpp"
 #include "khsgd/sorting/pair_setup.hpp"
 #include "khsgd/sorting/pair_walk.hpp"
@@ -24,6 +26,12 @@ class PairSorter : public Sorter {
   GradientNeed needs() const final { return GradientNeed::AllRanks; }
 
   const std::vector<int64_t>& sort() final {
+    // SBW's thresholds and KH-SGD's penalties are drawn for shape_.epochs epochs: one more
+    // would read past them.
+    if (sort_calls_ >= shape_.epochs)
+      throw UserError("the sorter was built for " + std::to_string(shape_.epochs) +
+                      " epochs; sort() for epoch " + std::to_string(sort_calls_ + 1) +
+                      " would read past its tables");
     if (rule_ == PairRule::KHSGD && sort_calls_ > 0)
       redraw(ops_.uniform(khsgd_decisions(shape_), -1.0, 1.0),
              khsgd_penalty_increment(sort_calls_));
@@ -47,8 +55,7 @@ class PairSorter : public Sorter {
     PairSorterState state;
     state.next_orders.resize(shape_.ranks * shape_.shard_rows);
     if (rule_ == PairRule::KHSGD) state.log_penalty.resize(khsgd_decisions(shape_));
-    load_pair_state(in, rule_, rule_ == PairRule::SBW ? sbw_threshold_count(shape_) : 0,
-                    shape_.shard_rows, &state);
+    load_pair_state(in, rule_, shape_, &state);
     sort_calls_ = state.sort_calls;
     PairCursor at = cursor();
     if (rule_ == PairRule::SBW) at.decision = state.sbw_decision;
