@@ -59,7 +59,15 @@ class GraBSampler(Sampler):
         self.order = None
 
     def __iter__(self):
-        self.order = self.sorter.sort()
+        try:
+            self.order = self.sorter.sort()
+        except ValueError as e:
+            if "the epoch had" not in str(e):
+                raise
+            raise ValueError(f"khsgd.GraBSampler: a new epoch began (iter) before the last one's steps were done "
+                             f"({e}). Call step() after every batch of the epoch; a loop that stops early cannot "
+                             f"go on with this sampler (build a new one, or load_state_dict from the last epoch's "
+                             f"end)") from None
         if self.record_orders:
             self.orders_history.append(self.order.tolist())
         return iter((self.order + self.rank * self.m).tolist())
