@@ -26,12 +26,6 @@ class PairSorter : public Sorter {
   GradientNeed needs() const final { return GradientNeed::AllRanks; }
 
   const std::vector<int64_t>& sort() final {
-    // SBW's thresholds and KH-SGD's penalties are drawn for shape_.epochs epochs: one more
-    // would read past them.
-    if (sort_calls_ >= shape_.epochs)
-      throw UserError("the sorter was built for " + std::to_string(shape_.epochs) +
-                      " epochs; sort() for epoch " + std::to_string(sort_calls_ + 1) +
-                      " would read past its tables");
     if (rule_ == PairRule::KHSGD && sort_calls_ > 0)
       redraw(ops_.uniform(khsgd_decisions(shape_), -1.0, 1.0),
              khsgd_penalty_increment(sort_calls_));
@@ -68,6 +62,15 @@ class PairSorter : public Sorter {
   PairSorter(PairRule rule, const SorterShape& shape, DeviceOps& ops)
       : shape_(shape), layout_(pair_layout(shape)), ops_(ops), rule_(rule) {}
 
+  // Before a walk: SBW's thresholds are drawn for shape_.epochs epochs (its counter runs across
+  // them), so an epoch past those (a sort() after the last, which only reads the last walk's
+  // order, is fine) must not walk: it would read past the table. KH-SGD's tables are per epoch.
+  void check_walk_fits() const {
+    if (rule_ == PairRule::SBW && sort_calls_ > shape_.epochs)
+      throw UserError("SBW was built for " + std::to_string(shape_.epochs) +
+                      " epochs; epoch " + std::to_string(sort_calls_) +
+                      "'s steps would read past its thresholds");
+  }
   // KH-SGD's next epoch: these uniforms, and `increment` added to every log-penalty.
   virtual void redraw(std::vector<float> uniforms, float increment) = 0;
   // An epoch starts: next_orders becomes the order matrix, s = 0, the cursor is `at`.
