@@ -12,6 +12,12 @@ from torch.utils.data import Sampler
 GRAB_NAMES = {"rr": "D-RR", "pair": "CD-GraB", "mean": "GraB", "fixed": "fixed", "so": "SO"}
 
 
+def _global_rank(group, rank: int) -> int:
+    if hasattr(dist, "get_global_rank"):  # torch 2.x
+        return dist.get_global_rank(group, rank)
+    return dist.distributed_c10d._get_global_rank(group, rank)  # torch 1.13
+
+
 class GraBSampler(Sampler):
     """An epoch's order of this rank's shard, from a khsgd sorter fed each step's gradients.
 
@@ -23,7 +29,10 @@ class GraBSampler(Sampler):
     ``batch_size`` (examples per rank and step) and ``epochs``; ``seed`` or ``generator`` as
     khsgd.Sorter. Under an initialised torch.distributed default group, rank r of n gets the
     contiguous shard [r*m, (r+1)*m) with m = (len(data_source) // (n*batch_size)) * batch_size,
-    and step() all-gathers what the sorter needs.
+    and step() all-gathers what the sorter needs. The sorters that draw for every rank at once (SBW's
+    thresholds, KH-SGD's uniforms) must draw the same numbers on every rank, so at construction the
+    generator (``seed``'s, ``generator``, or with neither torch's default generator) is set to rank
+    0's state on every rank: with neither, that changes the global RNG state of the other ranks.
     """
 
     def __init__(self, data_source: Sized, trainable_params: dict, balance_type: str = "CD-GraB",
@@ -52,8 +61,16 @@ class GraBSampler(Sampler):
             raise ValueError(f"khsgd.GraBSampler: {len(data_source)} examples are fewer than one step of "
                              f"{self.ranks} ranks x batch_size {batch_size}")
         self.batch_size = batch_size
+        from . import _generator
+
+        generator = _generator(seed, generator)
+        if distributed and self.ranks > 1:  # every rank draws from rank 0's generator state
+            src = 0 if process_group is None else _global_rank(process_group, 0)
+            box = [generator.get_state()]
+            dist.broadcast_object_list(box, src=src, group=process_group)
+            generator.set_state(box[0])
         self.sorter = Sorter(name, examples=self.m, microbatch=batch_size, D=self.D, epochs=epochs,
-                             ranks=self.ranks, rank=self.rank, seed=seed, generator=generator)
+                             ranks=self.ranks, rank=self.rank, generator=generator)
         self.record_orders = record_orders
         self.orders_history: list[list[int]] = []
         self.order = None

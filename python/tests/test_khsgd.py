@@ -203,8 +203,10 @@ def two_rank_worker(rank, init_file, out_dir):
     X, y = golden_data()
     n, mb = 2, 8
     results = {}
-    for name in ["CD-GraB", "D-RR"]:
+    for name in ["CD-GraB", "D-RR", "SBW", "KH-SGD"]:
         theta = init_theta(1, X.shape[1])
+        if rank == 1:  # rank 1's generator elsewhere: the sampler starts every rank in rank 0's state
+            torch.rand(7)
         v = torch.zeros_like(theta)
         params = {"weight": torch.zeros(1, X.shape[1]), "bias": torch.zeros(1)}
         sampler = khsgd.GraBSampler(list(range(X.shape[0])), params, name, batch_size=mb, epochs=3,
@@ -232,10 +234,13 @@ def test_two_processes_over_gloo(tmp_path):
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
     mp.spawn(two_rank_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    khsgd_orders = replay("KH-SGD", 2)  # no golden n2 KH-SGD run: the one-process replay instead
     for rank in range(2):
         got = torch.load(tmp_path / f"rank{rank}.pt")
+        assert sorted(got) == ["CD-GraB", "D-RR", "KH-SGD", "SBW"]
         for name, orders in got.items():
-            assert orders == golden_orders(f"n2-{name}", rank), f"{name} rank {rank}"
+            expected = khsgd_orders[rank] if name == "KH-SGD" else golden_orders(f"n2-{name}", rank)
+            assert orders == expected, f"{name} rank {rank}"
 
 
 # --- grab-sampler's rules (skipped where grab-sampler is not importable) --------------------------
