@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Sized
 
 import torch
@@ -27,7 +28,9 @@ class GraBSampler(Sampler):
     each, the same keys as ``trainable_params``). ``balance_type`` is any of khsgd.sorter_names()
     or grab-sampler's "rr", "pair", "mean", "fixed", "so". khsgd needs the shape up front:
     ``batch_size`` (examples per rank and step) and ``epochs``; ``seed`` or ``generator`` as
-    khsgd.Sorter. Under an initialised torch.distributed default group, rank r of n gets the
+    khsgd.Sorter. The default balance_type is "CD-GraB" (grab-sampler's is "mean", khsgd's "GraB").
+    grab-sampler's other keyword options are accepted with a warning where khsgd cannot honour them
+    (random_first_epoch=False needs none: khsgd's balancing sorters start in the natural order). Under an initialised torch.distributed default group, rank r of n gets the
     contiguous shard [r*m, (r+1)*m) with m = (len(data_source) // (n*batch_size)) * batch_size,
     and step() all-gathers what the sorter needs. The sorters that draw for every rank at once (SBW's
     thresholds, KH-SGD's uniforms) must draw the same numbers on every rank, so at construction the
@@ -38,10 +41,17 @@ class GraBSampler(Sampler):
     def __init__(self, data_source: Sized, trainable_params: dict, balance_type: str = "CD-GraB",
                  device=None, timer=None, record_orders: bool = False, *, batch_size: int,
                  epochs: int = 1, seed: int | None = None, generator: torch.Generator | None = None,
-                 process_group=None):
+                 process_group=None, **grab_kwargs):
         from . import Sorter, sorter_names
 
         del device, timer  # grab-sampler's; khsgd's sorters keep their state on the CPU
+        for key, value in grab_kwargs.items():  # grab-sampler's other options: accepted, warned
+            if key == "random_first_epoch" and not value:
+                continue  # khsgd's balancing sorters start in the natural order anyway
+            why = ("khsgd's balancing sorters start in the natural order; use 'SO' or 'D-RR' for random orders"
+                   if key == "random_first_epoch" else "khsgd has no such option")
+            warnings.warn(f"khsgd.GraBSampler: grab-sampler's {key}={value!r} is not honoured ({why})",
+                          UserWarning, stacklevel=2)
         if not isinstance(balance_type, str):
             balance_type = getattr(balance_type, "value", balance_type)
         name = GRAB_NAMES.get(balance_type, balance_type)

@@ -523,6 +523,19 @@ def test_numpy_integers():
     assert sorter.sort().tolist() == khsgd.Sorter("D-RR", examples=8, microbatch=2, D=3, seed=5).sort().tolist()
 
 
+def test_sampler_takes_grab_samplers_options():
+    import warnings
+
+    params = {"w": torch.zeros(3)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        khsgd.GraBSampler(range(8), params, "pair", batch_size=4, random_first_epoch=False)
+    with pytest.warns(UserWarning, match="random_first_epoch=True is not honoured"):
+        khsgd.GraBSampler(range(8), params, "pair", batch_size=4, random_first_epoch=True)
+    with pytest.warns(UserWarning, match="prob_balance=True is not honoured"):
+        khsgd.GraBSampler(range(8), params, "pair", batch_size=4, prob_balance=True)
+
+
 def test_load_errors_name_python():
     state = make().state_dict()
     state["sorter"] = state["sorter"][:-3]
