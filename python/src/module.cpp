@@ -82,7 +82,7 @@ class PythonDraws final : public khsgd::DeviceOps {
   std::vector<float> uniform(int64_t count, double from, double to) override {
     py::gil_scoped_acquire gil;
     return tensor_values<float>(draws_.attr("uniform")(count, from, to), "uniform", "torch.float32",
-                               count);
+                                count);
   }
   std::vector<float> log_of_multiples(double constant, int64_t count) override {
     py::gil_scoped_acquire gil;
@@ -210,9 +210,8 @@ class PySorter {
                             " steps; every step needs its step() before the next sort()");
     }
     if (epoch_ >= shape_.epochs) {
-      throw py::value_error("khsgd.Sorter.sort: built for epochs=" +
-                            std::to_string(shape_.epochs) + ", this would be epoch " +
-                            std::to_string(epoch_ + 1) +
+      throw py::value_error("khsgd.Sorter.sort: built for epochs=" + std::to_string(shape_.epochs) +
+                            ", this would be epoch " + std::to_string(epoch_ + 1) +
                             " (SBW's and KH-SGD's tables are sized by epochs)");
     }
     const int64_t* order = nullptr;
@@ -319,8 +318,8 @@ class PySorter {
     const int64_t epoch = in.i64();
     if (epoch < 0 || epoch > shape_.epochs) {
       throw py::value_error("khsgd.Sorter.load_state_dict: the state is after epoch " +
-                            std::to_string(epoch) + ", this sorter has epochs=" +
-                            std::to_string(shape_.epochs));
+                            std::to_string(epoch) +
+                            ", this sorter has epochs=" + std::to_string(shape_.epochs));
     }
     if (epoch != expected_epoch) {
       throw py::value_error("khsgd.Sorter.load_state_dict: the state's \"epoch\" is " +

@@ -67,9 +67,8 @@ class PairSorter : public Sorter {
   // order, is fine) must not walk: it would read past the table. KH-SGD's tables are per epoch.
   void check_walk_fits() const {
     if (rule_ == PairRule::SBW && sort_calls_ > shape_.epochs)
-      throw UserError("SBW was built for " + std::to_string(shape_.epochs) +
-                      " epochs; epoch " + std::to_string(sort_calls_) +
-                      "'s steps would read past its thresholds");
+      throw UserError("SBW was built for " + std::to_string(shape_.epochs) + " epochs; epoch " +
+                      std::to_string(sort_calls_) + "'s steps would read past its thresholds");
   }
   // KH-SGD's next epoch: these uniforms, and `increment` added to every log-penalty.
   virtual void redraw(std::vector<float> uniforms, float increment) = 0;
