@@ -11,6 +11,7 @@
 #include "khsgd/base/errors.hpp"
 #include "khsgd/sorting/pair_rules.hpp"
 #include "khsgd/sorting/sorter_registry.hpp"
+#include "khsgd/sorting/state_io.hpp"
 #include "plain_draws.hpp"
 
 using namespace khsgd;
@@ -132,6 +133,44 @@ TEST(SBW, ThresholdsAreScaledUniformsAndTheCounterRunsAcrossEpochs) {
   sorter->step(pair_with_difference({1}).data(), 0);  // decision 3: 0 <= 0: "+"
   sorter->step(pair_with_difference({1}).data(), 1);  // decision 4: 1 <= -scale fails: "-"
   EXPECT_EQ(sorter->sort(), (Order{0, 1, 2, 3}));
+}
+
+// The epoch after the last may be sorted (it reads the last walk's order) but not walked: its
+// decisions would read past the thresholds drawn for `epochs` epochs.
+TEST(SBW, AnEpochPastTheLastIsNotWalked) {
+  ScriptedOps ops;
+  ops.uniforms = {{0.0f, 1.0f}};
+  auto sorter = make_sorter("SBW", shape_of(1, 4, 2, 1, /*epochs=*/1), ops);
+  sorter->sort();
+  sorter->step(pair_with_difference({1}).data(), 0);
+  sorter->step(pair_with_difference({1}).data(), 1);
+  EXPECT_EQ(sorter->sort(), (Order{0, 3, 2, 1}));
+  EXPECT_THROW(sorter->step(pair_with_difference({1}).data(), 0), UserError);
+}
+
+// A checkpoint's epoch count must fit the run, and SBW's counter the epoch count: n m / 2 = 2
+// decisions an epoch, so after e epochs it is in [2 (e - 1), 2 e].
+TEST(SBW, LoadRefusesCountsThatDoNotFit) {
+  auto state_with = [](int64_t sort_calls, int64_t decision) {
+    StateWriter out;
+    out.i64(sort_calls);
+    out.indices({0, 1, 2, 3});
+    out.i64(decision);
+    return out.data();
+  };
+  auto load = [](const std::vector<uint8_t>& data) {
+    ScriptedOps ops;
+    ops.uniforms = {{0.0f, 0.0f, 0.0f, 0.0f}};
+    auto sorter = make_sorter("SBW", shape_of(1, 4, 2, 1, /*epochs=*/2), ops);
+    StateReader in(data, "test");
+    sorter->load_state(in);
+  };
+  EXPECT_NO_THROW(load(state_with(0, 0)));
+  EXPECT_NO_THROW(load(state_with(1, 2)));
+  EXPECT_NO_THROW(load(state_with(2, 4)));
+  EXPECT_THROW(load(state_with(3, 4)), UserError);  // more epochs than the run has
+  EXPECT_THROW(load(state_with(0, 2)), UserError);  // the counter ahead of the epochs
+  EXPECT_THROW(load(state_with(2, 0)), UserError);  // the epochs ahead of the counter
 }
 
 TEST(SBW, ScaleMatchesTheReferenceFormula) {

@@ -9,7 +9,9 @@
 
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -19,15 +21,34 @@ namespace py = pybind11;
 
 namespace {
 
-// A contiguous CPU tensor's elements, copied (the caller holds the GIL).
+// A CPU tensor's `count` elements of torch dtype `dtype`, copied (the caller holds the GIL).
 template <typename T>
-std::vector<T> tensor_values(const py::object& tensor, const char* what) {
+std::vector<T> tensor_values(const py::object& tensor, const char* what, const char* dtype,
+                             int64_t expected_count) {
+  const std::string where = std::string("khsgd: draws.") + what;
+  if (!py::hasattr(tensor, "data_ptr") || !py::hasattr(tensor, "device") ||
+      !py::hasattr(tensor, "dtype")) {
+    throw py::type_error(where + " must return a torch.Tensor, got " +
+                         std::string(py::str(py::type::of(tensor))));
+  }
+  const std::string device = py::str(tensor.attr("device").attr("type"));
+  if (device != "cpu") {
+    throw py::value_error(where + " returned a tensor on device " + device + ", expected cpu");
+  }
+  const std::string got_dtype = py::str(tensor.attr("dtype"));
+  if (got_dtype != dtype) {
+    throw py::type_error(where + " returned " + got_dtype + ", expected " + dtype);
+  }
   const py::object t = tensor.attr("contiguous")();
   const auto count = t.attr("numel")().cast<int64_t>();
+  if (count != expected_count) {
+    throw py::value_error(where + " returned " + std::to_string(count) + " values, expected " +
+                          std::to_string(expected_count));
+  }
   const auto size = t.attr("element_size")().cast<int64_t>();
   if (size != static_cast<int64_t>(sizeof(T))) {
-    throw py::type_error(std::string("khsgd: draws.") + what + " returned elements of " +
-                         std::to_string(size) + " bytes, expected " + std::to_string(sizeof(T)));
+    throw py::type_error(where + " returned elements of " + std::to_string(size) +
+                         " bytes, expected " + std::to_string(sizeof(T)));
   }
   std::vector<T> values(static_cast<size_t>(count));
   if (count > 0) {
@@ -56,16 +77,17 @@ class PythonDraws final : public khsgd::DeviceOps {
 
   std::vector<int64_t> randperm(int64_t m) override {
     py::gil_scoped_acquire gil;
-    return tensor_values<int64_t>(draws_.attr("randperm")(m), "randperm");
+    return tensor_values<int64_t>(draws_.attr("randperm")(m), "randperm", "torch.int64", m);
   }
   std::vector<float> uniform(int64_t count, double from, double to) override {
     py::gil_scoped_acquire gil;
-    return tensor_values<float>(draws_.attr("uniform")(count, from, to), "uniform");
+    return tensor_values<float>(draws_.attr("uniform")(count, from, to), "uniform", "torch.float32",
+                                count);
   }
   std::vector<float> log_of_multiples(double constant, int64_t count) override {
     py::gil_scoped_acquire gil;
     return tensor_values<float>(draws_.attr("log_of_multiples")(constant, count),
-                                "log_of_multiples");
+                                "log_of_multiples", "torch.float32", count);
   }
 
  private:
@@ -87,6 +109,27 @@ std::string shape_text(const std::vector<int64_t>& shape) {
   return text + "]";
 }
 
+constexpr int64_t kMaxElements = int64_t{1} << 40;
+
+// Marks a sorter in use for one call (set and cleared while holding the GIL): the GIL is
+// released while a sorter works, and a second thread on the same sorter would race it.
+class BusyGuard {
+ public:
+  explicit BusyGuard(bool& busy) : busy_(busy) {
+    if (busy_) {
+      throw std::runtime_error(
+          "khsgd.Sorter: used from two threads at once (one sorter is not thread-safe)");
+    }
+    busy_ = true;
+  }
+  ~BusyGuard() { busy_ = false; }
+  BusyGuard(const BusyGuard&) = delete;
+  BusyGuard& operator=(const BusyGuard&) = delete;
+
+ private:
+  bool& busy_;
+};
+
 class PySorter {
  public:
   PySorter(const std::string& name, int64_t ranks, int64_t rank, int64_t examples,
@@ -107,6 +150,21 @@ class PySorter {
       throw py::value_error("khsgd.Sorter: rank must be in 0 .. ranks - 1 = " +
                             std::to_string(ranks - 1) + ", got " + std::to_string(rank));
     }
+    // The sorters hold ranks x examples orders, SBW epochs x that thresholds, and a step
+    // ranks x microbatch x D gradients: each product must fit (and a sane size) before any of
+    // it is computed in int64.
+    auto product = [](std::initializer_list<int64_t> factors, const char* what) {
+      int64_t total = 1;
+      for (const int64_t f : factors) {
+        if (__builtin_mul_overflow(total, f, &total) || total > kMaxElements) {
+          throw py::value_error(std::string("khsgd.Sorter: ") + what + " is more than 2**40");
+        }
+      }
+    };
+    product({ranks, examples}, "ranks * examples");
+    product({ranks, examples, epochs}, "ranks * examples * epochs");
+    product({ranks, microbatch, D}, "ranks * microbatch * D");
+    product({examples, epochs, D}, "examples * epochs * D");
     if (examples % microbatch != 0) {
       throw py::value_error("khsgd.Sorter: examples per rank (" + std::to_string(examples) +
                             ") must be a multiple of microbatch (" + std::to_string(microbatch) +
@@ -145,6 +203,17 @@ class PySorter {
 
   // This rank's order as raw int64 bytes (the Python layer makes a tensor of them).
   py::bytes sort() {
+    const BusyGuard guard(busy_);
+    if (sorted_ && step_ != steps_per_epoch()) {
+      throw py::value_error("khsgd.Sorter.sort: the epoch had " + std::to_string(step_) + " of " +
+                            std::to_string(steps_per_epoch()) +
+                            " steps; every step needs its step() before the next sort()");
+    }
+    if (epoch_ >= shape_.epochs) {
+      throw py::value_error("khsgd.Sorter.sort: built for epochs=" + std::to_string(shape_.epochs) +
+                            ", this would be epoch " + std::to_string(epoch_ + 1) +
+                            " (SBW's and KH-SGD's tables are sized by epochs)");
+    }
     const int64_t* order = nullptr;
     {
       py::gil_scoped_release release;
@@ -153,6 +222,7 @@ class PySorter {
     }
     sorted_ = true;
     step_ = 0;
+    ++epoch_;
     return py::bytes(reinterpret_cast<const char*>(order),
                      static_cast<size_t>(shape_.shard_rows) * sizeof(int64_t));
   }
@@ -160,6 +230,7 @@ class PySorter {
   // Step k's per-example gradients: a float32 CPU tensor (or any buffer of float32),
   // contiguous, [ranks fed, microbatch, D].
   void step(const py::object& G) {
+    const BusyGuard guard(busy_);
     if (!sorted_) {
       throw py::value_error("khsgd.Sorter.step: call sort() first (it starts the epoch)");
     }
@@ -178,7 +249,7 @@ class PySorter {
     }
     const std::vector<int64_t> expected = {ranks_fed(), shape_.microbatch, shape_.D};
     const float* data = nullptr;
-    py::object keep;  // holds a buffer while it is read
+    const py::object keep = G;  // G (and its storage) stays alive while the GIL is released
     py::buffer_info info;
     if (py::hasattr(G, "data_ptr") && py::hasattr(G, "dtype") && py::hasattr(G, "device")) {
       const std::string dtype = py::str(G.attr("dtype"));
@@ -225,34 +296,57 @@ class PySorter {
     ++step_;
   }
 
+  // The epoch count, then the sorter's own state.
   py::bytes state() const {
-    if (sorted_ && step_ != 0 && step_ != steps_per_epoch()) {
+    if (sorted_ && step_ != steps_per_epoch()) {
       throw py::value_error("khsgd.Sorter.state_dict: only between epochs (after the epoch's " +
-                            std::to_string(steps_per_epoch()) +
-                            " steps, before sort()), not after " + std::to_string(step_));
+                            std::to_string(steps_per_epoch()) + " steps), not after " +
+                            std::to_string(step_) + " of them");
     }
     khsgd::StateWriter out;
+    out.i64(epoch_);
     sorter_->save_state(out);
     return py::bytes(reinterpret_cast<const char*>(out.data().data()), out.data().size());
   }
 
-  void load_state(const py::bytes& bytes) {
+  void load_state(const py::bytes& bytes, int64_t expected_epoch) {
+    const BusyGuard guard(busy_);
     const std::string text = bytes;
     const std::vector<uint8_t> data(text.begin(), text.end());
-    khsgd::StateReader in(data, "khsgd.Sorter.load_state_dict");
+    khsgd::StateReader in(data, "khsgd.Sorter.load_state_dict",
+                          "not a state_dict this sorter saved");
+    const int64_t epoch = in.i64();
+    if (epoch < 0 || epoch > shape_.epochs) {
+      throw py::value_error("khsgd.Sorter.load_state_dict: the state is after epoch " +
+                            std::to_string(epoch) +
+                            ", this sorter has epochs=" + std::to_string(shape_.epochs));
+    }
+    if (epoch != expected_epoch) {
+      throw py::value_error("khsgd.Sorter.load_state_dict: the state's \"epoch\" is " +
+                            std::to_string(expected_epoch) + ", its sorter state is after epoch " +
+                            std::to_string(epoch));
+    }
+    // The sorter refuses a bad state before it changes, but trailing bytes show only after:
+    // then it goes back to what it had.
+    khsgd::StateWriter before;
+    sorter_->save_state(before);
     sorter_->load_state(in);
     if (!in.at_end()) {
+      khsgd::StateReader back(before.data(), "khsgd.Sorter.load_state_dict");
+      sorter_->load_state(back);
       throw py::value_error("khsgd.Sorter.load_state_dict: the state is longer than " + name_ +
                             "'s for this shape");
     }
     sorted_ = false;
     step_ = 0;
+    epoch_ = epoch;
   }
 
   const std::string& name() const { return name_; }
   const khsgd::SorterShape& shape() const { return shape_; }
   std::string needs() const { return need_name(needs_); }
   int64_t step_index() const { return step_; }
+  int64_t epoch() const { return epoch_; }
 
  private:
   void check_shape(const std::vector<int64_t>& got, const std::vector<int64_t>& expected) const {
@@ -270,6 +364,8 @@ class PySorter {
   khsgd::GradientNeed needs_ = khsgd::GradientNeed::None;
   bool sorted_ = false;
   int64_t step_ = 0;
+  int64_t epoch_ = 0;  // sort() calls so far
+  bool busy_ = false;
 };
 
 }  // namespace
@@ -305,10 +401,11 @@ PYBIND11_MODULE(_khsgd, m) {
       .def("sort", &PySorter::sort)
       .def("step", &PySorter::step, py::arg("G").none(true))
       .def("state", &PySorter::state)
-      .def("load_state", &PySorter::load_state, py::arg("state"))
+      .def("load_state", &PySorter::load_state, py::arg("state"), py::arg("epoch"))
       .def_property_readonly("name", &PySorter::name)
       .def_property_readonly("needs", &PySorter::needs)
       .def_property_readonly("ranks_fed", &PySorter::ranks_fed)
       .def_property_readonly("steps_per_epoch", &PySorter::steps_per_epoch)
-      .def_property_readonly("step_index", &PySorter::step_index);
+      .def_property_readonly("step_index", &PySorter::step_index)
+      .def_property_readonly("epoch", &PySorter::epoch);
 }

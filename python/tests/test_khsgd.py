@@ -2,7 +2,9 @@
 over gloo, grab-sampler's rules, and the errors of bad input (python/README.md).
 
 Run: PYTHONPATH=BUILD/python python -m pytest python/tests (ctest runs it where the module is
-built). Skips as a whole where khsgd is not importable.
+built). Skips as a whole where khsgd is not importable, unless KHSGD_REQUIRE_MODULE=1 (ctest sets
+it: there a module that does not import is a failure); KHSGD_REQUIRE_GRAB=1 likewise makes
+grab-sampler's comparison fail rather than skip where grab-sampler does not import.
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch")
-khsgd = pytest.importorskip("khsgd")
+if os.environ.get("KHSGD_REQUIRE_MODULE") == "1":
+    import khsgd
+    import torch
+else:
+    torch = pytest.importorskip("torch")
+    khsgd = pytest.importorskip("khsgd")
 
 SOURCE = Path(os.environ.get("KHSGD_SOURCE_DIR", Path(__file__).resolve().parents[2]))
 GOLDEN = SOURCE / "tests" / "data" / "golden"
@@ -197,8 +203,10 @@ def two_rank_worker(rank, init_file, out_dir):
     X, y = golden_data()
     n, mb = 2, 8
     results = {}
-    for name in ["CD-GraB", "D-RR"]:
+    for name in ["CD-GraB", "D-RR", "SBW", "KH-SGD"]:
         theta = init_theta(1, X.shape[1])
+        if rank == 1:  # rank 1's generator elsewhere: the sampler starts every rank in rank 0's state
+            torch.rand(7)
         v = torch.zeros_like(theta)
         params = {"weight": torch.zeros(1, X.shape[1]), "bias": torch.zeros(1)}
         sampler = khsgd.GraBSampler(list(range(X.shape[0])), params, name, batch_size=mb, epochs=3,
@@ -226,10 +234,13 @@ def test_two_processes_over_gloo(tmp_path):
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
     mp.spawn(two_rank_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    khsgd_orders = replay("KH-SGD", 2)  # no golden n2 KH-SGD run: the one-process replay instead
     for rank in range(2):
         got = torch.load(tmp_path / f"rank{rank}.pt")
+        assert sorted(got) == ["CD-GraB", "D-RR", "KH-SGD", "SBW"]
         for name, orders in got.items():
-            assert orders == golden_orders(f"n2-{name}", rank), f"{name} rank {rank}"
+            expected = khsgd_orders[rank] if name == "KH-SGD" else golden_orders(f"n2-{name}", rank)
+            assert orders == expected, f"{name} rank {rank}"
 
 
 # --- grab-sampler's rules (skipped where grab-sampler is not importable) --------------------------
@@ -243,7 +254,10 @@ def test_grab_sampler_same_rule(ours, theirs):
         import types  # its wheel is a source build against torch, so the venv goes without it
 
         sys.modules["torch_sparse"] = types.SimpleNamespace(SparseTensor=None)
-    sorter_module = pytest.importorskip("grabsampler.sorter")
+    if os.environ.get("KHSGD_REQUIRE_GRAB") == "1":
+        import grabsampler.sorter as sorter_module
+    else:
+        sorter_module = pytest.importorskip("grabsampler.sorter")
     m, mb, d = 64, 8, 11
     theirs_sorter = getattr(sorter_module, theirs)(m, d, random_first_epoch=False, device="cpu")
     sorter = khsgd.Sorter(ours, examples=m, microbatch=mb, D=d, epochs=2, seed=0)
@@ -332,6 +346,202 @@ def test_bad_sampler_input():
         sampler.step({"v": torch.zeros(4, 3)})
     with pytest.raises(ValueError, match=r"batch_size=4"):
         sampler.step({"w": torch.zeros(2, 3)})
+
+
+
+# --- the review's findings: epoch boundaries, draws, caps, threads, atomic loads -----------------
+
+def test_state_dict_refused_right_after_sort():
+    """After sort() the epoch has begun (the order matrices swapped, the draws made): a state saved
+    there would resume into a stale order, so it is refused until the epoch's steps are done."""
+    shape = dict(examples=8, microbatch=4, D=3, epochs=3)
+    for name in ["KH-SGD", "SBW", "CD-GraB", "D-RR"]:
+        sorter = khsgd.Sorter(name, seed=1, **shape)
+        sorter.sort()
+        with pytest.raises(ValueError, match="between epochs"):
+            sorter.state_dict()
+        for _ in range(2):
+            sorter.step(torch.ones(1, 4, 3) if sorter.needs != "none" else None)
+        sorter.state_dict()
+
+
+@pytest.mark.parametrize("name", ["CD-GraB", "D-RR", "GraB"])
+def test_sort_mid_epoch_refused(name):
+    sorter = khsgd.Sorter(name, examples=8, microbatch=2, D=3, epochs=3, seed=1)
+    sorter.sort()
+    sorter.step(torch.ones(1, 2, 3) if sorter.needs != "none" else None)
+    with pytest.raises(ValueError, match="the epoch had 1 of 4 steps"):
+        sorter.sort()
+
+
+def test_sampler_loop_broken_early():
+    sampler = khsgd.GraBSampler(range(8), {"w": torch.zeros(3)}, "pair", batch_size=2, epochs=2, seed=0)
+    for i, _ in enumerate(sampler):
+        sampler.step({"w": torch.ones(2, 3)}) if i % 2 else None
+        if i == 3:
+            break
+    with pytest.raises(ValueError, match=r"GraBSampler: a new epoch began .*the epoch had 2 of 4 steps"):
+        iter(sampler)
+
+
+def test_draws_ignore_the_default_device():
+    if not hasattr(torch, "set_default_device"):
+        pytest.skip("torch.set_default_device is torch 2.x")
+    shape = dict(examples=8, microbatch=2, D=3, epochs=2)
+    expected = {name: khsgd.Sorter(name, seed=4, **shape).sort().tolist() for name in ["D-RR", "SBW", "KH-SGD"]}
+    torch.set_default_device("meta")
+    try:
+        got = {name: khsgd.Sorter(name, seed=4, **shape).sort().tolist() for name in expected}
+    finally:
+        torch.set_default_device("cpu")
+    assert got == expected
+
+
+class FakeDraws:
+    def __init__(self, dtype=torch.int64, device="cpu", extra=0):
+        self.dtype, self.device, self.extra = dtype, device, extra
+
+    def randperm(self, m):
+        return torch.arange(m + self.extra, device=self.device).to(self.dtype)
+
+    def uniform(self, count, low, high):
+        return torch.zeros(count, dtype=torch.float32)
+
+    def log_of_multiples(self, constant, count):
+        return torch.ones(count, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("draws,error,text", [
+    (FakeDraws(dtype=torch.float64), TypeError, "returned torch.float64, expected torch.int64"),
+    (FakeDraws(device="meta"), ValueError, "on device meta, expected cpu"),
+    (FakeDraws(extra=1), ValueError, "returned 9 values, expected 8"),
+])
+def test_bad_draws(draws, error, text):
+    sorter = khsgd._khsgd.Sorter("D-RR", 1, 0, 8, 2, 3, 2, draws)
+    with pytest.raises(error, match=text):
+        sorter.sort()
+
+
+def test_epochs_enforced_in_cpp():
+    raw = khsgd._khsgd.Sorter("SBW", 1, 0, 8, 2, 3, 1, khsgd.TorchDraws(torch.Generator().manual_seed(0)))
+    raw.sort()
+    for _ in range(4):
+        raw.step(torch.ones(1, 2, 3))
+    with pytest.raises(ValueError, match="epochs=1"):
+        raw.sort()
+
+
+def sbw_after(epochs_done, epochs=3):
+    sorter = khsgd.Sorter("SBW", examples=8, microbatch=2, D=3, epochs=epochs, seed=2)
+    for _ in range(epochs_done):
+        sorter.sort()
+        for _ in range(4):
+            sorter.step(torch.randn(1, 2, 3, generator=torch.Generator().manual_seed(3)))
+    return sorter
+
+
+def test_edited_epochs_refused():
+    state = sbw_after(1).state_dict()
+    edited = dict(state, epoch=0)  # the dict's epoch edited: the C++ state says 1
+    with pytest.raises(ValueError, match="after epoch 1"):
+        sbw_after(0).load_state_dict(edited)
+
+    def with_counts(outer, inner):  # the wrapper's epoch count, then the pair sorter's sort_calls
+        raw = bytearray(state["sorter"].tolist())
+        raw[0:8] = outer.to_bytes(8, "little", signed=True)
+        raw[8:16] = inner.to_bytes(8, "little", signed=True)
+        return dict(state, epoch=outer, sorter=torch.tensor(list(raw), dtype=torch.uint8))
+
+    with pytest.raises(ValueError, match="5 epochs sorted, the run has 3"):
+        sbw_after(0).load_state_dict(with_counts(1, 5))
+    with pytest.raises(ValueError, match="after epoch 9"):
+        sbw_after(0).load_state_dict(with_counts(9, 1))
+    # SBW's counter after 1 epoch (4 decisions) with sort_calls edited to 3: it would walk past
+    # its 12 thresholds in the epochs it believes are left; refused.
+    with pytest.raises(ValueError, match="SBW's counter 4 does not fit its epoch count 3"):
+        sbw_after(0).load_state_dict(with_counts(3, 3))
+    fine = sbw_after(0)
+    fine.load_state_dict(with_counts(1, 1))
+    assert fine.epoch == 1
+
+
+def test_sizes_that_overflow():
+    with pytest.raises(ValueError, match=r"ranks \* examples is more than 2\*\*40"):
+        khsgd.Sorter("D-RR", examples=2**33, microbatch=1, D=1, ranks=2**31, rank=0, seed=0)
+    with pytest.raises(ValueError, match=r"ranks \* microbatch \* D is more than 2\*\*40"):
+        khsgd.Sorter("D-RR", examples=2, microbatch=2, D=2**62, seed=0)
+
+
+def test_one_sorter_from_two_threads():
+    import threading
+
+    class SlowDraws(FakeDraws):
+        def __init__(self):
+            super().__init__()
+            self.inside, self.go = threading.Event(), threading.Event()
+
+        def randperm(self, m):
+            self.inside.set()
+            self.go.wait(10)
+            return super().randperm(m)
+
+    draws = SlowDraws()
+    sorter = khsgd._khsgd.Sorter("D-RR", 1, 0, 8, 2, 3, 2, draws)
+    first = threading.Thread(target=sorter.sort)
+    first.start()
+    assert draws.inside.wait(10)
+    try:
+        with pytest.raises(RuntimeError, match="two threads at once"):
+            sorter.sort()
+    finally:
+        draws.go.set()
+        first.join()
+    sorter.step(None)  # the first sort() finished: the sorter works on
+    assert sorter.step_index == 1
+
+
+def test_load_state_dict_is_atomic():
+    source = khsgd.Sorter("KH-SGD", examples=8, microbatch=2, D=3, epochs=3, seed=7)
+    random_epochs(source, 1, torch.Generator().manual_seed(1))
+    good = source.state_dict()
+    target = khsgd.Sorter("KH-SGD", examples=8, microbatch=2, D=3, epochs=3, seed=5)
+    twin = khsgd.Sorter("KH-SGD", examples=8, microbatch=2, D=3, epochs=3, seed=5)
+    with pytest.raises(ValueError, match="generator"):
+        target.load_state_dict(dict(good, generator=torch.zeros(3, dtype=torch.uint8)))
+    with pytest.raises(TypeError, match=r"state\['sorter'\] must be a 1-d uint8 tensor"):
+        target.load_state_dict(dict(good, sorter=list(good["sorter"].tolist())))
+    with pytest.raises(ValueError, match="longer"):
+        target.load_state_dict(dict(good, sorter=torch.cat([good["sorter"], torch.zeros(2, dtype=torch.uint8)])))
+    gen_a, gen_b = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+    assert random_epochs(target, 3, gen_a) == random_epochs(twin, 3, gen_b)  # nothing was changed
+
+
+def test_numpy_integers():
+    np = pytest.importorskip("numpy")
+    sorter = khsgd.Sorter("D-RR", examples=np.int64(8), microbatch=np.int32(2), D=3, epochs=np.int64(1),
+                          seed=np.int64(5))
+    assert sorter.sort().tolist() == khsgd.Sorter("D-RR", examples=8, microbatch=2, D=3, seed=5).sort().tolist()
+
+
+def test_sampler_takes_grab_samplers_options():
+    import warnings
+
+    params = {"w": torch.zeros(3)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        khsgd.GraBSampler(range(8), params, "pair", batch_size=4, random_first_epoch=False)
+    with pytest.warns(UserWarning, match="random_first_epoch=True is not honoured"):
+        khsgd.GraBSampler(range(8), params, "pair", batch_size=4, random_first_epoch=True)
+    with pytest.warns(UserWarning, match="prob_balance=True is not honoured"):
+        khsgd.GraBSampler(range(8), params, "pair", batch_size=4, prob_balance=True)
+
+
+def test_load_errors_name_python():
+    state = make().state_dict()
+    state["sorter"] = state["sorter"][:-3]
+    with pytest.raises(ValueError, match="not a state_dict this sorter saved") as caught:
+        make().load_state_dict(state)
+    assert "--overwrite" not in str(caught.value)
 
 
 if __name__ == "__main__":

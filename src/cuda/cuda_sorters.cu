@@ -37,12 +37,14 @@ class CudaPairSorter final : public PairSorter {
   }
 
   void balance(const float* G, int64_t first_step, int64_t steps) override {
+    check_walk_fits();
     cuda::launch_pair_balance(pass(G, first_step, steps), nullptr);
   }
 
   // One rank only: with several, the epoch is stepped around the collective, not fused.
   bool pass_beside_steps(const float* gradients, int64_t steps,
                          cuda::PairBalanceArgs* out) override {
+    check_walk_fits();
     *out = pass(gradients, 0, steps);
     return layout_.ranks == 1 && cuda::fits_pass_beside_steps(layout_.D);
   }

@@ -74,18 +74,26 @@ void save_pair_state(StateWriter& out, PairRule rule, const PairSorterState& sta
   if (rule == PairRule::KHSGD) out.floats(state.log_penalty);
 }
 
-void load_pair_state(StateReader& in, PairRule rule, int64_t sbw_thresholds, int64_t shard_rows,
+void load_pair_state(StateReader& in, PairRule rule, const SorterShape& shape,
                      PairSorterState* state) {
   state->sort_calls = in.i64();
   if (state->sort_calls < 0) in.corrupt("negative epoch count");
+  if (state->sort_calls > shape.epochs)
+    in.corrupt(std::to_string(state->sort_calls) + " epochs sorted, the run has " +
+               std::to_string(shape.epochs));
   std::vector<int64_t> next = in.indices();
   in.expect_size(next.size(), state->next_orders.size(), "the order matrix");
-  in.expect_permutations(next, shard_rows, "the order matrix");
+  in.expect_permutations(next, shape.shard_rows, "the order matrix");
   state->next_orders = std::move(next);
   if (rule == PairRule::SBW) {
     state->sbw_decision = in.i64();
-    if (state->sbw_decision < 0 || state->sbw_decision > sbw_thresholds)
-      in.corrupt("SBW's counter is out of range");
+    const int64_t per_epoch = khsgd_decisions(shape);  // n*m/2, an epoch's decisions
+    const int64_t high = state->sort_calls * per_epoch;
+    const int64_t low = state->sort_calls > 0 ? high - per_epoch : 0;
+    if (state->sbw_decision < low || state->sbw_decision > high ||
+        state->sbw_decision > sbw_threshold_count(shape))
+      in.corrupt("SBW's counter " + std::to_string(state->sbw_decision) +
+                 " does not fit its epoch count " + std::to_string(state->sort_calls));
   }
   if (rule == PairRule::KHSGD) {
     std::vector<float> penalties = in.floats();

@@ -26,12 +26,11 @@ void StateWriter::indices(const std::vector<int64_t>& values) {
   raw(narrow.data(), narrow.size() * sizeof(int32_t));
 }
 
-StateReader::StateReader(const std::vector<uint8_t>& data, std::string source)
-    : data_(data), source_(std::move(source)) {}
+StateReader::StateReader(const std::vector<uint8_t>& data, std::string source, std::string remedy)
+    : data_(data), source_(std::move(source)), remedy_(std::move(remedy)) {}
 
 void StateReader::corrupt(const std::string& why) const {
-  throw UserError(source_ + ": corrupt checkpoint (" + why +
-                  "); remove it and use --overwrite to start the run over");
+  throw UserError(source_ + ": corrupt checkpoint (" + why + "); " + remedy_);
 }
 
 void StateReader::raw(void* p, size_t n) {

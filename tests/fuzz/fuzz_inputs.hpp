@@ -92,7 +92,11 @@ inline bool checkpoint_input(const uint8_t* data, size_t size) {
     state.log_penalty.resize(4);
     khsgd::StateReader reader(c.sorter_state, "fuzz.bin");
     try {
-      khsgd::load_pair_state(reader, rule, 3, 4, &state);
+      khsgd::SorterShape shape;  // 2 ranks of 4 rows, 2 epochs: 8 SBW thresholds
+      shape.ranks = 2;
+      shape.shard_rows = 4;
+      shape.epochs = 2;
+      khsgd::load_pair_state(reader, rule, shape, &state);
     } catch (const khsgd::UserError& e) {
       refused(e, "fuzz.bin");
       continue;

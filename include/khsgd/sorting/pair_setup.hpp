@@ -62,9 +62,11 @@ struct PairSorterState {
 
 void save_pair_state(StateWriter& out, PairRule rule, const PairSorterState& state);
 // Reads into `state`, whose vectors hold this run's sizes (a checkpoint of another shape is
-// corrupt); `sbw_thresholds` is how many thresholds SBW drew; every order must name a row in
-// [0, shard_rows). Throws UserError.
-void load_pair_state(StateReader& in, PairRule rule, int64_t sbw_thresholds, int64_t shard_rows,
+// corrupt); every order must name a row in [0, shape.shard_rows); at most shape.epochs epochs
+// sorted; SBW's counter where sort_calls epochs put it (each epoch walks n*m/2 decisions, so it is
+// in [(sort_calls - 1) n m / 2, sort_calls n m / 2]: the epochs left then stay inside the
+// thresholds). Throws UserError.
+void load_pair_state(StateReader& in, PairRule rule, const SorterShape& shape,
                      PairSorterState* state);
 
 }  // namespace khsgd

@@ -8,9 +8,11 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <utility>
 #include <vector>
 
+#include "khsgd/base/errors.hpp"
 #include "khsgd/sorting/device_ops.hpp"
 #include "khsgd/sorting/pair_setup.hpp"
 #include "khsgd/sorting/pair_walk.hpp"
@@ -47,8 +49,7 @@ class PairSorter : public Sorter {
     PairSorterState state;
     state.next_orders.resize(shape_.ranks * shape_.shard_rows);
     if (rule_ == PairRule::KHSGD) state.log_penalty.resize(khsgd_decisions(shape_));
-    load_pair_state(in, rule_, rule_ == PairRule::SBW ? sbw_threshold_count(shape_) : 0,
-                    shape_.shard_rows, &state);
+    load_pair_state(in, rule_, shape_, &state);
     sort_calls_ = state.sort_calls;
     PairCursor at = cursor();
     if (rule_ == PairRule::SBW) at.decision = state.sbw_decision;
@@ -61,6 +62,14 @@ class PairSorter : public Sorter {
   PairSorter(PairRule rule, const SorterShape& shape, DeviceOps& ops)
       : shape_(shape), layout_(pair_layout(shape)), ops_(ops), rule_(rule) {}
 
+  // Before a walk: SBW's thresholds are drawn for shape_.epochs epochs (its counter runs across
+  // them), so an epoch past those (a sort() after the last, which only reads the last walk's
+  // order, is fine) must not walk: it would read past the table. KH-SGD's tables are per epoch.
+  void check_walk_fits() const {
+    if (rule_ == PairRule::SBW && sort_calls_ > shape_.epochs)
+      throw UserError("SBW was built for " + std::to_string(shape_.epochs) + " epochs; epoch " +
+                      std::to_string(sort_calls_) + "'s steps would read past its thresholds");
+  }
   // KH-SGD's next epoch: these uniforms, and `increment` added to every log-penalty.
   virtual void redraw(std::vector<float> uniforms, float increment) = 0;
   // An epoch starts: next_orders becomes the order matrix, s = 0, the cursor is `at`.

@@ -28,7 +28,9 @@ class StateWriter {
 // corrupt checkpoint (UserError naming `source`).
 class StateReader {
  public:
-  StateReader(const std::vector<uint8_t>& data, std::string source);
+  // `remedy` ends corrupt()'s message (the Python module's differs from khsgd_train's).
+  StateReader(const std::vector<uint8_t>& data, std::string source,
+              std::string remedy = "remove it and use --overwrite to start the run over");
   int64_t i64();
   std::vector<uint8_t> bytes();
   std::vector<float> floats();
@@ -48,6 +50,7 @@ class StateReader {
   size_t length(size_t element_size);
   const std::vector<uint8_t>& data_;
   std::string source_;
+  std::string remedy_;
   size_t at_ = 0;
 };
 
