@@ -60,7 +60,9 @@ class FakeStore final : public CounterStore {
   int in_flight_ = 0, calls_after_close_ = 0;
 };
 
-constexpr auto kInterval = 20ms;
+// Long enough that a loaded CI machine (ctest -j2 beside multi-process tests) still runs the
+// heartbeat's threads within a diagnosis's 6 intervals: at 20 ms one run of this file failed there.
+constexpr auto kInterval = 80ms;
 
 // Rank 0 of two, played by the test: beats every few ms at progress `progress` while it runs.
 class PeerZero {
@@ -91,7 +93,7 @@ TEST(Heartbeat, NamesALostAStuckAndALivePeer) {
   auto store = std::make_shared<FakeStore>();
   auto progress = std::make_shared<std::atomic<int64_t>>(5);
   Heartbeat heartbeat(store, /*rank=*/1, /*size=*/2, progress, kInterval);
-  EXPECT_EQ(heartbeat.diagnose(), "lost rank 0 (no heartbeat for 0.05 s)");
+  EXPECT_EQ(heartbeat.diagnose(), "lost rank 0 (no heartbeat for 0.2 s)");
   {
     PeerZero behind(*store, 3);
     EXPECT_EQ(heartbeat.diagnose(), "rank 0 is alive but stuck behind this rank");
