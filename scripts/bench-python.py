@@ -48,6 +48,12 @@ def khsgd_cost(khsgd, name: str, B: int, D: int, steps: int) -> float:
     return time_steps(sorter.step, G, steps)
 
 
+def one_pass_cost(B: int, D: int, steps: int) -> float:
+    """One pass over the step's G: G[B, D] @ v, the floor a walk over the rows can approach."""
+    G, v = torch.randn(B, D), torch.randn(D)
+    return time_steps(lambda G: G @ v, G, steps)
+
+
 def grab_cost(grab_pair, B: int, D: int, steps: int) -> float:
     sorter = grab_pair(B * (steps + 1), D, random_first_epoch=False, device="cpu")
     sorter.reset_epoch()
@@ -79,20 +85,26 @@ def main() -> int:
     print(f"python {platform.python_version()}, torch {torch.__version__}, khsgd module "
           f"{os.path.dirname(khsgd.__file__)}, grab-sampler {grab_version}")
     print(f"mean seconds per step over {args.steps} steps (after one warm-up), CPU, float32")
-    columns = [f"khsgd {name}" for name in args.sorters] + (["grab pair"] if PairBalance else [])
+    columns = [f"khsgd {name}" for name in args.sorters] + ["G @ v"] + (["grab pair"] if PairBalance else [])
     header = f"{'D':>9} {'B':>5} " + " ".join(f"{c:>16}" for c in columns)
-    if PairBalance:
+    if "CD-GraB" in args.sorters:
+        header += f" {'CD-GraB/(G@v)':>14}"
+    if PairBalance and "CD-GraB" in args.sorters:
         header += f" {'grab/CD-GraB':>13}"
     print(header)
     for D in args.D:
         for B in args.B:
             costs = [khsgd_cost(khsgd, name, B, D, args.steps) for name in args.sorters]
-            line = f"{D:>9} {B:>5} " + " ".join(f"{c:>16.3e}" for c in costs)
+            one_pass = one_pass_cost(B, D, args.steps)
+            line = f"{D:>9} {B:>5} " + " ".join(f"{c:>16.3e}" for c in costs + [one_pass])
+            cd_grab = costs[args.sorters.index("CD-GraB")] if "CD-GraB" in args.sorters else None
             if PairBalance:
                 grab = grab_cost(PairBalance, B, D, args.steps)
                 line += f" {grab:>16.3e}"
-                if "CD-GraB" in args.sorters:
-                    line += f" {grab / costs[args.sorters.index('CD-GraB')]:>12.1f}x"
+            if cd_grab is not None:
+                line += f" {cd_grab / one_pass:>13.2f}x"
+                if PairBalance:
+                    line += f" {grab / cd_grab:>12.1f}x"
             print(line, flush=True)
     return 0
 

@@ -109,7 +109,13 @@ class Sorter:
         return torch.frombuffer(bytearray(raw), dtype=torch.int64)
 
     def step(self, G: torch.Tensor | None) -> None:
-        """Step k's gradients; None for a sorter whose needs are "none" (D-RR, SO, fixed)."""
+        """Step k's gradients; None for a sorter whose needs are "none" (D-RR, SO, fixed).
+
+        CUDA gradients are copied to the host first (on torch's current stream, which the copy
+        waits for): the walk itself runs on the CPU in this module.
+        """
+        if isinstance(G, torch.Tensor) and G.is_cuda:
+            G = G.to("cpu")
         self._sorter.step(G)
 
     def state_dict(self) -> dict:

@@ -152,6 +152,20 @@ def test_state_dict_round_trip(name):
     assert head + random_epochs(resumed, 3, gen) == expected
 
 
+@pytest.mark.parametrize("name", ["CD-GraB", "KH-SGD", "SBW"])
+def test_cuda_gradients_give_the_cpu_orders(name):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    shape = dict(examples=40, microbatch=4, D=7, epochs=3, ranks=2, rank=1)
+    on_cpu = random_epochs(khsgd.Sorter(name, seed=3, **shape), 3, torch.Generator().manual_seed(9))
+    sorter, gen, on_cuda = khsgd.Sorter(name, seed=3, **shape), torch.Generator().manual_seed(9), []
+    for _ in range(3):
+        on_cuda.append(sorter.sort().tolist())
+        for _ in range(sorter.steps_per_epoch):
+            sorter.step(torch.randn(sorter.ranks_fed, 4, 7, generator=gen).cuda())
+    assert on_cuda == on_cpu
+
+
 def test_steps_without_gradients():
     sorter = make("D-RR", seed=1, epochs=2)
     first = sorter.sort()
