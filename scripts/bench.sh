@@ -111,7 +111,7 @@ ratios=()  # lines printed after the table
 # ratio NAME TIME_A LABEL_B TIME_B: one line "NAME A s / LABEL_B B s = A/B x".
 ratio() {
   ratios+=("$(awk -v n="$1" -v a="$2" -v l="$3" -v b="$4" 'BEGIN {
-      printf "%-44s %8.4f s / %-22s %8.4f s = %5.2fx", n, a, l, b, (b > 0 ? a / b : 0) }')")
+      printf "%-44s %8.4f s / %-24s %8.4f s = %5.2fx", n, a, l, b, (b > 0 ? a / b : 0) }')")
 }
 # The floor an epoch of sorter $1 is held to: the steps alone for the sorters that walk no
 # gradients, the steps and the pair walk for the others.

@@ -230,6 +230,28 @@ TEST(Cli, VersionNamesTheBackendsOfThisBuild) {
 #endif
 }
 
+// khsgd_train copied without the khsgd_train_run it hands runs to: the questions it answers itself
+// still work; a run and --version say in one line what is missing (127), and write nothing.
+TEST(Cli, TheFrontAloneSaysItsRunBinaryIsMissing) {
+  TempDir tmp;
+  const std::string alone = tmp / "khsgd_train";
+  ASSERT_EQ(run_shell("cp " + shell_quote(train_binary()) + " " + shell_quote(alone), tmp.path())
+                .exit_code,
+            0);
+  const RunResult list = run_shell(shell_quote(alone) + " --list-sorters", tmp.path());
+  EXPECT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_EQ(list.out, khsgd::sorter_list(/*cuda_only=*/false));
+  for (const std::vector<std::string>& args :
+       {golden_args(tmp, {"--sorter", "D-RR"}), std::vector<std::string>{"--version"}}) {
+    const RunResult r =
+        run_shell("env -u RANK -u WORLD_SIZE " + shell_quote(alone) + join_args(args), tmp.path());
+    EXPECT_EQ(r.exit_code, 127) << r.err;
+    EXPECT_EQ(count_lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find("cannot start " + tmp / "khsgd_train_run"), std::string::npos) << r.err;
+    EXPECT_FALSE(file_exists(tmp / "results")) << r.err;
+  }
+}
+
 TEST(Cli, MpiBackendInOnePlainProcessNeedsNoMpirun) {
 #ifndef KHSGD_WITH_MPI
   GTEST_SKIP() << "this build has no mpi backend";

@@ -4,6 +4,7 @@
 
 #include "helpers.hpp"
 #include "khsgd/base/errors.hpp"
+#include "khsgd/base/hash.hpp"
 #include "khsgd/data/data.hpp"
 
 using namespace khsgd;
@@ -56,4 +57,20 @@ TEST(Synthetic, HmdaShapedDeterministicAndLearnable) {
   EXPECT_EQ(small.train_x.size(), 2000u);
   // Same stream: the small set's first rows are the big set's first rows.
   EXPECT_TRUE(std::equal(small.train_x.begin(), small.train_x.end(), a.train_x.begin()));
+  // Across the 8192-row blocks that threads make in turn, too.
+  const Dataset blocks = make_synthetic(8193 * 2, 10);
+  EXPECT_TRUE(std::equal(blocks.train_x.begin(), blocks.train_x.end(), a.train_x.begin()));
+  EXPECT_TRUE(std::equal(blocks.train_y.begin(), blocks.train_y.end(), a.train_y.begin()));
+}
+
+// The default set's bytes, pinned: the same as the one-thread, one-stream generator made them
+// before the rows were made in blocks by threads (commit 1abf250), so a change to the stream is
+// seen here rather than as other losses in a run.
+TEST(Synthetic, TheDefaultSetsBytesArePinned) {
+  const Dataset a = make_synthetic();
+  uint64_t h = fnv1a64(a.train_x.data(), a.train_x.size() * sizeof(float));
+  h = fnv1a64(a.train_y.data(), a.train_y.size() * sizeof(float), h);
+  h = fnv1a64(a.test_x.data(), a.test_x.size() * sizeof(float), h);
+  h = fnv1a64(a.test_y.data(), a.test_y.size() * sizeof(float), h);
+  EXPECT_EQ(h, 0x795ae66700b41e10ull);
 }

@@ -1,9 +1,11 @@
 // khsgd_train: the command-line entry point. Everything here is about exits: one line per error,
 // status 2 for bad input, 1 for a failed write (or anything unexpected), 3 for a lost peer,
-// 128 + the signal for a clean stop by SIGTERM (143), SIGINT (130) or SIGHUP (129).
+// 128 + the signal for a clean stop by SIGTERM (143), SIGINT (130) or SIGHUP (129), 127 when
+// khsgd_train_run cannot be started.
 //
 // Built twice. khsgd_train (KHSGD_FRONT) answers what needs no LibTorch -- --help, --list-sorters,
-// --print_run_dir, --print_run_state, and every refusal of the command line or the launch -- in
+// --print_run_dir, --print_run_state, and the refusals of the command line and of the launch's
+// environment (the checks of the flags against the world size run in khsgd_train_run) -- in
 // milliseconds, and replaces itself (execv, same process, same arguments) by khsgd_train_run beside
 // it for everything else: loading LibTorch and the ~280 libraries it needs takes ~0.45 s, which
 // scripts/sweep.sh paid twice more per run only to ask for folder names and states.
@@ -22,6 +24,7 @@
 #include "khsgd/app/config.hpp"
 #include "khsgd/app/launch.hpp"
 #include "khsgd/base/errors.hpp"
+#include "khsgd/base/sanitizers.hpp"
 #include "khsgd/run/results.hpp"
 #include "khsgd/run/stop_signal.hpp"
 #include "khsgd/run/trainer.hpp"
@@ -42,22 +45,27 @@ static int leave(int status) {
 // sanitizers the ordinary exit stays, so that LeakSanitizer still looks at the heap.
 #ifndef KHSGD_FRONT
 static int leave_after_run() {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(KHSGD_ADDRESS_SANITIZER)
   return 0;
 #else
   return leave(0);
 #endif
 }
 #else
-// Becomes khsgd_train_run, found beside this binary, with the same arguments.
-[[noreturn]] static void start_run(char** argv) {
+// Becomes khsgd_train_run, found beside this binary (through /proc/self/exe, else argv[0]), with
+// the same arguments. Returns only when that failed, with the line that says why.
+static std::string start_run(char** argv) {
   std::string self(4096, '\0');
   const ssize_t length = readlink("/proc/self/exe", self.data(), self.size() - 1);
-  if (length <= 0) throw std::runtime_error("cannot find this program's own path");
-  self.resize(static_cast<size_t>(length));
+  if (length > 0)
+    self.resize(static_cast<size_t>(length));
+  else
+    self = argv[0];
   const std::string run = self.substr(0, self.rfind('/') + 1) + "khsgd_train_run";
   execv(run.c_str(), argv);
-  throw std::runtime_error("cannot start " + run + ": " + std::strerror(errno));
+  return "cannot start " + run + " (" + std::strerror(errno) +
+         "): khsgd_train hands every run to khsgd_train_run beside it; build or install both "
+         "(cmake --install does), or run khsgd_train_run itself";
 }
 #endif
 
@@ -81,6 +89,11 @@ int main(int argc, char** argv) {
       std::printf("%s\n", khsgd::build_info().c_str());
       return 0;
     }
+#else
+    if (config.version) {  // the build's LibTorch and backends: khsgd_train_run knows them
+      report("error", start_run(argv));
+      return leave(127);
+    }
 #endif
     if (config.list_sorters) {
       std::fputs(khsgd::sorter_list(config.device == "cuda").c_str(), stdout);
@@ -96,7 +109,8 @@ int main(int argc, char** argv) {
       return 0;
     }
 #ifdef KHSGD_FRONT
-    start_run(argv);
+    report("error", start_run(argv));
+    return leave(127);
 #else
     rank = launch.rank;
     khsgd::run_training(config, launch);

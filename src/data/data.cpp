@@ -1,5 +1,7 @@
 #include "khsgd/data/data.hpp"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -172,13 +174,17 @@ Dataset make_synthetic(int64_t n_train, int64_t n_test) {
               train ? data.train_x.data() : data.test_x.data(),
               train ? data.train_y.data() : data.test_y.data());
   };
-  const int64_t threads =
-      std::min<int64_t>(blocks, std::clamp<int64_t>(std::thread::hardware_concurrency(), 1, 8));
+  // The cores this process may run on (mpirun binds a rank to one), not the machine's.
+  cpu_set_t allowed;
+  const int64_t cores =
+      sched_getaffinity(0, sizeof allowed, &allowed) == 0 ? CPU_COUNT(&allowed) : 1;
+  const int64_t threads = std::min<int64_t>(blocks, std::clamp<int64_t>(cores, 1, 8));
   std::atomic<int64_t> next{0};
   auto work = [&] {
     for (int64_t b = next++; b < blocks; b = next++) make_block(b);
   };
   std::vector<std::thread> helpers;
+  helpers.reserve(static_cast<size_t>(threads));
   for (int64_t t = 1; t < threads; ++t) {
     try {
       helpers.emplace_back(work);
