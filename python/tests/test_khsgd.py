@@ -560,3 +560,18 @@ def test_load_errors_name_python():
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_readme_example_runs_and_learns(capsys):
+    """The top README's example for your own loop, as printed there (torch 1.13: its comment's imports)."""
+    readme = (SOURCE / "README.md").read_text()
+    start = readme.index("```python\n", readme.index("In your own loop")) + len("```python\n")
+    code = readme[start:readme.index("```", start)]
+    if not hasattr(torch, "func"):
+        pytest.importorskip("functorch")
+        code = code.replace("from torch.func import functional_call, grad, vmap",
+                            "from functorch import grad, vmap\nfrom torch.nn.utils.stateless import functional_call")
+    torch.manual_seed(0)
+    exec(compile(code, "README.md", "exec"), {})
+    losses = [float(line.split()[1]) for line in capsys.readouterr().out.split("\n") if line]
+    assert len(losses) == 3 and all(0.0 < v < 0.75 for v in losses)
