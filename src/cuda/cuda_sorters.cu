@@ -46,7 +46,7 @@ class CudaPairSorter final : public PairSorter {
                          cuda::PairBalanceArgs* out) override {
     check_walk_fits();
     *out = pass(gradients, 0, steps);
-    return layout_.ranks == 1 && cuda::fits_pass_beside_steps(layout_.D);
+    return layout().ranks == 1 && cuda::fits_pass_beside_steps(layout().D);
   }
 
  private:
@@ -79,7 +79,7 @@ class CudaPairSorter final : public PairSorter {
   // The pass over `steps` steps of gradients G (device memory) from step `first_step` on.
   cuda::PairBalanceArgs pass(const float* G, int64_t first_step, int64_t steps) {
     const PairRuleTables tables{rule_, thresholds_.data(), log_penalty_.data(), uniforms_.data()};
-    return {tables,      layout_,       G, first_step, steps, orders_.data(), next_orders_.data(),
+    return {tables,      layout(),      G, first_step, steps, orders_.data(), next_orders_.data(),
             sum_.data(), cursor_.data()};
   }
 

@@ -57,8 +57,8 @@ class PairBalancer final : public PairSorter {
 
   void balance(const float* G, int64_t first_step, int64_t steps) override {
     check_walk_fits();
-    HostPairRows rows(G, layout_, sum_.data(), delta_.data());
-    walk_pairs(rows, tables_, layout_, first_step, steps, orders_.data(), next_orders_.data(),
+    HostPairRows rows(G, layout(), sum_.data(), delta_.data());
+    walk_pairs(rows, tables_, layout(), first_step, steps, orders_.data(), next_orders_.data(),
                &cursor_);
   }
 

@@ -60,7 +60,7 @@ class PairSorter : public Sorter {
   // The storage's constructor then takes draw_pair_tables(rule, shape, ops) and starts its cursor
   // at epoch_start_cursor(rule, {}, m).
   PairSorter(PairRule rule, const SorterShape& shape, DeviceOps& ops)
-      : shape_(shape), layout_(pair_layout(shape)), ops_(ops), rule_(rule) {}
+      : shape_(shape), ops_(ops), rule_(rule) {}
 
   // Before a walk: SBW's thresholds are drawn for shape_.epochs epochs (its counter runs across
   // them), so an epoch past those (a sort() after the last, which only reads the last walk's
@@ -82,8 +82,10 @@ class PairSorter : public Sorter {
   // Back from a checkpoint: next_orders, the log-penalties (KH-SGD) and the cursor `at`.
   virtual void restore(PairSorterState state, const PairCursor& at) = 0;
 
+  // The walk's layout: the shape's geometry (pair_layout()), not a copy of it.
+  const PairLayout& layout() const { return shape_; }
+
   SorterShape shape_;
-  PairLayout layout_;
   DeviceOps& ops_;
   PairRule rule_;
 
