@@ -21,6 +21,12 @@ std::vector<T> to_vector(const at::Tensor& tensor) {
   return std::vector<T>(host.data_ptr<T>(), host.data_ptr<T>() + host.numel());
 }
 
+at::Generator default_generator(Device device, int cuda_index) {
+  return device == Device::Cuda ? at::globalContext().defaultGenerator(at::Device(
+                                      at::kCUDA, static_cast<c10::DeviceIndex>(cuda_index)))
+                                : at::globalContext().defaultGenerator(at::Device(at::kCPU));
+}
+
 // at::randperm(m) on the CPU generator, its own algorithm on its own draws: LibTorch 1.13's
 // randperm_cpu swaps r[i] with r[i + random() % (m - i)] for i = 0 .. m-2, random() the
 // generator's next 32 bits. Here the remainder is taken in 32 bits (the same number: both operands
@@ -33,7 +39,7 @@ constexpr bool kOwnRandperm = false;
 #endif
 
 std::vector<int64_t> cpu_randperm(int64_t m) {
-  at::Generator generator = at::globalContext().defaultGenerator(at::Device(at::kCPU));
+  at::Generator generator = default_generator(Device::Cpu, 0);
   auto* cpu = at::check_generator<at::CPUGeneratorImpl>(generator);
   std::vector<int64_t> r(static_cast<size_t>(m));
   std::iota(r.begin(), r.end(), int64_t{0});
@@ -99,16 +105,6 @@ std::vector<float> init_linear_parameters(int64_t d) {
   theta.push_back(bias.item<float>());
   return theta;
 }
-
-namespace {
-
-at::Generator default_generator(Device device, int cuda_index) {
-  return device == Device::Cuda ? at::globalContext().defaultGenerator(at::Device(
-                                      at::kCUDA, static_cast<c10::DeviceIndex>(cuda_index)))
-                                : at::globalContext().defaultGenerator(at::Device(at::kCPU));
-}
-
-}  // namespace
 
 std::vector<uint8_t> generator_state(Device device, int cuda_index) {
   at::Generator generator = default_generator(device, cuda_index);
