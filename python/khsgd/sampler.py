@@ -42,7 +42,7 @@ class GraBSampler(Sampler):
                  device=None, timer=None, record_orders: bool = False, *, batch_size: int,
                  epochs: int = 1, seed: int | None = None, generator: torch.Generator | None = None,
                  process_group=None, **grab_kwargs):
-        from . import Sorter, sorter_names
+        from . import Sorter, _generator, sorter_names
 
         del device, timer  # grab-sampler's; khsgd's sorters keep their state on the CPU
         for key, value in grab_kwargs.items():  # grab-sampler's other options: accepted, warned
@@ -71,8 +71,6 @@ class GraBSampler(Sampler):
             raise ValueError(f"khsgd.GraBSampler: {len(data_source)} examples are fewer than one step of "
                              f"{self.ranks} ranks x batch_size {batch_size}")
         self.batch_size = batch_size
-        from . import _generator
-
         generator = _generator(seed, generator)
         if distributed and self.ranks > 1:  # every rank draws from rank 0's generator state
             src = 0 if process_group is None else _global_rank(process_group, 0)
