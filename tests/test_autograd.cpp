@@ -1,5 +1,6 @@
 // The plain-array model against LibTorch itself: autograd gradients, torch::nn::Linear's init,
-// BCE with logits, the generators, and torch.save files the loader must refuse.
+// BCE with logits, the generators (LibTorch's, and cpu_generator.hpp's copy of its CPU one), and
+// torch.save files the loader must refuse.
 #include <torch/torch.h>
 
 #include <fstream>
@@ -8,6 +9,7 @@
 #include "khsgd/base/errors.hpp"
 #include "khsgd/data/pt_file.hpp"
 #include "khsgd/model/model.hpp"
+#include "khsgd/torch/cpu_generator.hpp"
 #include "khsgd/torch/torch_ops.hpp"
 
 using namespace khsgd;
@@ -162,6 +164,81 @@ std::string read_error(const std::string& path) {
 }
 
 }  // namespace
+
+namespace {
+
+std::vector<uint8_t> torch_cpu_state() { return generator_state(Device::Cpu); }
+
+}  // namespace
+
+// cpu_generator.hpp against LibTorch's default CPU generator: after the same seed and the same
+// draws, the same values and the same torch.get_rng_state() bytes, past several MT19937 refills
+// (624 words each) and from seeds above 32 bits.
+TEST(TorchDraws, CpuGeneratorIsLibTorchsDefaultGenerator) {
+  for (const uint64_t seed : {0ull, 1ull, 5ull, 12345ull, 0x123456789abcull}) {
+    CpuGenerator ours(seed);
+    torch::manual_seed(seed);
+    EXPECT_EQ(ours.state(), torch_cpu_state()) << "seed " << seed << ", fresh";
+    for (const int64_t m : {1, 2, 3, 17, 1000, 97642}) {
+      const std::vector<int64_t> perm = cpu_randperm(ours, m);
+      const torch::Tensor expected = torch::randperm(m, torch::kLong);
+      ASSERT_EQ(static_cast<int64_t>(perm.size()), m);
+      EXPECT_TRUE(std::equal(perm.begin(), perm.end(), expected.data_ptr<int64_t>()))
+          << "seed " << seed << ", randperm " << m;
+    }
+    for (const auto& [from, to] :
+         std::vector<std::pair<double, double>>{{0, 1}, {-1, 1}, {-0.2236, 0.2236}, {-1e-3, 3.7}}) {
+      const std::vector<float> u = cpu_uniform(ours, 1500, from, to);
+      EXPECT_EQ(u, to_vector(torch::empty({1500}).uniform_(from, to)))
+          << "seed " << seed << ", uniform_(" << from << ", " << to << ")";
+    }
+    EXPECT_EQ(ours.state(), torch_cpu_state()) << "seed " << seed << ", after the draws";
+  }
+}
+
+TEST(TorchDraws, LinearInitIsTorchNnLinears) {
+  for (const uint64_t seed : {0ull, 1ull, 2ull, 3ull, 4ull, 5ull, 12345ull}) {
+    for (const int64_t d : {1, 5, 20, 21, 64, 200, 1000}) {
+      CpuGenerator ours(seed);
+      const std::vector<float> theta = cpu_linear_init(ours, d);
+      torch::manual_seed(seed);
+      torch::nn::Linear linear(d, 1);
+      EXPECT_EQ(
+          theta,
+          to_vector(torch::cat({linear->weight.detach().reshape({d}), linear->bias.detach()})))
+          << "seed " << seed << ", d " << d;
+      EXPECT_EQ(ours.state(), torch_cpu_state()) << "seed " << seed << ", d " << d;
+    }
+  }
+}
+
+// A state taken from either generator restores in the other: checkpoints written by khsgd_train
+// (cpu_generator.hpp) and by earlier khsgd_train_run builds (LibTorch's) resume in both.
+TEST(TorchDraws, StatesRestoreAcrossLibTorchAndCpuGenerator) {
+  torch::manual_seed(3);
+  (void)torch::randperm(5000, torch::kLong);
+  CpuGenerator ours;
+  ours.set_state(torch_cpu_state());
+  const std::vector<float> expected = to_vector(torch::empty({700}).uniform_(0, 1));
+  EXPECT_EQ(cpu_uniform(ours, 700, 0, 1), expected);
+
+  CpuGenerator other(9);
+  (void)cpu_randperm(other, 777);
+  const std::vector<uint8_t> bytes = other.state();
+  set_generator_state(Device::Cpu, 0, bytes);
+  EXPECT_EQ(to_vector(torch::empty({700}).uniform_(0, 1)), cpu_uniform(other, 700, 0, 1));
+
+  // What LibTorch refuses (and what khsgd never writes) is refused.
+  std::vector<uint8_t> bad = bytes;
+  bad.pop_back();
+  EXPECT_THROW(ours.set_state(bad), std::invalid_argument);
+  bad = bytes;
+  std::fill(bad.begin() + 8, bad.begin() + 12, 0);  // left = 0
+  EXPECT_THROW(ours.set_state(bad), std::invalid_argument);
+  bad = bytes;
+  bad[5040] = 1;  // a cached double normal sample
+  EXPECT_THROW(ours.set_state(bad), std::invalid_argument);
+}
 
 TEST(Loader, RefusesWhatIsNotATupleOfFloatTensors) {
   TempDir dir;

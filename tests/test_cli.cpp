@@ -230,8 +230,9 @@ TEST(Cli, VersionNamesTheBackendsOfThisBuild) {
 #endif
 }
 
-// khsgd_train copied without the khsgd_train_run it hands runs to: the questions it answers itself
-// still work; a run and --version say in one line what is missing (127), and write nothing.
+// khsgd_train copied without the khsgd_train_run it hands the LibTorch runs to: the questions it
+// answers and the runs it makes itself still work; a run that needs LibTorch (KH-SGD's log table)
+// and --version say in one line what is missing (127), and write nothing.
 TEST(Cli, TheFrontAloneSaysItsRunBinaryIsMissing) {
   TempDir tmp;
   const std::string alone = tmp / "khsgd_train";
@@ -241,8 +242,13 @@ TEST(Cli, TheFrontAloneSaysItsRunBinaryIsMissing) {
   const RunResult list = run_shell(shell_quote(alone) + " --list-sorters", tmp.path());
   EXPECT_EQ(list.exit_code, 0) << list.err;
   EXPECT_EQ(list.out, khsgd::sorter_list(/*cuda_only=*/false));
+  TempDir own_dir;
+  const RunResult own = run_shell("env -u RANK -u WORLD_SIZE " + shell_quote(alone) +
+                                      join_args(golden_args(own_dir, {"--sorter", "D-RR"})),
+                                  own_dir.path());
+  EXPECT_EQ(own.exit_code, 0) << own.err;
   for (const std::vector<std::string>& args :
-       {golden_args(tmp, {"--sorter", "D-RR"}), std::vector<std::string>{"--version"}}) {
+       {golden_args(tmp, {"--sorter", "KH-SGD"}), std::vector<std::string>{"--version"}}) {
     const RunResult r =
         run_shell("env -u RANK -u WORLD_SIZE " + shell_quote(alone) + join_args(args), tmp.path());
     EXPECT_EQ(r.exit_code, 127) << r.err;
@@ -250,6 +256,37 @@ TEST(Cli, TheFrontAloneSaysItsRunBinaryIsMissing) {
     EXPECT_NE(r.err.find("cannot start " + tmp / "khsgd_train_run"), std::string::npos) << r.err;
     EXPECT_FALSE(file_exists(tmp / "results")) << r.err;
   }
+}
+
+// Which runs load LibTorch (trainer.hpp's run_needs_libtorch), seen in the dynamic loader's own
+// log: one rank and --in_process workers on the CPU with a sorter other than KH-SGD never do;
+// KH-SGD, gloo with two ranks' flags, and --version do, through khsgd_train_run.
+TEST(Cli, OnlyRunsThatNeedLibTorchLoadIt) {
+  auto loads_libtorch = [](const RunResult& r) {
+    return r.err.find("libc10") != std::string::npos;
+  };
+  auto run_logged = [](const std::vector<std::string>& flags) {
+    TempDir tmp;
+    return run_shell("env -u RANK -u WORLD_SIZE LD_DEBUG=files " + shell_quote(train_binary()) +
+                         join_args(golden_args(tmp, flags)),
+                     tmp.path());
+  };
+  for (const char* sorter : {"D-RR", "CD-GraB", "SBW", "GraB"}) {
+    const RunResult r = run_logged({"--sorter", sorter});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_FALSE(loads_libtorch(r)) << sorter << " loaded LibTorch";
+  }
+  const RunResult workers = run_logged({"--sorter", "CD-GraB", "--node_cnt", "2", "--in_process"});
+  EXPECT_EQ(workers.exit_code, 0) << workers.err;
+  EXPECT_FALSE(loads_libtorch(workers)) << "--in_process loaded LibTorch";
+  const RunResult kh = run_logged({"--sorter", "KH-SGD"});
+  EXPECT_EQ(kh.exit_code, 0) << kh.err;
+  EXPECT_TRUE(loads_libtorch(kh)) << "KH-SGD's log table is LibTorch's";
+  TempDir tmp;
+  const RunResult version =
+      run_shell("LD_DEBUG=files " + shell_quote(train_binary()) + " --version", tmp.path());
+  EXPECT_EQ(version.exit_code, 0) << version.err;
+  EXPECT_TRUE(loads_libtorch(version));
 }
 
 TEST(Cli, MpiBackendInOnePlainProcessNeedsNoMpirun) {

@@ -223,3 +223,18 @@ TEST(ReferenceFiles, StreamedEmptyContainersAreLibTorchs) {
   write_saved_object(tmp / "whole.pt", saved_object_of(source));
   EXPECT_TRUE(same_records(tmp / "streamed.pt", tmp / "whole.pt"));
 }
+
+// --save_grads' grads-epochE.pt: one tensor streamed as the file's whole object (the trainer's
+// buffer, no copy), as LibTorch's torch.save(tensor) writes it.
+TEST(ReferenceFiles, StreamedGradientTensorIsLibTorchs) {
+  khsgd_test::TempDir tmp;
+  const int64_t rows = 37, D = 21;
+  std::vector<float> values(static_cast<size_t>(rows * D));
+  for (size_t i = 0; i < values.size(); ++i)
+    values[i] = static_cast<float>(i % 13) * 0.25f - 1.5f + 1e-7f * static_cast<float>(i);
+  write_saved_stream(tmp / "streamed.pt", [&](SavedEmitter& out) {
+    out.tensor({rows, D}, values.data(), values.size());
+  });
+  write_tensor(tmp / "libtorch.pt", HostTensor{{rows, D}, values, "float32"});
+  EXPECT_TRUE(same_records(tmp / "streamed.pt", tmp / "libtorch.pt"));
+}

@@ -3,12 +3,13 @@
 // 128 + the signal for a clean stop by SIGTERM (143), SIGINT (130) or SIGHUP (129), 127 when
 // khsgd_train_run cannot be started.
 //
-// Built twice. khsgd_train (KHSGD_FRONT) answers what needs no LibTorch -- --help, --list-sorters,
-// --print_run_dir, --print_run_state, and the refusals of the command line and of the launch's
-// environment (the checks of the flags against the world size run in khsgd_train_run) -- in
-// milliseconds, and replaces itself (execv, same process, same arguments) by khsgd_train_run beside
-// it for everything else: loading LibTorch and the ~280 libraries it needs takes ~0.45 s, which
-// scripts/sweep.sh paid twice more per run only to ask for folder names and states.
+// Built twice. khsgd_train (KHSGD_FRONT) links no LibTorch: it answers --help, --list-sorters,
+// --print_run_dir, --print_run_state and the refusals of the command line and of the launch's
+// environment in milliseconds, and runs itself what needs no LibTorch (trainer.hpp's
+// run_needs_libtorch: one rank or --in_process workers on the CPU, every sorter but KH-SGD). For
+// the rest -- the GPU, gloo and nccl, mpi with several ranks, KH-SGD, and --version -- it replaces
+// itself (execv, same process, same arguments) by khsgd_train_run beside it, which links LibTorch:
+// loading it and the ~280 libraries it needs takes ~0.5 s, most of a short run's time (issue 22).
 #include <spdlog/spdlog.h>
 
 #include <unistd.h>
@@ -41,9 +42,8 @@ static int leave(int status) {
 
 // After a finished run the same: run_training() has returned, so every file it wrote is flushed and
 // closed, its threads are joined and the communicator is closed (MPI_Finalize included); what is
-// left is LibTorch's static teardown, about 0.17 s of deregistering operators. Under the
-// sanitizers the ordinary exit stays, so that LeakSanitizer still looks at the heap.
-#ifndef KHSGD_FRONT
+// left is LibTorch's static teardown (in khsgd_train_run), about 0.17 s of deregistering operators.
+// Under the sanitizers the ordinary exit stays, so that LeakSanitizer still looks at the heap.
 static int leave_after_run() {
 #if defined(KHSGD_ADDRESS_SANITIZER)
   return 0;
@@ -51,7 +51,8 @@ static int leave_after_run() {
   return leave(0);
 #endif
 }
-#else
+
+#ifdef KHSGD_FRONT
 // Becomes khsgd_train_run, found beside this binary (through /proc/self/exe, else argv[0]), with
 // the same arguments. Returns only when that failed, with the line that says why.
 static std::string start_run(char** argv) {
@@ -64,7 +65,8 @@ static std::string start_run(char** argv) {
   const std::string run = self.substr(0, self.rfind('/') + 1) + "khsgd_train_run";
   execv(run.c_str(), argv);
   return "cannot start " + run + " (" + std::strerror(errno) +
-         "): khsgd_train hands every run to khsgd_train_run beside it; build or install both "
+         "): khsgd_train hands the runs that need LibTorch to khsgd_train_run beside it; build or "
+         "install both "
          "(cmake --install does), or run khsgd_train_run itself";
 }
 #endif
@@ -109,13 +111,14 @@ int main(int argc, char** argv) {
       return 0;
     }
 #ifdef KHSGD_FRONT
-    report("error", start_run(argv));
-    return leave(127);
-#else
+    if (khsgd::run_needs_libtorch(config, launch)) {
+      report("error", start_run(argv));
+      return leave(127);
+    }
+#endif
     rank = launch.rank;
     khsgd::run_training(config, launch);
     return leave_after_run();
-#endif
   } catch (const khsgd::UserError& e) {
     report("error", e.what());
     return leave(2);

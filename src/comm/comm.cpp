@@ -421,27 +421,8 @@ c10::intrusive_ptr<c10d::Store> join_store(const Launch& launch,
 
 }  // namespace
 
-void sum_in_rank_order(const float* gathered, int ranks, int64_t count, float* out) {
-  for (int64_t i = 0; i < count; ++i) {
-    float total = gathered[i];
-    for (int r = 1; r < ranks; ++r) total += gathered[r * count + i];
-    out[i] = total;
-  }
-}
-
 std::unique_ptr<Communicator> make_solo_communicator() {
   return std::make_unique<SoloCommunicator>();
-}
-
-std::vector<std::string> c10d_backends() {
-  std::vector<std::string> backends;
-#ifdef USE_C10D_GLOO
-  backends.push_back("gloo");
-#endif
-#ifdef USE_C10D_NCCL
-  backends.push_back("nccl");
-#endif
-  return backends;
 }
 
 std::unique_ptr<PeerMonitor> start_peer_monitor(

@@ -20,7 +20,7 @@
 #include "khsgd/comm/backends.hpp"
 #include "khsgd/comm/comm.hpp"
 #include "khsgd/data/data.hpp"
-#include "khsgd/data/pt_file.hpp"
+#include "khsgd/data/pt_stream.hpp"
 #include "khsgd/data/reference_files.hpp"
 #include "khsgd/engine/engine.hpp"
 #include "khsgd/run/agreement.hpp"
@@ -31,6 +31,7 @@
 #include "khsgd/run/run_lock.hpp"
 #include "khsgd/run/stop_signal.hpp"
 #include "khsgd/sorting/sorter_registry.hpp"
+#include "khsgd/torch/cpu_generator.hpp"
 #include "khsgd/torch/torch_ops.hpp"
 
 namespace khsgd {
@@ -202,16 +203,21 @@ class Run {
   // tables on the training device's generator, then each epoch's sort(). A resumed run rebuilds the
   // same and then restores what changed since from its checkpoint.
   void build() {
-    seed_generators(static_cast<uint64_t>(config_.seed));
+    // The CPU's draws come from khsgd's copy of LibTorch's CPU generator (cpu_generator.hpp), the
+    // GPU's from LibTorch's CUDA generator.
+    default_cpu_generator().manual_seed(static_cast<uint64_t>(config_.seed));
+    if (device_ == Device::Cuda) seed_generators(static_cast<uint64_t>(config_.seed));
     EngineSetup setup;
     setup.data = &data_;
     setup.partition = part_;
     setup.rank = rank_;
     setup.in_process = config_.in_process;
-    setup.theta = init_linear_parameters(data_.d);
+    setup.theta = cpu_linear_init(default_cpu_generator(), data_.d);
     setup.lr = config_.lr;
     setup.momentum = config_.momentum;
-    ops_ = make_torch_ops(device_, cuda_index_);
+    ops_ = device_ == Device::Cuda
+               ? make_torch_ops(device_, cuda_index_)
+               : make_cpu_ops(default_cpu_generator(), &torch_cpu_log_of_multiples);
     SorterShape shape;
     shape.geometry() = part_.geometry();
     shape.epochs = config_.epochs;
@@ -285,11 +291,11 @@ class Run {
       StateReader sorter_state(c.sorter_state, path);
       sorter_->load_state(sorter_state);
       engine_->restore(c.theta, c.velocity);
-      set_generator_state(Device::Cpu, 0, c.cpu_generator);
+      default_cpu_generator().set_state(c.cpu_generator);
       if (device_ == Device::Cuda) set_generator_state(Device::Cuda, cuda_index_, c.cuda_generator);
     } catch (const UserError&) {
       throw;
-    } catch (const std::exception& e) {  // a generator state LibTorch refuses
+    } catch (const std::exception& e) {  // a generator state the generator refuses
       throw UserError(path + ": cannot be restored (" + e.what() +
                       "); use --overwrite to start over");
     }
@@ -471,10 +477,10 @@ class Run {
       orders_[i].append(order_line(std::vector<int64_t>(own, own + part_.shard_rows)));
     }
     if (save_grads && rank_ == 0) {
-      HostTensor grads;
-      grads.shape = {part_.used_rows, part_.D};
-      grads.values = captured_;
-      write_tensor(grads_path(epoch), grads);
+      // torch.save(tensor [N', D]), streamed from the buffer (no copy of it).
+      write_saved_stream(grads_path(epoch), [this](SavedEmitter& out) {
+        out.tensor({part_.used_rows, part_.D}, captured_.data(), captured_.size());
+      });
     }
     return train_seconds;
   }
@@ -528,7 +534,7 @@ class Run {
     StateWriter sorter_state;
     sorter_->save_state(sorter_state);
     c.sorter_state = sorter_state.data();
-    c.cpu_generator = generator_state(Device::Cpu);
+    c.cpu_generator = default_cpu_generator().state();
     if (device_ == Device::Cuda) c.cuda_generator = generator_state(Device::Cuda, cuda_index_);
     if (rank_ == 0) c.metrics_rows = metrics_->rows();
     write_next_checkpoint(dir_, rank_, c);
@@ -603,5 +609,21 @@ std::string build_info() {
 }
 
 void run_training(Config config, const Launch& launch) { Run(std::move(config), launch).execute(); }
+
+bool run_needs_libtorch(const Config& config, const Launch& launch) {
+  if (sorter_info(config.sorter).torch_log_table) return true;
+  if (config.in_process) return false;  // the CPU engine, no backend
+  // The GPU: --device cuda, or auto in a build that has the GPU engine (asking whether a GPU is
+  // there is CUDA's and LibTorch's business).
+  if (config.device == "cuda" || (config.device == "auto" && build_has_cuda_engine() &&
+                                  sorter_info(config.sorter).cuda != nullptr))
+    return true;
+  try {
+    // Ranks that join: c10d's process group, or MPI's heartbeats over c10d's TCPStore.
+    return resolve_backend(config.backend, Device::Cpu, launch, 0).connects;
+  } catch (const UserError&) {
+    return true;  // khsgd_train_run refuses it, in its order of checks
+  }
+}
 
 }  // namespace khsgd

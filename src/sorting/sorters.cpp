@@ -169,8 +169,10 @@ SorterInfo sbw_sorter() {
 }
 
 SorterInfo kh_sgd_sorter() {
-  return pair_sorter<PairRule::KHSGD>(
+  SorterInfo info = pair_sorter<PairRule::KHSGD>(
       "KH-SGD", "kernel halving with a self-tuning threshold (Low-Rank Thinning, ICML 2025)");
+  info.torch_log_table = true;
+  return info;
 }
 
 }  // namespace khsgd

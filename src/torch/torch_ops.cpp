@@ -51,6 +51,12 @@ std::vector<int64_t> cpu_randperm(int64_t m) {
   return r;
 }
 
+std::vector<float> log_of_multiples_on(const at::Device& device, double constant, int64_t count) {
+  const at::Tensor t =
+      at::arange(1, count + 1, at::TensorOptions().dtype(at::kFloat).device(device));
+  return to_vector<float>(at::log(t * constant));
+}
+
 class TorchOps final : public DeviceOps {
  public:
   TorchOps(Device device, int cuda_index)
@@ -72,9 +78,7 @@ class TorchOps final : public DeviceOps {
   }
 
   std::vector<float> log_of_multiples(double constant, int64_t count) override {
-    const at::Tensor t =
-        at::arange(1, count + 1, at::TensorOptions().dtype(at::kFloat).device(device_));
-    return to_vector<float>(at::log(t * constant));
+    return log_of_multiples_on(device_, constant, count);
   }
 
  private:
@@ -85,6 +89,10 @@ class TorchOps final : public DeviceOps {
 
 std::unique_ptr<DeviceOps> make_torch_ops(Device device, int cuda_index) {
   return std::make_unique<TorchOps>(device, cuda_index);
+}
+
+std::vector<float> torch_cpu_log_of_multiples(double constant, int64_t count) {
+  return log_of_multiples_on(at::Device(at::kCPU), constant, count);
 }
 
 void seed_generators(uint64_t seed) {

@@ -4,7 +4,9 @@
 // torch::pickle_load would rebuild them on the GPU (and fails on a CPU-only build), and its
 // unpickler crashes on damaged files, so khsgd reads them itself (pt_reader.cpp): the zip
 // directory, a checked pickle machine for the objects torch.save writes, every storage to host
-// memory whatever device it names. Writing goes through LibTorch's pickler (pt_writer.cpp).
+// memory whatever device it names. A run writes its files streamed (pt_stream.hpp), with the bytes
+// of LibTorch's pickler, which writes below (pt_writer.cpp): the tests' files, and the oracle the
+// streamed bytes are checked against.
 #pragma once
 
 #include <cstdint>

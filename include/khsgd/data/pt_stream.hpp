@@ -1,5 +1,6 @@
 // torch.save files written as they are produced, for files whose objects grow with the epochs
-// (the reference's results.pt and time/time-R.pt: several tensors per epoch).
+// (the reference's results.pt and time/time-R.pt: several tensors per epoch), and every other
+// file a run writes (--save_grads' tensors), without LibTorch.
 //
 // Built whole, through LibTorch's pickler (pt_writer.cpp), such an object costs about 8 KB of
 // memory per epoch while it is written (a tensor, its pickler memo entries and its zip record per

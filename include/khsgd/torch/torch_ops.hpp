@@ -6,6 +6,10 @@
 // table is computed by torch.log on the device too, so it is taken from there as well.
 // Everything else in khsgd runs on plain arrays.
 //
+// Two implementations: torch_ops.cpp (LibTorch) and without_torch.cpp, linked into khsgd_train,
+// the binary that runs what needs no LibTorch (run/libtorch_need.hpp says which runs those are),
+// where these functions say they are not there.
+//
 // torch_ops.cpp is a library of its own, khsgd_torch_draws (installed: khsgd::torch_draws), so that
 // a program using the sorters library (khsgd_sorters.hpp) gets the reference's draws by linking it
 // alone; it links LibTorch privately.
@@ -30,6 +34,10 @@ void seed_generators(uint64_t seed);
 // theta = [w; b] of torch::nn::Linear(d, 1) freshly constructed: draws d + 1 numbers from the CPU
 // generator, weight first.
 std::vector<float> init_linear_parameters(int64_t d);
+
+// KH-SGD's float32 log table on the CPU: torch.log(constant * torch.arange(1, count + 1,
+// dtype=float32)), LibTorch's own bits (cpu_generator.hpp's CpuOps takes it from here).
+std::vector<float> torch_cpu_log_of_multiples(double constant, int64_t count);
 
 // The default generator's state of `device` (for checkpoints), and restoring it.
 std::vector<uint8_t> generator_state(Device device, int cuda_index = 0);
