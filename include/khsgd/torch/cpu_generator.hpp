@@ -58,7 +58,7 @@ class CpuGenerator {
   static constexpr int kWords = 624;
   std::array<uint32_t, kWords> state_{};
   uint64_t seed_ = 0;
-  int left_ = 1;        // draws until the next refill, plus one
+  int left_ = 1;       // draws until the next refill, plus one
   uint32_t next_ = 0;  // index of the next word to temper
 };
 
