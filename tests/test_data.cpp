@@ -6,6 +6,7 @@
 #include "khsgd/base/errors.hpp"
 #include "khsgd/base/hash.hpp"
 #include "khsgd/data/data.hpp"
+#include "khsgd/data/zip_archive.hpp"
 
 using namespace khsgd;
 using namespace khsgd_test;
@@ -73,4 +74,41 @@ TEST(Synthetic, TheDefaultSetsBytesArePinned) {
   h = fnv1a64(a.test_x.data(), a.test_x.size() * sizeof(float), h);
   h = fnv1a64(a.test_y.data(), a.test_y.size() * sizeof(float), h);
   EXPECT_EQ(h, 0x795ae66700b41e10ull);
+}
+
+namespace {
+
+// The textbook bytewise CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), bit by bit.
+uint32_t crc32_bitwise(uint32_t crc, const uint8_t* data, size_t size) {
+  crc = ~crc;
+  for (size_t i = 0; i < size; ++i) {
+    crc ^= data[i];
+    for (int k = 0; k < 8; ++k) crc = (crc & 1) ? 0xEDB88320u ^ (crc >> 1) : crc >> 1;
+  }
+  return ~crc;
+}
+
+}  // namespace
+
+// zip_archive.cpp's sliced CRC-32 against the check value of the standard and the bitwise loop, at
+// every start offset and length around its 8-byte steps, and continued piece by piece.
+TEST(Zip, Crc32SlicedIsTheBytewiseCrc) {
+  const std::string check = "123456789";
+  EXPECT_EQ(khsgd::crc32_update(0, reinterpret_cast<const uint8_t*>(check.data()), check.size()),
+            0xCBF43926u);
+  std::vector<uint8_t> bytes(1 << 20);
+  uint64_t state = 0x9E3779B97F4A7C15ull;
+  for (uint8_t& b : bytes) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    b = static_cast<uint8_t>(state >> 56);
+  }
+  for (size_t offset = 0; offset < 16; ++offset)
+    for (size_t length = 0; length < 80; ++length)
+      ASSERT_EQ(khsgd::crc32_update(0, bytes.data() + offset, length),
+                crc32_bitwise(0, bytes.data() + offset, length))
+          << "offset " << offset << ", length " << length;
+  const uint32_t whole = khsgd::crc32_update(0, bytes.data(), bytes.size());
+  EXPECT_EQ(whole, crc32_bitwise(0, bytes.data(), bytes.size()));
+  const uint32_t first = khsgd::crc32_update(0, bytes.data(), 12345);
+  EXPECT_EQ(khsgd::crc32_update(first, bytes.data() + 12345, bytes.size() - 12345), whole);
 }

@@ -25,18 +25,31 @@ uint64_t le(const std::vector<uint8_t>& b, size_t at, int width) {
 
 }  // namespace
 
+// Slicing by 8: eight bytes per step through eight tables (table k advances a byte's CRC by k
+// more zero bytes), instead of one byte per dependent table lookup: a 20 MB HMDA file's check took
+// ~40 ms a byte at a time, a third of a one-epoch run. The same function, byte for byte
+// (Zip.Crc32SlicedIsTheBytewiseCrc checks).
 uint32_t crc32_update(uint32_t crc, const uint8_t* data, size_t size) {
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
+  static const std::array<std::array<uint32_t, 256>, 8> tables = [] {
+    std::array<std::array<uint32_t, 256>, 8> t{};
     for (uint32_t i = 0; i < 256; ++i) {
       uint32_t c = i;
       for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
+      t[0][i] = c;
     }
+    for (uint32_t i = 0; i < 256; ++i)
+      for (size_t k = 1; k < 8; ++k) t[k][i] = t[0][t[k - 1][i] & 0xFF] ^ (t[k - 1][i] >> 8);
     return t;
   }();
   crc = ~crc;
-  for (size_t i = 0; i < size; ++i) crc = table[(crc ^ data[i]) & 0xFF] ^ (crc >> 8);
+  for (; size >= 8; size -= 8, data += 8) {
+    const uint32_t low = crc ^ (uint32_t{data[0]} | uint32_t{data[1]} << 8 |
+                                uint32_t{data[2]} << 16 | uint32_t{data[3]} << 24);
+    crc = tables[7][low & 0xFF] ^ tables[6][(low >> 8) & 0xFF] ^ tables[5][(low >> 16) & 0xFF] ^
+          tables[4][low >> 24] ^ tables[3][data[4]] ^ tables[2][data[5]] ^ tables[1][data[6]] ^
+          tables[0][data[7]];
+  }
+  for (; size > 0; --size, ++data) crc = tables[0][(crc ^ *data) & 0xFF] ^ (crc >> 8);
   return ~crc;
 }
 
