@@ -209,6 +209,15 @@ double peak_cuda_mib() { return cuda::device_bytes_peak().load() / (1024.0 * 102
 
 void select_cuda_device(int cuda_index) { KHSGD_CUDA_CHECK(cudaSetDevice(cuda_index)); }
 
+int visible_cuda_devices() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    (void)cudaGetLastError();  // no driver or no device: nothing to see, nothing left pending
+    return 0;
+  }
+  return count;
+}
+
 std::unique_ptr<TrainingEngine> make_cuda_engine(const EngineSetup& setup, int cuda_index) {
   return std::make_unique<CudaEngine>(setup, cuda_index);
 }

@@ -613,11 +613,14 @@ void run_training(Config config, const Launch& launch) { Run(std::move(config), 
 bool run_needs_libtorch(const Config& config, const Launch& launch) {
   if (sorter_info(config.sorter).torch_log_table) return true;
   if (config.in_process) return false;  // the CPU engine, no backend
-  // The GPU: --device cuda, or auto in a build that has the GPU engine (asking whether a GPU is
-  // there is CUDA's and LibTorch's business).
-  if (config.device == "cuda" || (config.device == "auto" && build_has_cuda_engine() &&
-                                  sorter_info(config.sorter).cuda != nullptr))
+  // The GPU: --device cuda, or auto where the build, the sorter and the machine have one (the
+  // CUDA runtime answers that without LibTorch; a CPU-only machine keeps the run here).
+  if (config.device == "cuda") return true;
+#ifdef KHSGD_WITH_CUDA
+  if (config.device == "auto" && sorter_info(config.sorter).cuda != nullptr &&
+      visible_cuda_devices() > 0)
     return true;
+#endif
   try {
     // Ranks that join: c10d's process group, or MPI's heartbeats over c10d's TCPStore.
     return resolve_backend(config.backend, Device::Cpu, launch, 0).connects;

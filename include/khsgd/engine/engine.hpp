@@ -60,6 +60,9 @@ std::unique_ptr<TrainingEngine> make_cpu_engine(const EngineSetup& setup);
 std::unique_ptr<TrainingEngine> make_cuda_engine(const EngineSetup& setup, int cuda_index);
 // Makes `cuda_index` the current device, so that every later allocation lands there.
 void select_cuda_device(int cuda_index);
+// How many GPUs the CUDA runtime sees (0 when it has no driver or no device), asked without
+// LibTorch: whether khsgd_train hands --device auto to khsgd_train_run.
+int visible_cuda_devices();
 // The most device memory khsgd's own buffers held at once (MiB).
 double peak_cuda_mib();
 #endif
