@@ -169,7 +169,8 @@ torchrun_stage() {
   return $status
 }
 
-# compute-sanitizer --tool $1 on one epoch of each sorter that runs on the GPU, all at once.
+# compute-sanitizer --tool $1 on one epoch of each sorter that runs on the GPU, all at once; given
+# khsgd_train_run itself, which khsgd_train would exec for a --device cuda run.
 sanitizer_stage() {
   local tool=$1 sanitizer status=0
   sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer \
@@ -178,7 +179,7 @@ sanitizer_stage() {
   local pids=() sorter sorters
   sorters=$("$TRAIN" --list-sorters --device cuda | cut -f1) || return 1
   for sorter in $sorters; do
-    "$sanitizer" --tool "$tool" --error-exitcode 9 "$TRAIN" --dataset synthetic --synthetic_rows 4000 \
+    "$sanitizer" --tool "$tool" --error-exitcode 9 "${TRAIN}_run" --dataset synthetic --synthetic_rows 4000 \
       --epochs 1 --lr 5e-3 --device cuda --sorter "$sorter" --quiet \
       --results_dir "$SCRATCH/$tool-$sorter" > "$SCRATCH/$tool-$sorter.log" 2>&1 &
     pids+=($!)

@@ -3,6 +3,9 @@
 // torch.save files the loader must refuse.
 #include <torch/torch.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <fstream>
 
 #include "helpers.hpp"
@@ -196,6 +199,20 @@ TEST(TorchDraws, CpuGeneratorIsLibTorchsDefaultGenerator) {
   }
 }
 
+// The largest shards: from 2^32 / 20 items on, LibTorch 2.x shuffles over 64-bit draws and 1.13
+// keeps its 32-bit loop; cpu_randperm follows the LibTorch it is built against (1.7 GB each;
+// ~20 s, so only where the algorithms part).
+TEST(TorchDraws, RandpermOfTheLargestShardsIsLibTorchs) {
+  if (TORCH_VERSION_MAJOR < 2) GTEST_SKIP() << "LibTorch 1.x: the 32-bit loop checked above";
+  const int64_t m = int64_t{0xffffffff} / 20;
+  CpuGenerator ours(7);
+  const std::vector<int64_t> perm = cpu_randperm(ours, m);
+  torch::manual_seed(7);
+  const torch::Tensor expected = torch::randperm(m, torch::kLong);
+  EXPECT_TRUE(std::equal(perm.begin(), perm.end(), expected.data_ptr<int64_t>()));
+  EXPECT_EQ(ours.state(), torch_cpu_state());
+}
+
 TEST(TorchDraws, LinearInitIsTorchNnLinears) {
   for (const uint64_t seed : {0ull, 1ull, 2ull, 3ull, 4ull, 5ull, 12345ull}) {
     for (const int64_t d : {1, 5, 20, 21, 64, 200, 1000}) {
@@ -210,6 +227,20 @@ TEST(TorchDraws, LinearInitIsTorchNnLinears) {
       EXPECT_EQ(ours.state(), torch_cpu_state()) << "seed " << seed << ", d " << d;
     }
   }
+}
+
+// LibTorch's baseline kernel (a CPU without AVX2 and FMA, or ATEN_CPU_CAPABILITY=default) rounds
+// uniform_'s multiply-add twice, its AVX2 and AVX-512 kernels once: the draw and init tests above,
+// run again in a process where LibTorch picks the baseline kernel, pass there too.
+TEST(TorchDraws, FollowLibTorchsBaselineKernelToo) {
+  if (std::getenv("ATEN_CPU_CAPABILITY") != nullptr) GTEST_SKIP() << "the run this test starts";
+  std::string self(4096, '\0');  // this test binary
+  const ssize_t length = readlink("/proc/self/exe", self.data(), self.size() - 1);
+  ASSERT_GT(length, 0);
+  self.resize(static_cast<size_t>(length));
+  const std::string run = "ATEN_CPU_CAPABILITY=default '" + self +
+                          "' --gtest_filter='TorchDraws.CpuGenerator*:TorchDraws.LinearInit*'";
+  EXPECT_EQ(std::system(run.c_str()), 0) << run;
 }
 
 // A state taken from either generator restores in the other: checkpoints written by khsgd_train

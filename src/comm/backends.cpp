@@ -69,19 +69,6 @@ void refuse_missing_c10d(const std::string& name) {
 
 }  // namespace
 
-// KHSGD_WITH_GLOO / KHSGD_WITH_NCCL: CMake defines them where it builds comm.cpp with c10d's
-// ProcessGroupGloo / ProcessGroupNCCL (USE_C10D_GLOO / USE_C10D_NCCL there).
-std::vector<std::string> c10d_backends() {
-  std::vector<std::string> backends;
-#ifdef KHSGD_WITH_GLOO
-  backends.push_back("gloo");
-#endif
-#ifdef KHSGD_WITH_NCCL
-  backends.push_back("nccl");
-#endif
-  return backends;
-}
-
 std::vector<std::string> available_backends() {
   std::vector<std::string> backends = c10d_backends();
   if (has_mpi()) backends.push_back("mpi");

@@ -425,6 +425,17 @@ std::unique_ptr<Communicator> make_solo_communicator() {
   return std::make_unique<SoloCommunicator>();
 }
 
+std::vector<std::string> c10d_backends() {
+  std::vector<std::string> backends;
+#ifdef USE_C10D_GLOO
+  backends.push_back("gloo");
+#endif
+#ifdef USE_C10D_NCCL
+  backends.push_back("nccl");
+#endif
+  return backends;
+}
+
 std::unique_ptr<PeerMonitor> start_peer_monitor(
     const std::string& host, int port, bool serve, int rank, int size,
     std::chrono::milliseconds timeout, std::shared_ptr<const std::atomic<int64_t>> progress) {

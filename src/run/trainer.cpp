@@ -177,6 +177,14 @@ class Run {
     agree_on_settings(*comm_, flags_, data_hash);
     fingerprint_ = run_fingerprint(flags_, data_hash);
     part_ = plan_partition(data_.n_train, data_.d, config_.B, config_.node_cnt);
+    // --save_grads writes an epoch's [N', D] gradients as one torch.save record, which the streamed
+    // writer (pt_stream.hpp) keeps under 4 GiB; said here, before anything is written.
+    const double grad_bytes = 4.0 * static_cast<double>(part_.used_rows * part_.D);
+    if (!config_.save_grads.empty() && grad_bytes >= 4294967295.0)
+      throw UserError("--save_grads: an epoch's gradients are " + std::to_string(part_.used_rows) +
+                      " x " + std::to_string(part_.D) + " floats, " +
+                      std::to_string(static_cast<int64_t>(grad_bytes / (1 << 30))) +
+                      " GiB, more than the 4 GiB a torch.save record holds here; use fewer rows");
   }
 
   // One run per folder (run_lock.hpp): rank 0 locks the folder before it looks into it, then the

@@ -1,6 +1,7 @@
 #include "khsgd/torch/cpu_generator.hpp"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 #include <stdexcept>
@@ -91,8 +92,11 @@ void CpuGenerator::set_state(const std::vector<uint8_t>& bytes) {
                                 " bytes, not " + std::to_string(bytes.size()));
   const int32_t left = get<int32_t>(bytes, kLeftAt);
   const uint64_t next = get<uint64_t>(bytes, kNextAt);
-  // LibTorch's own check (mt19937::is_valid), then what khsgd never produces.
-  if (get<int32_t>(bytes, kSeededAt) == 0 || left <= 0 || left > kWords || next > kWords)
+  // LibTorch's own check (mt19937::is_valid), then one it lacks: after a refill left + next is
+  // kWords + 1 (fresh: left 1, next 0), and random() reads word `next` while left > 1, so a larger
+  // sum (a damaged checkpoint) would read past the state.
+  if (get<int32_t>(bytes, kSeededAt) == 0 || left <= 0 || left > kWords || next > kWords ||
+      static_cast<uint64_t>(left) + next > kWords + 1)
     throw std::invalid_argument("Invalid mt19937 state");
   if (get<int32_t>(bytes, kNormalValidAt) != 0 || bytes[kFloatNormalValidAt] != 0)
     throw std::invalid_argument("the CPU generator state holds a cached normal sample");
@@ -109,30 +113,57 @@ void CpuGenerator::set_state(const std::vector<uint8_t>& bytes) {
 }
 
 std::vector<int64_t> cpu_randperm(CpuGenerator& generator, int64_t m) {
-  // LibTorch 2.x draws 64 bits per swap from n >= 2^32 / 20 on; 1.13 does not. Both agree below.
-  constexpr int64_t kLargest = int64_t{0xffffffff} / 20;
-  if (m < 0 || m >= kLargest)
-    throw std::invalid_argument("randperm of " + std::to_string(m) +
-                                " items (khsgd draws permutations of fewer than " +
-                                std::to_string(kLargest) + ")");
+  if (m < 0) throw std::invalid_argument("randperm of " + std::to_string(m) + " items");
   std::vector<int64_t> r(static_cast<size_t>(m));
+#if KHSGD_TORCH_MAJOR >= 2
+  // LibTorch 2.x from 2^32 / 20 items on: the inside-out shuffle over 64-bit draws (random64:
+  // the first 32 bits drawn are the high half).
+  if (m >= int64_t{0xffffffff} / 20) {
+    for (int64_t i = 0; i < m; ++i) {
+      const uint64_t high = generator.random(), low = generator.random();
+      const auto z = static_cast<size_t>(((high << 32) | low) % static_cast<uint64_t>(i + 1));
+      r[static_cast<size_t>(i)] = r[z];
+      r[z] = i;
+    }
+    return r;
+  }
+#endif
   std::iota(r.begin(), r.end(), int64_t{0});
   for (int64_t i = 0; i + 1 < m; ++i) {
-    // The remainder in 32 bits: the same number as LibTorch's 64-bit one (both operands fit).
-    const uint32_t z = generator.random() % static_cast<uint32_t>(m - i);
+    // random() % (m - i): in 32 bits while m - i fits (the same number, without a 64-bit
+    // division, most of D-RR's draw), in 64 beyond (LibTorch 1.13 past 2^32 items).
+    const uint32_t bits = generator.random();
+    const int64_t z = m - i <= int64_t{0xffffffff}
+                          ? static_cast<int64_t>(bits % static_cast<uint32_t>(m - i))
+                          : static_cast<int64_t>(bits);
     std::swap(r[static_cast<size_t>(i)], r[static_cast<size_t>(i + z)]);
   }
   return r;
 }
 
+bool libtorch_uniform_rounds_once() {
+#if defined(__x86_64__)
+  static const bool once = [] {
+    const char* forced = std::getenv("ATEN_CPU_CAPABILITY");
+    if (forced != nullptr && std::string(forced) == "default") return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return once;
+#else
+  return true;  // aarch64: fused multiply-add is part of the base instruction set
+#endif
+}
+
 std::vector<float> cpu_uniform(CpuGenerator& generator, int64_t count, double from, double to) {
   const auto low = static_cast<float>(from);
   const auto high = static_cast<float>(to);
-  const double span = static_cast<double>(high - low);  // float32 subtraction, as LibTorch's
+  const float span = high - low;
   std::vector<float> values(static_cast<size_t>(count));
+  const bool once = libtorch_uniform_rounds_once();
   for (float& v : values) {
-    const double x = static_cast<double>(generator.random() & 0xffffffU) * 0x1p-24;
-    v = static_cast<float>(x * span + static_cast<double>(low));
+    const float x = static_cast<float>(generator.random() & 0xffffffU) * 0x1p-24f;  // exact
+    v = once ? std::fma(x, span, low) : x * span + low;  // no contraction here: two roundings
   }
   return values;
 }

@@ -63,14 +63,22 @@ class CpuGenerator {
 };
 
 // torch.randperm(m) on the CPU: for i = 0 .. m-2 swap r[i] and r[i + random() % (m - i)] (the
-// algorithm of LibTorch 1.13, and of 2.x below 2^32 / 20 items, where 2.x switches to 64-bit draws;
-// beyond that std::invalid_argument).
+// algorithm of LibTorch 1.13, and of 2.x below 2^32 / 20 items; from there on 2.x shuffles inside
+// out over 64-bit draws, and so does this where KHSGD_TORCH_MAJOR, the LibTorch built against, is 2
+// or more).
 std::vector<int64_t> cpu_randperm(CpuGenerator& generator, int64_t m);
 
 // torch.empty(count).uniform_(from, to) in float32: each value from one 32-bit draw,
-// (bits & (2^24 - 1)) * 2^-24 * (to - from) + from, from and to rounded to float32 first and the
-// rest in double, rounded to float32 at the end.
+// x = (bits & (2^24 - 1)) * 2^-24, then x * (to - from) + from in float32 (from and to rounded to
+// float32 first), rounded once where LibTorch's kernel fuses the multiply-add and twice where it
+// does not (libtorch_uniform_rounds_once).
 std::vector<float> cpu_uniform(CpuGenerator& generator, int64_t count, double from, double to);
+
+// Whether LibTorch's uniform_ on this machine rounds x * (to - from) + from once: ATen runs its
+// AVX2 or AVX-512 kernel, compiled with fused multiply-adds, where the CPU has AVX2 and FMA, and
+// its baseline kernel (two roundings) otherwise or under ATEN_CPU_CAPABILITY=default. The draws
+// and nn::Linear's init differ in about one value in five between the two.
+bool libtorch_uniform_rounds_once();
 
 // torch::nn::Linear(d, 1)'s fresh parameters [w; b]: kaiming_uniform_(weight, a = sqrt(5)), i.e.
 // uniform_(-b, b) with b = sqrt(3) * sqrt(2 / (1 + 5)) / sqrt(d), then bias uniform_(-1/sqrt(d),

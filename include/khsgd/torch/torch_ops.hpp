@@ -7,7 +7,7 @@
 // Everything else in khsgd runs on plain arrays.
 //
 // Two implementations: torch_ops.cpp (LibTorch) and without_torch.cpp, linked into khsgd_train,
-// the binary that runs what needs no LibTorch (run/libtorch_need.hpp says which runs those are),
+// the binary that runs what needs no LibTorch (trainer.hpp's run_needs_libtorch says which runs),
 // where these functions say they are not there.
 //
 // torch_ops.cpp is a library of its own, khsgd_torch_draws (installed: khsgd::torch_draws), so that
