@@ -120,6 +120,37 @@ TEST(Model, MicrobatchLanesGiveOneExampleAtATimeBitForBit) {
   }
 }
 
+// block_dots against logit()'s dot product, bit for bit, for feature counts that take each of its
+// paths (eight features at a time, four, one: d = 1 .. 21, 64, 200), rows at scattered places and
+// the last row of the array (whose loads must stay inside it).
+TEST(Model, BlockDotsAreLogitsDotProductsBitForBit) {
+  uint32_t state = 777;
+  auto next = [&state] {
+    state = state * 1664525u + 1013904223u;
+    return static_cast<float>(state >> 8) / 16777216.0f * 2.0f - 1.0f;
+  };
+  std::vector<int64_t> ds = {64, 200};
+  for (int64_t d = 1; d <= 21; ++d) ds.push_back(d);
+  for (const int64_t d : ds) {
+    const int64_t n_rows = 50;
+    std::vector<float> X(n_rows * d), theta(d + 1);
+    for (float& v : X) v = 4.0f * next();
+    for (float& v : theta) v = next();
+    const float* rows[Microbatch::kLanes];
+    for (int64_t i = 0; i < Microbatch::kLanes; ++i)
+      rows[i] = X.data() + ((i * 13 + 5) % n_rows) * d;
+    rows[Microbatch::kLanes - 1] = X.data() + (n_rows - 1) * d;
+    double dots[Microbatch::kLanes];
+    Microbatch::block_dots(rows, theta.data(), d, dots);
+    for (int64_t i = 0; i < Microbatch::kLanes; ++i) {
+      double expected = 0.0;
+      for (int64_t j = 0; j < d; ++j) expected += static_cast<double>(rows[i][j]) * theta[j];
+      EXPECT_EQ(std::memcmp(&dots[i], &expected, sizeof(double)), 0) << "d " << d << ", row " << i;
+      EXPECT_EQ(logit_from_dot(dots[i], theta[d]), logit(rows[i], theta.data(), d)) << d;
+    }
+  }
+}
+
 TEST(Model, MicrobatchGroupsAreEachWorkersOwnMeanGradient) {
   // Workers in one process: one gather of every worker's examples, then each worker's mean-loss
   // gradient over its own examples, bit for bit as if gathered alone.

@@ -2,6 +2,15 @@
 
 #include <algorithm>
 
+// The transposed AVX2 dot products (block_dots_avx2): x86-64 with GCC/Clang, not under the
+// sanitizers (which build without the vector clones as well).
+#if defined(__x86_64__) && defined(__linux__) && !defined(KHSGD_ADDRESS_SANITIZER)
+#define KHSGD_HAS_AVX2_DOTS 1
+#include <immintrin.h>
+#else
+#define KHSGD_HAS_AVX2_DOTS 0
+#endif
+
 #include "khsgd/base/geometry.hpp"
 #include "khsgd/model/logistic.hpp"
 
@@ -41,15 +50,87 @@ KHSGD_VECTOR_CLONES void scaled_rows(float* __restrict G, const float* const* so
 
 }  // namespace
 
-KHSGD_VECTOR_CLONES void Microbatch::block_dots(const float* const* rows, const float* theta,
-                                                int64_t d, double* dots) {
-  // logit(): dot += double(x[j]) * theta[j] for j = 0, 1, ...: the same sums, kLanes examples at
-  // once, the accumulators in registers.
-  for (int64_t i = 0; i < kLanes; ++i) dots[i] = 0.0;
+namespace {
+
+// The portable loop (and the compiler's AVX2 clone of it, which fetches feature j of the eight
+// rows one float at a time: 21 instructions per feature).
+KHSGD_VECTOR_CLONES void block_dots_by_feature(const float* const* rows, const float* theta,
+                                               int64_t d, double* dots) {
+  for (int64_t i = 0; i < Microbatch::kLanes; ++i) dots[i] = 0.0;
   for (int64_t j = 0; j < d; ++j) {
     const double w = theta[j];
-    for (int64_t i = 0; i < kLanes; ++i) dots[i] += static_cast<double>(rows[i][j]) * w;
+    for (int64_t i = 0; i < Microbatch::kLanes; ++i) dots[i] += static_cast<double>(rows[i][j]) * w;
   }
+}
+
+#if KHSGD_HAS_AVX2_DOTS
+// acc[rows] += double(feature of those rows) * theta[j], for rows 0-3 and rows 4-7.
+__attribute__((target("avx2"), always_inline)) inline void add_feature(__m256d& low, __m256d& high,
+                                                                       float theta_j,
+                                                                       __m128 rows_0_3,
+                                                                       __m128 rows_4_7) {
+  const __m256d w = _mm256_set1_pd(static_cast<double>(theta_j));
+  low = _mm256_add_pd(low, _mm256_mul_pd(_mm256_cvtps_pd(rows_0_3), w));
+  high = _mm256_add_pd(high, _mm256_mul_pd(_mm256_cvtps_pd(rows_4_7), w));
+}
+
+// The same sums with the eight rows read eight (then four) features at a time and transposed in
+// registers, ~11 instructions per feature: every product and every add is the loop's above, in
+// the same order (no FMA: the target has none and -ffp-contract=off), only the loads differ; each
+// load stays inside its row's d floats. callgrind: 25 M -> 19 M instructions per D-RR epoch and
+// evaluation of the full synthetic set.
+__attribute__((target("avx2"))) void block_dots_avx2(const float* const* rows, const float* theta,
+                                                     int64_t d, double* dots) {
+  static_assert(Microbatch::kLanes == 8, "two vectors of four doubles");
+  __m256d low = _mm256_setzero_pd(), high = _mm256_setzero_pd();  // rows 0-3, rows 4-7
+  int64_t j = 0;
+  for (; j + 8 <= d; j += 8) {
+    __m256 r[8];
+    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(rows[i] + j);
+    // Per 128-bit half: s[k] holds feature j + k of rows 0-3 (low half) and feature j + 4 + k of
+    // rows 0-3 (high half); s[4 + k] the same of rows 4-7.
+    __m256 s[8];
+    for (int g = 0; g < 2; ++g) {
+      const __m256 t0 = _mm256_unpacklo_ps(r[4 * g], r[4 * g + 1]);
+      const __m256 t1 = _mm256_unpackhi_ps(r[4 * g], r[4 * g + 1]);
+      const __m256 t2 = _mm256_unpacklo_ps(r[4 * g + 2], r[4 * g + 3]);
+      const __m256 t3 = _mm256_unpackhi_ps(r[4 * g + 2], r[4 * g + 3]);
+      s[4 * g + 0] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+      s[4 * g + 1] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+      s[4 * g + 2] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+      s[4 * g + 3] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int k = 0; k < 4; ++k)
+      add_feature(low, high, theta[j + k], _mm256_castps256_ps128(s[k]),
+                  _mm256_castps256_ps128(s[4 + k]));
+    for (int k = 0; k < 4; ++k)
+      add_feature(low, high, theta[j + 4 + k], _mm256_extractf128_ps(s[k], 1),
+                  _mm256_extractf128_ps(s[4 + k], 1));
+  }
+  for (; j + 4 <= d; j += 4) {
+    __m128 a[8];
+    for (int i = 0; i < 8; ++i) a[i] = _mm_loadu_ps(rows[i] + j);
+    _MM_TRANSPOSE4_PS(a[0], a[1], a[2], a[3]);
+    _MM_TRANSPOSE4_PS(a[4], a[5], a[6], a[7]);
+    for (int k = 0; k < 4; ++k) add_feature(low, high, theta[j + k], a[k], a[4 + k]);
+  }
+  for (; j < d; ++j)
+    add_feature(low, high, theta[j], _mm_setr_ps(rows[0][j], rows[1][j], rows[2][j], rows[3][j]),
+                _mm_setr_ps(rows[4][j], rows[5][j], rows[6][j], rows[7][j]));
+  _mm256_storeu_pd(dots, low);
+  _mm256_storeu_pd(dots + 4, high);
+}
+
+const bool kCpuHasAvx2 = __builtin_cpu_supports("avx2");
+#endif
+
+}  // namespace
+
+void Microbatch::block_dots(const float* const* rows, const float* theta, int64_t d, double* dots) {
+#if KHSGD_HAS_AVX2_DOTS
+  if (kCpuHasAvx2) return block_dots_avx2(rows, theta, d, dots);
+#endif
+  block_dots_by_feature(rows, theta, d, dots);
 }
 
 Microbatch::Microbatch(int64_t capacity, int64_t d)
