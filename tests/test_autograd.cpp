@@ -120,10 +120,10 @@ TEST(TorchOps, DrawsAreTheDefaultGeneratorsInOrder) {
   for (int64_t i = 0; i < 1000; ++i) ASSERT_EQ(sorted[i], i);
 }
 
-// randperm on the CPU is khsgd's own loop over the generator's draws (torch_ops.cpp) where the
-// LibTorch version is one whose algorithm it follows: the same permutations and the same generator
-// state after them as torch.randperm, from small to the HMDA shard size, several in a row.
-TEST(TorchOps, OwnRandpermIsLibTorchs) {
+// TorchOps' CPU randperm draws from LibTorch's generator as torch.randperm does: the same
+// permutations and the same generator state after them, from small to the HMDA shard size, several
+// in a row (cpu_generator.cpp's copy of the algorithm: TorchDraws below).
+TEST(TorchOps, RandpermsInARowAreLibTorchs) {
   auto ops = make_torch_ops(Device::Cpu);
   for (const uint64_t seed : {0, 1, 12345}) {
     seed_generators(seed);

@@ -619,15 +619,14 @@ std::string build_info() {
 void run_training(Config config, const Launch& launch) { Run(std::move(config), launch).execute(); }
 
 bool run_needs_libtorch(const Config& config, const Launch& launch) {
-  if (sorter_info(config.sorter).torch_log_table) return true;
+  const SorterInfo& sorter = sorter_info(config.sorter);
+  if (sorter.torch_log_table) return true;
   if (config.in_process) return false;  // the CPU engine, no backend
   // The GPU: --device cuda, or auto where the build, the sorter and the machine have one (the
   // CUDA runtime answers that without LibTorch; a CPU-only machine keeps the run here).
   if (config.device == "cuda") return true;
 #ifdef KHSGD_WITH_CUDA
-  if (config.device == "auto" && sorter_info(config.sorter).cuda != nullptr &&
-      visible_cuda_devices() > 0)
-    return true;
+  if (config.device == "auto" && sorter.cuda != nullptr && visible_cuda_devices() > 0) return true;
 #endif
   try {
     // Ranks that join: c10d's process group, or MPI's heartbeats over c10d's TCPStore.

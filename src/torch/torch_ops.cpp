@@ -1,15 +1,12 @@
 #include "khsgd/torch/torch_ops.hpp"
 
 #include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
 #include <torch/cuda.h>
 #include <torch/nn/init.h>
 #include <torch/version.h>
 
 #include <cmath>
-#include <limits>
 #include <mutex>
-#include <numeric>
 
 namespace khsgd {
 
@@ -27,30 +24,6 @@ at::Generator default_generator(Device device, int cuda_index) {
                                 : at::globalContext().defaultGenerator(at::Device(at::kCPU));
 }
 
-// at::randperm(m) on the CPU generator, its own algorithm on its own draws: LibTorch 1.13's
-// randperm_cpu swaps r[i] with r[i + random() % (m - i)] for i = 0 .. m-2, random() the
-// generator's next 32 bits. Here the remainder is taken in 32 bits (the same number: both operands
-// fit) and without the dispatcher; D-RR draws one every epoch, and the 64-bit division was most of
-// its cost. Other LibTorch versions keep at::randperm (TorchOps.OwnRandpermIsLibTorchs checks).
-#if TORCH_VERSION_MAJOR == 1 && TORCH_VERSION_MINOR == 13
-constexpr bool kOwnRandperm = true;
-#else
-constexpr bool kOwnRandperm = false;
-#endif
-
-std::vector<int64_t> cpu_randperm(int64_t m) {
-  at::Generator generator = default_generator(Device::Cpu, 0);
-  auto* cpu = at::check_generator<at::CPUGeneratorImpl>(generator);
-  std::vector<int64_t> r(static_cast<size_t>(m));
-  std::iota(r.begin(), r.end(), int64_t{0});
-  std::lock_guard<std::mutex> lock(generator.mutex());
-  for (int64_t i = 0; i + 1 < m; ++i) {
-    const uint32_t z = cpu->random() % static_cast<uint32_t>(m - i);
-    std::swap(r[i], r[i + z]);
-  }
-  return r;
-}
-
 std::vector<float> log_of_multiples_on(const at::Device& device, double constant, int64_t count) {
   const at::Tensor t =
       at::arange(1, count + 1, at::TensorOptions().dtype(at::kFloat).device(device));
@@ -65,8 +38,6 @@ class TorchOps final : public DeviceOps {
                     : at::Device(at::kCPU)) {}
 
   std::vector<int64_t> randperm(int64_t m) override {
-    if (kOwnRandperm && device_.is_cpu() && m > 0 && m <= std::numeric_limits<uint32_t>::max())
-      return cpu_randperm(m);
     return to_vector<int64_t>(
         at::randperm(m, at::TensorOptions().dtype(at::kLong).device(device_)));
   }
