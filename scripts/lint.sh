@@ -19,7 +19,7 @@ clang_tidy=$(command -v clang-tidy || command -v clang-tidy-14 || true)
 [ -f "$build/compile_commands.json" ] || {
   echo "lint: $build/compile_commands.json is missing; configure first: cmake -S . -B $build" >&2; exit 2; }
 
-mapfile -t sources < <(git ls-files 'src/*.cpp' 'src/*.cu' 'src/*.cuh' 'include/*.hpp' 'tests/*.cpp' 'tests/*.hpp' 'tests/*.cu' 'python/src/*.cpp')
+mapfile -t sources < <(git ls-files 'src/*.cpp' 'src/*.inc' 'src/*.cu' 'src/*.cuh' 'include/*.hpp' 'tests/*.cpp' 'tests/*.hpp' 'tests/*.cu' 'python/src/*.cpp')
 status=0
 if [ $fix -eq 1 ]; then
   "$clang_format" -i "${sources[@]}"

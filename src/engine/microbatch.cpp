@@ -12,6 +12,7 @@
 #endif
 
 #include "khsgd/base/geometry.hpp"
+#include "khsgd/model/libm_lanes.hpp"
 #include "khsgd/model/logistic.hpp"
 
 namespace khsgd {
@@ -162,13 +163,16 @@ void Microbatch::prefetch(const float* X, const float* y, const int64_t* rows, i
 }
 
 void Microbatch::compute_residuals(const float* theta) {
+  // The logits block by block, then every sigmoid at once in lanes (libm_lanes.hpp): residual()
+  // of each example, sigmoid(z) - y, with libm's bits.
   for (int64_t b = 0; b < blocks_; ++b) {
     double dots[kLanes];
     block_dots(sources_.data() + b * kLanes, theta, d_, dots);
-    const int64_t first = b * kLanes, last = std::min(count_, first + kLanes);
-    for (int64_t i = first; i < last; ++i)
-      residuals_[i] = residual(logit_from_dot(dots[i - first], theta[d_]), labels_[i]);
+    for (int64_t l = 0; l < kLanes; ++l)
+      residuals_[b * kLanes + l] = logit_from_dot(dots[l], theta[d_]);
   }
+  sigmoids(residuals_.data(), count_, residuals_.data());
+  for (int64_t i = 0; i < count_; ++i) residuals_[i] -= labels_[i];
 }
 
 void Microbatch::per_example_gradients(const float* theta, float* G) {

@@ -4,6 +4,7 @@
 
 #include "khsgd/engine/microbatch.hpp"
 #include "khsgd/engine/step_math.hpp"
+#include "khsgd/model/libm_lanes.hpp"
 
 namespace khsgd {
 
@@ -61,24 +62,31 @@ Evaluation evaluate(const float* X, const float* y, int64_t rows, int64_t d, con
   Evaluation out;
   double loss = 0.0;
   int64_t correct = 0;
-  auto score = [&](float z, float label) {
-    loss += bce_with_logits(z, label);
-    correct += ((z > 0.0f) == (label == 1.0f)) ? 1 : 0;
-  };
-  // Rows in blocks of kLanes, as the step loop's Microbatch: each row's dot product is logit()'s,
-  // summed in double in j order, only kLanes independent rows advance side by side (vector lanes
-  // instead of one dependent chain of adds after another). The loss is then added row by row in
-  // order, as before.
-  constexpr int64_t kLanes = Microbatch::kLanes;
-  int64_t r = 0;
-  for (; r + kLanes <= rows; r += kLanes) {
-    const float* x[kLanes];
-    for (int64_t i = 0; i < kLanes; ++i) x[i] = X + (r + i) * d;
-    double dots[kLanes];
-    Microbatch::block_dots(x, theta, d, dots);
-    for (int64_t i = 0; i < kLanes; ++i) score(logit_from_dot(dots[i], theta[d]), y[r + i]);
+  // Rows in chunks: first every logit of the chunk, in blocks of kLanes rows as the step loop's
+  // Microbatch (each row's dot product is logit()'s, summed in double in j order; only kLanes
+  // independent rows advance side by side in vector lanes), then the chunk's log1p(exp(-|z|)) in
+  // lanes (libm_lanes.hpp, libm's bits), then the loss added row by row in order, as before.
+  constexpr int64_t kLanes = Microbatch::kLanes, kChunk = 32 * kLanes;
+  float z[kChunk];
+  double softplus[kChunk];
+  for (int64_t first = 0; first < rows; first += kChunk) {
+    const int64_t count = std::min(kChunk, rows - first);
+    int64_t i = 0;
+    for (; i + kLanes <= count; i += kLanes) {
+      const float* x[kLanes];
+      for (int64_t l = 0; l < kLanes; ++l) x[l] = X + (first + i + l) * d;
+      double dots[kLanes];
+      Microbatch::block_dots(x, theta, d, dots);
+      for (int64_t l = 0; l < kLanes; ++l) z[i + l] = logit_from_dot(dots[l], theta[d]);
+    }
+    for (; i < count; ++i) z[i] = logit(X + (first + i) * d, theta, d);
+    softplus_of_minus_abs(z, count, softplus);
+    for (i = 0; i < count; ++i) {
+      const float label = y[first + i];
+      loss += bce_with_logits(softplus[i], z[i], label);
+      correct += ((z[i] > 0.0f) == (label == 1.0f)) ? 1 : 0;
+    }
   }
-  for (; r < rows; ++r) score(logit(X + r * d, theta, d), y[r]);
   out.rows = rows;
   out.correct = correct;
   out.loss = rows ? loss / rows : 0.0;

@@ -29,10 +29,14 @@ KHSGD_HOST_DEVICE inline float sigmoid(float z) { return 1.0f / (1.0f + expf(-z)
 // d loss / d z of binary cross-entropy with logits: sigma(z) - y.
 KHSGD_HOST_DEVICE inline float residual(float z, float y) { return sigmoid(z) - y; }
 
-// Binary cross-entropy with logits of one example, in double: log(1 + exp(-|z|)) + max(z, 0) - z y.
-KHSGD_HOST_DEVICE inline double bce_with_logits(float z, float y) {
+// Binary cross-entropy with logits of one example, in double: log(1 + exp(-|z|)) + max(z, 0) - z y,
+// given its first term (libm_lanes.hpp computes it for many rows at once).
+KHSGD_HOST_DEVICE inline double bce_with_logits(double softplus_of_minus_abs_z, float z, float y) {
   const double zd = z;
-  return log1p(exp(-fabs(zd))) + (zd > 0 ? zd : 0.0) - zd * y;
+  return softplus_of_minus_abs_z + (zd > 0 ? zd : 0.0) - zd * y;
+}
+KHSGD_HOST_DEVICE inline double bce_with_logits(float z, float y) {
+  return bce_with_logits(log1p(exp(-fabs(static_cast<double>(z)))), z, y);
 }
 
 }  // namespace khsgd
