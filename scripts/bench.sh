@@ -13,8 +13,9 @@
 #
 # Then the ratios, each with both of its times, all measured in this run: every one-rank CPU
 # epoch against scripts/floor.c (the plain-C measuring stick, compiled here with cc -O2
-# -ffp-contract=off and run once: D-RR against its "steps", the pair sorters against "steps +
-# pair walk", evaluation against its "evaluation"); several workers against one rank at the same
+# -ffp-contract=off, run before and twice after the table, the median of the three: D-RR against
+# its "steps", the pair sorters against "steps + pair walk", evaluation against its
+# "evaluation"); several workers against one rank at the same
 # B (a one-rank run at that B is added where it is not 16); the fixed cost of a one-rank run
 # (its wall time less its epochs and evaluations); and with --baseline, the one-rank CPU epochs,
 # evaluations and fixed cost of another build (before / after). Last the machine and the build.
@@ -95,18 +96,24 @@ run() {
   dirname "$(find "$out" -name metrics.csv | head -1)"
 }
 
-# The measuring stick, compiled and run first.
-floor_steps="" floor_pairs="" floor_eval=""
+# The measuring stick, compiled and run first, and twice more after the table: each of its times
+# is the median of the three runs, so that a slower or faster spell of the machine during the
+# table moves the floor as it moves khsgd.
+floor_steps="" floor_pairs="" floor_eval="" have_floor=""
 cc=${CC:-cc}
 if command -v "$cc" > /dev/null 2>&1 &&
    "$cc" -O2 -ffp-contract=off -o "$scratch/floor" "$here/floor.c" -lm 2> "$scratch/floor.log"; then
   "$scratch/floor" > "$scratch/floor.out"
-  floor_steps=$(awk '/^floor steps \(D-RR\)/ { print $(NF - 1) }' "$scratch/floor.out")
-  floor_pairs=$(awk '/^floor steps \+ pair walk/ { print $(NF - 1) }' "$scratch/floor.out")
-  floor_eval=$(awk '/^floor evaluation/ { print $(NF - 1) }' "$scratch/floor.out")
+  have_floor=1
 else
   echo "(no C compiler '$cc': no floor ratios)" >&2
 fi
+# The median over the floor's runs of its line $1.
+floor_median() {
+  awk -v name="$1" 'index($0, "floor " name " ") == 1 { v[++n] = $(NF - 1) } END {
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+      if (n) printf "%.4f", v[int((n + 1) / 2)] }' "$scratch/floor.out"
+}
 ratios=()  # lines printed after the table
 # ratio NAME TIME_A LABEL_B TIME_B: one line "NAME A s / LABEL_B B s = A/B x".
 ratio() {
@@ -192,6 +199,13 @@ for device in $devices; do
 done
 
 # One-rank CPU epochs and evaluations against the floor, the fixed cost, and the baseline's.
+if [ -n "$have_floor" ]; then
+  "$scratch/floor" >> "$scratch/floor.out"
+  "$scratch/floor" >> "$scratch/floor.out"
+  floor_steps=$(floor_median "steps (D-RR)")
+  floor_pairs=$(floor_median "steps + pair walk")
+  floor_eval=$(floor_median "evaluation")
+fi
 if [[ " $devices " == *" cpu "* ]]; then
   for sorter in ${sorters:-$("$KHSGD_TRAIN" --list-sorters --device cpu | cut -f1 | tr '\n' ' ')}; do
     one=$(single_run "$sorter" 16 "$KHSGD_TRAIN") || continue
@@ -215,8 +229,7 @@ if [ ${#ratios[@]} -gt 0 ]; then
   printf '%s\n' "${ratios[@]}"
 fi
 echo
-[ -n "$floor_steps" ] && echo "floor (scripts/floor.c, $cc -O2 -ffp-contract=off): $(grep '^floor' "$scratch/floor.out" | \
-  sed 's/^floor //; s/  */ /g' | paste -sd';' | sed 's/;/; /g')"
+[ -n "$floor_steps" ] && echo "floor (scripts/floor.c, $cc -O2 -ffp-contract=off; median of 3 runs, before and after the table): steps (D-RR) $floor_steps s; steps + pair walk $floor_pairs s; evaluation $floor_eval s ($(grep -c '^floor evaluation' "$scratch/floor.out") runs: evaluation $(awk '/^floor evaluation/ { print $(NF - 1) }' "$scratch/floor.out" | paste -sd/))"
 echo "build: $("$KHSGD_TRAIN" --version) at $KHSGD_TRAIN$( [ -n "$baseline" ] && echo "; before: $("$baseline" --version) at $baseline")"
 echo "machine: $(nproc) CPU cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 if command -v nvidia-smi > /dev/null 2>&1; then
