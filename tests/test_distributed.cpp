@@ -86,10 +86,12 @@ TEST(Distributed, OpenMpiEnvironmentMatchesLaunchScript) {
 // Four ranks (two per core here) over gloo, over mpi, and as four workers in one process: the
 // same numbers bit for bit, D-RR's four-way sums included (all add the ranks' gradients in rank
 // order), and the same files.
+// mpi twice: its gathers through the ranks' shared window (the default on one machine), and
+// through MPI's messages (KHSGD_MPI_SHARED_MEMORY=0, as between machines).
 TEST(Distributed, GlooMpiAndInProcessAgreeOnFourRanks) {
   for (const std::string sorter : {"D-RR", "CD-GraB", "KH-SGD"}) {
     SCOPED_TRACE(sorter);
-    TempDir over_gloo, over_mpi, in_process;
+    TempDir over_gloo, over_mpi, over_mpi_messages, in_process;
     const RunResult a = run_launch(4, golden_args(over_gloo, sorter), over_gloo.path());
     ASSERT_EQ(a.exit_code, 0) << a.err;
     std::vector<std::string> workers = golden_args(in_process, sorter);
@@ -107,6 +109,10 @@ TEST(Distributed, GlooMpiAndInProcessAgreeOnFourRanks) {
       others.push_back(run_dir(over_mpi, sorter, 4));
       EXPECT_NE(read_file(others.back() + "/config.json").find("\"backend\": \"mpi\""),
                 std::string::npos);
+      const RunResult m = run_mpirun(4, golden_args(over_mpi_messages, sorter),
+                                     over_mpi_messages.path(), "KHSGD_MPI_SHARED_MEMORY=0");
+      ASSERT_EQ(m.exit_code, 0) << m.out << m.err;
+      others.push_back(run_dir(over_mpi_messages, sorter, 4));
     }
     for (const std::string& other : others) {
       EXPECT_EQ(metrics_without_times(other + "/metrics.csv"),
