@@ -195,8 +195,29 @@ TEST(TorchDraws, CpuGeneratorIsLibTorchsDefaultGenerator) {
       EXPECT_EQ(u, to_vector(torch::empty({1500}).uniform_(from, to)))
           << "seed " << seed << ", uniform_(" << from << ", " << to << ")";
     }
+    // More values than one block of cpu_uniform's draws (4096).
+    EXPECT_EQ(cpu_uniform(ours, 9001, -1, 1), to_vector(torch::empty({9001}).uniform_(-1, 1)))
+        << "seed " << seed << ", 9001 uniforms";
     EXPECT_EQ(ours.state(), torch_cpu_state()) << "seed " << seed << ", after the draws";
   }
+}
+
+// random_block() is random() called count times: the same words and the same state after, for
+// blocks that end before, at and past a refill, from a fresh generator and from a restored state.
+TEST(TorchDraws, BlocksOfDrawsAreDrawsInARow) {
+  CpuGenerator one_by_one(99), in_blocks(99);
+  for (const int64_t count : {0, 1, 622, 1, 1, 623, 624, 625, 5000, 3, 1248, 7}) {
+    std::vector<uint32_t> expected(static_cast<size_t>(count)), block(static_cast<size_t>(count));
+    for (uint32_t& word : expected) word = one_by_one.random();
+    in_blocks.random_block(block.data(), count);
+    EXPECT_EQ(block, expected) << count;
+    EXPECT_EQ(in_blocks.state(), one_by_one.state()) << count;
+  }
+  CpuGenerator restored(1);
+  restored.set_state(one_by_one.state());
+  std::vector<uint32_t> block(700);
+  restored.random_block(block.data(), 700);
+  for (const uint32_t word : block) EXPECT_EQ(word, one_by_one.random());
 }
 
 // The largest shards: from 2^32 / 20 items on, LibTorch 2.x shuffles over 64-bit draws and 1.13

@@ -1,5 +1,7 @@
 #include "khsgd/torch/cpu_generator.hpp"
 
+#include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -7,6 +9,13 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+
+#include "khsgd/base/sanitizers.hpp"
+#include "khsgd/base/vector_clones.hpp"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace khsgd {
 
@@ -18,6 +27,99 @@ constexpr uint32_t kMatrixA = 0x9908b0dfU;
 uint32_t twist(uint32_t upper_of, uint32_t lower_of, uint32_t shifted) {
   const uint32_t y = (upper_of & 0x80000000U) | (lower_of & 0x7fffffffU);
   return shifted ^ (y >> 1) ^ ((y & 1U) != 0 ? kMatrixA : 0U);
+}
+
+// MT19937's twist of all 624 words, in three runs whose words the compiler takes in vector lanes:
+// each run reads words not yet rewritten (i + 1, and i + 397 below 227) or rewritten at least 227
+// words before (i - 227), so lanes of up to 227 words give the same words as one at a time.
+KHSGD_VECTOR_CLONES void twist_words(uint32_t* __restrict state, int words) {
+  int i = 0;
+  for (; i < words - kShift; ++i) state[i] = twist(state[i], state[i + 1], state[i + kShift]);
+  for (; i < words - 1; ++i) state[i] = twist(state[i], state[i + 1], state[i + kShift - words]);
+  state[words - 1] = twist(state[words - 1], state[0], state[kShift - 1]);
+}
+
+// MT19937's tempering of n words (random()'s last four lines), in vector lanes.
+KHSGD_VECTOR_CLONES void temper_words(const uint32_t* __restrict words, int64_t n,
+                                      uint32_t* __restrict out) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t y = words[i];
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9d2c5680U;
+    y ^= (y << 15) & 0xefc60000U;
+    y ^= y >> 18;
+    out[i] = y;
+  }
+}
+
+#if defined(__x86_64__) && defined(__linux__) && !defined(KHSGD_ADDRESS_SANITIZER)
+#define KHSGD_HAS_AVX2_REMAINDERS 1
+// offsets[k] = bits[k] % (n - k) for n - k < 2^31, four at a time in double: the quotient of two
+// integers below 2^32 rounded to double is within one of its floor, and b - q (n - k) is exact,
+// so one correction either way gives the remainder itself.
+__attribute__((target("avx2"))) void remainders_avx2(const uint32_t* bits, int64_t n, int64_t count,
+                                                     int64_t* offsets) {
+  const __m256d two_31 = _mm256_set1_pd(2147483648.0), zero = _mm256_setzero_pd();
+  const __m256d lane = _mm256_setr_pd(0.0, 1.0, 2.0, 3.0);
+  int64_t k = 0;
+  for (; k + 4 <= count; k += 4) {
+    // bits as doubles: flip the top bit, convert as signed, add 2^31 back (exact).
+    const __m128i flipped = _mm_xor_si128(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(bits + k)), _mm_set1_epi32(INT32_MIN));
+    const __m256d b = _mm256_add_pd(_mm256_cvtepi32_pd(flipped), two_31);
+    const __m256d d = _mm256_sub_pd(_mm256_set1_pd(static_cast<double>(n - k)), lane);
+    const __m256d q =
+        _mm256_round_pd(_mm256_div_pd(b, d), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m256d rest = _mm256_sub_pd(b, _mm256_mul_pd(q, d));
+    rest = _mm256_add_pd(rest, _mm256_and_pd(_mm256_cmp_pd(rest, zero, _CMP_LT_OQ), d));
+    rest = _mm256_sub_pd(rest, _mm256_and_pd(_mm256_cmp_pd(rest, d, _CMP_GE_OQ), d));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(offsets + k),
+                        _mm256_cvtepi32_epi64(_mm256_cvttpd_epi32(rest)));
+  }
+  for (; k < count; ++k) offsets[k] = bits[k] % static_cast<uint32_t>(n - k);
+}
+const bool kCpuHasAvx2 = __builtin_cpu_supports("avx2");
+#else
+#define KHSGD_HAS_AVX2_REMAINDERS 0
+#endif
+
+// x = (bits & (2^24 - 1)) 2^-24 (exact), then x span + low rounded once (fused, as LibTorch's AVX2
+// and AVX-512 kernels) or twice (as its baseline kernel): cpu_uniform's arithmetic, in lanes where
+// the CPU has them (the fused form as FMA instructions, not a libm call per value).
+KHSGD_VECTOR_CLONES void uniforms(const uint32_t* __restrict bits, int64_t n, float span, float low,
+                                  bool once, float* __restrict out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = static_cast<float>(bits[i] & 0xffffffU) * 0x1p-24f;
+    out[i] = once ? std::fma(x, span, low) : x * span + low;  // no contraction: two roundings
+  }
+}
+#if KHSGD_HAS_AVX2_REMAINDERS
+__attribute__((target("avx2,fma"))) void uniforms_fused(const uint32_t* bits, int64_t n, float span,
+                                                        float low, float* out) {
+  const __m256i mask = _mm256_set1_epi32(0xffffff);
+  const __m256 scale = _mm256_set1_ps(0x1p-24f), spans = _mm256_set1_ps(span),
+               lows = _mm256_set1_ps(low);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i b =
+        _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bits + i)), mask);
+    const __m256 x = _mm256_mul_ps(_mm256_cvtepi32_ps(b), scale);
+    _mm256_storeu_ps(out + i, _mm256_fmadd_ps(x, spans, lows));
+  }
+  uniforms(bits + i, n - i, span, low, true, out + i);
+}
+#endif
+
+// offsets[k] = bits[k] % (n - k), k < count: in 32 bits while n - k fits (the same number without
+// a 64-bit division), as bits itself beyond (LibTorch 1.13 past 2^32 items).
+void remainders(const uint32_t* bits, int64_t n, int64_t count, int64_t* offsets) {
+#if KHSGD_HAS_AVX2_REMAINDERS
+  if (kCpuHasAvx2 && n < (int64_t{1} << 31)) return remainders_avx2(bits, n, count, offsets);
+#endif
+  for (int64_t k = 0; k < count; ++k)
+    offsets[k] = n - k <= int64_t{0xffffffff}
+                     ? static_cast<int64_t>(bits[k] % static_cast<uint32_t>(n - k))
+                     : static_cast<int64_t>(bits[k]);
 }
 
 // at::CPUGeneratorImpl's state record (CPUGeneratorImplState: the legacy THGenerator record, then
@@ -68,11 +170,24 @@ void CpuGenerator::manual_seed(uint64_t seed) {
 void CpuGenerator::refill() {
   left_ = kWords;
   next_ = 0;
-  int i = 0;
-  for (; i < kWords - kShift; ++i) state_[i] = twist(state_[i], state_[i + 1], state_[i + kShift]);
-  for (; i < kWords - 1; ++i)
-    state_[i] = twist(state_[i], state_[i + 1], state_[i + kShift - kWords]);
-  state_[kWords - 1] = twist(state_[kWords - 1], state_[0], state_[kShift - 1]);
+  twist_words(state_.data(), kWords);
+}
+
+void CpuGenerator::random_block(uint32_t* out, int64_t count) {
+  while (count > 0) {
+    // random() refills when left_ reaches 1 and then reads word 0 with left_ at kWords: as if
+    // left_ had been kWords + 1.
+    if (left_ == 1) {
+      refill();
+      left_ = kWords + 1;
+    }
+    const int64_t take = std::min<int64_t>(count, left_ - 1);
+    temper_words(state_.data() + next_, take, out);
+    next_ += static_cast<uint32_t>(take);
+    left_ -= static_cast<int>(take);
+    out += take;
+    count -= take;
+  }
 }
 
 std::vector<uint8_t> CpuGenerator::state() const {
@@ -129,14 +244,17 @@ std::vector<int64_t> cpu_randperm(CpuGenerator& generator, int64_t m) {
   }
 #endif
   std::iota(r.begin(), r.end(), int64_t{0});
-  for (int64_t i = 0; i + 1 < m; ++i) {
-    // random() % (m - i): in 32 bits while m - i fits (the same number, without a 64-bit
-    // division, most of D-RR's draw), in 64 beyond (LibTorch 1.13 past 2^32 items).
-    const uint32_t bits = generator.random();
-    const int64_t z = m - i <= int64_t{0xffffffff}
-                          ? static_cast<int64_t>(bits % static_cast<uint32_t>(m - i))
-                          : static_cast<int64_t>(bits);
-    std::swap(r[static_cast<size_t>(i)], r[static_cast<size_t>(i + z)]);
+  // A block of draws at a time, then their offsets random() % (m - i), then the swaps: the
+  // divisions no longer wait for the swaps before them, nor the swaps for a division each.
+  constexpr int64_t kBlock = 512;
+  uint32_t bits[kBlock];
+  int64_t offsets[kBlock];
+  for (int64_t first = 0; first + 1 < m; first += kBlock) {
+    const int64_t count = std::min(kBlock, m - 1 - first);
+    generator.random_block(bits, count);
+    remainders(bits, m - first, count, offsets);
+    for (int64_t k = 0; k < count; ++k)
+      std::swap(r[static_cast<size_t>(first + k)], r[static_cast<size_t>(first + k + offsets[k])]);
   }
   return r;
 }
@@ -161,9 +279,19 @@ std::vector<float> cpu_uniform(CpuGenerator& generator, int64_t count, double fr
   const float span = high - low;
   std::vector<float> values(static_cast<size_t>(count));
   const bool once = libtorch_uniform_rounds_once();
-  for (float& v : values) {
-    const float x = static_cast<float>(generator.random() & 0xffffffU) * 0x1p-24f;  // exact
-    v = once ? std::fma(x, span, low) : x * span + low;  // no contraction here: two roundings
+  constexpr int64_t kBlock = 4096;
+  uint32_t bits[kBlock];
+  for (int64_t first = 0; first < count; first += kBlock) {
+    const int64_t n = std::min(kBlock, count - first);
+    generator.random_block(bits, n);
+    float* out = values.data() + first;
+#if KHSGD_HAS_AVX2_REMAINDERS
+    if (once) {  // only on a CPU with AVX2 and FMA
+      uniforms_fused(bits, n, span, low, out);
+      continue;
+    }
+#endif
+    uniforms(bits, n, span, low, once, out);
   }
   return values;
 }

@@ -12,16 +12,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "khsgd/base/sanitizers.hpp"
-
-// Hot loops compiled twice, for AVX2 and for the baseline, the one to run picked at load time
-// (GCC/Clang function multiversioning). No FMA either way: -ffp-contract=off and the avx2 target
-// has none, so both round exactly alike.
-#if defined(__x86_64__) && defined(__linux__) && !defined(KHSGD_ADDRESS_SANITIZER)
-#define KHSGD_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define KHSGD_VECTOR_CLONES
-#endif
+#include "khsgd/base/vector_clones.hpp"
 
 namespace khsgd {
 

@@ -45,6 +45,10 @@ class CpuGenerator {
     return y;
   }
 
+  // out[0..count) = the next count draws of random(), in order, the state after as after them:
+  // the words tempered many at a time (vector lanes) instead of one call each.
+  void random_block(uint32_t* out, int64_t count);
+
   // torch.get_rng_state() / torch.set_rng_state(): the same bytes, so that checkpoints written by
   // either binary restore in the other. set_state throws std::invalid_argument for bytes that are
   // not such a state (size, counters out of range, a cached normal sample, which khsgd never

@@ -1,0 +1,12 @@
+// Hot loops compiled twice, for AVX2 and for the baseline, the one to run picked at load time
+// (GCC/Clang function multiversioning). No FMA either way: -ffp-contract=off and the avx2 target
+// has none, so both round exactly alike.
+#pragma once
+
+#include "khsgd/base/sanitizers.hpp"
+
+#if defined(__x86_64__) && defined(__linux__) && !defined(KHSGD_ADDRESS_SANITIZER)
+#define KHSGD_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define KHSGD_VECTOR_CLONES
+#endif
