@@ -14,6 +14,7 @@
 #include "khsgd/model/model.hpp"
 #include "khsgd/torch/cpu_generator.hpp"
 #include "khsgd/torch/torch_ops.hpp"
+#include "khsgd/torch/libtorch_log.hpp"
 
 using namespace khsgd;
 using namespace khsgd_test;
@@ -202,6 +203,20 @@ TEST(TorchDraws, CpuGeneratorIsLibTorchsDefaultGenerator) {
   }
 }
 
+// KH-SGD's log table computed without LibTorch (Sleef's logf, or glibc's at ATen's DEFAULT
+// capability: libtorch_log.hpp) is torch.log's, bit for bit, for tables of the shapes a run draws.
+TEST(TorchDraws, LogTableWithoutLibTorchIsTorchLogs) {
+  if (!libtorch_log_without_libtorch())
+    GTEST_SKIP() << "this build's LibTorch does not take its logs from Sleef: KH-SGD uses LibTorch";
+  for (const auto& [T, E] : std::vector<std::pair<int64_t, int>>{
+           {1, 1}, {7, 2}, {1000, 1}, {10005, 3}, {97642, 50}, {250000, 100}}) {
+    const double constant = (4 / 0.5) * (std::log(static_cast<double>(E)) + 1) *
+                            (std::log(static_cast<double>(T)) + 1);
+    EXPECT_EQ(libtorch_log_of_multiples(constant, T), torch_cpu_log_of_multiples(constant, T))
+        << "T " << T << ", E " << E;
+  }
+}
+
 // random_block() is random() called count times: the same words and the same state after, for
 // blocks that end before, at and past a refill, from a fresh generator and from a restored state.
 TEST(TorchDraws, BlocksOfDrawsAreDrawsInARow) {
@@ -260,8 +275,13 @@ TEST(TorchDraws, FollowLibTorchsBaselineKernelToo) {
   ASSERT_GT(length, 0);
   self.resize(static_cast<size_t>(length));
   const std::string run = "ATEN_CPU_CAPABILITY=default '" + self +
-                          "' --gtest_filter='TorchDraws.CpuGenerator*:TorchDraws.LinearInit*'";
+                          "' --gtest_filter='TorchDraws.CpuGenerator*:TorchDraws.LinearInit*:"
+                          "TorchDraws.LogTable*'";
   EXPECT_EQ(std::system(run.c_str()), 0) << run;
+  // ATen's AVX2 kernels (Sleef's 8-lane logs) where the CPU has AVX-512 and would take those.
+  const std::string avx2 = "ATEN_CPU_CAPABILITY=avx2 '" + self +
+                           "' --gtest_filter='TorchDraws.LogTable*'";
+  EXPECT_EQ(std::system(avx2.c_str()), 0) << avx2;
 }
 
 // A state taken from either generator restores in the other: checkpoints written by khsgd_train

@@ -8,6 +8,7 @@
 #include "helpers.hpp"
 #include "khsgd/data/pt_file.hpp"
 #include "khsgd/sorting/sorter_registry.hpp"
+#include "khsgd/torch/libtorch_log.hpp"
 
 using namespace khsgd_test;
 
@@ -231,8 +232,9 @@ TEST(Cli, VersionNamesTheBackendsOfThisBuild) {
 }
 
 // khsgd_train copied without the khsgd_train_run it hands the LibTorch runs to: the questions it
-// answers and the runs it makes itself still work; a run that needs LibTorch (KH-SGD's log table)
-// and --version say in one line what is missing (127), and write nothing.
+// answers and the runs it makes itself still work; a run that needs LibTorch (KH-SGD's log table,
+// in builds whose LibTorch's logs khsgd cannot take itself) and --version say in one line what is
+// missing (127), and write nothing.
 TEST(Cli, TheFrontAloneSaysItsRunBinaryIsMissing) {
   TempDir tmp;
   const std::string alone = tmp / "khsgd_train";
@@ -247,8 +249,18 @@ TEST(Cli, TheFrontAloneSaysItsRunBinaryIsMissing) {
                                       join_args(golden_args(own_dir, {"--sorter", "D-RR"})),
                                   own_dir.path());
   EXPECT_EQ(own.exit_code, 0) << own.err;
-  for (const std::vector<std::string>& args :
-       {golden_args(tmp, {"--sorter", "KH-SGD"}), std::vector<std::string>{"--version"}}) {
+  // KH-SGD needs LibTorch only where its log table cannot be had without (libtorch_log.hpp).
+  std::vector<std::vector<std::string>> needing_libtorch = {{"--version"}};
+  if (!khsgd::libtorch_log_without_libtorch()) {
+    needing_libtorch.push_back(golden_args(tmp, {"--sorter", "KH-SGD"}));
+  } else {
+    TempDir kh_dir;
+    const RunResult kh = run_shell("env -u RANK -u WORLD_SIZE " + shell_quote(alone) +
+                                       join_args(golden_args(kh_dir, {"--sorter", "KH-SGD"})),
+                                   kh_dir.path());
+    EXPECT_EQ(kh.exit_code, 0) << kh.err;
+  }
+  for (const std::vector<std::string>& args : needing_libtorch) {
     const RunResult r =
         run_shell("env -u RANK -u WORLD_SIZE " + shell_quote(alone) + join_args(args), tmp.path());
     EXPECT_EQ(r.exit_code, 127) << r.err;
@@ -259,8 +271,9 @@ TEST(Cli, TheFrontAloneSaysItsRunBinaryIsMissing) {
 }
 
 // Which runs load LibTorch (trainer.hpp's run_needs_libtorch), seen in the dynamic loader's own
-// log: one rank and --in_process workers on the CPU with a sorter other than KH-SGD never do;
-// KH-SGD, gloo with two ranks' flags, and --version do, through khsgd_train_run.
+// log: one rank and --in_process workers on the CPU never do (KH-SGD only where its log table
+// is LibTorch's own to compute); gloo with two ranks' flags and --version do, through
+// khsgd_train_run.
 TEST(Cli, OnlyRunsThatNeedLibTorchLoadIt) {
   auto loads_libtorch = [](const RunResult& r) {
     return r.err.find("libc10") != std::string::npos;
@@ -281,7 +294,11 @@ TEST(Cli, OnlyRunsThatNeedLibTorchLoadIt) {
   EXPECT_FALSE(loads_libtorch(workers)) << "--in_process loaded LibTorch";
   const RunResult kh = run_logged({"--sorter", "KH-SGD"});
   EXPECT_EQ(kh.exit_code, 0) << kh.err;
-  EXPECT_TRUE(loads_libtorch(kh)) << "KH-SGD's log table is LibTorch's";
+  if (khsgd::libtorch_log_without_libtorch()) {
+    EXPECT_FALSE(loads_libtorch(kh)) << "KH-SGD's log table is Sleef's in this build";
+  } else {
+    EXPECT_TRUE(loads_libtorch(kh)) << "KH-SGD's log table is LibTorch's";
+  }
   TempDir tmp;
   const RunResult version =
       run_shell("LD_DEBUG=files " + shell_quote(train_binary()) + " --version", tmp.path());

@@ -32,6 +32,7 @@
 #include "khsgd/run/stop_signal.hpp"
 #include "khsgd/sorting/sorter_registry.hpp"
 #include "khsgd/torch/cpu_generator.hpp"
+#include "khsgd/torch/libtorch_log.hpp"
 #include "khsgd/torch/torch_ops.hpp"
 
 namespace khsgd {
@@ -620,7 +621,9 @@ void run_training(Config config, const Launch& launch) { Run(std::move(config), 
 
 bool run_needs_libtorch(const Config& config, const Launch& launch) {
   const SorterInfo& sorter = sorter_info(config.sorter);
-  if (sorter.torch_log_table) return true;
+  // KH-SGD's log table: torch.log's bits, which khsgd_train computes itself only where this build's
+  // LibTorch takes them from a library it can call too (libtorch_log.hpp).
+  if (sorter.torch_log_table && !libtorch_log_without_libtorch()) return true;
   if (config.in_process) return false;  // the CPU engine, no backend
   // The GPU: --device cuda, or auto where the build, the sorter and the machine have one (the
   // CUDA runtime answers that without LibTorch; a CPU-only machine keeps the run here).

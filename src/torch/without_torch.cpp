@@ -10,6 +10,7 @@
 #include <string>
 
 #include "khsgd/comm/comm.hpp"
+#include "khsgd/torch/libtorch_log.hpp"
 #include "khsgd/torch/torch_ops.hpp"
 
 namespace khsgd {
@@ -44,7 +45,12 @@ std::vector<uint8_t> generator_state(Device, int) { not_here("the GPU's generato
 void set_generator_state(Device, int, const std::vector<uint8_t>&) {
   not_here("the GPU's generator");
 }
-std::vector<float> torch_cpu_log_of_multiples(double, int64_t) { not_here("KH-SGD's log table"); }
+// KH-SGD's log table: LibTorch's bits without LibTorch where they are known (libtorch_log.hpp);
+// run_needs_libtorch sends the runs elsewhere to khsgd_train_run.
+std::vector<float> torch_cpu_log_of_multiples(double constant, int64_t count) {
+  if (!libtorch_log_without_libtorch()) not_here("KH-SGD's log table");
+  return libtorch_log_of_multiples(constant, count);
+}
 bool cuda_available() { return false; }
 int cuda_device_count() { return 0; }
 std::string torch_version() { return TORCH_VERSION; }
