@@ -13,8 +13,8 @@
 #include "khsgd/data/pt_file.hpp"
 #include "khsgd/model/model.hpp"
 #include "khsgd/torch/cpu_generator.hpp"
-#include "khsgd/torch/torch_ops.hpp"
 #include "khsgd/torch/libtorch_log.hpp"
+#include "khsgd/torch/torch_ops.hpp"
 
 using namespace khsgd;
 using namespace khsgd_test;
@@ -210,8 +210,8 @@ TEST(TorchDraws, LogTableWithoutLibTorchIsTorchLogs) {
     GTEST_SKIP() << "this build's LibTorch does not take its logs from Sleef: KH-SGD uses LibTorch";
   for (const auto& [T, E] : std::vector<std::pair<int64_t, int>>{
            {1, 1}, {7, 2}, {1000, 1}, {10005, 3}, {97642, 50}, {250000, 100}}) {
-    const double constant = (4 / 0.5) * (std::log(static_cast<double>(E)) + 1) *
-                            (std::log(static_cast<double>(T)) + 1);
+    const double constant =
+        (4 / 0.5) * (std::log(static_cast<double>(E)) + 1) * (std::log(static_cast<double>(T)) + 1);
     EXPECT_EQ(libtorch_log_of_multiples(constant, T), torch_cpu_log_of_multiples(constant, T))
         << "T " << T << ", E " << E;
   }
@@ -279,8 +279,8 @@ TEST(TorchDraws, FollowLibTorchsBaselineKernelToo) {
                           "TorchDraws.LogTable*'";
   EXPECT_EQ(std::system(run.c_str()), 0) << run;
   // ATen's AVX2 kernels (Sleef's 8-lane logs) where the CPU has AVX-512 and would take those.
-  const std::string avx2 = "ATEN_CPU_CAPABILITY=avx2 '" + self +
-                           "' --gtest_filter='TorchDraws.LogTable*'";
+  const std::string avx2 =
+      "ATEN_CPU_CAPABILITY=avx2 '" + self + "' --gtest_filter='TorchDraws.LogTable*'";
   EXPECT_EQ(std::system(avx2.c_str()), 0) << avx2;
 }
 

@@ -40,7 +40,7 @@ SleefLog8 open_sleef() {
 }
 
 struct LogSource {
-  bool sleef = false;       // Sleef, else glibc's logf
+  bool sleef = false;        // Sleef, else glibc's logf
   SleefLog8 log8 = nullptr;  // where sleef
   bool usable = false;
 };
@@ -57,7 +57,7 @@ const LogSource& log_source() {
 }
 
 __attribute__((target("avx2"))) void sleef_logs(SleefLog8 log8, const float* x, int64_t n,
-                                                 float* out) {
+                                                float* out) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, log8(_mm256_loadu_ps(x + i)));
   if (i == n) return;

@@ -38,8 +38,9 @@ struct SorterInfo {
   SorterFactory host = nullptr;  // --device cpu
   SorterFactory cuda = nullptr;  // --device cuda; nullptr: CPU only (--device auto picks cpu)
   FirstStepLabels time_labels = kReduceAfterBackward;
-  // Draws KH-SGD's float32 log table (DeviceOps::log_of_multiples), whose bits only LibTorch's
-  // torch.log gives: its runs go to khsgd_train_run, which loads LibTorch.
+  // Draws KH-SGD's float32 log table (DeviceOps::log_of_multiples), torch.log's bits: its runs go
+  // to khsgd_train_run, which loads LibTorch, unless khsgd_train can compute them as this build's
+  // LibTorch does (libtorch_log.hpp).
   bool torch_log_table = false;
 };
 

@@ -1,6 +1,6 @@
-// KH-SGD's float32 log table, torch.log(torch.arange(1, count + 1, dtype=float32) * constant) on the
-// CPU, computed without LibTorch where this build's LibTorch is known to compute it from a library
-// khsgd can call itself.
+// KH-SGD's float32 log table, torch.log(torch.arange(1, count + 1, dtype=float32) * constant) on
+// the CPU, computed without LibTorch where this build's LibTorch is known to compute it from a
+// library khsgd can call itself.
 //
 // Debian's LibTorch 1.13 (built without MKL) takes float32 logs from the system's Sleef
 // (libsleef.so.3: Sleef_logf8_u10 in its AVX2 kernels, Sleef_logf16_u10 in its AVX-512 kernels,
