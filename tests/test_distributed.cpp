@@ -86,8 +86,9 @@ TEST(Distributed, OpenMpiEnvironmentMatchesLaunchScript) {
 // Four ranks (two per core here) over gloo, over mpi, and as four workers in one process: the
 // same numbers bit for bit, D-RR's four-way sums included (all add the ranks' gradients in rank
 // order), and the same files.
-// mpi twice: its gathers through the ranks' shared window (the default on one machine), and
-// through MPI's messages (KHSGD_MPI_SHARED_MEMORY=0, as between machines).
+// mpi twice: its gathers through the ranks' shared window (the default on one machine; =1 makes
+// the run fail where it cannot be opened), and through MPI's messages (KHSGD_MPI_SHARED_MEMORY=0,
+// as between machines).
 TEST(Distributed, GlooMpiAndInProcessAgreeOnFourRanks) {
   for (const std::string sorter : {"D-RR", "CD-GraB", "KH-SGD"}) {
     SCOPED_TRACE(sorter);
@@ -104,7 +105,8 @@ TEST(Distributed, GlooMpiAndInProcessAgreeOnFourRanks) {
     EXPECT_EQ(list_dir(di), list_dir(dg));
     std::vector<std::string> others = {di};
     if (mpi_missing().empty()) {
-      const RunResult c = run_mpirun(4, golden_args(over_mpi, sorter), over_mpi.path());
+      const RunResult c = run_mpirun(4, golden_args(over_mpi, sorter), over_mpi.path(),
+                                     "KHSGD_MPI_SHARED_MEMORY=1");  // the window, or fail
       ASSERT_EQ(c.exit_code, 0) << c.out << c.err;
       others.push_back(run_dir(over_mpi, sorter, 4));
       EXPECT_NE(read_file(others.back() + "/config.json").find("\"backend\": \"mpi\""),

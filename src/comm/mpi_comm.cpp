@@ -111,7 +111,11 @@ class SharedWindowGather {
   // the window cannot be had (or the ranks are not all on one machine): the caller keeps MPI's
   // messages then.
   static std::unique_ptr<SharedWindowGather> open(MPI_Comm comm, int rank, int size,
-                                                  int64_t capacity) {
+                                                  int64_t capacity, bool wanted) {
+    // Whether every rank wants it (KHSGD_MPI_SHARED_MEMORY is each rank's own environment).
+    int want = wanted ? 1 : 0, all_want = 0;
+    if (MPI_Allreduce(&want, &all_want, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS || all_want == 0)
+      return nullptr;
     MPI_Comm node = MPI_COMM_NULL;
     int node_size = 0;
     if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node) != MPI_SUCCESS)
@@ -125,7 +129,9 @@ class SharedWindowGather {
     } else if (node != MPI_COMM_NULL) {
       MPI_Comm_free(&node);
     }
-    // Every rank must decide alike: all on one machine, and every window open.
+    // Every rank must decide alike: all on one machine, and every window open. This is also the
+    // point after which every slot's count is 0 (all constructors have run) for every reader.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     int everywhere = 0;
     if (MPI_Allreduce(&usable, &everywhere, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS ||
         everywhere == 0)
@@ -183,6 +189,10 @@ class SharedWindowGather {
       win_ = MPI_WIN_NULL;
       return;
     }
+    // Errors on the window come back as codes (its default handler would abort the job) so that
+    // a failure falls back to messages. No call below waits for the other ranks: a rank that
+    // fails here still meets them in open()'s all-reduce.
+    MPI_Win_set_errhandler(win_, MPI_ERRORS_RETURN);
     for (int r = 0; r < size_; ++r) {
       MPI_Aint bytes = 0;
       int unit = 0;
@@ -198,8 +208,7 @@ class SharedWindowGather {
     slots_[rank_]->count.store(0, std::memory_order_relaxed);
     if (MPI_Win_lock_all(MPI_MODE_NOCHECK, win_) != MPI_SUCCESS) return;
     locked_ = true;
-    // Every slot's count is written before anyone reads one.
-    ok_ = MPI_Barrier(node_) == MPI_SUCCESS;
+    ok_ = true;
   }
 
   float* buffer(Slot& slot, uint64_t call) const {
@@ -320,17 +329,24 @@ class MpiCommunicator final : public Communicator {
 
   // Whether gathers of `count` floats go through the shared window, opened on first use (every
   // rank makes the same calls with the same counts, so they open and reopen it together).
-  // KHSGD_MPI_SHARED_MEMORY=0 keeps MPI's messages (to compare the two).
+  // KHSGD_MPI_SHARED_MEMORY=0 on any rank keeps MPI's messages (to compare the two); =1 requires
+  // the window (a CommError where it cannot be opened).
   bool shared_window_for(int64_t count) {
     if (shared_tried_ && (!shared_ || count <= shared_->capacity())) return shared_ != nullptr;
     shared_tried_ = true;
     const char* setting = std::getenv("KHSGD_MPI_SHARED_MEMORY");
-    if (setting != nullptr && std::strcmp(setting, "0") == 0) return false;
+    const bool wanted = setting == nullptr || std::strcmp(setting, "0") != 0;
+    const bool required = setting != nullptr && std::strcmp(setting, "1") == 0;
     shared_.reset();
     run("opening a shared window", [&] {
-      shared_ = SharedWindowGather::open(comm_, rank_, size_, std::max<int64_t>(count, 4096));
+      shared_ =
+          SharedWindowGather::open(comm_, rank_, size_, std::max<int64_t>(count, 4096), wanted);
       return MPI_SUCCESS;
     });
+    if (required && !shared_)
+      throw CommError("rank " + std::to_string(rank_) +
+                      ": KHSGD_MPI_SHARED_MEMORY=1, but the ranks could not share a window "
+                      "(not all on one machine, or MPI_Win_allocate_shared failed)");
     return shared_ != nullptr;
   }
 

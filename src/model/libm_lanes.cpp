@@ -107,6 +107,10 @@ alignas(64) constexpr uint64_t kExpfTable[32] = {
     0x3fef5818dcfba487, 0x3fef7c97337b9b5f, 0x3fefa4afa2a490da, 0x3fefd0765b6e4540,
 };
 
+// Bit for bit only as compiled: every add, multiply and fused multiply-add below is one
+// instruction because the project builds with -ffp-contract=off (khsgd_numerics); with contraction
+// on, GCC would fuse some of the plain vector adds and multiplies too.
+//
 // The algorithms (libm_lanes_body.inc) are written once over a few operations on a vector of
 // doubles (Real), of 64-bit words (Bits), of the floats they came from (Floats) and a lane mask
 // (Mask), and compiled twice: four lanes with AVX2 and FMA, and eight with AVX-512 where the CPU

@@ -8,9 +8,10 @@
 // and the 5056 bytes of torch.get_rng_state(). TorchDraws.* in tests/test_autograd.cpp compares
 // every one with LibTorch itself (values and the generator's state after them) in both CI builds.
 //
-// Only the CPU generator: CUDA draws (Philox) stay LibTorch's (torch_ops.hpp), as does KH-SGD's
-// float32 log table, whose bits are torch.log's (Sleef in Debian's LibTorch, MKL in PyPI's, which
-// disagree with each other on ~1 in 5 000 entries): CpuOps asks a function for it.
+// Only the CPU generator: CUDA draws (Philox) stay LibTorch's (torch_ops.hpp). KH-SGD's float32
+// log table, whose bits are torch.log's (Sleef in Debian's LibTorch, MKL in PyPI's, which disagree
+// with each other on ~1 in 5 000 entries), is not a draw: CpuOps asks a function for it
+// (LibTorch's, or libtorch_log.hpp's where that gives the same bits).
 #pragma once
 
 #include <array>
