@@ -63,6 +63,21 @@ Word bits_of(Real value) {
 bool same_bits(double a, double b) { return bits_of<uint64_t>(a) == bits_of<uint64_t>(b); }
 bool same_bits(float a, float b) { return bits_of<uint32_t>(a) == bits_of<uint32_t>(b); }
 
+// How many of `lanes` differ in their bits from expected(z[i]) (a NaN matches any NaN), the first
+// five reported.
+template <typename Real, typename Expected>
+int64_t bits_differing(const std::vector<float>& z, const std::vector<Real>& lanes,
+                       Expected expected, const char* name) {
+  int64_t differ = 0;
+  for (size_t i = 0; i < z.size(); ++i) {
+    const Real want = expected(z[i]);
+    if (!same_bits(lanes[i], want) && !(std::isnan(lanes[i]) && std::isnan(want)) && ++differ <= 5)
+      ADD_FAILURE() << name << "(" << std::hexfloat << z[i] << ") " << lanes[i] << " instead of "
+                    << want;
+  }
+  return differ;
+}
+
 // The widths this CPU runs: libm alone, and each width of lanes up to the one in use.
 std::vector<int> widths_here() {
   std::vector<int> widths{0};
@@ -77,16 +92,10 @@ TEST(LibmLanes, SigmoidsAreLibmsBitForBit) {
     SCOPED_TRACE("lanes: " + std::to_string(width));
     std::vector<float> lanes(z.size());
     sigmoids(z.data(), static_cast<int64_t>(z.size()), lanes.data(), width);
-    int64_t differ = 0;
-    for (size_t i = 0; i < z.size(); ++i) {
-      const float expected = sigmoid(z[i]);
-      if (!same_bits(lanes[i], expected) && !(std::isnan(lanes[i]) && std::isnan(expected))) {
-        if (++differ <= 5)
-          ADD_FAILURE() << "sigmoid(" << std::hexfloat << z[i] << ") " << lanes[i] << " instead of "
-                        << expected;
-      }
-    }
-    EXPECT_EQ(differ, 0) << "of " << z.size();
+    EXPECT_EQ(bits_differing(
+                  z, lanes, [](float x) { return sigmoid(x); }, "sigmoid"),
+              0)
+        << "of " << z.size();
     // Every length of a last partial group, and in place.
     for (int64_t n = 1; n <= 17; ++n) {
       std::vector<float> in_place(z.begin() + 1000000, z.begin() + 1000000 + n);
@@ -102,16 +111,10 @@ TEST(LibmLanes, SoftplusIsLibmsBitForBit) {
     SCOPED_TRACE("lanes: " + std::to_string(width));
     std::vector<double> lanes(z.size());
     softplus_of_minus_abs(z.data(), static_cast<int64_t>(z.size()), lanes.data(), width);
-    int64_t differ = 0;
-    for (size_t i = 0; i < z.size(); ++i) {
-      const double expected = std::log1p(std::exp(-std::fabs(static_cast<double>(z[i]))));
-      if (!same_bits(lanes[i], expected) && !(std::isnan(lanes[i]) && std::isnan(expected))) {
-        if (++differ <= 5)
-          ADD_FAILURE() << "log1p(exp(-|" << std::hexfloat << z[i] << "|)) " << lanes[i]
-                        << " instead of " << expected;
-      }
-    }
-    EXPECT_EQ(differ, 0) << "of " << z.size();
+    const auto libm = [](float x) {
+      return std::log1p(std::exp(-std::fabs(static_cast<double>(x))));
+    };
+    EXPECT_EQ(bits_differing(z, lanes, libm, "log1p_exp_minus_abs"), 0) << "of " << z.size();
     // The loss of one row is bce_with_logits() either way.
     for (size_t i = 1000000; i < 1000100; ++i)
       EXPECT_TRUE(same_bits(bce_with_logits(lanes[i], z[i], 1.0f), bce_with_logits(z[i], 1.0f)));

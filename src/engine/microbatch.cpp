@@ -2,13 +2,10 @@
 
 #include <algorithm>
 
-// The transposed AVX2 dot products (block_dots_avx2): x86-64 with GCC/Clang, not under the
-// sanitizers (which build without the vector clones as well).
-#if defined(__x86_64__) && defined(__linux__) && !defined(KHSGD_ADDRESS_SANITIZER)
-#define KHSGD_HAS_AVX2_DOTS 1
+// The transposed AVX2 dot products (block_dots_avx2) where KHSGD_X86_INTRINSICS
+// (vector_clones.hpp).
+#if KHSGD_X86_INTRINSICS
 #include <immintrin.h>
-#else
-#define KHSGD_HAS_AVX2_DOTS 0
 #endif
 
 #include "khsgd/base/geometry.hpp"
@@ -64,7 +61,7 @@ KHSGD_VECTOR_CLONES void block_dots_by_feature(const float* const* rows, const f
   }
 }
 
-#if KHSGD_HAS_AVX2_DOTS
+#if KHSGD_X86_INTRINSICS
 // acc[rows] += double(feature of those rows) * theta[j], for rows 0-3 and rows 4-7.
 __attribute__((target("avx2"), always_inline)) inline void add_feature(__m256d& low, __m256d& high,
                                                                        float theta_j,
@@ -128,7 +125,7 @@ const bool kCpuHasAvx2 = __builtin_cpu_supports("avx2");
 }  // namespace
 
 void Microbatch::block_dots(const float* const* rows, const float* theta, int64_t d, double* dots) {
-#if KHSGD_HAS_AVX2_DOTS
+#if KHSGD_X86_INTRINSICS
   if (kCpuHasAvx2) return block_dots_avx2(rows, theta, d, dots);
 #endif
   block_dots_by_feature(rows, theta, d, dots);

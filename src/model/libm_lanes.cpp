@@ -1,32 +1,25 @@
 #include "khsgd/model/libm_lanes.hpp"
 
-#include <math.h>
-
 #include <cstring>
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
 
-#include "khsgd/base/sanitizers.hpp"
+#include "khsgd/base/vector_clones.hpp"
+#include "khsgd/model/logistic.hpp"
 
-// The lanes: x86-64 Linux with GCC or Clang (target attributes and glibc), not under the
-// sanitizers (which build without the vector code, as microbatch.cpp's).
-#if defined(__x86_64__) && defined(__linux__) && !defined(KHSGD_ADDRESS_SANITIZER)
-#define KHSGD_HAS_LIBM_LANES 1
+#if KHSGD_X86_INTRINSICS
 #include <immintrin.h>
-#else
-#define KHSGD_HAS_LIBM_LANES 0
 #endif
 
 namespace khsgd {
 
 namespace {
 
-// The scalar forms: what the lanes must equal, and what runs where they do not.
-float sigmoid_by_libm(float z) { return 1.0f / (1.0f + expf(-z)); }
-double softplus_by_libm(float z) { return log1p(exp(-fabs(static_cast<double>(z)))); }
+// The scalar forms, what the lanes must equal and what runs where they do not, are logistic.hpp's
+// sigmoid() and log1p_exp_minus_abs().
 
-#if KHSGD_HAS_LIBM_LANES
+#if KHSGD_X86_INTRINSICS
 
 // glibc's tables (sysdeps/ieee754/dbl-64/e_exp_data.c: 2^(i/128) as tail and bits; flt-32/
 // e_exp2f_data.c: 2^(i/32)), read out of Debian 12's libm.so.6 (glibc 2.36) and checked there.
@@ -291,14 +284,14 @@ bool lanes_answer_as_libm(Sigmoids sigmoids_in_lanes, Softplus softplus_in_lanes
     for (const float signed_z : {z, -z}) {
       float lane = 0.0f;
       sigmoids_in_lanes(&signed_z, 1, &lane);
-      const float scalar = sigmoid_by_libm(signed_z);
+      const float scalar = sigmoid(signed_z);
       if (bits_of<uint32_t>(lane) != bits_of<uint32_t>(scalar)) return false;
     }
   }
   for (const float z : kSoftplusProbes) {
     double lane = 0.0;
     softplus_in_lanes(&z, 1, &lane);
-    const double scalar = softplus_by_libm(z);
+    const double scalar = log1p_exp_minus_abs(z);
     if (bits_of<uint64_t>(lane) != bits_of<uint64_t>(scalar)) return false;
   }
   return true;
@@ -336,20 +329,20 @@ int libm_lane_width() { return kLaneWidth; }
 
 void sigmoids(const float* z, int64_t n, float* out, int width) {
   require_width(width);
-#if KHSGD_HAS_LIBM_LANES
+#if KHSGD_X86_INTRINSICS
   if (width == 8) return eight::sigmoids_in_lanes(z, n, out);
   if (width == 4) return four::sigmoids_in_lanes(z, n, out);
 #endif
-  for (int64_t i = 0; i < n; ++i) out[i] = sigmoid_by_libm(z[i]);
+  for (int64_t i = 0; i < n; ++i) out[i] = sigmoid(z[i]);
 }
 
 void softplus_of_minus_abs(const float* z, int64_t n, double* out, int width) {
   require_width(width);
-#if KHSGD_HAS_LIBM_LANES
+#if KHSGD_X86_INTRINSICS
   if (width == 8) return eight::softplus_in_lanes(z, n, out);
   if (width == 4) return four::softplus_in_lanes(z, n, out);
 #endif
-  for (int64_t i = 0; i < n; ++i) out[i] = softplus_by_libm(z[i]);
+  for (int64_t i = 0; i < n; ++i) out[i] = log1p_exp_minus_abs(z[i]);
 }
 
 void sigmoids(const float* z, int64_t n, float* out) { sigmoids(z, n, out, kLaneWidth); }

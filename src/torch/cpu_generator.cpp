@@ -10,10 +10,9 @@
 #include <string>
 #include <utility>
 
-#include "khsgd/base/sanitizers.hpp"
 #include "khsgd/base/vector_clones.hpp"
 
-#if defined(__x86_64__)
+#if KHSGD_X86_INTRINSICS
 #include <immintrin.h>
 #endif
 
@@ -52,8 +51,7 @@ KHSGD_VECTOR_CLONES void temper_words(const uint32_t* __restrict words, int64_t 
   }
 }
 
-#if defined(__x86_64__) && defined(__linux__) && !defined(KHSGD_ADDRESS_SANITIZER)
-#define KHSGD_HAS_AVX2_REMAINDERS 1
+#if KHSGD_X86_INTRINSICS
 // offsets[k] = bits[k] % (n - k) for n - k < 2^31, four at a time in double: the quotient of two
 // integers below 2^32 rounded to double is within one of its floor, and b - q (n - k) is exact,
 // so one correction either way gives the remainder itself.
@@ -79,8 +77,6 @@ __attribute__((target("avx2"))) void remainders_avx2(const uint32_t* bits, int64
   for (; k < count; ++k) offsets[k] = bits[k] % static_cast<uint32_t>(n - k);
 }
 const bool kCpuHasAvx2 = __builtin_cpu_supports("avx2");
-#else
-#define KHSGD_HAS_AVX2_REMAINDERS 0
 #endif
 
 // x = (bits & (2^24 - 1)) 2^-24 (exact), then x span + low rounded once (fused, as LibTorch's AVX2
@@ -93,7 +89,7 @@ KHSGD_VECTOR_CLONES void uniforms(const uint32_t* __restrict bits, int64_t n, fl
     out[i] = once ? std::fma(x, span, low) : x * span + low;  // no contraction: two roundings
   }
 }
-#if KHSGD_HAS_AVX2_REMAINDERS
+#if KHSGD_X86_INTRINSICS
 __attribute__((target("avx2,fma"))) void uniforms_fused(const uint32_t* bits, int64_t n, float span,
                                                         float low, float* out) {
   const __m256i mask = _mm256_set1_epi32(0xffffff);
@@ -113,7 +109,7 @@ __attribute__((target("avx2,fma"))) void uniforms_fused(const uint32_t* bits, in
 // offsets[k] = bits[k] % (n - k), k < count: in 32 bits while n - k fits (the same number without
 // a 64-bit division), as bits itself beyond (LibTorch 1.13 past 2^32 items).
 void remainders(const uint32_t* bits, int64_t n, int64_t count, int64_t* offsets) {
-#if KHSGD_HAS_AVX2_REMAINDERS
+#if KHSGD_X86_INTRINSICS
   if (kCpuHasAvx2 && n < (int64_t{1} << 31)) return remainders_avx2(bits, n, count, offsets);
 #endif
   for (int64_t k = 0; k < count; ++k)
@@ -285,7 +281,7 @@ std::vector<float> cpu_uniform(CpuGenerator& generator, int64_t count, double fr
     const int64_t n = std::min(kBlock, count - first);
     generator.random_block(bits, n);
     float* out = values.data() + first;
-#if KHSGD_HAS_AVX2_REMAINDERS
+#if KHSGD_X86_INTRINSICS
     if (once) {  // only on a CPU with AVX2 and FMA
       uniforms_fused(bits, n, span, low, out);
       continue;

@@ -5,8 +5,13 @@
 
 #include "khsgd/base/sanitizers.hpp"
 
+// KHSGD_X86_INTRINSICS: whether the hand-written AVX2 / AVX-512 kernels (intrinsics under target
+// attributes, picked at run time by the CPU's features) are built: x86-64 Linux with GCC or Clang,
+// not under the sanitizers, which build the portable loops alone.
 #if defined(__x86_64__) && defined(__linux__) && !defined(KHSGD_ADDRESS_SANITIZER)
+#define KHSGD_X86_INTRINSICS 1
 #define KHSGD_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
 #else
+#define KHSGD_X86_INTRINSICS 0
 #define KHSGD_VECTOR_CLONES
 #endif

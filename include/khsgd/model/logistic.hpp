@@ -29,14 +29,20 @@ KHSGD_HOST_DEVICE inline float sigmoid(float z) { return 1.0f / (1.0f + expf(-z)
 // d loss / d z of binary cross-entropy with logits: sigma(z) - y.
 KHSGD_HOST_DEVICE inline float residual(float z, float y) { return sigmoid(z) - y; }
 
+// log(1 + exp(-|z|)) in double, the first term of the loss below (libm_lanes.hpp computes it for
+// many rows at once, with these bits).
+KHSGD_HOST_DEVICE inline double log1p_exp_minus_abs(float z) {
+  return log1p(exp(-fabs(static_cast<double>(z))));
+}
+
 // Binary cross-entropy with logits of one example, in double: log(1 + exp(-|z|)) + max(z, 0) - z y,
-// given its first term (libm_lanes.hpp computes it for many rows at once).
-KHSGD_HOST_DEVICE inline double bce_with_logits(double softplus_of_minus_abs_z, float z, float y) {
+// given its first term.
+KHSGD_HOST_DEVICE inline double bce_with_logits(double log1p_exp_minus_abs_z, float z, float y) {
   const double zd = z;
-  return softplus_of_minus_abs_z + (zd > 0 ? zd : 0.0) - zd * y;
+  return log1p_exp_minus_abs_z + (zd > 0 ? zd : 0.0) - zd * y;
 }
 KHSGD_HOST_DEVICE inline double bce_with_logits(float z, float y) {
-  return bce_with_logits(log1p(exp(-fabs(static_cast<double>(z)))), z, y);
+  return bce_with_logits(log1p_exp_minus_abs(z), z, y);
 }
 
 }  // namespace khsgd
