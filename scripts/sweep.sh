@@ -166,6 +166,9 @@ if [ "$refused" -gt 0 ]; then
 fi
 
 total=${#labels[@]}
+# Runs side by side keep one core busy each: no evaluation threads (nor LibTorch's) beyond it,
+# unless OMP_NUM_THREADS says otherwise.
+[ "$jobs" = 1 ] || export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 echo "sweep: $total run(s), $at_once$([ "$changed" -gt 0 ] && echo "; $changed with other flags run again (--overwrite_changed)")"
 failed=0
 running=0       # runs started and not yet reaped

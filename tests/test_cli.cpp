@@ -216,6 +216,32 @@ TEST(Cli, BadFlagsAreOneLineAndWriteNothing) {
   }
 }
 
+// OMP_NUM_THREADS caps the evaluation's threads: a malformed value is refused like a bad flag,
+// and a run with it at 1 gives the numbers of a run with the default, bit for bit.
+TEST(Cli, OmpNumThreadsIsCheckedAndChangesNoNumber) {
+  {
+    TempDir tmp;
+    expect_clean_refusal(run_train(golden_args(tmp), tmp.path(), "OMP_NUM_THREADS=lots"), tmp,
+                         "OMP_NUM_THREADS='lots' must be a positive integer");
+  }
+  std::vector<std::string> metrics;
+  for (const std::string env : {"OMP_NUM_THREADS=1", "OMP_NUM_THREADS=4", "-u OMP_NUM_THREADS"}) {
+    TempDir tmp;
+    const RunResult r = run_train(golden_args(tmp, {"--quiet"}), tmp.path(), env);
+    ASSERT_EQ(r.exit_code, 0) << env << ": " << r.err;
+    std::istringstream lines(read_file(tmp / (kRun + "/metrics.csv")));
+    std::string line, losses;
+    while (std::getline(lines, line)) {  // every column but the seconds
+      const auto columns = split(line, ',');
+      ASSERT_GE(columns.size(), 5u) << line;
+      losses += columns[0] + columns[1] + columns[2] + columns[3] + columns[4] + "\n";
+    }
+    metrics.push_back(losses);
+  }
+  EXPECT_EQ(metrics[0], metrics[1]);
+  EXPECT_EQ(metrics[0], metrics[2]);
+}
+
 TEST(Cli, VersionNamesTheBackendsOfThisBuild) {
   TempDir tmp;
   const RunResult r = run_train({"--version"}, tmp.path());

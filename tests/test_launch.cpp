@@ -78,3 +78,40 @@ TEST(LaunchEnvironment, MalformedValuesNameTheVariable) {
                 .find("OMPI_COMM_WORLD_RANK"),
             std::string::npos);
 }
+
+// The evaluation's threads: the cores this process may use, shared among the ranks of this
+// machine (1 to 8), capped by OMP_NUM_THREADS.
+TEST(LaunchEnvironment, RankThreadsShareTheAllowedCores) {
+  using Vars = std::map<std::string, std::string>;
+  auto threads = [](const Vars& vars, int cores) {
+    const EnvLookup env = [&vars](const char* name) -> const char* {
+      const auto found = vars.find(name);
+      return found == vars.end() ? nullptr : found->second.c_str();
+    };
+    return rank_threads(detect_launch(env), env, cores);
+  };
+  EXPECT_EQ(threads({}, 2), 2);   // one plain process on two cores
+  EXPECT_EQ(threads({}, 1), 1);   // bound to one core
+  EXPECT_EQ(threads({}, 64), 8);  // at most 8
+  const Vars two_here = {
+      {"RANK", "1"}, {"WORLD_SIZE", "4"}, {"LOCAL_RANK", "1"}, {"LOCAL_WORLD_SIZE", "2"}};
+  EXPECT_EQ(threads(two_here, 2), 1);
+  EXPECT_EQ(threads(two_here, 8), 4);
+  EXPECT_EQ(threads({{"OMPI_COMM_WORLD_SIZE", "3"},
+                     {"OMPI_COMM_WORLD_RANK", "0"},
+                     {"OMPI_COMM_WORLD_LOCAL_SIZE", "3"}},
+                    2),
+            1);  // more ranks than cores: still one
+  EXPECT_EQ(threads({{"OMP_NUM_THREADS", "1"}}, 16), 1);
+  EXPECT_EQ(threads({{"OMP_NUM_THREADS", "3,2"}}, 16), 3);  // OpenMP's nested list: the first
+  EXPECT_EQ(threads({{"OMP_NUM_THREADS", "32"}}, 2), 2);    // a cap, not a request
+  for (const std::string bad : {"0", "-2", "two", "4x", ",2"}) {
+    try {
+      threads({{"OMP_NUM_THREADS", bad}}, 2);
+      ADD_FAILURE() << "OMP_NUM_THREADS=" << bad << " was taken";
+    } catch (const UserError& e) {
+      EXPECT_NE(std::string(e.what()).find("OMP_NUM_THREADS='" + bad + "'"), std::string::npos)
+          << e.what();
+    }
+  }
+}

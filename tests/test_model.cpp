@@ -4,9 +4,11 @@
 
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
 #include <vector>
 
 #include "khsgd/engine/microbatch.hpp"
+#include "khsgd/model/feature_blocks.hpp"
 #include "khsgd/model/model.hpp"
 
 using namespace khsgd;
@@ -147,6 +149,85 @@ TEST(Model, BlockDotsAreLogitsDotProductsBitForBit) {
       for (int64_t j = 0; j < d; ++j) expected += static_cast<double>(rows[i][j]) * theta[j];
       EXPECT_EQ(std::memcmp(&dots[i], &expected, sizeof(double)), 0) << "d " << d << ", row " << i;
       EXPECT_EQ(logit_from_dot(dots[i], theta[d]), logit(rows[i], theta.data(), d)) << d;
+    }
+  }
+}
+
+// The evaluation's feature blocks against logit(), bit for bit, at every width this CPU takes:
+// feature counts on both sides of the vectors' sizes, a last block that is not full, every
+// starting block, and values whose products leave float's range (exact in double: a fused
+// multiply-add must give the bits of the product rounded, then added).
+TEST(Model, FeatureBlockLogitsAreLogitBitForBit) {
+  uint32_t state = 4242;
+  auto next = [&state] {
+    state = state * 1664525u + 1013904223u;
+    return static_cast<float>(state >> 8) / 16777216.0f * 2.0f - 1.0f;
+  };
+  std::vector<int> widths = {0};
+  for (const int width : {4, 8})
+    if (width <= FeatureBlocks::lane_width()) widths.push_back(width);
+  std::vector<int64_t> ds = {64, 65, 200};
+  for (int64_t d = 1; d <= 21; ++d) ds.push_back(d);
+  for (const int64_t d : ds) {
+    const int64_t rows = 53;  // three full blocks and five rows
+    std::vector<float> X(rows * d), theta(d + 1);
+    for (float& v : X) v = 4.0f * next();
+    X[7] = 3e38f;
+    X[static_cast<size_t>(rows * d - 1)] = 1e-38f;
+    for (float& v : theta) v = next();
+    theta[0] = 1e30f;
+    const FeatureBlocks blocks(X.data(), rows, d);
+    ASSERT_EQ(blocks.rows(), rows);
+    for (const int width : widths)
+      for (int64_t first = 0; first < rows; first += FeatureBlocks::kRows) {
+        std::vector<float> z(static_cast<size_t>(rows - first));
+        blocks.logits(theta.data(), first, rows - first, z.data(), width);
+        for (int64_t i = first; i < rows; ++i) {
+          const float expected = logit(X.data() + i * d, theta.data(), d);
+          EXPECT_EQ(std::memcmp(&z[i - first], &expected, sizeof(float)), 0)
+              << "d " << d << ", width " << width << ", row " << i;
+        }
+      }
+  }
+  const std::vector<float> column(20, 1.0f);
+  const FeatureBlocks blocks(column.data(), 20, 1);
+  float z[20];
+  const float theta[2] = {1, 0};
+  EXPECT_THROW(blocks.logits(theta, 8, 4, z), std::invalid_argument);   // not a block's start
+  EXPECT_THROW(blocks.logits(theta, 16, 5, z), std::invalid_argument);  // past the last row
+  EXPECT_THROW(blocks.logits(theta, 0, 4, z, 2), std::invalid_argument);
+}
+
+// An evaluation on several threads adds the same terms in the same order as on one: the same loss
+// and count, bit for bit, for sets smaller than a thread's share, not a whole number of chunks,
+// and empty; and both are the plain loop over rows with logit() and bce_with_logits().
+TEST(Model, EvaluationOnSeveralThreadsIsOneThreadsBitForBit) {
+  uint32_t state = 99;
+  auto next = [&state] {
+    state = state * 1664525u + 1013904223u;
+    return static_cast<float>(state >> 8) / 16777216.0f * 2.0f - 1.0f;
+  };
+  const int64_t d = 7;
+  for (const int64_t rows : {0, 1, 255, 256, 257, 1000, 5003}) {
+    std::vector<float> X(rows * d), y(rows), theta(d + 1);
+    for (float& v : X) v = 3.0f * next();
+    for (float& v : y) v = next() > 0.2f ? 1.0f : 0.0f;
+    for (float& v : theta) v = next();
+    double expected_loss = 0.0;
+    int64_t expected_correct = 0;
+    for (int64_t i = 0; i < rows; ++i) {
+      const float z = logit(X.data() + i * d, theta.data(), d);
+      expected_loss += bce_with_logits(z, y[i]);
+      expected_correct += (z > 0.0f) == (y[i] == 1.0f);
+    }
+    if (rows) expected_loss /= rows;
+    const FeatureBlocks blocks(X.data(), rows, d);
+    for (const int threads : {1, 2, 3, 5}) {
+      const Evaluation e = evaluate(blocks, y.data(), theta.data(), threads);
+      EXPECT_EQ(std::memcmp(&e.loss, &expected_loss, sizeof(double)), 0)
+          << rows << " rows, " << threads << " threads";
+      EXPECT_EQ(e.correct, expected_correct) << rows << " rows, " << threads << " threads";
+      EXPECT_EQ(e.rows, rows);
     }
   }
 }

@@ -2,10 +2,12 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <string>
 
+#include "khsgd/base/cores.hpp"
 #include "khsgd/base/errors.hpp"
 
 namespace khsgd {
@@ -70,6 +72,27 @@ Launch detect_launch(const EnvLookup& env) {
         std::string("/worker/attempt_") + (restarts && restarts[0] ? restarts : "0");
   }
   return launch;
+}
+
+int rank_threads(const Launch& launch, const EnvLookup& env, int allowed_cores) {
+  int threads = std::clamp(allowed_cores / std::max(launch.local_world_size, 1), 1, 8);
+  if (has(env, "OMP_NUM_THREADS")) {
+    const std::string value = env("OMP_NUM_THREADS");
+    const std::string first = value.substr(0, value.find(','));
+    char* end = nullptr;
+    errno = 0;
+    const long cap = std::strtol(first.c_str(), &end, 10);
+    if (first.empty() || *end != '\0' || errno == ERANGE || cap < 1)
+      throw UserError("environment variable OMP_NUM_THREADS='" + value +
+                      "' must be a positive integer (or a comma-separated list of them)");
+    threads = static_cast<int>(std::min<long>(threads, cap));
+  }
+  return threads;
+}
+
+int rank_threads(const Launch& launch) {
+  return rank_threads(
+      launch, [](const char* name) { return std::getenv(name); }, allowed_cores());
 }
 
 std::string this_host() {

@@ -1,7 +1,5 @@
 #include "khsgd/data/data.hpp"
 
-#include <sched.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -11,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "khsgd/base/cores.hpp"
 #include "khsgd/base/errors.hpp"
 #include "khsgd/base/hash.hpp"
 #include "khsgd/data/pt_file.hpp"
@@ -174,11 +173,7 @@ Dataset make_synthetic(int64_t n_train, int64_t n_test) {
               train ? data.train_x.data() : data.test_x.data(),
               train ? data.train_y.data() : data.test_y.data());
   };
-  // The cores this process may run on (mpirun binds a rank to one), not the machine's.
-  cpu_set_t allowed;
-  const int64_t cores =
-      sched_getaffinity(0, sizeof allowed, &allowed) == 0 ? CPU_COUNT(&allowed) : 1;
-  const int64_t threads = std::min<int64_t>(blocks, std::clamp<int64_t>(cores, 1, 8));
+  const int64_t threads = std::min<int64_t>(blocks, std::clamp<int64_t>(allowed_cores(), 1, 8));
   std::atomic<int64_t> next{0};
   auto work = [&] {
     for (int64_t b = next++; b < blocks; b = next++) make_block(b);

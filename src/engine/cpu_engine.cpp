@@ -4,6 +4,7 @@
 
 #include "khsgd/engine/engine.hpp"
 #include "khsgd/engine/microbatch.hpp"
+#include "khsgd/model/feature_blocks.hpp"
 
 namespace khsgd {
 
@@ -58,6 +59,7 @@ class CpuEngine final : public TrainingEngine {
         D_(part_.D),
         first_worker_(setup.in_process ? 0 : setup.rank),
         workers_here_(setup.in_process ? part_.ranks : 1),
+        threads_(setup.threads),
         theta_(setup.theta),
         sgd_(D_, setup.lr, setup.momentum),
         batch_(workers_here_ * part_.microbatch, d_),
@@ -66,7 +68,9 @@ class CpuEngine final : public TrainingEngine {
         local_G_(workers_here_ * part_.microbatch * D_),
         gathered_G_(part_.ranks * part_.microbatch * D_),
         local_grads_(workers_here_ * D_),
-        mean_grad_(D_) {}
+        mean_grad_(D_),
+        train_blocks_(data_.train_x.data(), part_.used_rows, d_),
+        test_blocks_(data_.test_x.data(), data_.n_test, d_) {}
 
   EpochTimes train_epoch(const std::vector<int64_t>& order, Sorter& sorter, Communicator& comm,
                          const EpochHooks& hooks) override {
@@ -129,10 +133,8 @@ class CpuEngine final : public TrainingEngine {
   }
 
   std::pair<Evaluation, Evaluation> evaluate() override {
-    return {
-        khsgd::evaluate(data_.train_x.data(), data_.train_y.data(), part_.used_rows, d_,
-                        theta_.data()),
-        khsgd::evaluate(data_.test_x.data(), data_.test_y.data(), data_.n_test, d_, theta_.data())};
+    return {khsgd::evaluate(train_blocks_, data_.train_y.data(), theta_.data(), threads_),
+            khsgd::evaluate(test_blocks_, data_.test_y.data(), theta_.data(), threads_)};
   }
 
   std::vector<float> parameters() const override { return theta_; }
@@ -171,11 +173,13 @@ class CpuEngine final : public TrainingEngine {
   Partition part_;
   int64_t d_, D_;
   int64_t first_worker_, workers_here_;
+  int threads_;
   std::vector<float> theta_;
   MomentumSGD sgd_;
   Microbatch batch_;
   std::vector<int64_t> rows_, next_rows_;  // this step's and the next step's rows of the data
   std::vector<float> local_G_, gathered_G_, local_grads_, mean_grad_;
+  FeatureBlocks train_blocks_, test_blocks_;  // the evaluation's copy of the rows
 };
 
 }  // namespace

@@ -1,9 +1,12 @@
 #include "khsgd/model/model.hpp"
 
 #include <algorithm>
+#include <system_error>
+#include <thread>
 
 #include "khsgd/engine/microbatch.hpp"
 #include "khsgd/engine/step_math.hpp"
+#include "khsgd/model/feature_blocks.hpp"
 #include "khsgd/model/libm_lanes.hpp"
 
 namespace khsgd {
@@ -58,40 +61,79 @@ void MomentumSGD::step(float* theta, const float* grad) {
   for (int64_t j = 0; j < D; ++j) momentum_update(g[j], momentum, neg_lr, &velocity[j], &params[j]);
 }
 
-Evaluation evaluate(const float* X, const float* y, int64_t rows, int64_t d, const float* theta) {
-  Evaluation out;
-  double loss = 0.0;
+namespace {
+
+// The loss terms and the number of correct predictions of rows [from, to) of X: chunk by chunk,
+// first every logit of the chunk (feature_blocks.hpp: each row's dot product is logit()'s, the
+// rows side by side in vector lanes), then the chunk's log1p(exp(-|z|)) in lanes (libm_lanes.hpp,
+// libm's bits), then each row's bce_with_logits(), handed to add(i, term) in row order.
+constexpr int64_t kEvaluationChunk = 16 * FeatureBlocks::kRows;
+
+template <class Add>
+int64_t row_losses(const FeatureBlocks& X, const float* y, const float* theta, int64_t from,
+                   int64_t to, Add&& add) {
   int64_t correct = 0;
-  // Rows in chunks: first every logit of the chunk, in blocks of kLanes rows as the step loop's
-  // Microbatch (each row's dot product is logit()'s, summed in double in j order; only kLanes
-  // independent rows advance side by side in vector lanes), then the chunk's log1p(exp(-|z|)) in
-  // lanes (libm_lanes.hpp, libm's bits), then the loss added row by row in order, as before.
-  constexpr int64_t kLanes = Microbatch::kLanes, kChunk = 32 * kLanes;
-  float z[kChunk];
-  double softplus[kChunk];
-  for (int64_t first = 0; first < rows; first += kChunk) {
-    const int64_t count = std::min(kChunk, rows - first);
-    int64_t i = 0;
-    for (; i + kLanes <= count; i += kLanes) {
-      const float* x[kLanes];
-      for (int64_t l = 0; l < kLanes; ++l) x[l] = X + (first + i + l) * d;
-      double dots[kLanes];
-      Microbatch::block_dots(x, theta, d, dots);
-      for (int64_t l = 0; l < kLanes; ++l) z[i + l] = logit_from_dot(dots[l], theta[d]);
-    }
-    for (; i < count; ++i) z[i] = logit(X + (first + i) * d, theta, d);
+  float z[kEvaluationChunk];
+  double softplus[kEvaluationChunk];
+  for (int64_t first = from; first < to; first += kEvaluationChunk) {
+    const int64_t count = std::min(kEvaluationChunk, to - first);
+    X.logits(theta, first, count, z);
     softplus_of_minus_abs(z, count, softplus);
-    for (i = 0; i < count; ++i) {
+    for (int64_t i = 0; i < count; ++i) {
       const float label = y[first + i];
-      loss += bce_with_logits(softplus[i], z[i], label);
+      add(first + i, bce_with_logits(softplus[i], z[i], label));
       correct += ((z[i] > 0.0f) == (label == 1.0f)) ? 1 : 0;
     }
   }
+  return correct;
+}
+
+}  // namespace
+
+Evaluation evaluate(const FeatureBlocks& X, const float* y, const float* theta, int threads) {
+  // The rows in `parts` runs of whole chunks, one a thread. This thread takes the first run and
+  // adds its terms up as it goes; the others keep theirs, which are then added in row order: the
+  // sum of one thread, bit for bit. (An evaluation reads the whole data set once, so it is bound
+  // by the memory's speed more than by its arithmetic: each core that reads part of it adds to
+  // that speed.)
+  const int64_t rows = X.rows();
+  const int64_t chunks = (rows + kEvaluationChunk - 1) / kEvaluationChunk;
+  const int64_t parts = std::clamp<int64_t>(threads, 1, std::max<int64_t>(chunks, 1));
+  auto start_of = [&](int64_t part) {
+    return std::min(rows, part * chunks / parts * kEvaluationChunk);
+  };
+  const int64_t kept_from = start_of(1);
+  std::vector<double> kept(static_cast<size_t>(rows - kept_from));
+  std::vector<int64_t> correct(static_cast<size_t>(parts), 0);
+  auto run_part = [&](int64_t part) {
+    correct[part] = row_losses(X, y, theta, start_of(part), start_of(part + 1),
+                               [&](int64_t i, double term) { kept[i - kept_from] = term; });
+  };
+  std::vector<std::thread> helpers;
+  int64_t started = 1;
+  for (; started < parts; ++started) {
+    try {
+      helpers.emplace_back(run_part, started);
+    } catch (const std::system_error&) {  // no more threads to be had: this one runs the rest
+      break;
+    }
+  }
+  double loss = 0.0;
+  correct[0] =
+      row_losses(X, y, theta, 0, kept_from, [&loss](int64_t, double term) { loss += term; });
+  for (int64_t part = started; part < parts; ++part) run_part(part);
+  for (std::thread& helper : helpers) helper.join();
+  for (const double term : kept) loss += term;
+  Evaluation out;
   out.rows = rows;
-  out.correct = correct;
+  for (const int64_t c : correct) out.correct += c;
   out.loss = rows ? loss / rows : 0.0;
-  out.accuracy = rows ? static_cast<double>(correct) / rows : 0.0;
+  out.accuracy = rows ? static_cast<double>(out.correct) / rows : 0.0;
   return out;
+}
+
+Evaluation evaluate(const float* X, const float* y, int64_t rows, int64_t d, const float* theta) {
+  return evaluate(FeatureBlocks(X, rows, d), y, theta);
 }
 
 }  // namespace khsgd

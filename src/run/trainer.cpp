@@ -124,6 +124,7 @@ class Run {
   // later failure can be agreed on instead of leaving the others waiting in their first collective.
   void join() {
     check_against_world(&config_, launch_.world_size);
+    threads_ = rank_threads(launch_);
     // --in_process: one process, the CPU engine, no backend; it writes every worker's rank files.
     device_ = config_.in_process ? Device::Cpu
                                  : resolve_device(config_.device, sorter_info(config_.sorter));
@@ -221,6 +222,7 @@ class Run {
     setup.partition = part_;
     setup.rank = rank_;
     setup.in_process = config_.in_process;
+    setup.threads = threads_;
     setup.theta = cpu_linear_init(default_cpu_generator(), data_.d);
     setup.lr = config_.lr;
     setup.momentum = config_.momentum;
@@ -575,6 +577,7 @@ class Run {
   Backend backend_;
   int rank_ = 0;
   std::vector<int> ranks_here_;  // whose rank files this process writes: its own, or every worker's
+  int threads_ = 1;              // rank_threads(): the evaluation's threads
   int cuda_index_ = 0;
   std::string dir_;  // the run folder
   std::unique_ptr<Communicator> comm_;

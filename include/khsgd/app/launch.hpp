@@ -35,6 +35,14 @@ using EnvLookup = std::function<const char*(const char*)>;
 Launch detect_launch(const EnvLookup& env);
 Launch detect_launch();  // from the process environment
 
+// How many threads this rank may keep busy where its work splits into independent parts (the
+// evaluation): the cores its affinity allows (allowed_cores), shared among the ranks on this
+// machine, at least 1 and at most 8. OMP_NUM_THREADS, when set, caps it as it caps LibTorch's
+// threads (a sweep that runs several jobs side by side sets it to 1); UserError when it is not a
+// positive integer (or a list of them: OpenMP's nested form, whose first is taken).
+int rank_threads(const Launch& launch, const EnvLookup& env, int allowed_cores);
+int rank_threads(const Launch& launch);  // this process's affinity and environment
+
 // This machine's host name (config.json, the run lock's holder).
 std::string this_host();
 

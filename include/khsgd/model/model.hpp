@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "khsgd/engine/epoch_report.hpp"
+#include "khsgd/model/feature_blocks.hpp"
 #include "khsgd/model/logistic.hpp"
 
 namespace khsgd {
@@ -50,7 +51,12 @@ class MomentumSGD {
   std::vector<float> velocity_;
 };
 
-// Loss and accuracy of theta over rows [0, rows) of X, y.
+// Loss and accuracy of theta over the rows of X, y: the mean binary cross-entropy (each row's loss
+// in double, added in row order) and the share of rows whose logit is > 0 exactly when y = 1.
+// threads > 1: that many threads take a share of the rows each (the same bits).
+Evaluation evaluate(const FeatureBlocks& X, const float* y, const float* theta, int threads = 1);
+
+// The same over rows [0, rows) of X [rows, d] row-major (a one-off call: it makes the blocks).
 Evaluation evaluate(const float* X, const float* y, int64_t rows, int64_t d, const float* theta);
 
 }  // namespace khsgd
