@@ -89,36 +89,40 @@ TEST(Model, EvaluateComputesMeanBceAndAccuracy) {
 TEST(Model, MicrobatchLanesGiveOneExampleAtATimeBitForBit) {
   // The lanes change only the order in which independent examples advance: every gradient must
   // equal, bit for bit, the straightforward loop over examples with logit() (the reference's
-  // rounding), for any number of examples, full lane blocks or not.
-  const int64_t d = 20, D = d + 1, n_rows = 300;
-  std::vector<float> X(n_rows * d), y(n_rows), theta(D);
-  uint32_t state = 12345;
-  auto next = [&state] {
-    state = state * 1664525u + 1013904223u;
-    return static_cast<float>(state >> 8) / 16777216.0f * 2.0f - 1.0f;
-  };
-  for (float& v : X) v = 3.0f * next();
-  for (float& v : y) v = next() > 0 ? 1.0f : 0.0f;
-  for (float& v : theta) v = next();
-  for (const int64_t count : {1, 2, 7, 8, 9, 16, 17, 64}) {
-    std::vector<int64_t> rows(count);
-    for (int64_t i = 0; i < count; ++i) rows[i] = (i * 37 + 11) % n_rows;
-    std::vector<float> expected_G(count * D), expected_grad(D, 0.0f), G(count * D), grad(D);
-    for (int64_t i = 0; i < count; ++i) {
-      const float* x = X.data() + rows[i] * d;
-      const float r = residual(logit(x, theta.data(), d), y[rows[i]]);
-      for (int64_t j = 0; j < d; ++j) expected_G[i * D + j] = r * x[j];
-      expected_G[i * D + d] = r;
-      const float scaled = r / static_cast<float>(count);
-      for (int64_t j = 0; j < d; ++j) expected_grad[j] += scaled * x[j];
-      expected_grad[d] += scaled;
+  // rounding), for any number of examples, full lane blocks or not, and feature counts that end
+  // anywhere in a group of eight columns (the bias column lands in every lane of the last group).
+  for (const int64_t d : {1, 5, 7, 8, 9, 16, 20, 23, 64}) {
+    SCOPED_TRACE("d " + std::to_string(d));
+    const int64_t D = d + 1, n_rows = 300;
+    std::vector<float> X(n_rows * d), y(n_rows), theta(D);
+    uint32_t state = 12345;
+    auto next = [&state] {
+      state = state * 1664525u + 1013904223u;
+      return static_cast<float>(state >> 8) / 16777216.0f * 2.0f - 1.0f;
+    };
+    for (float& v : X) v = 3.0f * next();
+    for (float& v : y) v = next() > 0 ? 1.0f : 0.0f;
+    for (float& v : theta) v = next();
+    for (const int64_t count : {1, 2, 7, 8, 9, 16, 17, 64, 100}) {
+      std::vector<int64_t> rows(count);
+      for (int64_t i = 0; i < count; ++i) rows[i] = (i * 37 + 11) % n_rows;
+      std::vector<float> expected_G(count * D), expected_grad(D, 0.0f), G(count * D), grad(D);
+      for (int64_t i = 0; i < count; ++i) {
+        const float* x = X.data() + rows[i] * d;
+        const float r = residual(logit(x, theta.data(), d), y[rows[i]]);
+        for (int64_t j = 0; j < d; ++j) expected_G[i * D + j] = r * x[j];
+        expected_G[i * D + d] = r;
+        const float scaled = r / static_cast<float>(count);
+        for (int64_t j = 0; j < d; ++j) expected_grad[j] += scaled * x[j];
+        expected_grad[d] += scaled;
+      }
+      Microbatch batch(100, d);
+      batch.gather(X.data(), y.data(), rows.data(), count);
+      batch.per_example_gradients(theta.data(), G.data());
+      batch.mean_loss_gradient(theta.data(), grad.data());
+      EXPECT_EQ(std::memcmp(G.data(), expected_G.data(), G.size() * sizeof(float)), 0) << count;
+      EXPECT_EQ(std::memcmp(grad.data(), expected_grad.data(), D * sizeof(float)), 0) << count;
     }
-    Microbatch batch(64, d);
-    batch.gather(X.data(), y.data(), rows.data(), count);
-    batch.per_example_gradients(theta.data(), G.data());
-    batch.mean_loss_gradient(theta.data(), grad.data());
-    EXPECT_EQ(std::memcmp(G.data(), expected_G.data(), G.size() * sizeof(float)), 0) << count;
-    EXPECT_EQ(std::memcmp(grad.data(), expected_grad.data(), D * sizeof(float)), 0) << count;
   }
 }
 

@@ -159,14 +159,17 @@ class CpuEngine final : public TrainingEngine {
   // order (here, or by the backend's all-reduce across processes).
   void combine_worker_gradients(Communicator& comm, float* gbar) {
     const int64_t n = part_.ranks;
+    if (n == 1) {  // one worker: its gradient is the mean
+      std::copy(local_grads_.begin(), local_grads_.begin() + D_, gbar);
+      return;
+    }
     if (workers_here_ == n) {
       sum_in_rank_order(local_grads_.data(), static_cast<int>(n), D_, gbar);
     } else {
       std::copy(local_grads_.begin(), local_grads_.begin() + D_, gbar);
-      if (n > 1) comm.all_reduce_sum(gbar, D_, Device::Cpu);
+      comm.all_reduce_sum(gbar, D_, Device::Cpu);
     }
-    if (n > 1)
-      for (int64_t j = 0; j < D_; ++j) gbar[j] /= static_cast<float>(n);
+    for (int64_t j = 0; j < D_; ++j) gbar[j] /= static_cast<float>(n);
   }
 
   const Dataset& data_;

@@ -16,21 +16,74 @@ namespace khsgd {
 
 namespace {
 
+#if KHSGD_X86_INTRINSICS
+const bool kCpuHasAvx2 = __builtin_cpu_supports("avx2");
+#endif
+
 int64_t blocks_for(int64_t count) { return (count + Microbatch::kLanes - 1) / Microbatch::kLanes; }
 
 // grad[j] += r_i x_i[j] for the rows i of [first, last) in order, each row scaled by 1 / n: the
 // columns are independent, so the compiler takes them in vector lanes (each column's sum still
 // adds the rows in order). One call per group rather than per row: the clones are called through
 // an indirection.
-KHSGD_VECTOR_CLONES void add_scaled_rows(float* __restrict grad, const float* const* sources,
-                                         const float* residuals, int64_t first, int64_t last,
-                                         float n, int64_t d) {
+KHSGD_VECTOR_CLONES void add_scaled_rows_portable(float* __restrict grad,
+                                                  const float* const* sources,
+                                                  const float* residuals, int64_t first,
+                                                  int64_t last, float n, int64_t d) {
   for (int64_t i = first; i < last; ++i) {
     const float r = residuals[i] / n;
     const float* __restrict x = sources[i];
     for (int64_t j = 0; j < d; ++j) grad[j] += r * x[j];
     grad[d] += r;
   }
+}
+
+#if KHSGD_X86_INTRINSICS
+// The same sums eight columns a register, written out: the compiler's clone above re-reads and
+// re-stores grad for every row and handles the 21st column and the remainder one float at a time
+// (callgrind: ~770 instructions a step of 16 rows; here ~250). Columns in groups of eight, the
+// rows in order within each group: every column's sum is the loop's, product by product. The last
+// group holds the remaining features and the bias column, whose "feature" is 1 (r * 1 = r).
+__attribute__((target("avx2"))) void add_scaled_rows_avx2(float* grad, const float* const* sources,
+                                                          const float* residuals, int64_t first,
+                                                          int64_t last, float n, int64_t d) {
+  constexpr int64_t kMaxRows = 64;
+  float scaled[kMaxRows];
+  if (last - first > kMaxRows)
+    return add_scaled_rows_portable(grad, sources, residuals, first, last, n, d);
+  for (int64_t i = first; i < last; ++i) scaled[i - first] = residuals[i] / n;
+  int64_t c = 0;
+  for (; c + 8 <= d; c += 8) {
+    __m256 acc = _mm256_loadu_ps(grad + c);
+    for (int64_t i = first; i < last; ++i)
+      acc = _mm256_add_ps(
+          acc, _mm256_mul_ps(_mm256_set1_ps(scaled[i - first]), _mm256_loadu_ps(sources[i] + c)));
+    _mm256_storeu_ps(grad + c, acc);
+  }
+  // The last group: features c .. d - 1 (fewer than eight; loads masked to stay in the row), then
+  // the bias column at lane d - c.
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i left = _mm256_set1_epi32(static_cast<int>(d - c));
+  const __m256i features = _mm256_cmpgt_epi32(left, lane);  // lanes < d - c
+  const __m256i with_bias = _mm256_cmpgt_epi32(_mm256_add_epi32(left, _mm256_set1_epi32(1)), lane);
+  const __m256 bias =
+      _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(left, lane)), _mm256_set1_ps(1.0f));
+  __m256 acc = _mm256_maskload_ps(grad + c, with_bias);
+  for (int64_t i = first; i < last; ++i) {
+    const __m256 x = _mm256_or_ps(_mm256_maskload_ps(sources[i] + c, features), bias);
+    acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(scaled[i - first]), x));
+  }
+  _mm256_maskstore_ps(grad + c, with_bias, acc);
+}
+
+#endif
+
+void add_scaled_rows(float* grad, const float* const* sources, const float* residuals,
+                     int64_t first, int64_t last, float n, int64_t d) {
+#if KHSGD_X86_INTRINSICS
+  if (kCpuHasAvx2) return add_scaled_rows_avx2(grad, sources, residuals, first, last, n, d);
+#endif
+  add_scaled_rows_portable(grad, sources, residuals, first, last, n, d);
 }
 
 // G row i = r_i [x_i; 1] for the rows i of [0, count).
@@ -118,8 +171,6 @@ __attribute__((target("avx2"))) void block_dots_avx2(const float* const* rows, c
   _mm256_storeu_pd(dots, low);
   _mm256_storeu_pd(dots + 4, high);
 }
-
-const bool kCpuHasAvx2 = __builtin_cpu_supports("avx2");
 #endif
 
 }  // namespace
