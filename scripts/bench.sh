@@ -232,6 +232,9 @@ echo
 [ -n "$floor_steps" ] && echo "floor (scripts/floor.c, $cc -O2 -ffp-contract=off; median of 3 runs, before and after the table): steps (D-RR) $floor_steps s; steps + pair walk $floor_pairs s; evaluation $floor_eval s ($(grep -c '^floor evaluation' "$scratch/floor.out") runs: evaluation $(awk '/^floor evaluation/ { print $(NF - 1) }' "$scratch/floor.out" | paste -sd/))"
 echo "build: $("$KHSGD_TRAIN" --version) at $KHSGD_TRAIN$( [ -n "$baseline" ] && echo "; before: $("$baseline" --version) at $baseline")"
 echo "machine: $(nproc) CPU cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+# A one-rank run keeps as many cores busy as rank_threads() gives it (README, Threads): the steps on
+# one, the sorter's walk beside them and the evaluation's share of rows on the others.
+echo "threads of a one-rank run: $(if [ -n "${OMP_NUM_THREADS:-}" ]; then echo "at most $OMP_NUM_THREADS (OMP_NUM_THREADS)"; else echo "one a core this process may use, at most 8"; fi); OMP_NUM_THREADS=1 runs it on one core"
 if command -v nvidia-smi > /dev/null 2>&1; then
   echo "gpu: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
 fi

@@ -216,8 +216,9 @@ TEST(Cli, BadFlagsAreOneLineAndWriteNothing) {
   }
 }
 
-// OMP_NUM_THREADS caps the evaluation's threads: a malformed value is refused like a bad flag,
-// and a run with it at 1 gives the numbers of a run with the default, bit for bit.
+// OMP_NUM_THREADS caps the threads of a rank (the sorter's walk beside the steps, the evaluation
+// split): a malformed value is refused like a bad flag, and a run with it at 1 (everything on one
+// core) gives the numbers and orders of runs with more, bit for bit.
 TEST(Cli, OmpNumThreadsIsCheckedAndChangesNoNumber) {
   {
     TempDir tmp;
@@ -227,7 +228,7 @@ TEST(Cli, OmpNumThreadsIsCheckedAndChangesNoNumber) {
   std::vector<std::string> metrics;
   for (const std::string env : {"OMP_NUM_THREADS=1", "OMP_NUM_THREADS=4", "-u OMP_NUM_THREADS"}) {
     TempDir tmp;
-    const RunResult r = run_train(golden_args(tmp, {"--quiet"}), tmp.path(), env);
+    const RunResult r = run_train(golden_args(tmp, {"--quiet", "--save_orders"}), tmp.path(), env);
     ASSERT_EQ(r.exit_code, 0) << env << ": " << r.err;
     std::istringstream lines(read_file(tmp / (kRun + "/metrics.csv")));
     std::string line, losses;
@@ -236,7 +237,7 @@ TEST(Cli, OmpNumThreadsIsCheckedAndChangesNoNumber) {
       ASSERT_GE(columns.size(), 5u) << line;
       losses += columns[0] + columns[1] + columns[2] + columns[3] + columns[4] + "\n";
     }
-    metrics.push_back(losses);
+    metrics.push_back(losses + read_file(tmp / (kRun + "/orders-rank0.csv")));
   }
   EXPECT_EQ(metrics[0], metrics[1]);
   EXPECT_EQ(metrics[0], metrics[2]);

@@ -1,9 +1,11 @@
 #include <algorithm>
 #include <chrono>
 #include <limits>
+#include <optional>
 
 #include "khsgd/engine/engine.hpp"
 #include "khsgd/engine/microbatch.hpp"
+#include "khsgd/engine/sorter_pipeline.hpp"
 #include "khsgd/model/feature_blocks.hpp"
 
 namespace khsgd {
@@ -93,9 +95,18 @@ class CpuEngine final : public TrainingEngine {
     EpochTimes times;
     PhaseTimer timer(hooks.profile);
     constexpr int64_t kObserveStride = 256;
+    // With a core to spare (and not --profile, which times the sorter's share of every step), the
+    // sorter's walk runs beside the steps (sorter_pipeline.hpp): its rows are written straight
+    // into the ring's slots.
+    std::optional<SorterPipeline> beside;
+    if (need != GradientNeed::None && threads_ > 1 && !hooks.profile)
+      beside.emplace(sorter, (all_ranks ? step_rows : rows_here) * D_, part_.num_batches);
+    const bool gather_into_slot = beside && all_ranks && here < n;
     step_rows_of(orders, 0, rows_.data());
     for (int64_t k = 0; k < part_.num_batches; ++k) {
       timer.start_step(k);
+      float* slot = beside ? beside->slot(k) : nullptr;
+      timer.lap(&times.sorter);
       // The step's examples, copied together as the reference's X = trainset[perm[batch]]; the
       // next step's are fetched from memory meanwhile.
       if (k + 1 < part_.num_batches) {
@@ -104,13 +115,16 @@ class CpuEngine final : public TrainingEngine {
       }
       batch_.gather(X, y, rows_.data(), rows_here);
       timer.lap(&times.dataset);
-      if (per_example) batch_.per_example_gradients(theta, local_G_.data());
+      // This worker's (or these workers') per-example rows, and every rank's.
+      float* local = beside && !gather_into_slot ? slot : local_G_.data();
+      if (per_example) batch_.per_example_gradients(theta, local);
       if (!all_ranks) batch_.mean_loss_gradients(theta, here, local_grads_.data());
       timer.lap(&times.forward_backward);
-      const float* G = local_G_.data();
+      const float* G = local;
       if ((all_ranks || capture) && here < n) {
-        comm.all_gather(local_G_.data(), gathered_G_.data(), mb * D_, Device::Cpu);
-        G = gathered_G_.data();
+        float* gathered = gather_into_slot ? slot : gathered_G_.data();
+        comm.all_gather(local, gathered, mb * D_, Device::Cpu);
+        G = gathered;
       }
       if (all_ranks) {
         mean_of_rows(G, step_rows, D_, gbar);
@@ -119,8 +133,12 @@ class CpuEngine final : public TrainingEngine {
       }
       if (capture) std::copy(G, G + step_rows * D_, hooks.capture + k * step_rows * D_);
       timer.lap(&times.communication);
-      if (all_ranks) sorter.step(G, k);
-      if (need == GradientNeed::OwnRank) sorter.step(local_G_.data(), k);
+      if (beside) {
+        beside->publish(k);
+      } else {
+        if (all_ranks) sorter.step(G, k);
+        if (need == GradientNeed::OwnRank) sorter.step(local, k);
+      }
       timer.lap(&times.sorter);
       sgd_.step(theta, gbar);
       timer.lap(&times.sgd);
@@ -129,6 +147,11 @@ class CpuEngine final : public TrainingEngine {
       std::swap(rows_, next_rows_);
     }
     timer.finish(&times);
+    if (beside) {  // the epoch ends when the sorter has taken its last step
+      const auto waited_from = Clock::now();
+      beside->finish();
+      times.sorter += std::chrono::duration<double>(Clock::now() - waited_from).count();
+    }
     return times;
   }
 

@@ -35,8 +35,8 @@ using EnvLookup = std::function<const char*(const char*)>;
 Launch detect_launch(const EnvLookup& env);
 Launch detect_launch();  // from the process environment
 
-// How many threads this rank may keep busy where its work splits into independent parts (the
-// evaluation): the cores its affinity allows (allowed_cores), shared among the ranks on this
+// How many threads this rank may keep busy (the sorter's walk beside the steps, the evaluation's
+// share of rows): the cores its affinity allows (allowed_cores), shared among the ranks on this
 // machine, at least 1 and at most 8. OMP_NUM_THREADS, when set, caps it as it caps LibTorch's
 // threads (a sweep that runs several jobs side by side sets it to 1); UserError when it is not a
 // positive integer (or a list of them: OpenMP's nested form, whose first is taken).

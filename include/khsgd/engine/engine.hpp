@@ -22,7 +22,9 @@ struct EngineSetup {
   // Every worker of the partition runs here, in one process (--in_process; rank is then 0):
   // the same shards, steps and sums in rank order as partition.ranks processes would run.
   bool in_process = false;
-  int threads = 1;           // threads the evaluation may use (rank_threads(), launch.hpp)
+  // Cores this rank may keep busy (rank_threads(), launch.hpp): with more than one, the sorter's
+  // walk runs beside the steps (sorter_pipeline.hpp) and the evaluation is split among them.
+  int threads = 1;
   std::vector<float> theta;  // initial [w; b]
   double lr = 1e-2;
   double momentum = 0.9;

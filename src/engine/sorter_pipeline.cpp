@@ -1,0 +1,85 @@
+#include "khsgd/engine/sorter_pipeline.hpp"
+
+#include <algorithm>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace khsgd {
+
+namespace {
+
+inline void relax() {
+#if defined(__x86_64__)
+  _mm_pause();
+#endif
+}
+
+}  // namespace
+
+SorterPipeline::SorterPipeline(Sorter& sorter, int64_t slot_floats, int64_t steps)
+    : sorter_(sorter),
+      slot_floats_(slot_floats),
+      steps_(steps),
+      ring_(static_cast<size_t>(kSlots * slot_floats)) {
+  helper_ = std::thread([this] { run(); });
+}
+
+SorterPipeline::~SorterPipeline() {
+  stop_.store(true, std::memory_order_release);
+  helper_.join();
+}
+
+template <class Done>
+bool SorterPipeline::wait_until(Done&& done) const {
+  // A step takes about a microsecond: spin through a few of them before giving the core away
+  // (a yield costs about as much as a step, a sleep much more).
+  constexpr int kSpins = 4096;
+  for (int spin = 0; !done(); ++spin) {
+    if (stop_.load(std::memory_order_acquire) || failed_.load(std::memory_order_acquire))
+      return false;
+    if (spin < kSpins) {
+      relax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+  return true;
+}
+
+void SorterPipeline::run() {
+  try {
+    for (int64_t first = 0; first < steps_;) {
+      if (!wait_until([&] { return published_.load(std::memory_order_acquire) > first; })) return;
+      // The ready steps up to the ring's end, in one call: their slots are consecutive.
+      const int64_t ready = published_.load(std::memory_order_acquire) - first;
+      const int64_t count = std::min(ready, kSlots - first % kSlots);
+      sorter_.balance(ring_.data() + first % kSlots * slot_floats_, first, count);
+      first += count;
+      taken_.store(first, std::memory_order_release);
+    }
+  } catch (...) {
+    failure_ = std::current_exception();
+    failed_.store(true, std::memory_order_release);
+  }
+}
+
+void SorterPipeline::rethrow_failure() {
+  if (failed_.load(std::memory_order_acquire)) std::rethrow_exception(failure_);
+}
+
+float* SorterPipeline::slot(int64_t k) {
+  wait_until([&] { return taken_.load(std::memory_order_acquire) > k - kSlots; });
+  rethrow_failure();
+  return ring_.data() + k % kSlots * slot_floats_;
+}
+
+void SorterPipeline::publish(int64_t k) { published_.store(k + 1, std::memory_order_release); }
+
+void SorterPipeline::finish() {
+  wait_until([&] { return taken_.load(std::memory_order_acquire) >= steps_; });
+  rethrow_failure();
+}
+
+}  // namespace khsgd
