@@ -15,8 +15,10 @@
 # epoch against scripts/floor.c (the plain-C measuring stick, compiled here with cc -O2
 # -ffp-contract=off, run before and twice after the table, the median of the three: D-RR against
 # its "steps", the pair sorters against "steps + pair walk", evaluation against its
-# "evaluation"); several workers against one rank at the same
-# B (a one-rank run at that B is added where it is not 16); the fixed cost of a one-rank run
+# "evaluation"), and again for the rank held to one core (OMP_NUM_THREADS=1, as the floor runs);
+# several workers against one rank at the same B (a one-rank run at that B is added where it is
+# not 16; ranks in processes of their own against one rank on as many cores as each of them
+# has, in-process workers against one rank as it runs); the fixed cost of a one-rank run
 # (its wall time less its epochs and evaluations); and with --baseline, the one-rank CPU epochs,
 # evaluations and fixed cost of another build (before / after). Last the machine and the build.
 #
@@ -135,17 +137,24 @@ run_summary() {
   echo "$(median_column "$m" 6) $(median_column "$m" 7) $(awk -v w="$(cat "$2")" \
     -v t="$(sum_column "$m" 6)" -v e="$(sum_column "$m" 7)" 'BEGIN { printf "%.4f", w - t - e }')"
 }
-# The summary of a one-rank CPU run of sorter $1 at B $2 with binary $3, run on first use (kept in
-# a file: this is called in command substitutions).
+# The summary of a one-rank CPU run of sorter $1 at B $2 with binary $3, on at most $4 cores
+# (OMP_NUM_THREADS; empty: as many as it takes), run on first use (kept in a file: this is called
+# in command substitutions).
 single_run() {
-  local cache=$scratch/single-$(echo "$1-$2-$3" | tr -c 'A-Za-z0-9\n' _) folder
+  local cache=$scratch/single-$(echo "$1-$2-$3${4:+-cores-$4}" | tr -c 'A-Za-z0-9\n' _) folder
   if [ ! -s "$cache" ]; then
-    folder=$(TRAIN_BINARY=$3 run single 1 "$cache.run" --dataset synthetic --sorter "$1" --lr 5e-3 \
-               --epochs "$epochs" --B "$2" --device cpu --results_dir "$cache.run" --quiet) || return 1
+    folder=$(if [ -n "${4:-}" ]; then export OMP_NUM_THREADS=$4; fi
+             TRAIN_BINARY=$3 run single 1 "$cache.run" --dataset synthetic --sorter "$1" \
+               --lr 5e-3 --epochs "$epochs" --B "$2" --device cpu --results_dir "$cache.run" \
+               --quiet) || return 1
     run_summary "$folder" "$cache.run.wall" > "$cache"
   fi
   cat "$cache"
 }
+# The cores a rank of $1 processes on this machine keeps busy (khsgd's rank_threads: the cores
+# shared among the ranks, 1 to 8): several processes are held to one rank on as many.
+cores=$(nproc)
+cores_each() { local c=$((cores / $1)); [ "$c" -ge 1 ] || c=1; [ "$c" -le 8 ] || c=8; echo "$c"; }
 
 header=$(printf '%-6s %7s %4s %-8s' device workers B sorter)
 for mode in $modes; do header+=$(printf ' %15s' "$mode s/ep"); done
@@ -177,8 +186,14 @@ for device in $devices; do
                   # The baseline right after, so that both see the same machine.
                   [ -z "$baseline" ] || single_run "$sorter" "$batch" "$baseline" > /dev/null || true
                 fi
-              elif [ "$device" = cpu ] && one=$(single_run "$sorter" "$batch" "$KHSGD_TRAIN"); then
+              elif [ "$mode" = in-process ] && [ "$device" = cpu ] &&
+                   one=$(single_run "$sorter" "$batch" "$KHSGD_TRAIN"); then
                 ratio "$mode, $ranks workers, B $batch, $sorter" "$time" "1 rank, B $batch" "${one%% *}"
+              elif [ "$device" = cpu ] && each=$(cores_each "$ranks") &&
+                   one=$(single_run "$sorter" "$batch" "$KHSGD_TRAIN" \
+                           "$([ "$each" -lt "$(cores_each 1)" ] && echo "$each")"); then
+                ratio "$mode, $ranks workers, B $batch, $sorter" "$time" \
+                      "1 rank, B $batch, $each core(s)" "${one%% *}"
               fi
             else
               time=failed
@@ -214,6 +229,12 @@ if [[ " $devices " == *" cpu "* ]]; then
       read -r floor label <<< "$(floor_of "$sorter")"
       ratio "1 rank, $sorter epoch" "$epoch" "floor $label" "$floor"
       ratio "1 rank, $sorter evaluation" "$eval" "floor evaluation" "$floor_eval"
+      # The same rank held to one core (OMP_NUM_THREADS=1), as the floor runs.
+      if [ "$(cores_each 1)" -gt 1 ] && one_core=$(single_run "$sorter" 16 "$KHSGD_TRAIN" 1); then
+        read -r c_epoch c_eval _ <<< "$one_core"
+        ratio "1 rank on 1 core, $sorter epoch" "$c_epoch" "floor $label" "$floor"
+        ratio "1 rank on 1 core, $sorter evaluation" "$c_eval" "floor evaluation" "$floor_eval"
+      fi
     fi
     ratios+=("$(printf '%-44s %8.4f s (wall less epochs and evaluations)' "1 rank, $sorter fixed cost" "$fixed")")
     if [ -n "$baseline" ] && before=$(single_run "$sorter" 16 "$baseline"); then

@@ -105,7 +105,11 @@ TEST(LaunchEnvironment, RankThreadsShareTheAllowedCores) {
   EXPECT_EQ(threads({{"OMP_NUM_THREADS", "1"}}, 16), 1);
   EXPECT_EQ(threads({{"OMP_NUM_THREADS", "3,2"}}, 16), 3);  // OpenMP's nested list: the first
   EXPECT_EQ(threads({{"OMP_NUM_THREADS", "32"}}, 2), 2);    // a cap, not a request
-  for (const std::string bad : {"0", "-2", "two", "4x", ",2"}) {
+  // RANK and WORLD_SIZE alone: every rank may be on this machine.
+  EXPECT_EQ(threads({{"RANK", "0"}, {"WORLD_SIZE", "2"}}, 2), 1);
+  EXPECT_EQ(threads({{"RANK", "0"}, {"WORLD_SIZE", "2"}}, 8), 4);
+  for (const std::string bad :
+       {"0", "-2", "two", "4x", ",2", "1,foo", "2,", " 4", "+4", "99999999999"}) {
     try {
       threads({{"OMP_NUM_THREADS", bad}}, 2);
       ADD_FAILURE() << "OMP_NUM_THREADS=" << bad << " was taken";

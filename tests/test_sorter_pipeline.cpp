@@ -31,8 +31,9 @@ class RecordingSorter final : public Sorter {
     calls.emplace_back(first_step, steps);
     if (first_step <= throw_at_ && throw_at_ < first_step + steps)
       throw UserError("step " + std::to_string(throw_at_) + " refused");
-    rows.insert(rows.end(), G, G + steps * floats_);
+    // Slow before reading the rows: a slot handed back too early is overwritten by then.
     if (calls.size() < 20) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    rows.insert(rows.end(), G, G + steps * floats_);
   }
   void save_state(StateWriter&) const override {}
   void load_state(StateReader&) override {}
@@ -75,20 +76,29 @@ TEST(SorterPipeline, HandsEveryStepOverOnceInOrder) {
   EXPECT_EQ(next, steps);
 }
 
-TEST(SorterPipeline, TheSortersErrorReachesTheStepLoop) {
+// The sorter's error reaches the step loop at the epoch's end, after every step (so that ranks
+// that fail alike stop at the same point), and no call is made after it.
+TEST(SorterPipeline, TheSortersErrorReachesTheStepLoopAtTheEpochsEnd) {
   const int64_t floats = 3, steps = 3 * SorterPipeline::kSlots;
   for (const int64_t throw_at : {int64_t{0}, int64_t{200}, steps - 1}) {
     RecordingSorter sorter(floats, throw_at);
     std::string message;
+    int64_t published = 0;
     try {
       SorterPipeline pipeline(sorter, floats, steps);
       for (int64_t k = 0; k < steps; ++k) {
-        std::fill(pipeline.slot(k), pipeline.slot(k) + floats, 1.0f);
+        float* slot = pipeline.slot(k);
+        std::fill(slot, slot + floats, 1.0f);
         pipeline.publish(k);
+        ++published;
       }
       pipeline.finish();
     } catch (const UserError& e) { message = e.what(); }
     EXPECT_EQ(message, "step " + std::to_string(throw_at) + " refused");
+    EXPECT_EQ(published, steps);
+    ASSERT_FALSE(sorter.calls.empty());
+    const auto [first, count] = sorter.calls.back();
+    EXPECT_TRUE(first <= throw_at && throw_at < first + count) << "a call after the failure";
   }
   // The step loop's own error, mid-epoch: the pipeline stops its helper and is gone.
   RecordingSorter sorter(floats, -1);
@@ -104,52 +114,57 @@ TEST(SorterPipeline, TheSortersErrorReachesTheStepLoop) {
 // Every sorter that takes per-example gradients, fed the same epochs of gradients by the step loop
 // itself and through the pipeline: the same next orders and the same checkpoint state, bit for bit.
 TEST(SorterPipeline, SortersDecideAsInTheStepLoop) {
-  SorterShape shape;
-  shape.ranks = 2;
-  shape.shard_rows = 96;
-  shape.microbatch = 4;
-  shape.D = 5;
-  shape.epochs = 3;
-  const int64_t steps = shape.shard_rows / shape.microbatch;
-  uint32_t state = 2024;
-  auto next = [&state] {
-    state = state * 1664525u + 1013904223u;
-    return static_cast<float>(state >> 8) / 16777216.0f * 2.0f - 1.0f;
-  };
   int tested = 0;
-  for (const SorterInfo& info : sorter_registry()) {
-    if (info.needs == GradientNeed::None) continue;
-    SCOPED_TRACE(info.name);
-    // AllRanks: every rank's rows; OwnRank: this rank's.
-    const int64_t floats =
-        (info.needs == GradientNeed::AllRanks ? shape.ranks : 1) * shape.microbatch * shape.D;
-    khsgd_test::PlainDraws ops_a(0.3f), ops_b(0.3f);
-    auto in_loop = make_sorter(info.name, shape, ops_a);
-    auto beside = make_sorter(info.name, shape, ops_b);
-    for (int64_t epoch = 0; epoch < shape.epochs; ++epoch) {
+  for (const bool every_rank_here : {false, true}) {
+    SCOPED_TRACE(every_rank_here ? "every rank here (--in_process)" : "one rank here");
+    SorterShape shape;
+    shape.ranks = 2;
+    shape.shard_rows = 96;
+    shape.microbatch = 4;
+    shape.D = 5;
+    shape.epochs = 3;
+    shape.every_rank_here = every_rank_here;
+    const int64_t steps = shape.shard_rows / shape.microbatch;
+    uint32_t state = 2024;
+    auto next = [&state] {
+      state = state * 1664525u + 1013904223u;
+      return static_cast<float>(state >> 8) / 16777216.0f * 2.0f - 1.0f;
+    };
+    for (const SorterInfo& info : sorter_registry()) {
+      if (info.needs == GradientNeed::None) continue;
+      SCOPED_TRACE(info.name);
+      // AllRanks (or every rank here): every rank's rows; OwnRank: this rank's.
+      const int64_t floats =
+          (info.needs == GradientNeed::AllRanks || every_rank_here ? shape.ranks : 1) *
+          shape.microbatch * shape.D;
+      khsgd_test::PlainDraws ops_a(0.3f), ops_b(0.3f);
+      auto in_loop = make_sorter(info.name, shape, ops_a);
+      auto beside = make_sorter(info.name, shape, ops_b);
+      for (int64_t epoch = 0; epoch < shape.epochs; ++epoch) {
+        in_loop->sort();
+        beside->sort();
+        SorterPipeline pipeline(*beside, floats, steps);
+        for (int64_t k = 0; k < steps; ++k) {
+          float* slot = pipeline.slot(k);
+          for (int64_t i = 0; i < floats; ++i) slot[i] = next();
+          in_loop->step(slot, k);
+          pipeline.publish(k);
+        }
+        pipeline.finish();
+      }
       in_loop->sort();
       beside->sort();
-      SorterPipeline pipeline(*beside, floats, steps);
-      for (int64_t k = 0; k < steps; ++k) {
-        float* slot = pipeline.slot(k);
-        for (int64_t i = 0; i < floats; ++i) slot[i] = next();
-        in_loop->step(slot, k);
-        pipeline.publish(k);
-      }
-      pipeline.finish();
+      for (int64_t r = 0; r < shape.ranks; ++r)
+        EXPECT_EQ(std::memcmp(in_loop->order_of(r), beside->order_of(r),
+                              shape.shard_rows * sizeof(int64_t)),
+                  0)
+            << "rank " << r;
+      StateWriter a, b;
+      in_loop->save_state(a);
+      beside->save_state(b);
+      EXPECT_EQ(a.data(), b.data());
+      ++tested;
     }
-    in_loop->sort();
-    beside->sort();
-    for (int64_t r = 0; r < shape.ranks; ++r)
-      EXPECT_EQ(std::memcmp(in_loop->order_of(r), beside->order_of(r),
-                            shape.shard_rows * sizeof(int64_t)),
-                0)
-          << "rank " << r;
-    StateWriter a, b;
-    in_loop->save_state(a);
-    beside->save_state(b);
-    EXPECT_EQ(a.data(), b.data());
-    ++tested;
   }
-  EXPECT_GE(tested, 5);  // CD-GraB, SBW, KH-SGD, GraB, I-B
+  EXPECT_GE(tested, 10);  // CD-GraB, SBW, KH-SGD, GraB, I-B, each way
 }

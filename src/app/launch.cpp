@@ -75,14 +75,31 @@ Launch detect_launch(const EnvLookup& env) {
 }
 
 int rank_threads(const Launch& launch, const EnvLookup& env, int allowed_cores) {
-  int threads = std::clamp(allowed_cores / std::max(launch.local_world_size, 1), 1, 8);
+  // The ranks that share this machine's cores; a launcher that does not say (RANK and WORLD_SIZE
+  // alone) may have started them all here.
+  const bool local_size_known = launch.launcher == "single" || has(env, "LOCAL_WORLD_SIZE") ||
+                                has(env, "OMPI_COMM_WORLD_LOCAL_SIZE");
+  const int ranks_here = local_size_known ? launch.local_world_size : launch.world_size;
+  int threads = std::clamp(allowed_cores / std::max(ranks_here, 1), 1, 8);
   if (has(env, "OMP_NUM_THREADS")) {
+    // OpenMP's form: a positive integer, or a comma-separated list of them (nested levels); the
+    // first caps this rank.
     const std::string value = env("OMP_NUM_THREADS");
-    const std::string first = value.substr(0, value.find(','));
-    char* end = nullptr;
-    errno = 0;
-    const long cap = std::strtol(first.c_str(), &end, 10);
-    if (first.empty() || *end != '\0' || errno == ERANGE || cap < 1)
+    long cap = 0;
+    bool well_formed = true;
+    size_t from = 0;
+    for (bool first = true; well_formed; first = false) {
+      const size_t comma = value.find(',', from);
+      const std::string item =
+          value.substr(from, comma == std::string::npos ? comma : comma - from);
+      well_formed = !item.empty() && item.size() <= 9 &&
+                    item.find_first_not_of("0123456789") == std::string::npos &&
+                    std::stol(item) > 0;
+      if (well_formed && first) cap = std::stol(item);
+      if (comma == std::string::npos) break;
+      from = comma + 1;
+    }
+    if (!well_formed)
       throw UserError("environment variable OMP_NUM_THREADS='" + value +
                       "' must be a positive integer (or a comma-separated list of them)");
     threads = static_cast<int>(std::min<long>(threads, cap));

@@ -124,7 +124,7 @@ struct SplitMix64 {
 
 }  // namespace
 
-Dataset make_synthetic(int64_t n_train, int64_t n_test) {
+Dataset make_synthetic(int64_t n_train, int64_t n_test, int threads_asked) {
   // Shaped like the preprocessed HMDA features: 10 standardised continuous columns of various
   // spread, then 10 binary indicators of increasing frequency.
   constexpr int kContinuous = 10, kBinary = 10, d = kContinuous + kBinary;
@@ -173,7 +173,8 @@ Dataset make_synthetic(int64_t n_train, int64_t n_test) {
               train ? data.train_x.data() : data.test_x.data(),
               train ? data.train_y.data() : data.test_y.data());
   };
-  const int64_t threads = std::min<int64_t>(blocks, std::clamp<int64_t>(allowed_cores(), 1, 8));
+  const int64_t threads = std::min<int64_t>(
+      blocks, std::clamp<int64_t>(threads_asked > 0 ? threads_asked : allowed_cores(), 1, 8));
   std::atomic<int64_t> next{0};
   auto work = [&] {
     for (int64_t b = next++; b < blocks; b = next++) make_block(b);

@@ -2,6 +2,7 @@
 #include <chrono>
 #include <limits>
 #include <optional>
+#include <system_error>
 
 #include "khsgd/engine/engine.hpp"
 #include "khsgd/engine/microbatch.hpp"
@@ -70,9 +71,7 @@ class CpuEngine final : public TrainingEngine {
         local_G_(workers_here_ * part_.microbatch * D_),
         gathered_G_(part_.ranks * part_.microbatch * D_),
         local_grads_(workers_here_ * D_),
-        mean_grad_(D_),
-        train_blocks_(data_.train_x.data(), part_.used_rows, d_),
-        test_blocks_(data_.test_x.data(), data_.n_test, d_) {}
+        mean_grad_(D_) {}
 
   EpochTimes train_epoch(const std::vector<int64_t>& order, Sorter& sorter, Communicator& comm,
                          const EpochHooks& hooks) override {
@@ -95,12 +94,8 @@ class CpuEngine final : public TrainingEngine {
     EpochTimes times;
     PhaseTimer timer(hooks.profile);
     constexpr int64_t kObserveStride = 256;
-    // With a core to spare (and not --profile, which times the sorter's share of every step), the
-    // sorter's walk runs beside the steps (sorter_pipeline.hpp): its rows are written straight
-    // into the ring's slots.
     std::optional<SorterPipeline> beside;
-    if (need != GradientNeed::None && threads_ > 1 && !hooks.profile)
-      beside.emplace(sorter, (all_ranks ? step_rows : rows_here) * D_, part_.num_batches);
+    start_sorter_beside(beside, sorter, (all_ranks ? step_rows : rows_here) * D_, hooks.profile);
     const bool gather_into_slot = beside && all_ranks && here < n;
     step_rows_of(orders, 0, rows_.data());
     for (int64_t k = 0; k < part_.num_batches; ++k) {
@@ -126,11 +121,7 @@ class CpuEngine final : public TrainingEngine {
         comm.all_gather(local, gathered, mb * D_, Device::Cpu);
         G = gathered;
       }
-      if (all_ranks) {
-        mean_of_rows(G, step_rows, D_, gbar);
-      } else {
-        combine_worker_gradients(comm, gbar);
-      }
+      step_gradient(G, all_ranks, comm, gbar);
       if (capture) std::copy(G, G + step_rows * D_, hooks.capture + k * step_rows * D_);
       timer.lap(&times.communication);
       if (beside) {
@@ -155,9 +146,36 @@ class CpuEngine final : public TrainingEngine {
     return times;
   }
 
+  // With a core to spare (and not --profile, which times the sorter's share of every step), the
+  // sorter's walk runs beside the steps (sorter_pipeline.hpp), its rows written straight into the
+  // ring's slots of `slot_floats` floats. Otherwise `beside` stays empty and the step loop walks.
+  void start_sorter_beside(std::optional<SorterPipeline>& beside, Sorter& sorter,
+                           int64_t slot_floats, bool profile) const {
+    if (sorter.needs() == GradientNeed::None || threads_ < 2 || profile) return;
+    try {
+      beside.emplace(sorter, slot_floats, part_.num_batches);
+    } catch (const std::system_error&) {  // no thread to be had: the step loop walks, as before
+    }
+  }
+
+  // The step's gradient: the mean of the gathered rows G (AllRanks), else the workers' gradients
+  // combined.
+  void step_gradient(const float* G, bool all_ranks, Communicator& comm, float* gbar) {
+    if (all_ranks) {
+      mean_of_rows(G, part_.ranks * part_.microbatch, D_, gbar);
+    } else {
+      combine_worker_gradients(comm, gbar);
+    }
+  }
+
   std::pair<Evaluation, Evaluation> evaluate() override {
-    return {khsgd::evaluate(train_blocks_, data_.train_y.data(), theta_.data(), threads_),
-            khsgd::evaluate(test_blocks_, data_.test_y.data(), theta_.data(), threads_)};
+    // The evaluation's copy of the rows, made at the first evaluation: only rank 0 evaluates.
+    if (!train_blocks_) {
+      train_blocks_.emplace(data_.train_x.data(), part_.used_rows, d_);
+      test_blocks_.emplace(data_.test_x.data(), data_.n_test, d_);
+    }
+    return {khsgd::evaluate(*train_blocks_, data_.train_y.data(), theta_.data(), threads_),
+            khsgd::evaluate(*test_blocks_, data_.test_y.data(), theta_.data(), threads_)};
   }
 
   std::vector<float> parameters() const override { return theta_; }
@@ -205,7 +223,7 @@ class CpuEngine final : public TrainingEngine {
   Microbatch batch_;
   std::vector<int64_t> rows_, next_rows_;  // this step's and the next step's rows of the data
   std::vector<float> local_G_, gathered_G_, local_grads_, mean_grad_;
-  FeatureBlocks train_blocks_, test_blocks_;  // the evaluation's copy of the rows
+  std::optional<FeatureBlocks> train_blocks_, test_blocks_;  // the evaluation's copy of the rows
 };
 
 }  // namespace

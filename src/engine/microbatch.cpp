@@ -41,9 +41,11 @@ KHSGD_VECTOR_CLONES void add_scaled_rows_portable(float* __restrict grad,
 #if KHSGD_X86_INTRINSICS
 // The same sums eight columns a register, written out: the compiler's clone above re-reads and
 // re-stores grad for every row and handles the 21st column and the remainder one float at a time
-// (callgrind: ~770 instructions a step of 16 rows; here ~250). Columns in groups of eight, the
-// rows in order within each group: every column's sum is the loop's, product by product. The last
-// group holds the remaining features and the bias column, whose "feature" is 1 (r * 1 = r).
+// (callgrind: ~770 instructions a step of 16 rows; here ~490). Columns in groups of eight, the
+// rows in order within each group: every column's sum is the loop's, product by product (for
+// numbers; which NaN an add of two NaNs keeps depends on the order of its operands, which the
+// compiler chooses for the loop too). The last group holds the remaining features and the bias
+// column, whose "feature" is 1 (r * 1 = r).
 __attribute__((target("avx2"))) void add_scaled_rows_avx2(float* grad, const float* const* sources,
                                                           const float* residuals, int64_t first,
                                                           int64_t last, float n, int64_t d) {

@@ -37,8 +37,7 @@ bool SorterPipeline::wait_until(Done&& done) const {
   // (a yield costs about as much as a step, a sleep much more).
   constexpr int kSpins = 4096;
   for (int spin = 0; !done(); ++spin) {
-    if (stop_.load(std::memory_order_acquire) || failed_.load(std::memory_order_acquire))
-      return false;
+    if (stop_.load(std::memory_order_acquire)) return false;
     if (spin < kSpins) {
       relax();
     } else {
@@ -49,29 +48,26 @@ bool SorterPipeline::wait_until(Done&& done) const {
 }
 
 void SorterPipeline::run() {
-  try {
-    for (int64_t first = 0; first < steps_;) {
-      if (!wait_until([&] { return published_.load(std::memory_order_acquire) > first; })) return;
-      // The ready steps up to the ring's end, in one call: their slots are consecutive.
-      const int64_t ready = published_.load(std::memory_order_acquire) - first;
-      const int64_t count = std::min(ready, kSlots - first % kSlots);
-      sorter_.balance(ring_.data() + first % kSlots * slot_floats_, first, count);
-      first += count;
-      taken_.store(first, std::memory_order_release);
+  for (int64_t first = 0; first < steps_;) {
+    if (!wait_until([&] { return published_.load(std::memory_order_acquire) > first; })) return;
+    // The ready steps up to the ring's end, in one call: their slots are consecutive.
+    const int64_t ready = published_.load(std::memory_order_acquire) - first;
+    const int64_t count = std::min(ready, kSlots - first % kSlots);
+    // After a failure the steps are still taken, unread: the step loop runs to the epoch's end,
+    // as every rank's does, and finish() reports the failure there (ranks that fail alike then
+    // fail at the same point, not at whichever step each noticed it).
+    if (!failure_) {
+      try {
+        sorter_.balance(ring_.data() + first % kSlots * slot_floats_, first, count);
+      } catch (...) { failure_ = std::current_exception(); }
     }
-  } catch (...) {
-    failure_ = std::current_exception();
-    failed_.store(true, std::memory_order_release);
+    first += count;
+    taken_.store(first, std::memory_order_release);
   }
-}
-
-void SorterPipeline::rethrow_failure() {
-  if (failed_.load(std::memory_order_acquire)) std::rethrow_exception(failure_);
 }
 
 float* SorterPipeline::slot(int64_t k) {
   wait_until([&] { return taken_.load(std::memory_order_acquire) > k - kSlots; });
-  rethrow_failure();
   return ring_.data() + k % kSlots * slot_floats_;
 }
 
@@ -79,7 +75,8 @@ void SorterPipeline::publish(int64_t k) { published_.store(k + 1, std::memory_or
 
 void SorterPipeline::finish() {
   wait_until([&] { return taken_.load(std::memory_order_acquire) >= steps_; });
-  rethrow_failure();
+  // taken_ (acquire) == steps_: the helper wrote failure_ before its last store.
+  if (failure_) std::rethrow_exception(failure_);
 }
 
 }  // namespace khsgd

@@ -1,6 +1,7 @@
 #include "khsgd/model/model.hpp"
 
 #include <algorithm>
+#include <exception>
 #include <system_error>
 #include <thread>
 
@@ -105,11 +106,23 @@ Evaluation evaluate(const FeatureBlocks& X, const float* y, const float* theta, 
   const int64_t kept_from = start_of(1);
   std::vector<double> kept(static_cast<size_t>(rows - kept_from));
   std::vector<int64_t> correct(static_cast<size_t>(parts), 0);
+  std::vector<std::exception_ptr> failures(static_cast<size_t>(parts));
+  double loss = 0.0;
+  // Part 0 adds its terms up here; the others keep theirs. What a part throws is rethrown here
+  // once every thread has been joined.
   auto run_part = [&](int64_t part) {
-    correct[part] = row_losses(X, y, theta, start_of(part), start_of(part + 1),
-                               [&](int64_t i, double term) { kept[i - kept_from] = term; });
+    try {
+      if (part == 0) {
+        correct[0] =
+            row_losses(X, y, theta, 0, kept_from, [&loss](int64_t, double term) { loss += term; });
+      } else {
+        correct[part] = row_losses(X, y, theta, start_of(part), start_of(part + 1),
+                                   [&](int64_t i, double term) { kept[i - kept_from] = term; });
+      }
+    } catch (...) { failures[part] = std::current_exception(); }
   };
   std::vector<std::thread> helpers;
+  helpers.reserve(static_cast<size_t>(parts));
   int64_t started = 1;
   for (; started < parts; ++started) {
     try {
@@ -118,11 +131,11 @@ Evaluation evaluate(const FeatureBlocks& X, const float* y, const float* theta, 
       break;
     }
   }
-  double loss = 0.0;
-  correct[0] =
-      row_losses(X, y, theta, 0, kept_from, [&loss](int64_t, double term) { loss += term; });
+  run_part(0);
   for (int64_t part = started; part < parts; ++part) run_part(part);
   for (std::thread& helper : helpers) helper.join();
+  for (const std::exception_ptr& failure : failures)
+    if (failure) std::rethrow_exception(failure);
   for (const double term : kept) loss += term;
   Evaluation out;
   out.rows = rows;

@@ -169,8 +169,8 @@ class Run {
     run_agreed(*comm_, "start", [&] {
       if (config_.dataset == "synthetic")
         data_ = config_.synthetic_rows
-                    ? make_synthetic(config_.synthetic_rows, config_.synthetic_rows / 4)
-                    : make_synthetic();
+                    ? make_synthetic(config_.synthetic_rows, config_.synthetic_rows / 4, threads_)
+                    : make_synthetic(kHmdaTrainRows, kHmdaTestRows, threads_);
       else
         data_ = load_hmda(config_.data_dir);
     });

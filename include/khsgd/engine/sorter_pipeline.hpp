@@ -34,11 +34,12 @@ class SorterPipeline {
   SorterPipeline& operator=(const SorterPipeline&) = delete;
 
   // Where step k's rows go (k = 0, 1, ... in order): waits until the helper has taken the step
-  // that last used the slot. Rethrows what the helper threw.
+  // that last used the slot.
   float* slot(int64_t k);
   // Step k's rows are written: the helper may take them.
   void publish(int64_t k);
-  // Waits until the helper has taken every step; rethrows what it threw.
+  // Waits until the helper has taken every step; rethrows what balance() threw (the steps after
+  // a failure are taken unread, so the step loop always reaches the epoch's end).
   void finish();
 
   static constexpr int64_t kSlots = 128;
@@ -48,7 +49,6 @@ class SorterPipeline {
   // Waits until done() holds, first spinning, then yielding the core; false when stopped.
   template <class Done>
   bool wait_until(Done&& done) const;
-  void rethrow_failure();
 
   Sorter& sorter_;
   int64_t slot_floats_, steps_;
@@ -56,8 +56,7 @@ class SorterPipeline {
   std::atomic<int64_t> published_{0};  // steps written by the step loop
   std::atomic<int64_t> taken_{0};      // steps the helper has handed to balance()
   std::atomic<bool> stop_{false};
-  std::atomic<bool> failed_{false};
-  std::exception_ptr failure_;  // what the helper threw, once failed_
+  std::exception_ptr failure_;  // what balance() threw: written by the helper before taken_
   std::thread helper_;
 };
 

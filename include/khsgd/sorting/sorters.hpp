@@ -56,7 +56,10 @@ class Sorter {
   // [steps, ranks here, microbatch, D]: "ranks here" is n for GradientNeed::AllRanks, and for
   // OwnRank n with SorterShape::every_rank_here, else 1. The decisions only shape the next
   // epoch's order, so an engine may hand over a step at a time or the whole epoch after its SGD
-  // steps: the same decisions either way.
+  // steps: the same decisions either way. It may also call balance() from another thread while
+  // its steps go on (sorter_pipeline.hpp), between sort() and the epoch's end: balance() must then
+  // write only the next epoch's order and its own state, never the order sort() returned or
+  // order_of() points to (which the steps read meanwhile), nor draw from DeviceOps.
   virtual void balance(const float* G, int64_t first_step, int64_t steps) = 0;
   // Step k's gradients alone.
   void step(const float* G, int64_t k) { balance(G, k, 1); }
