@@ -68,7 +68,7 @@ TEST(Limits, ALowSoftOpenFileLimitIsRaised) {
   EXPECT_TRUE(file_exists(run + "/orders-rank63.csv"));
 }
 
-// --synthetic_rows at its largest accepted value needs ~250 GiB: refused with the number, not an
+// --synthetic_rows at its largest accepted value needs ~280 GiB: refused with the number, not an
 // internal std::bad_alloc (exit 1). ulimit -v makes the answer the same on every machine.
 TEST(Limits, ASyntheticSetThatCannotFitIsRefusedWithTheMemoryItNeeds) {
   TempDir tmp;
@@ -76,7 +76,7 @@ TEST(Limits, ASyntheticSetThatCannotFitIsRefusedWithTheMemoryItNeeds) {
                                   {"--dataset", "synthetic", "--synthetic_rows", "1073741824",
                                    "--epochs", "1", "--quiet", "--results_dir", tmp / "results"},
                                   tmp);
-  expect_refused_before_anything(r, "--synthetic_rows 1073741824 needs about 256000 MiB",
+  expect_refused_before_anything(r, "--synthetic_rows 1073741824 needs about 286720 MiB",
                                  tmp / "results");
 }
 

@@ -44,10 +44,10 @@ Dataset make_synthetic(int64_t n_train = kHmdaTrainRows, int64_t n_test = kHmdaT
 
 // About how many bytes a one-rank run holds for a synthetic set of `train_rows` rows (and a
 // quarter as many test rows): the set, the engine's copy, the evaluation's feature blocks (rank
-// 0's) and its terms, the orders. Measured: peak RSS grows ~217 bytes a row (4M rows 834 MiB, 8M
-// rows 1662 MiB); 250 leaves a margin. Used to refuse a --synthetic_rows that cannot fit before
-// anything is made.
-inline int64_t synthetic_set_bytes(int64_t train_rows) { return train_rows * 250; }
+// 0's) and its kept terms, the orders. Measured: peak RSS grows ~230 bytes a row (2M rows 451
+// MiB, 4M rows 895 MiB); 280 leaves a margin. Used to refuse a --synthetic_rows that cannot fit
+// before anything is made.
+inline int64_t synthetic_set_bytes(int64_t train_rows) { return train_rows * 280; }
 
 // ALGORITHM.md §1 "Preparation".
 // The geometry: n ranks, m = N' / n examples each (rank r owns rows [r m, (r + 1) m)), B / n
