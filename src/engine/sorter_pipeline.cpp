@@ -1,6 +1,7 @@
 #include "khsgd/engine/sorter_pipeline.hpp"
 
 #include <algorithm>
+#include <chrono>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -34,15 +35,19 @@ SorterPipeline::~SorterPipeline() {
 template <class Done>
 bool SorterPipeline::wait_until(Done&& done) const {
   // A step takes about a microsecond: spin through a few of them before giving the core away
-  // (a yield costs about as much as a step, a sleep much more).
-  constexpr int kSpins = 4096;
-  for (int spin = 0; !done(); ++spin) {
+  // (a yield costs about as much as a step), and sleep only through a long wait (the steps held
+  // up by a slow peer's all-gather, the helper by a long walk).
+  constexpr int kSpins = 4096, kYields = kSpins + 16384;
+  for (int tries = 0; !done();) {
     if (stop_.load(std::memory_order_acquire)) return false;
-    if (spin < kSpins) {
+    if (tries < kSpins) {
       relax();
-    } else {
+    } else if (tries < kYields) {
       std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
+    if (tries < kYields) ++tries;
   }
   return true;
 }
