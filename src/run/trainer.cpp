@@ -577,7 +577,8 @@ class Run {
   Backend backend_;
   int rank_ = 0;
   std::vector<int> ranks_here_;  // whose rank files this process writes: its own, or every worker's
-  int threads_ = 1;              // rank_threads(): the evaluation's threads
+  // rank_threads(): for the synthetic set, the sorter's walk beside the steps, the evaluation
+  int threads_ = 1;
   int cuda_index_ = 0;
   std::string dir_;  // the run folder
   std::unique_ptr<Communicator> comm_;
