@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "khsgd/comm/comm.hpp"
 #include "khsgd/engine/microbatch.hpp"
 #include "khsgd/model/feature_blocks.hpp"
 #include "khsgd/model/model.hpp"
@@ -255,5 +256,60 @@ TEST(Model, MicrobatchGroupsAreEachWorkersOwnMeanGradient) {
     mean_loss_gradient(X.data(), y.data(), rows.data() + w * each, each, d, theta.data(),
                        alone.data());
     EXPECT_EQ(std::memcmp(alone.data(), grads.data() + w * D, D * sizeof(float)), 0) << w;
+  }
+}
+
+TEST(Model, WorkerGradientsAreSummedInRankOrder) {
+  // Hand-checked: 1e8 + 1 rounds back to 1e8 in float32, so rank order (1e8 + 1) - 1e8 gives 0
+  // where any other order of the three gives 1.
+  const float three[3] = {1e8f, 1.0f, -1e8f};
+  float sum = -1.0f;
+  sum_in_rank_order(three, 3, 1, &sum);
+  EXPECT_EQ(sum, 0.0f);
+  // 64 workers' gradients of 21 floats (the lanes and a remainder), against the plain loop of
+  // each column over the ranks in order, bit for bit; and into rank 0's own row.
+  const int ranks = 64;
+  const int64_t D = 21;
+  std::vector<float> rows(ranks * D);
+  for (size_t i = 0; i < rows.size(); ++i)
+    rows[i] = std::sin(1.3f * static_cast<float>(i)) * std::exp2(static_cast<float>(i % 29) - 9.0f);
+  std::vector<float> out(D, -1.0f);
+  sum_in_rank_order(rows.data(), ranks, D, out.data());
+  for (int64_t j = 0; j < D; ++j) {
+    float expected = rows[j];
+    for (int r = 1; r < ranks; ++r) expected += rows[r * D + j];
+    EXPECT_EQ(std::memcmp(&expected, &out[j], sizeof(float)), 0) << j;
+  }
+  sum_in_rank_order(rows.data(), ranks, D, rows.data());
+  EXPECT_EQ(std::memcmp(rows.data(), out.data(), D * sizeof(float)), 0);
+}
+
+TEST(Model, MeanOfWorkersGradientsIsTheirRankSumDividedBitForBit) {
+  // The in-process workers' step: Microbatch::mean_of_group_gradients against the three steps it
+  // stands for (each worker's mean-loss gradient, their sum in rank order, the division by the
+  // workers), for column counts around the vector width and for 64 workers of 2 (--node_cnt 64,
+  // B 128).
+  for (const int64_t d : {1, 5, 7, 8, 9, 16, 20, 23}) {
+    for (const auto& [workers, each] :
+         std::vector<std::pair<int64_t, int64_t>>{{2, 1}, {2, 8}, {4, 3}, {64, 2}, {3, 70}}) {
+      const int64_t D = d + 1, count = workers * each, n_rows = 300;
+      std::vector<float> X(n_rows * d), y(n_rows), theta(D);
+      for (size_t i = 0; i < X.size(); ++i)
+        X[i] =
+            std::sin(0.37f * static_cast<float>(i)) * std::exp2(static_cast<float>(i % 7) - 2.0f);
+      for (size_t i = 0; i < y.size(); ++i) y[i] = static_cast<float>(i % 4 != 0);
+      for (int64_t j = 0; j < D; ++j) theta[j] = 0.3f * std::cos(static_cast<float>(j));
+      std::vector<int64_t> rows(count);
+      for (int64_t i = 0; i < count; ++i) rows[i] = (i * 37 + 11) % n_rows;
+      Microbatch batch(count, d);
+      batch.gather(X.data(), y.data(), rows.data(), count);
+      std::vector<float> grads(workers * D), expected(D), mean(D, -7.0f);
+      batch.mean_loss_gradients(theta.data(), workers, grads.data());
+      sum_in_rank_order(grads.data(), static_cast<int>(workers), D, expected.data());
+      for (float& e : expected) e /= static_cast<float>(workers);
+      batch.mean_of_group_gradients(theta.data(), workers, mean.data());
+      EXPECT_EQ(std::memcmp(expected.data(), mean.data(), D * sizeof(float)), 0)
+          << "d " << d << ", " << workers << " workers of " << each;
+    }
   }
 }

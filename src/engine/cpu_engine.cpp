@@ -70,7 +70,6 @@ class CpuEngine final : public TrainingEngine {
         next_rows_(workers_here_ * part_.microbatch),
         local_G_(workers_here_ * part_.microbatch * D_),
         gathered_G_(part_.ranks * part_.microbatch * D_),
-        local_grads_(workers_here_ * D_),
         mean_grad_(D_) {}
 
   EpochTimes train_epoch(const std::vector<int64_t>& order, Sorter& sorter, Communicator& comm,
@@ -113,7 +112,7 @@ class CpuEngine final : public TrainingEngine {
       // This worker's (or these workers') per-example rows, and every rank's.
       float* local = beside && !gather_into_slot ? slot : local_G_.data();
       if (per_example) batch_.per_example_gradients(theta, local);
-      if (!all_ranks) batch_.mean_loss_gradients(theta, here, local_grads_.data());
+      if (!all_ranks) worker_gradients(theta, gbar);
       timer.lap(&times.forward_backward);
       const float* G = local;
       if ((all_ranks || capture) && here < n) {
@@ -196,20 +195,25 @@ class CpuEngine final : public TrainingEngine {
     }
   }
 
-  // Sorters without gathered rows: the mean of the workers' gradients, their sum taken in rank
-  // order (here, or by the backend's all-reduce across processes).
+  // Sorters without gathered rows: the workers' mean-loss gradients into gbar. With every worker
+  // in this process (--in_process), straight to their mean, the sum taken in rank order as the
+  // backends' all-reduce takes it (Microbatch::mean_of_group_gradients); otherwise this rank's
+  // own gradient, which combine_worker_gradients() all-reduces.
+  void worker_gradients(const float* theta, float* gbar) {
+    if (workers_here_ > 1) {
+      batch_.mean_of_group_gradients(theta, workers_here_, gbar);
+    } else {
+      batch_.mean_loss_gradient(theta, gbar);
+    }
+  }
+
+  // The mean of the ranks' gradients: this rank's, in gbar, summed in rank order across processes
+  // and divided by their number. One worker's gradient is the mean already, and so are in-process
+  // workers' (worker_gradients()).
   void combine_worker_gradients(Communicator& comm, float* gbar) {
     const int64_t n = part_.ranks;
-    if (n == 1) {  // one worker: its gradient is the mean
-      std::copy(local_grads_.begin(), local_grads_.begin() + D_, gbar);
-      return;
-    }
-    if (workers_here_ == n) {
-      sum_in_rank_order(local_grads_.data(), static_cast<int>(n), D_, gbar);
-    } else {
-      std::copy(local_grads_.begin(), local_grads_.begin() + D_, gbar);
-      comm.all_reduce_sum(gbar, D_, Device::Cpu);
-    }
+    if (n == 1 || workers_here_ > 1) return;
+    comm.all_reduce_sum(gbar, D_, Device::Cpu);
     for (int64_t j = 0; j < D_; ++j) gbar[j] /= static_cast<float>(n);
   }
 
@@ -222,7 +226,7 @@ class CpuEngine final : public TrainingEngine {
   MomentumSGD sgd_;
   Microbatch batch_;
   std::vector<int64_t> rows_, next_rows_;  // this step's and the next step's rows of the data
-  std::vector<float> local_G_, gathered_G_, local_grads_, mean_grad_;
+  std::vector<float> local_G_, gathered_G_, mean_grad_;
   std::optional<FeatureBlocks> train_blocks_, test_blocks_;  // the evaluation's copy of the rows
 };
 

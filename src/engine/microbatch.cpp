@@ -9,6 +9,7 @@
 #endif
 
 #include "khsgd/base/geometry.hpp"
+#include "khsgd/comm/comm.hpp"
 #include "khsgd/model/libm_lanes.hpp"
 #include "khsgd/model/logistic.hpp"
 
@@ -22,19 +23,21 @@ const bool kCpuHasAvx2 = __builtin_cpu_supports("avx2");
 
 int64_t blocks_for(int64_t count) { return (count + Microbatch::kLanes - 1) / Microbatch::kLanes; }
 
-// grad[j] += r_i x_i[j] for the rows i of [first, last) in order, each row scaled by 1 / n: the
-// columns are independent, so the compiler takes them in vector lanes (each column's sum still
-// adds the rows in order). One call per group rather than per row: the clones are called through
-// an indirection.
-KHSGD_VECTOR_CLONES void add_scaled_rows_portable(float* __restrict grad,
-                                                  const float* const* sources,
-                                                  const float* residuals, int64_t first,
-                                                  int64_t last, float n, int64_t d) {
-  for (int64_t i = first; i < last; ++i) {
-    const float r = residuals[i] / n;
-    const float* __restrict x = sources[i];
-    for (int64_t j = 0; j < d; ++j) grad[j] += r * x[j];
-    grad[d] += r;
+// Group g's gradient, sum over its rows i of scaled_i [x_i; 1], for `groups` groups of `each`
+// consecutive rows: each column's products added in row order from zero. The columns are
+// independent, so the compiler takes them in vector lanes. Written to grads + g (d + 1).
+KHSGD_VECTOR_CLONES void group_gradients_portable(const float* const* sources, const float* scaled,
+                                                  int64_t groups, int64_t each, int64_t d,
+                                                  float* __restrict grads) {
+  for (int64_t g = 0; g < groups; ++g) {
+    float* __restrict grad = grads + g * (d + 1);
+    for (int64_t j = 0; j <= d; ++j) grad[j] = 0.0f;
+    for (int64_t i = g * each; i < (g + 1) * each; ++i) {
+      const float r = scaled[i];
+      const float* __restrict x = sources[i];
+      for (int64_t j = 0; j < d; ++j) grad[j] += r * x[j];
+      grad[d] += r;
+    }
   }
 }
 
@@ -44,49 +47,82 @@ KHSGD_VECTOR_CLONES void add_scaled_rows_portable(float* __restrict grad,
 // (callgrind: ~770 instructions a step of 16 rows; here ~490). Columns in groups of eight, the
 // rows in order within each group: every column's sum is the loop's, product by product (for
 // numbers; which NaN an add of two NaNs keeps depends on the order of its operands, which the
-// compiler chooses for the loop too). The last group holds the remaining features and the bias
-// column, whose "feature" is 1 (r * 1 = r).
-__attribute__((target("avx2"))) void add_scaled_rows_avx2(float* grad, const float* const* sources,
-                                                          const float* residuals, int64_t first,
-                                                          int64_t last, float n, int64_t d) {
-  constexpr int64_t kMaxRows = 64;
-  float scaled[kMaxRows];
-  if (last - first > kMaxRows)
-    return add_scaled_rows_portable(grad, sources, residuals, first, last, n, d);
-  for (int64_t i = first; i < last; ++i) scaled[i - first] = residuals[i] / n;
-  int64_t c = 0;
-  for (; c + 8 <= d; c += 8) {
-    __m256 acc = _mm256_loadu_ps(grad + c);
-    for (int64_t i = first; i < last; ++i)
-      acc = _mm256_add_ps(
-          acc, _mm256_mul_ps(_mm256_set1_ps(scaled[i - first]), _mm256_loadu_ps(sources[i] + c)));
-    _mm256_storeu_ps(grad + c, acc);
+// compiler chooses for the loop too). The last group of columns holds the remaining features and
+// the bias column, whose "feature" is 1 (r * 1 = r): its loads are masked to stay in the row.
+//
+// With `mean`, the groups' gradients are not written but added in group order and divided by
+// groups into mean [d + 1]: sum_in_rank_order() of the rows above and the division, add by add,
+// with each group's sums in registers instead of a row of memory (64 in-process workers of two
+// examples spent ~150 instructions a worker writing their rows and ~55 more summing them).
+struct LastColumns {
+  __m256i features, with_bias;  // lanes < d - c; lanes <= d - c
+  __m256 bias;                  // 1 in lane d - c
+};
+
+template <bool kLast>
+__attribute__((target("avx2"), always_inline)) inline __m256 columns_of(const float* row,
+                                                                        const LastColumns& last) {
+  if (!kLast) return _mm256_loadu_ps(row);
+  return _mm256_or_ps(_mm256_maskload_ps(row, last.features), last.bias);
+}
+
+template <bool kLast>
+__attribute__((target("avx2"), always_inline)) inline void store_columns(float* out, __m256 v,
+                                                                         const LastColumns& last) {
+  if (kLast) {
+    _mm256_maskstore_ps(out, last.with_bias, v);
+  } else {
+    _mm256_storeu_ps(out, v);
   }
-  // The last group: features c .. d - 1 (fewer than eight; loads masked to stay in the row), then
-  // the bias column at lane d - c.
+}
+
+// Columns c .. c + 7 (kLast: c .. d) of every group's gradient, or of their mean.
+template <bool kLast>
+__attribute__((target("avx2"), always_inline)) inline void group_columns(
+    const float* const* sources, const float* scaled, int64_t groups, int64_t each, int64_t D,
+    int64_t c, const LastColumns& last, float* grads, float* mean) {
+  __m256 total = _mm256_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = g * each; i < (g + 1) * each; ++i)
+      acc = _mm256_add_ps(
+          acc, _mm256_mul_ps(_mm256_set1_ps(scaled[i]), columns_of<kLast>(sources[i] + c, last)));
+    if (mean == nullptr) {
+      store_columns<kLast>(grads + g * D + c, acc, last);
+    } else {
+      total = g == 0 ? acc : _mm256_add_ps(total, acc);
+    }
+  }
+  if (mean != nullptr)
+    store_columns<kLast>(mean + c, _mm256_div_ps(total, _mm256_set1_ps(static_cast<float>(groups))),
+                         last);
+}
+
+// First scaled_i = residuals_i / each, eight at a time: residuals and scaled hold whole blocks of
+// eight (Microbatch::kLanes), the lanes past the last example never read back.
+__attribute__((target("avx2"))) void group_gradients_avx2(const float* const* sources,
+                                                          const float* residuals, float* scaled,
+                                                          int64_t groups, int64_t each, int64_t d,
+                                                          float* grads, float* mean) {
+  static_assert(Microbatch::kLanes == 8, "residuals in blocks of eight");
+  const __m256 n = _mm256_set1_ps(static_cast<float>(each));
+  for (int64_t i = 0; i < groups * each; i += 8)
+    _mm256_storeu_ps(scaled + i, _mm256_div_ps(_mm256_loadu_ps(residuals + i), n));
+  const int64_t D = d + 1;
+  int64_t c = 0;
+  LastColumns last{};
+  for (; c + 8 <= d; c += 8)
+    group_columns<false>(sources, scaled, groups, each, D, c, last, grads, mean);
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256i left = _mm256_set1_epi32(static_cast<int>(d - c));
-  const __m256i features = _mm256_cmpgt_epi32(left, lane);  // lanes < d - c
-  const __m256i with_bias = _mm256_cmpgt_epi32(_mm256_add_epi32(left, _mm256_set1_epi32(1)), lane);
-  const __m256 bias =
+  last.features = _mm256_cmpgt_epi32(left, lane);
+  last.with_bias = _mm256_cmpgt_epi32(_mm256_add_epi32(left, _mm256_set1_epi32(1)), lane);
+  last.bias =
       _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(left, lane)), _mm256_set1_ps(1.0f));
-  __m256 acc = _mm256_maskload_ps(grad + c, with_bias);
-  for (int64_t i = first; i < last; ++i) {
-    const __m256 x = _mm256_or_ps(_mm256_maskload_ps(sources[i] + c, features), bias);
-    acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(scaled[i - first]), x));
-  }
-  _mm256_maskstore_ps(grad + c, with_bias, acc);
+  group_columns<true>(sources, scaled, groups, each, D, c, last, grads, mean);
 }
 
 #endif
-
-void add_scaled_rows(float* grad, const float* const* sources, const float* residuals,
-                     int64_t first, int64_t last, float n, int64_t d) {
-#if KHSGD_X86_INTRINSICS
-  if (kCpuHasAvx2) return add_scaled_rows_avx2(grad, sources, residuals, first, last, n, d);
-#endif
-  add_scaled_rows_portable(grad, sources, residuals, first, last, n, d);
-}
 
 // G row i = r_i [x_i; 1] for the rows i of [0, count).
 KHSGD_VECTOR_CLONES void scaled_rows(float* __restrict G, const float* const* sources,
@@ -189,7 +225,8 @@ Microbatch::Microbatch(int64_t capacity, int64_t d)
       zeros_(d, 0.0f),
       sources_(blocks_for(capacity) * kLanes, zeros_.data()),
       labels_(blocks_for(capacity) * kLanes, 0.0f),
-      residuals_(blocks_for(capacity) * kLanes) {}
+      residuals_(blocks_for(capacity) * kLanes),
+      scaled_(blocks_for(capacity) * kLanes) {}
 
 void Microbatch::gather(const float* X, const float* y, const int64_t* rows, int64_t count) {
   count_ = count;
@@ -231,16 +268,32 @@ void Microbatch::per_example_gradients(const float* theta, float* G) {
 }
 
 void Microbatch::mean_loss_gradients(const float* theta, int64_t groups, float* grads) {
+  group_gradients(theta, groups, grads, nullptr);
+}
+
+void Microbatch::mean_of_group_gradients(const float* theta, int64_t groups, float* mean) {
+  group_gradients(theta, groups, nullptr, mean);
+}
+
+void Microbatch::group_gradients(const float* theta, int64_t groups, float* grads, float* mean) {
   // Autograd scales each residual by 1 / count (binary_cross_entropy_with_logits_backward with
   // mean reduction) and then sums the scaled rows (the matmul of linear's backward).
   compute_residuals(theta);
-  const int64_t D = gradient_length(d_), count = count_ / groups;
-  const float n = static_cast<float>(count);
-  for (int64_t g = 0; g < groups; ++g) {
-    float* grad = grads + g * D;
-    std::fill(grad, grad + D, 0.0f);
-    add_scaled_rows(grad, sources_.data(), residuals_.data(), g * count, (g + 1) * count, n, d_);
-  }
+  const int64_t D = gradient_length(d_), each = count_ / groups;
+#if KHSGD_X86_INTRINSICS
+  if (kCpuHasAvx2)
+    return group_gradients_avx2(sources_.data(), residuals_.data(), scaled_.data(), groups, each,
+                                d_, grads, mean);
+#endif
+  const float n = static_cast<float>(each);
+  for (int64_t i = 0; i < count_; ++i) scaled_[i] = residuals_[i] / n;
+  if (mean == nullptr)
+    return group_gradients_portable(sources_.data(), scaled_.data(), groups, each, d_, grads);
+  // The groups' rows, then their sum in rank order and the division.
+  group_rows_.resize(static_cast<size_t>(groups * D));
+  group_gradients_portable(sources_.data(), scaled_.data(), groups, each, d_, group_rows_.data());
+  sum_in_rank_order(group_rows_.data(), static_cast<int>(groups), D, mean);
+  for (int64_t j = 0; j < D; ++j) mean[j] /= static_cast<float>(groups);
 }
 
 }  // namespace khsgd

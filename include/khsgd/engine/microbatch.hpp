@@ -47,15 +47,23 @@ class Microbatch {
   // each with its own microbatch): grads is [groups, d + 1], group g's gradient over its
   // size / groups examples, each exactly as mean_loss_gradient() of those examples alone.
   void mean_loss_gradients(const float* theta, int64_t groups, float* grads);
+  // The mean of those groups' gradients, mean [d + 1]: bit for bit mean_loss_gradients(), then
+  // sum_in_rank_order() of the groups (comm.hpp), then a division by groups, as the in-process
+  // workers' step takes it (CpuEngine), without a row of memory per group.
+  void mean_of_group_gradients(const float* theta, int64_t groups, float* mean);
 
  private:
   // residuals_[i] = sigma(z_i) - y_i for the gathered examples.
   void compute_residuals(const float* theta);
+  // mean_loss_gradients() into grads (mean null), or mean_of_group_gradients() into mean.
+  void group_gradients(const float* theta, int64_t groups, float* grads, float* mean);
 
   int64_t d_, count_ = 0, blocks_ = 0;
   std::vector<float> zeros_;           // the row of the lanes past the last example
   std::vector<const float*> sources_;  // where each example's row is, [blocks * kLanes]
   std::vector<float> labels_, residuals_;
+  std::vector<float> scaled_;      // residuals_ / examples a group: the gradients' row weights
+  std::vector<float> group_rows_;  // mean_of_group_gradients' rows, where it writes them out
 };
 
 }  // namespace khsgd
