@@ -1,11 +1,16 @@
 // Who this process is in the job, read from torchrun's, Open MPI's or launch.sh's environment.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <map>
+#include <stdexcept>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "khsgd/app/launch.hpp"
 #include "khsgd/base/errors.hpp"
+#include "khsgd/base/run_parts.hpp"
 
 using namespace khsgd;
 
@@ -118,4 +123,32 @@ TEST(LaunchEnvironment, RankThreadsShareTheAllowedCores) {
           << e.what();
     }
   }
+}
+
+TEST(RunParts, EveryPartRunsOncePartZeroOnTheCaller) {
+  std::vector<std::atomic<int>> calls(5);
+  std::thread::id part_zero_on;
+  run_parts(5, [&](int64_t p) {
+    ++calls[static_cast<size_t>(p)];
+    if (p == 0) part_zero_on = std::this_thread::get_id();
+  });
+  for (const auto& c : calls) EXPECT_EQ(c.load(), 1);
+  EXPECT_EQ(part_zero_on, std::this_thread::get_id());
+  int none = 0;
+  run_parts(0, [&](int64_t) { ++none; });
+  EXPECT_EQ(none, 0);
+}
+
+TEST(RunParts, AFailureIsRethrownOnceEveryPartHasRun) {
+  // Parts 1 and 3 throw; every part still runs to its end, and the lowest failing part's error is
+  // the one rethrown, after the helpers have been joined.
+  std::atomic<int> finished{0};
+  try {
+    run_parts(4, [&](int64_t p) {
+      ++finished;
+      if (p == 1 || p == 3) throw std::runtime_error("part " + std::to_string(p));
+    });
+    ADD_FAILURE() << "no exception";
+  } catch (const std::runtime_error& e) { EXPECT_STREQ(e.what(), "part 1"); }
+  EXPECT_EQ(finished.load(), 4);
 }

@@ -5,13 +5,12 @@
 #include <cmath>
 #include <cstdint>
 #include <sstream>
-#include <system_error>
-#include <thread>
 #include <vector>
 
 #include "khsgd/base/cores.hpp"
 #include "khsgd/base/errors.hpp"
 #include "khsgd/base/hash.hpp"
+#include "khsgd/base/run_parts.hpp"
 #include "khsgd/data/pt_file.hpp"
 
 namespace khsgd {
@@ -176,20 +175,9 @@ Dataset make_synthetic(int64_t n_train, int64_t n_test, int threads_asked) {
   const int64_t threads = std::min<int64_t>(
       blocks, std::clamp<int64_t>(threads_asked > 0 ? threads_asked : allowed_cores(), 1, 8));
   std::atomic<int64_t> next{0};
-  auto work = [&] {
+  run_parts(threads, [&](int64_t) {
     for (int64_t b = next++; b < blocks; b = next++) make_block(b);
-  };
-  std::vector<std::thread> helpers;
-  helpers.reserve(static_cast<size_t>(threads));
-  for (int64_t t = 1; t < threads; ++t) {
-    try {
-      helpers.emplace_back(work);
-    } catch (const std::system_error&) {  // no more threads to be had: this one makes the rest
-      break;
-    }
-  }
-  work();
-  for (std::thread& t : helpers) t.join();
+  });
   data.source = "synthetic";
   return data;
 }

@@ -18,7 +18,7 @@ namespace khsgd {
 namespace {
 
 #if KHSGD_X86_INTRINSICS
-const bool kCpuHasAvx2 = __builtin_cpu_supports("avx2");
+const bool kCpuHasAvx2 = cpu_vector_sets().avx2;
 #endif
 
 int64_t blocks_for(int64_t count) { return (count + Microbatch::kLanes - 1) / Microbatch::kLanes; }

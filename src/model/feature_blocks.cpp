@@ -74,18 +74,18 @@ __attribute__((target("avx512f"))) void block_dots_avx512(const float* block, co
 #endif
 #endif
 
-using BlockDots = void (*)(const float*, const double*, int64_t, double*);
-
 int widest() {
 #if KHSGD_X86_INTRINSICS
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return 8;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 4;
+  const CpuVectorSets& cpu = cpu_vector_sets();
+  if (cpu.avx512f) return 8;
+  if (cpu.avx2 && cpu.fma) return 4;
 #endif
   return 0;
 }
 
 const int kWidest = widest();
+
+using BlockDots = void (*)(const float*, const double*, int64_t, double*);
 
 BlockDots block_dots_of_width(int width) {
 #if KHSGD_X86_INTRINSICS
@@ -118,8 +118,11 @@ FeatureBlocks::FeatureBlocks(const float* X, int64_t rows, int64_t d) : rows_(ro
 
 int FeatureBlocks::lane_width() { return kWidest; }
 
+FeatureBlocks::Weights::Weights(const float* theta, int64_t d)
+    : w(theta, theta + d), bias(theta[d]) {}
+
 void FeatureBlocks::logits(const float* theta, int64_t first, int64_t count, float* z) const {
-  logits(theta, first, count, z, kWidest);
+  logits(Weights(theta, d_), first, count, z);
 }
 
 void FeatureBlocks::logits(const float* theta, int64_t first, int64_t count, float* z,
@@ -130,22 +133,27 @@ void FeatureBlocks::logits(const float* theta, int64_t first, int64_t count, flo
   if (width > kWidest)
     throw std::invalid_argument("this CPU takes feature blocks at most " + std::to_string(kWidest) +
                                 " doubles a vector, not " + std::to_string(width));
-  const BlockDots block_dots = block_dots_of_width(width);
+  logits(Weights(theta, d_), first, count, z, block_dots_of_width(width));
+}
+
+void FeatureBlocks::logits(const Weights& theta, int64_t first, int64_t count, float* z) const {
+  logits(theta, first, count, z, block_dots_of_width(kWidest));
+}
+
+void FeatureBlocks::logits(const Weights& theta, int64_t first, int64_t count, float* z,
+                           BlockDots block_dots) const {
   if (first % kRows != 0 || first < 0 || count < 0 || first + count > rows_)
     throw std::invalid_argument("logits of rows [" + std::to_string(first) + ", " +
                                 std::to_string(first + count) + ") of " + std::to_string(rows_) +
                                 " in blocks of " + std::to_string(kRows));
-  // The weights in double once per call, so that a feature's weight is one broadcast load.
-  constexpr int64_t kOnStack = 64;
-  double on_stack[kOnStack];
-  std::vector<double> on_heap(d_ > kOnStack ? d_ : 0);
-  double* w = d_ > kOnStack ? on_heap.data() : on_stack;
-  for (int64_t j = 0; j < d_; ++j) w[j] = theta[j];
+  if (static_cast<int64_t>(theta.w.size()) != d_)
+    throw std::invalid_argument("logits of rows of " + std::to_string(d_) + " features with " +
+                                std::to_string(theta.w.size()) + " weights");
   for (int64_t done = 0; done < count; done += kRows) {
     double dots[kRows];
-    block_dots(blocks_.get() + (first + done) / kRows * d_ * kRows, w, d_, dots);
+    block_dots(blocks_.get() + (first + done) / kRows * d_ * kRows, theta.w.data(), d_, dots);
     const int64_t here = std::min(kRows, count - done);
-    for (int64_t l = 0; l < here; ++l) z[done + l] = logit_from_dot(dots[l], theta[d_]);
+    for (int64_t l = 0; l < here; ++l) z[done + l] = logit_from_dot(dots[l], theta.bias);
   }
 }
 

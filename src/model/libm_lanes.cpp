@@ -298,10 +298,11 @@ bool lanes_answer_as_libm(Sigmoids sigmoids_in_lanes, Softplus softplus_in_lanes
 }
 
 int widest_lanes_that_answer_as_libm() {
-  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") ||
+  const CpuVectorSets& cpu = cpu_vector_sets();
+  if (!cpu.avx2 || !cpu.fma ||
       !lanes_answer_as_libm(four::sigmoids_in_lanes, four::softplus_in_lanes))
     return 0;
-  if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512dq") ||
+  if (!cpu.avx512f || !cpu.avx512dq ||
       !lanes_answer_as_libm(eight::sigmoids_in_lanes, eight::softplus_in_lanes))
     return 4;
   return 8;

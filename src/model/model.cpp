@@ -1,10 +1,9 @@
 #include "khsgd/model/model.hpp"
 
 #include <algorithm>
-#include <exception>
-#include <system_error>
-#include <thread>
+#include <vector>
 
+#include "khsgd/base/run_parts.hpp"
 #include "khsgd/engine/microbatch.hpp"
 #include "khsgd/engine/step_math.hpp"
 #include "khsgd/model/feature_blocks.hpp"
@@ -71,8 +70,8 @@ namespace {
 constexpr int64_t kEvaluationChunk = 16 * FeatureBlocks::kRows;
 
 template <class Add>
-int64_t row_losses(const FeatureBlocks& X, const float* y, const float* theta, int64_t from,
-                   int64_t to, Add&& add) {
+int64_t row_losses(const FeatureBlocks& X, const float* y, const FeatureBlocks::Weights& theta,
+                   int64_t from, int64_t to, Add&& add) {
   int64_t correct = 0;
   float z[kEvaluationChunk];
   double softplus[kEvaluationChunk];
@@ -106,36 +105,18 @@ Evaluation evaluate(const FeatureBlocks& X, const float* y, const float* theta, 
   const int64_t kept_from = start_of(1);
   std::vector<double> kept(static_cast<size_t>(rows - kept_from));
   std::vector<int64_t> correct(static_cast<size_t>(parts), 0);
-  std::vector<std::exception_ptr> failures(static_cast<size_t>(parts));
+  const FeatureBlocks::Weights weights(theta, X.features());
   double loss = 0.0;
-  // Part 0 adds its terms up here; the others keep theirs. What a part throws is rethrown here
-  // once every thread has been joined.
-  auto run_part = [&](int64_t part) {
-    try {
-      if (part == 0) {
-        correct[0] =
-            row_losses(X, y, theta, 0, kept_from, [&loss](int64_t, double term) { loss += term; });
-      } else {
-        correct[part] = row_losses(X, y, theta, start_of(part), start_of(part + 1),
-                                   [&](int64_t i, double term) { kept[i - kept_from] = term; });
-      }
-    } catch (...) { failures[part] = std::current_exception(); }
-  };
-  std::vector<std::thread> helpers;
-  helpers.reserve(static_cast<size_t>(parts));
-  int64_t started = 1;
-  for (; started < parts; ++started) {
-    try {
-      helpers.emplace_back(run_part, started);
-    } catch (const std::system_error&) {  // no more threads to be had: this one runs the rest
-      break;
+  // Part 0 adds its terms up here; the others keep theirs.
+  run_parts(parts, [&](int64_t part) {
+    if (part == 0) {
+      correct[0] =
+          row_losses(X, y, weights, 0, kept_from, [&loss](int64_t, double term) { loss += term; });
+    } else {
+      correct[part] = row_losses(X, y, weights, start_of(part), start_of(part + 1),
+                                 [&](int64_t i, double term) { kept[i - kept_from] = term; });
     }
-  }
-  run_part(0);
-  for (int64_t part = started; part < parts; ++part) run_part(part);
-  for (std::thread& helper : helpers) helper.join();
-  for (const std::exception_ptr& failure : failures)
-    if (failure) std::rethrow_exception(failure);
+  });
   for (const double term : kept) loss += term;
   Evaluation out;
   out.rows = rows;

@@ -76,7 +76,7 @@ __attribute__((target("avx2"))) void remainders_avx2(const uint32_t* bits, int64
   }
   for (; k < count; ++k) offsets[k] = bits[k] % static_cast<uint32_t>(n - k);
 }
-const bool kCpuHasAvx2 = __builtin_cpu_supports("avx2");
+const bool kCpuHasAvx2 = cpu_vector_sets().avx2;
 #endif
 
 // x = (bits & (2^24 - 1)) 2^-24 (exact), then x span + low rounded once (fused, as LibTorch's AVX2

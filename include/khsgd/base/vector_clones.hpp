@@ -15,3 +15,26 @@
 #define KHSGD_X86_INTRINSICS 0
 #define KHSGD_VECTOR_CLONES
 #endif
+
+#if KHSGD_X86_INTRINSICS
+namespace khsgd {
+
+// The instruction sets a hand-written kernel is picked by, asked of the CPU once for every file
+// that has such kernels. __builtin_cpu_init() first: a choice kept in a namespace-scope constant is
+// made while static objects are initialised, which may be before libgcc has read the features.
+struct CpuVectorSets {
+  bool avx2, fma, avx512f, avx512dq;
+};
+
+inline const CpuVectorSets& cpu_vector_sets() {
+  static const CpuVectorSets sets = [] {
+    __builtin_cpu_init();
+    return CpuVectorSets{__builtin_cpu_supports("avx2") != 0, __builtin_cpu_supports("fma") != 0,
+                         __builtin_cpu_supports("avx512f") != 0,
+                         __builtin_cpu_supports("avx512dq") != 0};
+  }();
+  return sets;
+}
+
+}  // namespace khsgd
+#endif

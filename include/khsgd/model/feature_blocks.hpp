@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 namespace khsgd {
 
@@ -26,8 +27,17 @@ class FeatureBlocks {
   int64_t rows() const { return rows_; }
   int64_t features() const { return d_; }
 
+  // theta [d + 1] as the dot products take it: the d weights in double, then the bias. Made once
+  // for a pass over many rows (an evaluation's chunks share one).
+  struct Weights {
+    Weights(const float* theta, int64_t d);
+    std::vector<double> w;
+    float bias;
+  };
+
   // z[i] = logit(row first + i, theta) for i < count: first is a multiple of kRows and
   // first + count <= rows().
+  void logits(const Weights& theta, int64_t first, int64_t count, float* z) const;
   void logits(const float* theta, int64_t first, int64_t count, float* z) const;
 
   // How many doubles a vector the dot products take on this CPU: 8 (AVX-512), 4 (AVX2 with FMA)
@@ -38,6 +48,10 @@ class FeatureBlocks {
   void logits(const float* theta, int64_t first, int64_t count, float* z, int width) const;
 
  private:
+  using BlockDots = void (*)(const float*, const double*, int64_t, double*);
+  void logits(const Weights& theta, int64_t first, int64_t count, float* z,
+              BlockDots block_dots) const;
+
   int64_t rows_, d_;
   std::unique_ptr<float[]> blocks_;  // [blocks, d, kRows]
 };
