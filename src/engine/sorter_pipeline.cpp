@@ -3,21 +3,9 @@
 #include <algorithm>
 #include <chrono>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
+#include "khsgd/base/cores.hpp"
 
 namespace khsgd {
-
-namespace {
-
-inline void relax() {
-#if defined(__x86_64__)
-  _mm_pause();
-#endif
-}
-
-}  // namespace
 
 SorterPipeline::SorterPipeline(Sorter& sorter, int64_t slot_floats, int64_t steps)
     : sorter_(sorter),
@@ -41,7 +29,7 @@ bool SorterPipeline::wait_until(Done&& done) const {
   for (int tries = 0; !done();) {
     if (stop_.load(std::memory_order_acquire)) return false;
     if (tries < kSpins) {
-      relax();
+      cpu_relax();
     } else if (tries < kYields) {
       std::this_thread::yield();
     } else {
