@@ -87,7 +87,7 @@ const int kWidest = widest();
 
 using BlockDots = void (*)(const float*, const double*, int64_t, double*);
 
-BlockDots block_dots_of_width(int width) {
+BlockDots block_dots_of_width([[maybe_unused]] int width) {  // unused without intrinsics
 #if KHSGD_X86_INTRINSICS
   if (width == 8) return block_dots_avx512;
   if (width == 4) return block_dots_avx2;
