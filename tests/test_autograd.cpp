@@ -203,6 +203,22 @@ TEST(TorchDraws, CpuGeneratorIsLibTorchsDefaultGenerator) {
   }
 }
 
+// D-RR's permutation drawn into last epoch's vector (cpu_randperm_into: no reallocation, no
+// zeroing) is torch.randperm's, whatever the vector held, as it grows and shrinks.
+TEST(TorchDraws, RandpermIntoAReusedVectorIsLibTorchs) {
+  CpuGenerator ours(3);
+  torch::manual_seed(3);
+  std::vector<int64_t> reused(50, -1);
+  for (const int64_t m : {1000, 17, 97642, 3, 97642, 0}) {
+    cpu_randperm_into(ours, m, reused);
+    const torch::Tensor expected = torch::randperm(m, torch::kLong);
+    ASSERT_EQ(static_cast<int64_t>(reused.size()), m);
+    EXPECT_TRUE(std::equal(reused.begin(), reused.end(), expected.data_ptr<int64_t>()))
+        << "randperm " << m;
+  }
+  EXPECT_EQ(ours.state(), torch_cpu_state());
+}
+
 // KH-SGD's log table computed without LibTorch (Sleef's logf, or glibc's at ATen's DEFAULT
 // capability: libtorch_log.hpp) is torch.log's, bit for bit, for tables of the shapes a run draws.
 TEST(TorchDraws, LogTableWithoutLibTorchIsTorchLogs) {

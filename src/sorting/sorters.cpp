@@ -19,7 +19,7 @@ class RandomReshuffle final : public Sorter {
   RandomReshuffle(const SorterShape& shape, DeviceOps& ops) : shape_(shape), ops_(ops) {}
   GradientNeed needs() const override { return GradientNeed::None; }
   const std::vector<int64_t>& sort() override {
-    order_ = ops_.randperm(shape_.shard_rows);
+    ops_.randperm_into(shape_.shard_rows, order_);  // last epoch's order is done with
     return order_;
   }
   // The seed is the same on every rank, so every rank draws the same permutation of its shard.

@@ -140,6 +140,9 @@ class CpuOps final : public DeviceOps {
   CpuOps(CpuGenerator& generator, LogTable log_table)
       : generator_(generator), log_table_(log_table) {}
   std::vector<int64_t> randperm(int64_t m) override { return cpu_randperm(generator_, m); }
+  void randperm_into(int64_t m, std::vector<int64_t>& out) override {
+    cpu_randperm_into(generator_, m, out);
+  }
   std::vector<float> uniform(int64_t count, double from, double to) override {
     return cpu_uniform(generator_, count, from, to);
   }
@@ -224,8 +227,14 @@ void CpuGenerator::set_state(const std::vector<uint8_t>& bytes) {
 }
 
 std::vector<int64_t> cpu_randperm(CpuGenerator& generator, int64_t m) {
+  std::vector<int64_t> r;
+  cpu_randperm_into(generator, m, r);
+  return r;
+}
+
+void cpu_randperm_into(CpuGenerator& generator, int64_t m, std::vector<int64_t>& r) {
   if (m < 0) throw std::invalid_argument("randperm of " + std::to_string(m) + " items");
-  std::vector<int64_t> r(static_cast<size_t>(m));
+  r.resize(static_cast<size_t>(m));  // what it held is overwritten below
 #if KHSGD_TORCH_MAJOR >= 2
   // LibTorch 2.x from 2^32 / 20 items on: the inside-out shuffle over 64-bit draws (random64:
   // the first 32 bits drawn are the high half).
@@ -236,7 +245,7 @@ std::vector<int64_t> cpu_randperm(CpuGenerator& generator, int64_t m) {
       r[static_cast<size_t>(i)] = r[z];
       r[z] = i;
     }
-    return r;
+    return;
   }
 #endif
   std::iota(r.begin(), r.end(), int64_t{0});
@@ -252,7 +261,6 @@ std::vector<int64_t> cpu_randperm(CpuGenerator& generator, int64_t m) {
     for (int64_t k = 0; k < count; ++k)
       std::swap(r[static_cast<size_t>(first + k)], r[static_cast<size_t>(first + k + offsets[k])]);
   }
-  return r;
 }
 
 bool libtorch_uniform_rounds_once() {

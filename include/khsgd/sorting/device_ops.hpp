@@ -18,6 +18,9 @@ class DeviceOps {
   virtual ~DeviceOps() = default;
   // torch.randperm(m, device=...): a permutation of 0 .. m-1
   virtual std::vector<int64_t> randperm(int64_t m) = 0;
+  // The same permutation into `out` (m items), which may reuse out's storage: D-RR draws one
+  // every epoch into the same vector.
+  virtual void randperm_into(int64_t m, std::vector<int64_t>& out) { out = randperm(m); }
   // torch.empty(count, device=...).uniform_(from, to); torch.rand(count) is uniform(count, 0, 1)
   virtual std::vector<float> uniform(int64_t count, double from, double to) = 0;
   // torch.log(constant * torch.arange(1, count + 1, dtype=float32, device=...))
