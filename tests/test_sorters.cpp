@@ -12,6 +12,7 @@
 #include "khsgd/sorting/pair_rules.hpp"
 #include "khsgd/sorting/sorter_registry.hpp"
 #include "khsgd/sorting/state_io.hpp"
+#include "khsgd/torch/cpu_generator.hpp"
 #include "plain_draws.hpp"
 
 using namespace khsgd;
@@ -80,6 +81,50 @@ TEST(DRR, ReturnsAFreshPermutationEveryEpochAndIgnoresGradients) {
   EXPECT_EQ(sorter->needs(), GradientNeed::None);
   EXPECT_EQ(sorter->sort(), (Order{2, 0, 3, 1}));
   EXPECT_EQ(sorter->sort(), (Order{1, 3, 0, 2}));
+}
+
+std::vector<float> no_log_table(double, int64_t) { return {}; }
+
+// D-RR drawing beside the steps (draw_beside): the orders read as the step loop reads them, a
+// step's rows at a time after wait_for_order(), are the permutations drawn whole, epoch after
+// epoch (several blocks of the draw's 512 items), and the generator ends where it would.
+TEST(DRR, DrawnBesideTheStepsGivesTheSameOrdersAndGenerator) {
+  const int64_t m = 5000, step_items = 16;
+  CpuGenerator beside_gen(11), whole_gen(11);
+  const auto beside_ops = make_cpu_ops(beside_gen, &no_log_table);
+  const auto whole_ops = make_cpu_ops(whole_gen, &no_log_table);
+  auto beside = make_sorter("D-RR", shape_of(1, m, 2, 3), *beside_ops);
+  auto whole = make_sorter("D-RR", shape_of(1, m, 2, 3), *whole_ops);
+  beside->draw_beside(true);
+  for (int epoch = 0; epoch < 3; ++epoch) {
+    const Order& expected = whole->sort();
+    const Order& order = beside->sort();
+    const int64_t* rows = beside->order_of(0);
+    for (int64_t first = 0; first < m; first += step_items) {
+      beside->wait_for_order(first + step_items);
+      for (int64_t i = first; i < std::min(m, first + step_items); ++i)
+        ASSERT_EQ(rows[i], expected[i]) << "epoch " << epoch << ", item " << i;
+    }
+    beside->wait_for_order(m);
+    EXPECT_EQ(order, expected) << "epoch " << epoch;
+    EXPECT_EQ(beside_gen.state(), whole_gen.state()) << "epoch " << epoch;
+  }
+}
+
+TEST(DRR, AFailedDrawBesideTheStepsIsRethrownWhenTheOrderIsWaitedForWhole) {
+  ScriptedOps ops;  // no permutation scripted: its randperm throws, on the draw's thread
+  auto sorter = make_sorter("D-RR", shape_of(1, 4, 2, 3), ops);
+  sorter->draw_beside(true);
+  sorter->sort();
+  sorter->wait_for_order(2);  // the draw has ended: nothing to wait for
+  EXPECT_THROW(sorter->wait_for_order(4), std::logic_error);
+  // The next epoch draws afresh, into the same storage (the default randperm_into copies).
+  ops.perms = {{3, 2, 1, 0}};
+  const Order& order = sorter->sort();
+  const int64_t* rows = sorter->order_of(0);
+  sorter->wait_for_order(4);
+  EXPECT_EQ(order, (Order{3, 2, 1, 0}));
+  EXPECT_EQ(sorter->order_of(0), rows);
 }
 
 TEST(CDGraB, FirstEpochIsNaturalOrderThenGreedySigns) {

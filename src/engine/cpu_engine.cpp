@@ -96,6 +96,8 @@ class CpuEngine final : public TrainingEngine {
     std::optional<SorterPipeline> beside;
     start_sorter_beside(beside, sorter, (all_ranks ? step_rows : rows_here) * D_, hooks.profile);
     const bool gather_into_slot = beside && all_ranks && here < n;
+    // The orders may still be being drawn (Sorter::draw_beside): each step waits for its rows.
+    sorter.wait_for_order(mb);
     step_rows_of(orders, 0, rows_.data());
     for (int64_t k = 0; k < part_.num_batches; ++k) {
       timer.start_step(k);
@@ -104,6 +106,7 @@ class CpuEngine final : public TrainingEngine {
       // The step's examples, copied together as the reference's X = trainset[perm[batch]]; the
       // next step's are fetched from memory meanwhile.
       if (k + 1 < part_.num_batches) {
+        sorter.wait_for_order((k + 2) * mb);
         step_rows_of(orders, k + 1, next_rows_.data());
         Microbatch::prefetch(X, y, next_rows_.data(), rows_here, d_);
       }

@@ -236,6 +236,9 @@ class Run {
     shape.device = device_;
     shape.every_rank_here = config_.in_process;
     sorter_ = make_sorter(config_.sorter, shape, *ops_);
+    // With a core to spare, D-RR draws its permutation beside the CPU engine's steps, which wait
+    // for the rows they read (not with --profile, which times each part of a step on its own).
+    sorter_->draw_beside(device_ == Device::Cpu && threads_ > 1 && !config_.profile);
     engine_ = make_engine(setup, device_, cuda_index_);
   }
 
@@ -474,6 +477,8 @@ class Run {
         std::binary_search(config_.save_grads.begin(), config_.save_grads.end(), epoch);
     hooks.capture = save_grads ? captured_.data() : nullptr;
     EpochTimes times = engine_->train_epoch(order, *sorter_, *comm_, hooks);
+    // The whole order and the generator past its draw, for the order files and the checkpoint.
+    sorter_->wait_for_order(part_.shard_rows);
     const double train_seconds = seconds_since(start);
     times.sorter += sort_seconds;
     // In one process the workers' steps are interleaved: each worker's file holds the process's
@@ -534,6 +539,7 @@ class Run {
   }
 
   void save_checkpoint(int64_t epoch) {
+    sorter_->wait_for_order(part_.shard_rows);  // no draw beside the steps still at the generator
     Checkpoint c;
     c.epoch = epoch;
     c.fingerprint = fingerprint_;

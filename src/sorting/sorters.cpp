@@ -1,8 +1,13 @@
 // The paper's four sorters: D-RR, and the pair-balancing family (CD-GraB, SBW, KH-SGD) on the
 // host, with their registry entries (sorter_registry.hpp).
 #include <algorithm>
+#include <atomic>
+#include <exception>
+#include <system_error>
+#include <thread>
 #include <utility>
 
+#include "khsgd/base/cores.hpp"
 #include "khsgd/base/errors.hpp"
 #include "khsgd/sorting/pair_setup.hpp"
 #include "khsgd/sorting/pair_sorter.hpp"
@@ -13,26 +18,77 @@ namespace khsgd {
 namespace {
 
 // D-RR (ALGORITHM.md §4.1): every epoch a fresh randperm(m) from the training device's generator.
-// All ranks share the seed, so all draw the same permutation of their own shards.
+// All ranks share the seed, so all draw the same permutation of their own shards. With
+// draw_beside(), on a thread of its own while the steps read its first items: an epoch's steps
+// need its items in order, and a permutation's are final in order.
 class RandomReshuffle final : public Sorter {
  public:
   RandomReshuffle(const SorterShape& shape, DeviceOps& ops) : shape_(shape), ops_(ops) {}
+  ~RandomReshuffle() override {
+    if (drawer_.joinable()) drawer_.join();  // (an epoch cut short: what it threw is moot)
+  }
+  RandomReshuffle(const RandomReshuffle&) = delete;
+  RandomReshuffle& operator=(const RandomReshuffle&) = delete;
+
   GradientNeed needs() const override { return GradientNeed::None; }
   const std::vector<int64_t>& sort() override {
-    ops_.randperm_into(shape_.shard_rows, order_);  // last epoch's order is done with
+    finish_draw();
+    const int64_t m = shape_.shard_rows;
+    if (beside_) {
+      order_.resize(static_cast<size_t>(m));  // where the steps read it: the draw keeps it there
+      drawn_.store(0, std::memory_order_relaxed);
+      try {
+        drawer_ = std::thread([this, m] {
+          try {
+            ops_.randperm_into(m, order_, &drawn_);
+          } catch (...) {
+            failure_ = std::current_exception();
+            drawn_.store(m, std::memory_order_release);
+          }
+        });
+        return order_;
+      } catch (const std::system_error&) {  // no thread to be had: drawn here, as without
+      }
+    }
+    ops_.randperm_into(m, order_);
     return order_;
   }
   // The seed is the same on every rank, so every rank draws the same permutation of its shard.
   const int64_t* order_of(int64_t) const override { return order_.data(); }
   void balance(const float*, int64_t, int64_t) override {}
+  void draw_beside(bool allowed) override { beside_ = allowed; }
+  void wait_for_order(int64_t items) override {
+    if (!drawer_.joinable()) return;
+    const int64_t needed = std::min(items, shape_.shard_rows);
+    // The draw runs ~15 ns an item: spin while it is near, yield while the step loop is far ahead.
+    for (int spins = 0; drawn_.load(std::memory_order_acquire) < needed; ++spins) {
+      if (spins < 4096) {
+        cpu_relax();
+      } else {
+        std::this_thread::yield();
+      }
+    }
+    if (needed == shape_.shard_rows) finish_draw();
+  }
   // Each epoch's permutation comes from the generator, whose state the checkpoint holds.
   void save_state(StateWriter&) const override {}
   void load_state(StateReader&) override {}
 
  private:
+  // Joins the draw's thread, and rethrows what it threw.
+  void finish_draw() {
+    if (!drawer_.joinable()) return;
+    drawer_.join();
+    if (failure_) std::rethrow_exception(std::exchange(failure_, nullptr));
+  }
+
   SorterShape shape_;
   DeviceOps& ops_;
   std::vector<int64_t> order_;
+  bool beside_ = false;
+  std::thread drawer_;             // the draw beside the steps, while it runs
+  std::atomic<int64_t> drawn_{0};  // items of order_ it has made final
+  std::exception_ptr failure_;     // what it threw, written before drawn_ reaches m
 };
 
 // The pair-balancing family (ALGORITHM.md §4.2-§4.5) on the host: the decisions are

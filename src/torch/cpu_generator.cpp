@@ -140,8 +140,8 @@ class CpuOps final : public DeviceOps {
   CpuOps(CpuGenerator& generator, LogTable log_table)
       : generator_(generator), log_table_(log_table) {}
   std::vector<int64_t> randperm(int64_t m) override { return cpu_randperm(generator_, m); }
-  void randperm_into(int64_t m, std::vector<int64_t>& out) override {
-    cpu_randperm_into(generator_, m, out);
+  void randperm_into(int64_t m, std::vector<int64_t>& out, std::atomic<int64_t>* drawn) override {
+    cpu_randperm_into(generator_, m, out, drawn);
   }
   std::vector<float> uniform(int64_t count, double from, double to) override {
     return cpu_uniform(generator_, count, from, to);
@@ -232,7 +232,8 @@ std::vector<int64_t> cpu_randperm(CpuGenerator& generator, int64_t m) {
   return r;
 }
 
-void cpu_randperm_into(CpuGenerator& generator, int64_t m, std::vector<int64_t>& r) {
+void cpu_randperm_into(CpuGenerator& generator, int64_t m, std::vector<int64_t>& r,
+                       std::atomic<int64_t>* drawn) {
   if (m < 0) throw std::invalid_argument("randperm of " + std::to_string(m) + " items");
   r.resize(static_cast<size_t>(m));  // what it held is overwritten below
 #if KHSGD_TORCH_MAJOR >= 2
@@ -245,6 +246,7 @@ void cpu_randperm_into(CpuGenerator& generator, int64_t m, std::vector<int64_t>&
       r[static_cast<size_t>(i)] = r[z];
       r[z] = i;
     }
+    if (drawn != nullptr) drawn->store(m, std::memory_order_release);  // final only at the end
     return;
   }
 #endif
@@ -260,7 +262,9 @@ void cpu_randperm_into(CpuGenerator& generator, int64_t m, std::vector<int64_t>&
     remainders(bits, m - first, count, offsets);
     for (int64_t k = 0; k < count; ++k)
       std::swap(r[static_cast<size_t>(first + k)], r[static_cast<size_t>(first + k + offsets[k])]);
+    if (drawn != nullptr) drawn->store(first + count, std::memory_order_release);
   }
+  if (drawn != nullptr) drawn->store(m, std::memory_order_release);
 }
 
 bool libtorch_uniform_rounds_once() {

@@ -6,6 +6,8 @@
 // anything else that follows the same contracts (tests script them).
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -19,8 +21,16 @@ class DeviceOps {
   // torch.randperm(m, device=...): a permutation of 0 .. m-1
   virtual std::vector<int64_t> randperm(int64_t m) = 0;
   // The same permutation into `out` (m items), which may reuse out's storage: D-RR draws one
-  // every epoch into the same vector.
-  virtual void randperm_into(int64_t m, std::vector<int64_t>& out) { out = randperm(m); }
+  // every epoch into the same vector. With `drawn`, how many of its first items are final so far
+  // is stored there as they become so (release), for a reader on another thread: m last, once
+  // the draw is done. Where out already holds m items, its storage stays where it is.
+  virtual void randperm_into(int64_t m, std::vector<int64_t>& out,
+                             std::atomic<int64_t>* drawn = nullptr) {
+    const std::vector<int64_t> permutation = randperm(m);
+    out.resize(permutation.size());  // copied, not moved in: the storage stays where it is
+    std::copy(permutation.begin(), permutation.end(), out.begin());
+    if (drawn != nullptr) drawn->store(m, std::memory_order_release);
+  }
   // torch.empty(count, device=...).uniform_(from, to); torch.rand(count) is uniform(count, 0, 1)
   virtual std::vector<float> uniform(int64_t count, double from, double to) = 0;
   // torch.log(constant * torch.arange(1, count + 1, dtype=float32, device=...))

@@ -63,6 +63,15 @@ class Sorter {
   virtual void balance(const float* G, int64_t first_step, int64_t steps) = 0;
   // Step k's gradients alone.
   void step(const float* G, int64_t k) { balance(G, k, 1); }
+  // Lets sort() return before its order is whole, the rest drawn on a thread of its own while the
+  // steps read what is drawn (D-RR: a permutation's items become final in order). Asked for by a
+  // caller that then calls wait_for_order() before every read of the orders; by default sort()
+  // returns whole orders.
+  virtual void draw_beside(bool /*allowed*/) {}
+  // After sort(): returns once the first `items` of every rank's order are final (m or more: the
+  // draw is done and its generator left as sort() alone leaves it; a failure of the draw is
+  // rethrown then). With whole orders it returns at once.
+  virtual void wait_for_order(int64_t /*items*/) {}
   // Checkpoints, between epochs: what the next sort() and the epochs after it depend on beyond
   // the generators (the next epoch's order matrix, counters, KH-SGD's log-penalties).
   virtual void save_state(StateWriter& out) const = 0;

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -74,7 +75,10 @@ class CpuGenerator {
 std::vector<int64_t> cpu_randperm(CpuGenerator& generator, int64_t m);
 // The same into r, resized to m: a vector that already holds m items is neither reallocated nor
 // zeroed first (1.5 MB an epoch for D-RR on the HMDA shape, a tenth of the permutation's time).
-void cpu_randperm_into(CpuGenerator& generator, int64_t m, std::vector<int64_t>& r);
+// With `drawn`: DeviceOps::randperm_into's count of final items, after every block of swaps
+// (item i is final once the swap at i is done: the later swaps are all past it).
+void cpu_randperm_into(CpuGenerator& generator, int64_t m, std::vector<int64_t>& r,
+                       std::atomic<int64_t>* drawn = nullptr);
 
 // torch.empty(count).uniform_(from, to) in float32: each value from one 32-bit draw,
 // x = (bits & (2^24 - 1)) * 2^-24, then x * (to - from) + from in float32 (from and to rounded to
