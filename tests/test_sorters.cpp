@@ -111,13 +111,14 @@ TEST(DRR, DrawnBesideTheStepsGivesTheSameOrdersAndGenerator) {
   }
 }
 
-TEST(DRR, AFailedDrawBesideTheStepsIsRethrownWhenTheOrderIsWaitedForWhole) {
+TEST(DRR, AFailedDrawBesideTheStepsIsRethrownAtTheFirstWait) {
   ScriptedOps ops;  // no permutation scripted: its randperm throws, on the draw's thread
   auto sorter = make_sorter("D-RR", shape_of(1, 4, 2, 3), ops);
   sorter->draw_beside(true);
   sorter->sort();
-  sorter->wait_for_order(2);  // the draw has ended: nothing to wait for
-  EXPECT_THROW(sorter->wait_for_order(4), std::logic_error);
+  // Before any step reads the items it did not draw, not only when the whole order is awaited.
+  EXPECT_THROW(sorter->wait_for_order(2), std::logic_error);
+  sorter->wait_for_order(4);  // reported once
   // The next epoch draws afresh, into the same storage (the default randperm_into copies).
   ops.perms = {{3, 2, 1, 0}};
   const Order& order = sorter->sort();

@@ -125,7 +125,8 @@ class SharedWindowGather {
     std::unique_ptr<SharedWindowGather> window;
     int usable = 0;
     if (node_size == size) {
-      window.reset(new SharedWindowGather(node, rank, size, capacity));  // it owns node now
+      const int cores = cores_of_ranks(node, node_size);
+      window.reset(new SharedWindowGather(node, rank, size, capacity, cores));  // it owns node now
       usable = window->ok_ ? 1 : 0;
     } else if (node != MPI_COMM_NULL) {
       MPI_Comm_free(&node);
@@ -163,11 +164,11 @@ class SharedWindowGather {
     for (int peer = 0; peer < size_; ++peer) {
       if (peer == rank_) continue;
       Slot& theirs = *slots_[peer];
-      // With a core for every rank, spin a while first (cpu_relax, ~20 ns a turn here, against
-      // ~400 ns for a yield that comes back after the peer has written: 2 ranks on 2 cores,
-      // D-RR 0.0125-0.0139 -> 0.0109-0.0111 s an epoch). With more ranks than cores, yield at
-      // once: spinning only keeps a peer that shares this core from running (2.2 against 7 us a
-      // step for 4 ranks on 2 cores).
+      // With a core for every rank (their affinities together), spin a while first (cpu_relax, ~20
+      // ns a turn here, against ~400 ns for a yield that comes back after the peer has written: 2
+      // ranks on 2 cores, D-RR 0.0125-0.0139 -> 0.0109-0.0111 s an epoch). With more ranks than
+      // cores, yield at once: spinning only keeps a peer that shares this core from running (2.2
+      // against 7 us a step for 4 ranks on 2 cores).
       for (int spin = spins_first_; theirs.count.load(std::memory_order_acquire) < call;) {
         if (spin > 0) {
           --spin;
@@ -188,12 +189,28 @@ class SharedWindowGather {
   static_assert(std::atomic<uint64_t>::is_always_lock_free, "counts shared between processes");
   static constexpr size_t kHeader = 64;
 
-  SharedWindowGather(MPI_Comm node, int rank, int size, int64_t capacity)
+  // Collective over `node`: how many cores its ranks may run on together (the union of their CPU
+  // affinities: mpirun binds each to its own, taskset narrows them all), 0 where it cannot tell.
+  static int cores_of_ranks(MPI_Comm node, int node_size) {
+    cpu_set_t own;
+    CPU_ZERO(&own);
+    if (sched_getaffinity(0, sizeof own, &own) != 0) CPU_ZERO(&own);
+    std::vector<cpu_set_t> all(static_cast<size_t>(node_size));
+    if (MPI_Allgather(&own, sizeof own, MPI_BYTE, all.data(), sizeof own, MPI_BYTE, node) !=
+        MPI_SUCCESS)
+      return 0;
+    cpu_set_t any;
+    CPU_ZERO(&any);
+    for (cpu_set_t& set : all) CPU_OR(&any, &any, &set);
+    return CPU_COUNT(&any);
+  }
+
+  SharedWindowGather(MPI_Comm node, int rank, int size, int64_t capacity, int cores)
       : node_(node),
         rank_(rank),
         size_(size),
         capacity_(capacity),
-        spins_first_(size <= sysconf(_SC_NPROCESSORS_ONLN) ? kSpins : 0),
+        spins_first_(size <= cores ? kSpins : 0),
         slots_(size, nullptr) {
     // Each rank's segment starts where Open MPI puts it (8-byte aligned, measured); the slot
     // starts at the segment's first cache line.
@@ -239,7 +256,7 @@ class SharedWindowGather {
   MPI_Comm node_;
   int rank_, size_;
   int64_t capacity_;
-  int spins_first_;  // kSpins where every rank of this machine can have a core, else 0
+  int spins_first_;  // kSpins where every rank of this machine can have a core of its own, else 0
   std::vector<Slot*> slots_;
   MPI_Win win_ = MPI_WIN_NULL;
   bool locked_ = false, ok_ = false;

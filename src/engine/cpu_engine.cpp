@@ -102,11 +102,11 @@ class CpuEngine final : public TrainingEngine {
     for (int64_t k = 0; k < part_.num_batches; ++k) {
       timer.start_step(k);
       float* slot = beside ? beside->slot(k) : nullptr;
+      if (k + 1 < part_.num_batches) sorter.wait_for_order((k + 2) * mb);  // the next step's rows
       timer.lap(&times.sorter);
       // The step's examples, copied together as the reference's X = trainset[perm[batch]]; the
       // next step's are fetched from memory meanwhile.
       if (k + 1 < part_.num_batches) {
-        sorter.wait_for_order((k + 2) * mb);
         step_rows_of(orders, k + 1, next_rows_.data());
         Microbatch::prefetch(X, y, next_rows_.data(), rows_here, d_);
       }

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <atomic>
 #include <exception>
-#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -47,7 +46,7 @@ class RandomReshuffle final : public Sorter {
           }
         });
         return order_;
-      } catch (const std::system_error&) {  // no thread to be had: drawn here, as without
+      } catch (...) {  // no thread to be had: drawn here, as without
       }
     }
     ops_.randperm_into(m, order_);
@@ -68,7 +67,9 @@ class RandomReshuffle final : public Sorter {
         std::this_thread::yield();
       }
     }
-    if (needed == shape_.shard_rows) finish_draw();
+    // A draw that is done (or failed: its failure counts as done) is joined now, and what it
+    // threw is rethrown before any step reads what it did not draw.
+    if (drawn_.load(std::memory_order_acquire) >= shape_.shard_rows) finish_draw();
   }
   // Each epoch's permutation comes from the generator, whose state the checkpoint holds.
   void save_state(StateWriter&) const override {}

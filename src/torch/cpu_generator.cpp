@@ -235,7 +235,9 @@ std::vector<int64_t> cpu_randperm(CpuGenerator& generator, int64_t m) {
 void cpu_randperm_into(CpuGenerator& generator, int64_t m, std::vector<int64_t>& r,
                        std::atomic<int64_t>* drawn) {
   if (m < 0) throw std::invalid_argument("randperm of " + std::to_string(m) + " items");
-  r.resize(static_cast<size_t>(m));  // what it held is overwritten below
+  // What it held is overwritten below. Not resized when it has m items: the caller's steps may be
+  // reading it meanwhile (DeviceOps::randperm_into's `drawn`).
+  if (r.size() != static_cast<size_t>(m)) r.resize(static_cast<size_t>(m));
 #if KHSGD_TORCH_MAJOR >= 2
   // LibTorch 2.x from 2^32 / 20 items on: the inside-out shuffle over 64-bit draws (random64:
   // the first 32 bits drawn are the high half).

@@ -4,17 +4,15 @@
 
 #include <cstdint>
 #include <exception>
-#include <system_error>
 #include <thread>
 #include <vector>
 
 namespace khsgd {
 
 // Calls part(p) once for every p in [0, parts): parts 1.. on threads of their own, part 0 on the
-// calling thread, and a part no thread could be started for (std::system_error) there too, after
-// part 0. Returns once every part has returned; then what the lowest part threw is rethrown, so no
-// thread outlives the call and no failure is lost (a helper thread that threw would otherwise end
-// the program).
+// calling thread, and a part no thread could be started for there too, after part 0. Returns once
+// every part has returned; then what the lowest part threw is rethrown, so no thread outlives the
+// call and no failure is lost (a helper thread that threw would otherwise end the program).
 template <class Part>
 void run_parts(int64_t parts, Part&& part) {
   if (parts <= 0) return;
@@ -30,8 +28,8 @@ void run_parts(int64_t parts, Part&& part) {
   for (; started < parts; ++started) {
     try {
       helpers.emplace_back(guarded, started);
-    } catch (const std::system_error&) {  // no more threads to be had: this one runs the rest
-      break;
+    } catch (...) {  // no more threads to be had (std::system_error, or no memory for one):
+      break;         // this one runs the rest
     }
   }
   guarded(0);

@@ -20,7 +20,13 @@ class DeviceOps {
   virtual ~DeviceOps() = default;
   // torch.randperm(m, device=...): a permutation of 0 .. m-1
   virtual std::vector<int64_t> randperm(int64_t m) = 0;
-  // The same permutation into `out` (m items), which may reuse out's storage: D-RR draws one
+  // torch.empty(count, device=...).uniform_(from, to); torch.rand(count) is uniform(count, 0, 1)
+  virtual std::vector<float> uniform(int64_t count, double from, double to) = 0;
+  // torch.log(constant * torch.arange(1, count + 1, dtype=float32, device=...))
+  virtual std::vector<float> log_of_multiples(double constant, int64_t count) = 0;
+  // (Last, so that the virtuals above keep their places in the table: an added virtual goes at
+  // the end.)
+  // randperm(m) into `out` (m items), which may reuse out's storage: D-RR draws one
   // every epoch into the same vector. With `drawn`, how many of its first items are final so far
   // is stored there as they become so (release), for a reader on another thread: m last, once
   // the draw is done. Where out already holds m items, its storage stays where it is.
@@ -31,10 +37,6 @@ class DeviceOps {
     std::copy(permutation.begin(), permutation.end(), out.begin());
     if (drawn != nullptr) drawn->store(m, std::memory_order_release);
   }
-  // torch.empty(count, device=...).uniform_(from, to); torch.rand(count) is uniform(count, 0, 1)
-  virtual std::vector<float> uniform(int64_t count, double from, double to) = 0;
-  // torch.log(constant * torch.arange(1, count + 1, dtype=float32, device=...))
-  virtual std::vector<float> log_of_multiples(double constant, int64_t count) = 0;
 };
 
 }  // namespace khsgd
