@@ -169,14 +169,8 @@ class SharedWindowGather {
       // ranks on 2 cores, D-RR 0.0125-0.0139 -> 0.0109-0.0111 s an epoch). With more ranks than
       // cores, yield at once: spinning only keeps a peer that shares this core from running (2.2
       // against 7 us a step for 4 ranks on 2 cores).
-      for (int spin = spins_first_; theirs.count.load(std::memory_order_acquire) < call;) {
-        if (spin > 0) {
-          --spin;
-          cpu_relax();
-        } else {
-          sched_yield();
-        }
-      }
+      wait_spinning([&] { return theirs.count.load(std::memory_order_acquire) >= call; },
+                    spins_first_);
       std::memcpy(gathered + peer * count, buffer(theirs, call), bytes);
     }
   }

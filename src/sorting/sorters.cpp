@@ -60,13 +60,7 @@ class RandomReshuffle final : public Sorter {
     if (!drawer_.joinable()) return;
     const int64_t needed = std::min(items, shape_.shard_rows);
     // The draw runs ~15 ns an item: spin while it is near, yield while the step loop is far ahead.
-    for (int spins = 0; drawn_.load(std::memory_order_acquire) < needed; ++spins) {
-      if (spins < 4096) {
-        cpu_relax();
-      } else {
-        std::this_thread::yield();
-      }
-    }
+    wait_spinning([&] { return drawn_.load(std::memory_order_acquire) >= needed; }, 4096);
     // A draw that is done (or failed: its failure counts as done) is joined now, and what it
     // threw is rethrown before any step reads what it did not draw.
     if (drawn_.load(std::memory_order_acquire) >= shape_.shard_rows) finish_draw();

@@ -26,4 +26,19 @@ inline void cpu_relax() {
 #endif
 }
 
+// Waits until done() holds: first up to `spins` turns of cpu_relax(), for a write that is near,
+// then giving the core away between looks (sched_yield), for one that is far or whose writer
+// shares this core. The count stops at `spins`: a long wait does not overflow it.
+template <class Done>
+void wait_spinning(Done&& done, int spins) {
+  for (int turn = 0; !done();) {
+    if (turn < spins) {
+      ++turn;
+      cpu_relax();
+    } else {
+      sched_yield();
+    }
+  }
+}
+
 }  // namespace khsgd
