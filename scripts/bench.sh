@@ -9,18 +9,21 @@
 #
 #   scripts/bench.sh [--epochs N] [--ranks "1 2 4 64"] [--modes "gloo mpi in-process"]
 #                    [--process_limit P] [--devices "cpu cuda"] [--sorters "..."]
-#                    [--baseline OTHER_KHSGD_TRAIN]
+#                    [--baseline OTHER_KHSGD_TRAIN] [--rounds R]
 #
-# Then the ratios, each with both of its times, all measured in this run: every one-rank CPU
-# epoch against scripts/floor.c (the plain-C measuring stick, compiled here with cc -O2
-# -ffp-contract=off, run before and twice after the table, the median of the three: D-RR against
-# its "steps", the pair sorters against "steps + pair walk", evaluation against its
-# "evaluation"), and again for the rank held to one core (OMP_NUM_THREADS=1, as the floor runs);
-# several workers against one rank at the same B (a one-rank run at that B is added where it is
-# not 16; ranks in processes of their own against one rank on as many cores as each of them
-# has, in-process workers against one rank as it runs); the fixed cost of a one-rank run
-# (its wall time less its epochs and evaluations); and with --baseline, the one-rank CPU epochs,
-# evaluations and fixed cost of another build (before / after). Last the machine and the build.
+# Then the ratios, each with both of its times, all measured in this run: several workers against
+# one rank at the same B (a one-rank run at that B is added where it is not 16; ranks in processes
+# of their own against one rank on as many cores as each of them has, in-process workers against
+# one rank as it runs); then, in --rounds rounds (default 5), every one-rank CPU epoch against
+# scripts/floor.c (the plain-C measuring stick, compiled here with cc -O2 -ffp-contract=off: D-RR
+# against its "steps", the pair sorters against "steps + pair walk", evaluation against its
+# "evaluation"), again for the rank held to one core (OMP_NUM_THREADS=1, as the floor runs), the
+# fixed cost of a one-rank run (its wall time less its epochs and evaluations), and with --baseline
+# the one-rank epochs, evaluations and fixed cost of another build (before / after). A round runs
+# the floor and then each of those runs once, so that a ratio's two times are from the same minute;
+# a line shows the round whose ratio is the median and, after it, the range over the rounds (this
+# machine's speed moves from minute to minute, a ratio from one round by up to a half). Last the
+# floor's runs, the machine and the build.
 #
 # --sorters defaults to every sorter that runs on the device (khsgd_train --list-sorters --device);
 # a listed sorter without a GPU implementation is shown as "-" on cuda.
@@ -36,6 +39,7 @@ process_limit=8
 devices="cpu"
 sorters=""
 baseline=""
+rounds=5
 while [ $# -gt 0 ]; do
   case "$1" in
     --epochs) epochs=$2; shift 2 ;;
@@ -45,9 +49,13 @@ while [ $# -gt 0 ]; do
     --devices) devices=$2; shift 2 ;;
     --sorters) sorters=$2; shift 2 ;;
     --baseline) baseline=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
     *) echo "$0: unknown argument '$1' (see the header of this script)" >&2; exit 2 ;;
   esac
 done
+case "$rounds" in
+  '' | *[!0-9]* | 0) echo "$0: --rounds takes a whole number of rounds, 1 or more (got '$rounds')" >&2; exit 2 ;;
+esac
 for mode in $modes; do
   case "$mode" in gloo | mpi | in-process) ;; *) echo "$0: unknown mode '$mode'" >&2; exit 2 ;; esac
 done
@@ -98,23 +106,18 @@ run() {
   dirname "$(find "$out" -name metrics.csv | head -1)"
 }
 
-# The measuring stick, compiled and run first, and twice more after the table: each of its times
-# is the median of the three runs, so that a slower or faster spell of the machine during the
-# table moves the floor as it moves khsgd.
-floor_steps="" floor_pairs="" floor_eval="" have_floor=""
+# The measuring stick, compiled up front and run at the start of every round (below).
+have_floor=""
 cc=${CC:-cc}
 if command -v "$cc" > /dev/null 2>&1 &&
    "$cc" -O2 -ffp-contract=off -o "$scratch/floor" "$here/floor.c" -lm 2> "$scratch/floor.log"; then
-  "$scratch/floor" > "$scratch/floor.out"
   have_floor=1
 else
   echo "(no C compiler '$cc': no floor ratios)" >&2
 fi
-# The median over the floor's runs of its line $1.
-floor_median() {
-  awk -v name="$1" 'index($0, "floor " name " ") == 1 { v[++n] = $(NF - 1) } END {
-      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-      if (n) printf "%.4f", v[int((n + 1) / 2)] }' "$scratch/floor.out"
+# The time of line $1 in the floor's output $2.
+floor_time() {
+  awk -v name="$1" 'index($0, "floor " name " ") == 1 { printf "%.4f", $(NF - 1) }' "$2"
 }
 ratios=()  # lines printed after the table
 # ratio NAME TIME_A LABEL_B TIME_B: one line "NAME A s / LABEL_B B s = A/B x".
@@ -122,13 +125,41 @@ ratio() {
   ratios+=("$(awk -v n="$1" -v a="$2" -v l="$3" -v b="$4" 'BEGIN {
       printf "%-44s %8.4f s / %-24s %8.4f s = %5.2fx", n, a, l, b, (b > 0 ? a / b : 0) }')")
 }
-# The floor an epoch of sorter $1 is held to: the steps alone for the sorters that walk no
-# gradients, the steps and the pair walk for the others.
+# The floor an epoch of sorter $1 is held to, in the floor's output $2: the steps alone for the
+# sorters that walk no gradients, the steps and the pair walk for the others.
 floor_of() {
   case "$1" in
-    D-RR | SO | fixed) echo "$floor_steps steps" ;;
-    *) echo "$floor_pairs steps + pair walk" ;;
+    D-RR | SO | fixed) echo "$(floor_time "steps (D-RR)" "$2") steps" ;;
+    *) echo "$(floor_time "steps + pair walk" "$2") steps + pair walk" ;;
   esac
+}
+# Lines measured in every round: their names in order, and "A B" a round in $scratch/round-N.
+round_names=()
+round_labels=()
+# round_ratio NAME TIME_A LABEL_B TIME_B: this round's A and B of the ratio line NAME.
+round_ratio() {
+  local i
+  for i in "${!round_names[@]}"; do [ "${round_names[$i]}" = "$1" ] && break; done
+  if [ "${#round_names[@]}" -eq 0 ] || [ "${round_names[$i]}" != "$1" ]; then
+    i=${#round_names[@]}
+    round_names+=("$1")
+    round_labels+=("$3")
+  fi
+  echo "$2 $4" >> "$scratch/round-$i"
+}
+# The line of round_names[$1]: the round whose A/B is the median (the lower of the two middle ones
+# for an even count) with its A and B, then the range of A/B over the rounds. Where B is empty the
+# line is a time alone ("fixed cost"): its median and range.
+round_line() {
+  awk -v n="${round_names[$1]}" -v l="${round_labels[$1]}" '
+    { a[NR] = $1; b[NR] = $2; r[NR] = (NF < 2) ? $1 : ($2 > 0 ? $1 / $2 : 0); k[NR] = NR }
+    END {
+      for (i = 1; i <= NR; i++) for (j = i + 1; j <= NR; j++) if (r[k[j]] < r[k[i]]) { t = k[i]; k[i] = k[j]; k[j] = t }
+      m = k[int((NR + 1) / 2)]
+      range = sprintf("%d rounds: %.2f-%.2f", NR, r[k[1]], r[k[NR]])
+      if (l == "") printf "%-44s %8.4f s (wall less epochs and evaluations; %s s)\n", n, a[m], range
+      else printf "%-44s %8.4f s / %-24s %8.4f s = %5.2fx (%s)\n", n, a[m], l, b[m], r[m], range
+    }' "$scratch/round-$1"
 }
 # "EPOCH EVAL FIXED" of the run in folder $1 whose wall time is in $2: median epoch, median
 # evaluation, and wall time less every epoch and evaluation.
@@ -138,10 +169,11 @@ run_summary() {
     -v t="$(sum_column "$m" 6)" -v e="$(sum_column "$m" 7)" 'BEGIN { printf "%.4f", w - t - e }')"
 }
 # The summary of a one-rank CPU run of sorter $1 at B $2 with binary $3, on at most $4 cores
-# (OMP_NUM_THREADS; empty: as many as it takes), run on first use (kept in a file: this is called
-# in command substitutions).
+# (OMP_NUM_THREADS; empty: as many as it takes), in round $5 (empty: the table's), run on first use
+# (kept in a file: this is called in command substitutions).
 single_run() {
-  local cache=$scratch/single-$(echo "$1-$2-$3${4:+-cores-$4}" | tr -c 'A-Za-z0-9\n' _) folder
+  local cache folder
+  cache=$scratch/single-$(echo "$1-$2-$3${4:+-cores-$4}${5:+-round-$5}" | tr -c 'A-Za-z0-9\n' _)
   if [ ! -s "$cache" ]; then
     folder=$(if [ -n "${4:-}" ]; then export OMP_NUM_THREADS=$4; fi
              TRAIN_BINARY=$3 run single 1 "$cache.run" --dataset synthetic --sorter "$1" \
@@ -213,44 +245,62 @@ for device in $devices; do
   done
 done
 
-# One-rank CPU epochs and evaluations against the floor, the fixed cost, and the baseline's.
-if [ -n "$have_floor" ]; then
-  "$scratch/floor" >> "$scratch/floor.out"
-  "$scratch/floor" >> "$scratch/floor.out"
-  floor_steps=$(floor_median "steps (D-RR)")
-  floor_pairs=$(floor_median "steps + pair walk")
-  floor_eval=$(floor_median "evaluation")
-fi
+# One-rank CPU epochs and evaluations against the floor, the fixed cost, and the baseline's, in
+# rounds. A round runs the floor, every sorter held to one core, then every sorter on its cores,
+# this build's run and the baseline's one after the other, in turns: the first of two runs in a row
+# was seen to be up to a third slower or faster than the second however alike they were, so which
+# build goes first alternates from round to round.
 if [[ " $devices " == *" cpu "* ]]; then
-  for sorter in ${sorters:-$("$KHSGD_TRAIN" --list-sorters --device cpu | cut -f1 | tr '\n' ' ')}; do
-    one=$(single_run "$sorter" 16 "$KHSGD_TRAIN") || continue
-    read -r epoch eval fixed <<< "$one"
-    if [ -n "$floor_steps" ]; then
-      read -r floor label <<< "$(floor_of "$sorter")"
-      ratio "1 rank, $sorter epoch" "$epoch" "floor $label" "$floor"
-      ratio "1 rank, $sorter evaluation" "$eval" "floor evaluation" "$floor_eval"
-      # The same rank held to one core (OMP_NUM_THREADS=1), as the floor runs.
-      if [ "$(cores_each 1)" -gt 1 ] && one_core=$(single_run "$sorter" 16 "$KHSGD_TRAIN" 1); then
+  one_rank_sorters=${sorters:-$("$KHSGD_TRAIN" --list-sorters --device cpu | cut -f1 | tr '\n' ' ')}
+  for round in $(seq "$rounds"); do
+    floor_out=""
+    if [ -n "$have_floor" ]; then
+      floor_out=$scratch/floor-$round.out
+      "$scratch/floor" > "$floor_out"
+    fi
+    if [ -n "$floor_out" ] && [ "$(cores_each 1)" -gt 1 ]; then
+      for sorter in $one_rank_sorters; do
+        # The rank held to one core (OMP_NUM_THREADS=1), as the floor runs.
+        one_core=$(single_run "$sorter" 16 "$KHSGD_TRAIN" 1 "$round") || continue
         read -r c_epoch c_eval _ <<< "$one_core"
-        ratio "1 rank on 1 core, $sorter epoch" "$c_epoch" "floor $label" "$floor"
-        ratio "1 rank on 1 core, $sorter evaluation" "$c_eval" "floor evaluation" "$floor_eval"
+        read -r floor label <<< "$(floor_of "$sorter" "$floor_out")"
+        round_ratio "1 rank on 1 core, $sorter epoch" "$c_epoch" "floor $label" "$floor"
+        round_ratio "1 rank on 1 core, $sorter evaluation" "$c_eval" "floor evaluation" \
+                    "$(floor_time evaluation "$floor_out")"
+      done
+    fi
+    for sorter in $one_rank_sorters; do
+      if [ -n "$baseline" ] && [ $((round % 2)) -eq 0 ]; then
+        single_run "$sorter" 16 "$baseline" "" "$round" > /dev/null || true
       fi
-    fi
-    ratios+=("$(printf '%-44s %8.4f s (wall less epochs and evaluations)' "1 rank, $sorter fixed cost" "$fixed")")
-    if [ -n "$baseline" ] && before=$(single_run "$sorter" 16 "$baseline"); then
-      read -r b_epoch b_eval b_fixed <<< "$before"
-      ratio "after / before: $sorter epoch" "$epoch" "before" "$b_epoch"
-      ratio "after / before: $sorter evaluation" "$eval" "before" "$b_eval"
-      ratio "after / before: $sorter fixed cost" "$fixed" "before" "$b_fixed"
-    fi
+      one=$(single_run "$sorter" 16 "$KHSGD_TRAIN" "" "$round") || continue
+      read -r epoch eval fixed <<< "$one"
+      if [ -n "$floor_out" ]; then
+        read -r floor label <<< "$(floor_of "$sorter" "$floor_out")"
+        round_ratio "1 rank, $sorter epoch" "$epoch" "floor $label" "$floor"
+        round_ratio "1 rank, $sorter evaluation" "$eval" "floor evaluation" \
+                    "$(floor_time evaluation "$floor_out")"
+      fi
+      round_ratio "1 rank, $sorter fixed cost" "$fixed" "" ""
+      if [ -n "$baseline" ] && before=$(single_run "$sorter" 16 "$baseline" "" "$round"); then
+        read -r b_epoch b_eval b_fixed <<< "$before"
+        round_ratio "after / before: $sorter epoch" "$epoch" "before" "$b_epoch"
+        round_ratio "after / before: $sorter evaluation" "$eval" "before" "$b_eval"
+        round_ratio "after / before: $sorter fixed cost" "$fixed" "before" "$b_fixed"
+      fi
+    done
   done
+  for i in "${!round_names[@]}"; do ratios+=("$(round_line "$i")"); done
 fi
 if [ ${#ratios[@]} -gt 0 ]; then
   echo
   printf '%s\n' "${ratios[@]}"
 fi
 echo
-[ -n "$floor_steps" ] && echo "floor (scripts/floor.c, $cc -O2 -ffp-contract=off; median of 3 runs, before and after the table): steps (D-RR) $floor_steps s; steps + pair walk $floor_pairs s; evaluation $floor_eval s ($(grep -c '^floor evaluation' "$scratch/floor.out") runs: evaluation $(awk '/^floor evaluation/ { print $(NF - 1) }' "$scratch/floor.out" | paste -sd/))"
+if [ -n "$have_floor" ] && [[ " $devices " == *" cpu "* ]]; then
+  floor_runs() { for r in $(seq "$rounds"); do floor_time "$1" "$scratch/floor-$r.out"; echo; done | paste -sd/; }
+  echo "floor (scripts/floor.c, $cc -O2 -ffp-contract=off; one run a round, rounds 1-$rounds): steps (D-RR) $(floor_runs "steps (D-RR)") s; steps + pair walk $(floor_runs "steps + pair walk") s; evaluation $(floor_runs evaluation) s"
+fi
 echo "build: $("$KHSGD_TRAIN" --version) at $KHSGD_TRAIN$( [ -n "$baseline" ] && echo "; before: $("$baseline" --version) at $baseline")"
 echo "machine: $(nproc) CPU cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 # A one-rank run keeps as many cores busy as rank_threads() gives it (README, Threads): the steps on
