@@ -51,29 +51,37 @@ float value_of(int64_t step, int64_t i) { return static_cast<float>(step * 1000 
 }  // namespace
 
 TEST(SorterPipeline, HandsEveryStepOverOnceInOrder) {
-  const int64_t floats = 6, steps = 5 * SorterPipeline::kSlots + 3;
-  RecordingSorter sorter(floats, /*throw_at=*/-1);
-  {
-    SorterPipeline pipeline(sorter, floats, steps);
-    for (int64_t k = 0; k < steps; ++k) {
-      float* slot = pipeline.slot(k);
-      for (int64_t i = 0; i < floats; ++i) slot[i] = value_of(k, i);
-      pipeline.publish(k);
+  const int64_t floats = 6;
+  // Fewer steps than a batch; a batch and a step; five times round the ring and three more.
+  for (const int64_t steps : {int64_t{3}, SorterPipeline::kBatch + 1, 5 * SorterPipeline::kSlots + 3}) {
+    SCOPED_TRACE("steps " + std::to_string(steps));
+    RecordingSorter sorter(floats, /*throw_at=*/-1);
+    {
+      SorterPipeline pipeline(sorter, floats, steps);
+      for (int64_t k = 0; k < steps; ++k) {
+        float* slot = pipeline.slot(k);
+        for (int64_t i = 0; i < floats; ++i) slot[i] = value_of(k, i);
+        pipeline.publish(k);
+      }
+      pipeline.finish();
     }
-    pipeline.finish();
+    ASSERT_EQ(static_cast<int64_t>(sorter.rows.size()), steps * floats);
+    for (int64_t k = 0; k < steps; ++k)
+      for (int64_t i = 0; i < floats; ++i)
+        ASSERT_EQ(sorter.rows[k * floats + i], value_of(k, i)) << "step " << k << ", float " << i;
+    int64_t next = 0;
+    for (const auto& [first, count] : sorter.calls) {
+      EXPECT_EQ(first, next);
+      EXPECT_LE(first % SorterPipeline::kSlots + count, SorterPipeline::kSlots);  // one run of slots
+      // A batch at least, but where the ring wraps or the epoch ends.
+      if (first % SorterPipeline::kSlots + count < SorterPipeline::kSlots && first + count < steps)
+        EXPECT_GE(count, SorterPipeline::kBatch) << "call at step " << first;
+      else
+        EXPECT_GE(count, 1);
+      next = first + count;
+    }
+    EXPECT_EQ(next, steps);
   }
-  ASSERT_EQ(static_cast<int64_t>(sorter.rows.size()), steps * floats);
-  for (int64_t k = 0; k < steps; ++k)
-    for (int64_t i = 0; i < floats; ++i)
-      ASSERT_EQ(sorter.rows[k * floats + i], value_of(k, i)) << "step " << k << ", float " << i;
-  int64_t next = 0;
-  for (const auto& [first, count] : sorter.calls) {
-    EXPECT_EQ(first, next);
-    EXPECT_GE(count, 1);
-    EXPECT_LE(first % SorterPipeline::kSlots + count, SorterPipeline::kSlots);  // one run of slots
-    next = first + count;
-  }
-  EXPECT_EQ(next, steps);
 }
 
 // The sorter's error reaches the step loop at the epoch's end, after every step (so that ranks

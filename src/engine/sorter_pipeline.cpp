@@ -42,7 +42,9 @@ bool SorterPipeline::wait_until(Done&& done) const {
 
 void SorterPipeline::run() {
   for (int64_t first = 0; first < steps_;) {
-    if (!wait_until([&] { return published_.load(std::memory_order_acquire) > first; })) return;
+    const int64_t batch_end = std::min(first + kBatch, steps_);
+    if (!wait_until([&] { return published_.load(std::memory_order_acquire) >= batch_end; }))
+      return;
     // The ready steps up to the ring's end, in one call: their slots are consecutive.
     const int64_t ready = published_.load(std::memory_order_acquire) - first;
     const int64_t count = std::min(ready, kSlots - first % kSlots);
