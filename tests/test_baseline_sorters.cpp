@@ -10,9 +10,11 @@
 #include "helpers.hpp"
 #include "khsgd/base/errors.hpp"
 #include "khsgd/sorting/sorter_registry.hpp"
+#include "sorter_shape.hpp"
 
 using namespace khsgd;
 using khsgd_test::read_orders;
+using khsgd_test::shape_of;
 using khsgd_test::test_data;
 
 namespace {
@@ -39,16 +41,6 @@ class ScriptedPerms final : public DeviceOps {
     throw std::logic_error("unscripted log_of_multiples");
   }
 };
-
-SorterShape shape_of(int64_t ranks, int64_t m, int64_t mb, int64_t D, int64_t rank = 0) {
-  SorterShape s;
-  s.ranks = ranks;
-  s.shard_rows = m;
-  s.microbatch = mb;
-  s.D = D;
-  s.rank = rank;
-  return s;
-}
 
 // One case of the reference's GraB fed fixed gradients (tests/data/golden/sorters/README.txt).
 struct GoldenCase {
@@ -134,7 +126,7 @@ TEST(GraB, SeveralRanksShareOneWalkAndOneMean) {
   // n = 2, m = 2, microbatch 1, D = 1; positions outer, ranks inner; epoch 1's mean is 0.
   auto run = [](int64_t rank) {
     ScriptedPerms ops;
-    auto sorter = make_sorter("GraB", shape_of(2, 2, 1, 1, rank), ops);
+    auto sorter = make_sorter("GraB", shape_of(2, 2, 1, 1, /*epochs=*/1, rank), ops);
     EXPECT_EQ(sorter->sort(), (Order{0, 1}));
     // Step 0: rank 0 g = 1: <0, 1> = 0 -> front, s = 1. Rank 1 g = 1: <1, 1> > 0 -> back, s = 0
     // (a walk of its own would have put it in front).
@@ -181,7 +173,7 @@ TEST(IndependentBalance, EachRankIsTheReferenceGraBOnItsOwnGradients) {
     const GoldenCase& c = *fed[rank];
     SCOPED_TRACE("rank " + std::to_string(rank) + ": " + c.name);
     ScriptedPerms ops;
-    auto sorter = make_sorter("I-B", shape_of(2, c.m, c.mb, c.D, rank), ops);
+    auto sorter = make_sorter("I-B", shape_of(2, c.m, c.mb, c.D, /*epochs=*/1, rank), ops);
     EXPECT_EQ(sorter->needs(), GradientNeed::OwnRank);
     for (int64_t e = 0; e < c.epochs; ++e) {
       EXPECT_EQ(sorter->sort(), c.orders[e]) << "epoch " << e + 1;
@@ -218,12 +210,12 @@ TEST(IndependentBalance, OneSorterForBothWorkersKeepsTheirWalksApart) {
 TEST(IndependentBalance, ACheckpointBetweenEpochsResumesTheSameOrders) {
   const GoldenCase& c = case_a();
   ScriptedPerms ops;
-  auto first = make_sorter("I-B", shape_of(2, c.m, c.mb, c.D, 1), ops);
+  auto first = make_sorter("I-B", shape_of(2, c.m, c.mb, c.D, /*epochs=*/1, /*rank=*/1), ops);
   first->sort();
   first->balance(c.epoch(0), 0, c.m / c.mb);
   StateWriter out;
   first->save_state(out);
-  auto resumed = make_sorter("I-B", shape_of(2, c.m, c.mb, c.D, 1), ops);
+  auto resumed = make_sorter("I-B", shape_of(2, c.m, c.mb, c.D, /*epochs=*/1, /*rank=*/1), ops);
   StateReader in(out.data(), "test");
   resumed->load_state(in);
   for (int64_t e = 1; e < c.epochs; ++e) {

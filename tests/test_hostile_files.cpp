@@ -24,6 +24,7 @@
 #include "khsgd/sorting/sorter_registry.hpp"
 #include "khsgd/sorting/state_io.hpp"
 #include "plain_draws.hpp"
+#include "sorter_shape.hpp"
 
 using namespace khsgd;
 using namespace khsgd_test;
@@ -262,12 +263,8 @@ TEST(CheckpointHostile, AnOrderOutOfRangeInTheSorterStateIsRefused) {
   // The pair sorters' next order matrix indexes the rank's rows of the training data: a row
   // number past them (in a checkpoint whose checksum is right) was read from outside the data.
   khsgd_test::PlainDraws ops(0.5f);
-  SorterShape shape;
-  shape.ranks = 1;
-  shape.shard_rows = 4;
-  shape.microbatch = 2;
-  shape.D = 2;
-  shape.epochs = 2;
+  const SorterShape shape =
+      khsgd_test::shape_of(/*ranks=*/1, /*m=*/4, /*mb=*/2, /*D=*/2, /*epochs=*/2);
   // Where each sorter's saved orders start: the pair sorters after their epoch count (8 bytes)
   // and the order count (8), GraB, I-B and SO after the order count alone; 4 bytes an order.
   const std::vector<std::pair<const char*, size_t>> sorters = {

@@ -14,6 +14,7 @@
 #include "khsgd/engine/sorter_pipeline.hpp"
 #include "khsgd/sorting/sorter_registry.hpp"
 #include "plain_draws.hpp"
+#include "sorter_shape.hpp"
 
 using namespace khsgd;
 
@@ -53,7 +54,8 @@ float value_of(int64_t step, int64_t i) { return static_cast<float>(step * 1000 
 TEST(SorterPipeline, HandsEveryStepOverOnceInOrder) {
   const int64_t floats = 6;
   // Fewer steps than a batch; a batch and a step; five times round the ring and three more.
-  for (const int64_t steps : {int64_t{3}, SorterPipeline::kBatch + 1, 5 * SorterPipeline::kSlots + 3}) {
+  for (const int64_t steps :
+       {int64_t{3}, SorterPipeline::kBatch + 1, 5 * SorterPipeline::kSlots + 3}) {
     SCOPED_TRACE("steps " + std::to_string(steps));
     RecordingSorter sorter(floats, /*throw_at=*/-1);
     {
@@ -72,7 +74,8 @@ TEST(SorterPipeline, HandsEveryStepOverOnceInOrder) {
     int64_t next = 0;
     for (const auto& [first, count] : sorter.calls) {
       EXPECT_EQ(first, next);
-      EXPECT_LE(first % SorterPipeline::kSlots + count, SorterPipeline::kSlots);  // one run of slots
+      EXPECT_LE(first % SorterPipeline::kSlots + count,
+                SorterPipeline::kSlots);  // one run of slots
       // A batch at least, but where the ring wraps or the epoch ends.
       if (first % SorterPipeline::kSlots + count < SorterPipeline::kSlots && first + count < steps)
         EXPECT_GE(count, SorterPipeline::kBatch) << "call at step " << first;
@@ -125,12 +128,8 @@ TEST(SorterPipeline, SortersDecideAsInTheStepLoop) {
   int tested = 0;
   for (const bool every_rank_here : {false, true}) {
     SCOPED_TRACE(every_rank_here ? "every rank here (--in_process)" : "one rank here");
-    SorterShape shape;
-    shape.ranks = 2;
-    shape.shard_rows = 96;
-    shape.microbatch = 4;
-    shape.D = 5;
-    shape.epochs = 3;
+    SorterShape shape =
+        khsgd_test::shape_of(/*ranks=*/2, /*m=*/96, /*mb=*/4, /*D=*/5, /*epochs=*/3);
     shape.every_rank_here = every_rank_here;
     const int64_t steps = shape.shard_rows / shape.microbatch;
     uint32_t state = 2024;

@@ -14,8 +14,10 @@
 #include "khsgd/sorting/state_io.hpp"
 #include "khsgd/torch/cpu_generator.hpp"
 #include "plain_draws.hpp"
+#include "sorter_shape.hpp"
 
 using namespace khsgd;
+using khsgd_test::shape_of;
 
 namespace {
 
@@ -49,18 +51,6 @@ class ScriptedOps final : public DeviceOps {
     return out;
   }
 };
-
-SorterShape shape_of(int64_t ranks, int64_t m, int64_t mb, int64_t D, int64_t epochs = 3,
-                     int64_t rank = 0) {
-  SorterShape s;
-  s.ranks = ranks;
-  s.shard_rows = m;
-  s.microbatch = mb;
-  s.D = D;
-  s.epochs = epochs;
-  s.rank = rank;
-  return s;
-}
 
 // One step's G for one rank and microbatch 2: the first example's gradient is 0, the second's
 // is delta, so the pair difference is exactly delta.

@@ -173,12 +173,7 @@ class PySorter {
     const khsgd::SorterInfo& info = khsgd::sorter_info(name);  // UserError -> ValueError
     const std::string problem = khsgd::shape_problem(info, microbatch, examples);
     if (!problem.empty()) { throw py::value_error("khsgd.Sorter(" + name + "): " + problem); }
-    shape_.ranks = ranks;
-    shape_.rank = rank;
-    shape_.shard_rows = examples;
-    shape_.microbatch = microbatch;
-    shape_.D = D;
-    shape_.epochs = epochs;
+    shape_ = khsgd::sorter_shape(ranks, examples, microbatch, D, epochs, rank);
     ops_ = std::make_unique<PythonDraws>(draws_);
     {
       py::gil_scoped_release release;

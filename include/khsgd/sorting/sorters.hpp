@@ -41,6 +41,21 @@ struct SorterShape : Geometry {
   bool every_rank_here = false;
 };
 
+// The shape of n = `ranks` ranks of m = `shard_rows` examples each, `microbatch` a step, D numbers
+// a gradient and E = `epochs` epochs, whose sort() answers for `rank` (on the CPU, one rank here):
+// for building a sorter by hand (the Python module, the tests).
+inline SorterShape sorter_shape(int64_t ranks, int64_t shard_rows, int64_t microbatch, int64_t D,
+                                int64_t epochs, int64_t rank) {
+  SorterShape shape;
+  shape.ranks = ranks;
+  shape.shard_rows = shard_rows;
+  shape.microbatch = microbatch;
+  shape.D = D;
+  shape.epochs = epochs;
+  shape.rank = rank;
+  return shape;
+}
+
 class Sorter {
  public:
   virtual ~Sorter() = default;
