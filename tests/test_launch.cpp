@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "khsgd/app/launch.hpp"
+#include "khsgd/base/cores.hpp"
 #include "khsgd/base/errors.hpp"
 #include "khsgd/base/run_parts.hpp"
 
@@ -151,4 +153,30 @@ TEST(RunParts, AFailureIsRethrownOnceEveryPartHasRun) {
     ADD_FAILURE() << "no exception";
   } catch (const std::runtime_error& e) { EXPECT_STREQ(e.what(), "part 1"); }
   EXPECT_EQ(finished.load(), 4);
+}
+
+TEST(WaitSpinning, LooksUntilDoneAndNotOnceMoreThroughEveryTier) {
+  // done() holds at its 40th look: 10 spinning, 20 yielding and 9 sleeping looks come before it
+  // (with yields = -1, yielding for every look after the spins).
+  for (const int yields : {20, -1}) {
+    SCOPED_TRACE("yields " + std::to_string(yields));
+    int looks = 0;
+    wait_spinning([&] { return ++looks == 40; }, /*spins=*/10, yields);
+    EXPECT_EQ(looks, 40);
+  }
+  int looks = 0;
+  wait_spinning([&] { return ++looks == 1; }, /*spins=*/0, /*yields=*/0);  // done at once
+  EXPECT_EQ(looks, 1);
+}
+
+TEST(WaitSpinning, SeesAnotherThreadsWriteFromTheSleepingTier) {
+  std::atomic<bool> written{false};
+  std::thread writer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    written.store(true, std::memory_order_release);
+  });
+  wait_spinning([&] { return written.load(std::memory_order_acquire); }, /*spins=*/8,
+                /*yields=*/8);
+  EXPECT_TRUE(written.load());
+  writer.join();
 }

@@ -1,7 +1,6 @@
 #include "khsgd/engine/sorter_pipeline.hpp"
 
 #include <algorithm>
-#include <chrono>
 
 #include "khsgd/base/cores.hpp"
 
@@ -25,19 +24,15 @@ bool SorterPipeline::wait_until(Done&& done) const {
   // A step takes about a microsecond: spin through a few of them before giving the core away
   // (a yield costs about as much as a step), and sleep only through a long wait (the steps held
   // up by a slow peer's all-gather, the helper by a long walk).
-  constexpr int kSpins = 4096, kYields = kSpins + 16384;
-  for (int tries = 0; !done();) {
-    if (stop_.load(std::memory_order_acquire)) return false;
-    if (tries < kSpins) {
-      cpu_relax();
-    } else if (tries < kYields) {
-      std::this_thread::yield();
-    } else {
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
-    }
-    if (tries < kYields) ++tries;
-  }
-  return true;
+  bool stopped = false;
+  wait_spinning(
+      [&] {
+        if (done()) return true;
+        stopped = stop_.load(std::memory_order_acquire);
+        return stopped;
+      },
+      /*spins=*/4096, /*yields=*/16384);
+  return !stopped;
 }
 
 void SorterPipeline::run() {

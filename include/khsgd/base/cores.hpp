@@ -3,6 +3,9 @@
 
 #include <sched.h>
 
+#include <chrono>
+#include <thread>
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -28,15 +31,20 @@ inline void cpu_relax() {
 
 // Waits until done() holds: first up to `spins` turns of cpu_relax(), for a write that is near,
 // then giving the core away between looks (sched_yield), for one that is far or whose writer
-// shares this core. The count stops at `spins`: a long wait does not overflow it.
+// shares this core; with `yields` >= 0, only that many times, and after them sleeping 50 us between
+// looks, for a wait that may last (a yielding thread still takes its core whenever no other thread
+// wants it). The count stops there: a long wait does not overflow it.
 template <class Done>
-void wait_spinning(Done&& done, int spins) {
+void wait_spinning(Done&& done, int spins, int yields = -1) {
   for (int turn = 0; !done();) {
     if (turn < spins) {
       ++turn;
       cpu_relax();
-    } else {
+    } else if (yields < 0 || turn - spins < yields) {
+      if (yields >= 0) ++turn;
       sched_yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
   }
 }
