@@ -246,10 +246,12 @@ for device in $devices; do
 done
 
 # One-rank CPU epochs and evaluations against the floor, the fixed cost, and the baseline's, in
-# rounds. A round runs the floor, every sorter held to one core, then every sorter on its cores,
-# this build's run and the baseline's one after the other, in turns: the first of two runs in a row
-# was seen to be up to a third slower or faster than the second however alike they were, so which
-# build goes first alternates from round to round.
+# rounds. A round runs the floor, then every sorter on its cores, this build's run and the
+# baseline's one after the other, which of them first in turns from round to round, and last every
+# sorter held to one core. (With the one-core runs before the others, or one build always first, a
+# build measured against a copy of itself read up to 1.35x, and the same two builds read 1.2x one
+# way round and 0.85x with their places swapped: on this kind of shared virtual machine the runs
+# right after a change of load are slower or faster for reasons of the host's.)
 if [[ " $devices " == *" cpu "* ]]; then
   one_rank_sorters=${sorters:-$("$KHSGD_TRAIN" --list-sorters --device cpu | cut -f1 | tr '\n' ' ')}
   for round in $(seq "$rounds"); do
@@ -257,17 +259,6 @@ if [[ " $devices " == *" cpu "* ]]; then
     if [ -n "$have_floor" ]; then
       floor_out=$scratch/floor-$round.out
       "$scratch/floor" > "$floor_out"
-    fi
-    if [ -n "$floor_out" ] && [ "$(cores_each 1)" -gt 1 ]; then
-      for sorter in $one_rank_sorters; do
-        # The rank held to one core (OMP_NUM_THREADS=1), as the floor runs.
-        one_core=$(single_run "$sorter" 16 "$KHSGD_TRAIN" 1 "$round") || continue
-        read -r c_epoch c_eval _ <<< "$one_core"
-        read -r floor label <<< "$(floor_of "$sorter" "$floor_out")"
-        round_ratio "1 rank on 1 core, $sorter epoch" "$c_epoch" "floor $label" "$floor"
-        round_ratio "1 rank on 1 core, $sorter evaluation" "$c_eval" "floor evaluation" \
-                    "$(floor_time evaluation "$floor_out")"
-      done
     fi
     for sorter in $one_rank_sorters; do
       if [ -n "$baseline" ] && [ $((round % 2)) -eq 0 ]; then
@@ -289,6 +280,17 @@ if [[ " $devices " == *" cpu "* ]]; then
         round_ratio "after / before: $sorter fixed cost" "$fixed" "before" "$b_fixed"
       fi
     done
+    if [ -n "$floor_out" ] && [ "$(cores_each 1)" -gt 1 ]; then
+      for sorter in $one_rank_sorters; do
+        # The rank held to one core (OMP_NUM_THREADS=1), as the floor runs.
+        one_core=$(single_run "$sorter" 16 "$KHSGD_TRAIN" 1 "$round") || continue
+        read -r c_epoch c_eval _ <<< "$one_core"
+        read -r floor label <<< "$(floor_of "$sorter" "$floor_out")"
+        round_ratio "1 rank on 1 core, $sorter epoch" "$c_epoch" "floor $label" "$floor"
+        round_ratio "1 rank on 1 core, $sorter evaluation" "$c_eval" "floor evaluation" \
+                    "$(floor_time evaluation "$floor_out")"
+      done
+    fi
   done
   for i in "${!round_names[@]}"; do ratios+=("$(round_line "$i")"); done
 fi
