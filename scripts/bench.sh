@@ -23,7 +23,7 @@
 # the floor and then each of those runs once, so that a ratio's two times are from the same minute;
 # a line shows the round whose ratio is the median and, after it, the range over the rounds (this
 # machine's speed moves from minute to minute, a ratio from one round by up to a half). Last the
-# floor's runs, the machine and the build.
+# floor's runs, the build and the machine.
 #
 # --sorters defaults to every sorter that runs on the device (khsgd_train --list-sorters --device);
 # a listed sorter without a GPU implementation is shown as "-" on cuda.
@@ -125,12 +125,12 @@ ratio() {
   ratios+=("$(awk -v n="$1" -v a="$2" -v l="$3" -v b="$4" 'BEGIN {
       printf "%-44s %8.4f s / %-24s %8.4f s = %5.2fx", n, a, l, b, (b > 0 ? a / b : 0) }')")
 }
-# The floor an epoch of sorter $1 is held to, in the floor's output $2: the steps alone for the
-# sorters that walk no gradients, the steps and the pair walk for the others.
-floor_of() {
+# The floor line an epoch of sorter $1 is held to: the steps alone for the sorters that walk no
+# gradients, the steps and the pair walk for the others.
+floor_line() {
   case "$1" in
-    D-RR | SO | fixed) echo "$(floor_time "steps (D-RR)" "$2") steps" ;;
-    *) echo "$(floor_time "steps + pair walk" "$2") steps + pair walk" ;;
+    D-RR | SO | fixed) echo "steps (D-RR)" ;;
+    *) echo "steps + pair walk" ;;
   esac
 }
 # Lines measured in every round: their names in order, and "A B" a round in $scratch/round-N.
@@ -139,6 +139,7 @@ round_labels=()
 # round_ratio NAME TIME_A LABEL_B TIME_B: this round's A and B of the ratio line NAME.
 round_ratio() {
   local i
+  [ -z "$3" ] || [ -n "$4" ] || return 0  # a ratio without its B (a floor line missing): left out
   for i in "${!round_names[@]}"; do [ "${round_names[$i]}" = "$1" ] && break; done
   if [ "${#round_names[@]}" -eq 0 ] || [ "${round_names[$i]}" != "$1" ]; then
     i=${#round_names[@]}
@@ -156,7 +157,7 @@ round_line() {
     END {
       for (i = 1; i <= NR; i++) for (j = i + 1; j <= NR; j++) if (r[k[j]] < r[k[i]]) { t = k[i]; k[i] = k[j]; k[j] = t }
       m = k[int((NR + 1) / 2)]
-      range = sprintf("%d rounds: %.2f-%.2f", NR, r[k[1]], r[k[NR]])
+      range = sprintf("%d round%s: %.2f-%.2f", NR, (NR == 1 ? "" : "s"), r[k[1]], r[k[NR]])
       if (l == "") printf "%-44s %8.4f s (wall less epochs and evaluations; %s s)\n", n, a[m], range
       else printf "%-44s %8.4f s / %-24s %8.4f s = %5.2fx (%s)\n", n, a[m], l, b[m], r[m], range
     }' "$scratch/round-$1"
@@ -215,8 +216,6 @@ for device in $devices; do
                 if [ "$device" = cpu ]; then
                   run_summary "$folder" "$out.wall" > \
                     "$scratch/single-$(echo "$sorter-$batch-$KHSGD_TRAIN" | tr -c 'A-Za-z0-9\n' _)"
-                  # The baseline right after, so that both see the same machine.
-                  [ -z "$baseline" ] || single_run "$sorter" "$batch" "$baseline" > /dev/null || true
                 fi
               elif [ "$mode" = in-process ] && [ "$device" = cpu ] &&
                    one=$(single_run "$sorter" "$batch" "$KHSGD_TRAIN"); then
@@ -267,8 +266,9 @@ if [[ " $devices " == *" cpu "* ]]; then
       one=$(single_run "$sorter" 16 "$KHSGD_TRAIN" "" "$round") || continue
       read -r epoch eval fixed <<< "$one"
       if [ -n "$floor_out" ]; then
-        read -r floor label <<< "$(floor_of "$sorter" "$floor_out")"
-        round_ratio "1 rank, $sorter epoch" "$epoch" "floor $label" "$floor"
+        line=$(floor_line "$sorter")
+        round_ratio "1 rank, $sorter epoch" "$epoch" "floor ${line% (D-RR)}" \
+                    "$(floor_time "$line" "$floor_out")"
         round_ratio "1 rank, $sorter evaluation" "$eval" "floor evaluation" \
                     "$(floor_time evaluation "$floor_out")"
       fi
@@ -285,8 +285,9 @@ if [[ " $devices " == *" cpu "* ]]; then
         # The rank held to one core (OMP_NUM_THREADS=1), as the floor runs.
         one_core=$(single_run "$sorter" 16 "$KHSGD_TRAIN" 1 "$round") || continue
         read -r c_epoch c_eval _ <<< "$one_core"
-        read -r floor label <<< "$(floor_of "$sorter" "$floor_out")"
-        round_ratio "1 rank on 1 core, $sorter epoch" "$c_epoch" "floor $label" "$floor"
+        line=$(floor_line "$sorter")
+        round_ratio "1 rank on 1 core, $sorter epoch" "$c_epoch" "floor ${line% (D-RR)}" \
+                    "$(floor_time "$line" "$floor_out")"
         round_ratio "1 rank on 1 core, $sorter evaluation" "$c_eval" "floor evaluation" \
                     "$(floor_time evaluation "$floor_out")"
       done

@@ -223,7 +223,7 @@ TEST(IndependentBalance, ACheckpointBetweenEpochsResumesTheSameOrders) {
     resumed->balance(c.epoch(e), 0, c.m / c.mb);
   }
   // A checkpoint of another shape is refused.
-  auto other = make_sorter("I-B", shape_of(2, c.m / 2, c.mb, c.D, 1), ops);
+  auto other = make_sorter("I-B", shape_of(2, c.m / 2, c.mb, c.D, /*epochs=*/1, /*rank=*/1), ops);
   StateReader again(out.data(), "test");
   EXPECT_THROW(other->load_state(again), UserError);
 }
@@ -231,7 +231,7 @@ TEST(IndependentBalance, ACheckpointBetweenEpochsResumesTheSameOrders) {
 TEST(ShuffleOnce, DrawsOnePermutationAtTheStartAndKeepsIt) {
   ScriptedPerms ops;
   ops.perms = {{2, 0, 3, 1}};
-  auto sorter = make_sorter("SO", shape_of(2, 4, 2, 3, 1), ops);
+  auto sorter = make_sorter("SO", shape_of(2, 4, 2, 3, /*epochs=*/1, /*rank=*/1), ops);
   EXPECT_EQ(ops.randperm_calls, 1);  // at construction, where the other sorters draw (§5)
   EXPECT_EQ(sorter->needs(), GradientNeed::None);
   for (int epoch = 0; epoch < 3; ++epoch) {
@@ -264,7 +264,7 @@ TEST(ShuffleOnce, ACheckpointKeepsThePermutation) {
 
 TEST(FixedOrder, IsTheNaturalOrderEveryEpochAndDrawsNothing) {
   ScriptedPerms ops;  // any draw would throw
-  auto sorter = make_sorter("fixed", shape_of(2, 5, 1, 3, 1), ops);
+  auto sorter = make_sorter("fixed", shape_of(2, 5, 1, 3, /*epochs=*/1, /*rank=*/1), ops);
   EXPECT_EQ(sorter->needs(), GradientNeed::None);
   for (int epoch = 0; epoch < 3; ++epoch) {
     EXPECT_EQ(sorter->sort(), (Order{0, 1, 2, 3, 4}));

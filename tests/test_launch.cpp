@@ -157,14 +157,25 @@ TEST(RunParts, AFailureIsRethrownOnceEveryPartHasRun) {
 
 TEST(WaitSpinning, LooksUntilDoneAndNotOnceMoreThroughEveryTier) {
   // done() holds at its 40th look: 10 spinning, 20 yielding and 9 sleeping looks come before it
-  // (with yields = -1, yielding for every look after the spins).
+  // (with yields = -1, yielding for every look after the spins). A sleep is 50 us at least, so the
+  // 9 sleeps take 450 us or more: a wait that stayed in the yielding tier would not.
+  using Clock = std::chrono::steady_clock;
   for (const int yields : {20, -1}) {
     SCOPED_TRACE("yields " + std::to_string(yields));
     int looks = 0;
+    const auto start = Clock::now();
     wait_spinning([&] { return ++looks == 40; }, /*spins=*/10, yields);
+    const auto waited = Clock::now() - start;
     EXPECT_EQ(looks, 40);
+    if (yields == 20) { EXPECT_GE(waited, std::chrono::microseconds(9 * 50)); }
   }
+  // No spins and no yields: every look but the last is followed by a sleep (20 of them, 1 ms).
   int looks = 0;
+  const auto start = Clock::now();
+  wait_spinning([&] { return ++looks == 21; }, /*spins=*/0, /*yields=*/0);
+  EXPECT_EQ(looks, 21);
+  EXPECT_GE(Clock::now() - start, std::chrono::microseconds(20 * 50));
+  looks = 0;
   wait_spinning([&] { return ++looks == 1; }, /*spins=*/0, /*yields=*/0);  // done at once
   EXPECT_EQ(looks, 1);
 }

@@ -22,8 +22,9 @@ SorterPipeline::~SorterPipeline() {
 template <class Done>
 bool SorterPipeline::wait_until(Done&& done) const {
   // A step takes about a microsecond: spin through a few of them before giving the core away
-  // (a yield costs about as much as a step), and sleep only through a long wait (the steps held
-  // up by a slow peer's all-gather, the helper by a long walk).
+  // (a yield costs about as much as a step), then yield, and after ~16 000 yields sleep 50 us
+  // between looks: only a long wait gets there (the steps held up by a slow peer's all-gather,
+  // the helper by a long walk).
   bool stopped = false;
   wait_spinning(
       [&] {

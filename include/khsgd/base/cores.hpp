@@ -4,6 +4,7 @@
 #include <sched.h>
 
 #include <chrono>
+#include <cstdint>
 #include <thread>
 
 #if defined(__x86_64__)
@@ -36,7 +37,7 @@ inline void cpu_relax() {
 // wants it). The count stops there: a long wait does not overflow it.
 template <class Done>
 void wait_spinning(Done&& done, int spins, int yields = -1) {
-  for (int turn = 0; !done();) {
+  for (int64_t turn = 0; !done();) {  // 64 bits: spins + yields always fits
     if (turn < spins) {
       ++turn;
       cpu_relax();

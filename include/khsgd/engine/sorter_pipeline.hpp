@@ -46,9 +46,10 @@ class SorterPipeline {
   static constexpr int64_t kSlots = 128;
   // The steps the helper waits for before it walks: taken one at a time, each slot was read the
   // moment after the other core wrote it, and the two cores passed its cache lines and the
-  // counter's back and forth every step (~0.5 us). Taken 16 at a time, the one-rank CD-GraB and
-  // SBW epochs on two cores ran ~25% faster (README, Speed); the walk's end lags the steps' by at
-  // most 16 steps' walk, a few microseconds.
+  // counter's back and forth every step. Taken 16 at a time, the helper's walk of a CD-GraB epoch
+  // went from ~7 to ~6 ms and SBW's two-core epochs were faster in every one of 11 runs side by
+  // side (README, Speed). Where the walk keeps up, the epoch's end waits for at most the walk of
+  // the last batch, a few microseconds; where it does not (KH-SGD), the wait is what it was.
   static constexpr int64_t kBatch = 16;
   static_assert(kBatch <= kSlots, "the step loop must be able to fill a batch");
 
