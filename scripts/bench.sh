@@ -133,6 +133,15 @@ floor_line() {
     *) echo "steps + pair walk" ;;
   esac
 }
+# This round's ratios of a one-rank run of sorter $2 to the floor's output $5: the lines "$1,
+# SORTER epoch" (epoch $3 against the floor line floor_line gives) and "$1, SORTER evaluation"
+# (evaluation $4 against the floor's).
+floor_ratios() {
+  local line
+  line=$(floor_line "$2")
+  round_ratio "$1, $2 epoch" "$3" "floor ${line% (D-RR)}" "$(floor_time "$line" "$5")"
+  round_ratio "$1, $2 evaluation" "$4" "floor evaluation" "$(floor_time evaluation "$5")"
+}
 # Lines measured in every round: their names in order, and "A B" a round in $scratch/round-N.
 round_names=()
 round_labels=()
@@ -265,13 +274,7 @@ if [[ " $devices " == *" cpu "* ]]; then
       fi
       one=$(single_run "$sorter" 16 "$KHSGD_TRAIN" "" "$round") || continue
       read -r epoch eval fixed <<< "$one"
-      if [ -n "$floor_out" ]; then
-        line=$(floor_line "$sorter")
-        round_ratio "1 rank, $sorter epoch" "$epoch" "floor ${line% (D-RR)}" \
-                    "$(floor_time "$line" "$floor_out")"
-        round_ratio "1 rank, $sorter evaluation" "$eval" "floor evaluation" \
-                    "$(floor_time evaluation "$floor_out")"
-      fi
+      [ -z "$floor_out" ] || floor_ratios "1 rank" "$sorter" "$epoch" "$eval" "$floor_out"
       round_ratio "1 rank, $sorter fixed cost" "$fixed" "" ""
       if [ -n "$baseline" ] && before=$(single_run "$sorter" 16 "$baseline" "" "$round"); then
         read -r b_epoch b_eval b_fixed <<< "$before"
@@ -285,11 +288,7 @@ if [[ " $devices " == *" cpu "* ]]; then
         # The rank held to one core (OMP_NUM_THREADS=1), as the floor runs.
         one_core=$(single_run "$sorter" 16 "$KHSGD_TRAIN" 1 "$round") || continue
         read -r c_epoch c_eval _ <<< "$one_core"
-        line=$(floor_line "$sorter")
-        round_ratio "1 rank on 1 core, $sorter epoch" "$c_epoch" "floor ${line% (D-RR)}" \
-                    "$(floor_time "$line" "$floor_out")"
-        round_ratio "1 rank on 1 core, $sorter evaluation" "$c_eval" "floor evaluation" \
-                    "$(floor_time evaluation "$floor_out")"
+        floor_ratios "1 rank on 1 core" "$sorter" "$c_epoch" "$c_eval" "$floor_out"
       done
     fi
   done
