@@ -259,6 +259,44 @@ TEST(Model, MicrobatchGroupsAreEachWorkersOwnMeanGradient) {
   }
 }
 
+TEST(Model, MicrobatchFetchingTheNextRowsAheadChangesNoResult) {
+  // The step loop's use: each step gathers its rows, asks for the next step's (fetch_ahead), and
+  // computes. Against a second Microbatch that never fetches ahead, every gradient bit for bit,
+  // whether the step's examples are one worker's or 64 workers' of two (all 128 rows ahead: the
+  // capacity), and whether the next step has as many rows or fewer.
+  const int64_t d = 20, D = d + 1, n_rows = 1000;
+  std::vector<float> X(n_rows * d), y(n_rows), theta(D);
+  for (size_t i = 0; i < X.size(); ++i) X[i] = std::sin(0.61f * static_cast<float>(i));
+  for (size_t i = 0; i < y.size(); ++i) y[i] = static_cast<float>(i % 3 != 1);
+  for (const auto& [workers, each] : std::vector<std::pair<int64_t, int64_t>>{{1, 16}, {64, 2}}) {
+    const int64_t count = workers * each, steps = 5;
+    std::vector<int64_t> order(steps * count);
+    for (size_t i = 0; i < order.size(); ++i)
+      order[i] = static_cast<int64_t>((i * 389 + 7) % n_rows);
+    Microbatch ahead(count, d), plain(count, d);
+    for (int64_t k = 0; k < steps; ++k) {
+      for (int64_t j = 0; j < D; ++j) theta[j] = 0.05f * std::cos(static_cast<float>(j + k));
+      const int64_t* rows = order.data() + k * count;
+      ahead.gather(X.data(), y.data(), rows, count);
+      plain.gather(X.data(), y.data(), rows, count);
+      // The last step asks for fewer rows than it has (a shorter last step elsewhere).
+      const int64_t next = k + 1 < steps ? count : count / 2;
+      ahead.fetch_ahead(X.data(), y.data(), order.data() + (k + 1) % steps * count, next);
+      std::vector<float> G_a(count * D), G_p(count * D), g_a(workers * D), g_p(workers * D);
+      std::vector<float> mean_a(D), mean_p(D);
+      ahead.per_example_gradients(theta.data(), G_a.data());
+      plain.per_example_gradients(theta.data(), G_p.data());
+      ahead.mean_loss_gradients(theta.data(), workers, g_a.data());
+      plain.mean_loss_gradients(theta.data(), workers, g_p.data());
+      ahead.mean_of_group_gradients(theta.data(), workers, mean_a.data());
+      plain.mean_of_group_gradients(theta.data(), workers, mean_p.data());
+      EXPECT_EQ(std::memcmp(G_a.data(), G_p.data(), G_a.size() * sizeof(float)), 0) << k;
+      EXPECT_EQ(std::memcmp(g_a.data(), g_p.data(), g_a.size() * sizeof(float)), 0) << k;
+      EXPECT_EQ(std::memcmp(mean_a.data(), mean_p.data(), D * sizeof(float)), 0) << k;
+    }
+  }
+}
+
 TEST(Model, WorkerGradientsAreSummedInRankOrder) {
   // Hand-checked: 1e8 + 1 rounds back to 1e8 in float32, so rank order (1e8 + 1) - 1e8 gives 0
   // where any other order of the three gives 1.

@@ -105,12 +105,12 @@ class CpuEngine final : public TrainingEngine {
       if (k + 1 < part_.num_batches) sorter.wait_for_order((k + 2) * mb);  // the next step's rows
       timer.lap(&times.sorter);
       // The step's examples, copied together as the reference's X = trainset[perm[batch]]; the
-      // next step's are fetched from memory meanwhile.
+      // next step's are fetched from memory while they are computed.
+      batch_.gather(X, y, rows_.data(), rows_here);
       if (k + 1 < part_.num_batches) {
         step_rows_of(orders, k + 1, next_rows_.data());
-        Microbatch::prefetch(X, y, next_rows_.data(), rows_here, d_);
+        batch_.fetch_ahead(X, y, next_rows_.data(), rows_here);
       }
-      batch_.gather(X, y, rows_.data(), rows_here);
       timer.lap(&times.dataset);
       // This worker's (or these workers') per-example rows, and every rank's.
       float* local = beside && !gather_into_slot ? slot : local_G_.data();

@@ -224,6 +224,7 @@ Microbatch::Microbatch(int64_t capacity, int64_t d)
     : d_(d),
       zeros_(d, 0.0f),
       sources_(blocks_for(capacity) * kLanes, zeros_.data()),
+      ahead_(static_cast<size_t>(capacity)),
       labels_(blocks_for(capacity) * kLanes, 0.0f),
       residuals_(blocks_for(capacity) * kLanes),
       scaled_(blocks_for(capacity) * kLanes) {}
@@ -231,6 +232,7 @@ Microbatch::Microbatch(int64_t capacity, int64_t d)
 void Microbatch::gather(const float* X, const float* y, const int64_t* rows, int64_t count) {
   count_ = count;
   blocks_ = blocks_for(count);
+  ahead_count_ = 0;
   for (int64_t i = 0; i < count; ++i) {
     sources_[i] = X + rows[i] * d_;
     labels_[i] = y[rows[i]];
@@ -239,13 +241,20 @@ void Microbatch::gather(const float* X, const float* y, const int64_t* rows, int
   for (int64_t i = count; i < blocks_ * kLanes; ++i) sources_[i] = zeros_.data();
 }
 
-void Microbatch::prefetch(const float* X, const float* y, const int64_t* rows, int64_t count,
-                          int64_t d) {
+void Microbatch::fetch_ahead(const float* X, const float* y, const int64_t* rows, int64_t count) {
+  ahead_count_ = count;
+  ahead_asked_ = 0;
   for (int64_t i = 0; i < count; ++i) {
-    const float* x = X + rows[i] * d;
-    __builtin_prefetch(x);
-    __builtin_prefetch(x + d - 1);  // a row may straddle two cache lines
+    ahead_[i] = X + rows[i] * d_;
     __builtin_prefetch(y + rows[i]);
+  }
+}
+
+void Microbatch::fetch_ahead_until(int64_t end) {
+  for (; ahead_asked_ < std::min(end, ahead_count_); ++ahead_asked_) {
+    const float* x = ahead_[ahead_asked_];
+    __builtin_prefetch(x);
+    __builtin_prefetch(x + d_ - 1);  // a row of 20 floats straddles two cache lines
   }
 }
 
@@ -253,6 +262,9 @@ void Microbatch::compute_residuals(const float* theta) {
   // The logits block by block, then every sigmoid at once in lanes (libm_lanes.hpp): residual()
   // of each example, sigmoid(z) - y, with libm's bits.
   for (int64_t b = 0; b < blocks_; ++b) {
+    // fetch_ahead()'s rows in blocks_ + 1 shares: one before each block, the last before the
+    // gradients.
+    fetch_ahead_until(ahead_count_ * (b + 1) / (blocks_ + 1));
     double dots[kLanes];
     block_dots(sources_.data() + b * kLanes, theta, d_, dots);
     for (int64_t l = 0; l < kLanes; ++l)
@@ -264,6 +276,7 @@ void Microbatch::compute_residuals(const float* theta) {
 
 void Microbatch::per_example_gradients(const float* theta, float* G) {
   compute_residuals(theta);
+  fetch_ahead_until(ahead_count_);
   scaled_rows(G, sources_.data(), residuals_.data(), count_, d_);
 }
 
@@ -279,6 +292,7 @@ void Microbatch::group_gradients(const float* theta, int64_t groups, float* grad
   // Autograd scales each residual by 1 / count (binary_cross_entropy_with_logits_backward with
   // mean reduction) and then sums the scaled rows (the matmul of linear's backward).
   compute_residuals(theta);
+  fetch_ahead_until(ahead_count_);
   const int64_t D = gradient_length(d_), each = count_ / groups;
 #if KHSGD_X86_INTRINSICS
   if (kCpuHasAvx2)

@@ -27,10 +27,14 @@ class Microbatch {
   // Takes rows[0..count) of X [*, d] and their labels y (count <= capacity). X must outlive the
   // calls below: the rows are read where they are (copying them costs more than the arithmetic).
   void gather(const float* X, const float* y, const int64_t* rows, int64_t count);
-  // Asks the memory system for rows[0..count) of X and their labels ahead of a later gather():
-  // the step loop's order is known in advance, and random rows otherwise stall every step.
-  static void prefetch(const float* X, const float* y, const int64_t* rows, int64_t count,
-                       int64_t d);
+  // Rows a later gather() will take (count <= capacity), asked of the memory system while this
+  // gather's examples are computed: the step loop's order is known in advance, and rows in a
+  // random order otherwise stall every step. Their labels are asked for at once; the rows a share
+  // before each block's dot products and the rest before the gradients, so that the cache misses
+  // stay in flight a few at a time rather than all at once (all at once, the misses of the next
+  // step's 32 cache lines took ~40 % more time an epoch on a machine where random rows cost
+  // 30-40 ns each: README, Speed). Call after gather(), which forgets the rows of the last call.
+  void fetch_ahead(const float* X, const float* y, const int64_t* rows, int64_t count);
 
   int64_t size() const { return count_; }
 
@@ -55,12 +59,16 @@ class Microbatch {
  private:
   // residuals_[i] = sigma(z_i) - y_i for the gathered examples.
   void compute_residuals(const float* theta);
+  // Asks for the fetch_ahead() rows up to `end` (at most all of them) not asked for yet.
+  void fetch_ahead_until(int64_t end);
   // mean_loss_gradients() into grads (mean null), or mean_of_group_gradients() into mean.
   void group_gradients(const float* theta, int64_t groups, float* grads, float* mean);
 
   int64_t d_, count_ = 0, blocks_ = 0;
-  std::vector<float> zeros_;           // the row of the lanes past the last example
-  std::vector<const float*> sources_;  // where each example's row is, [blocks * kLanes]
+  std::vector<float> zeros_;                   // the row of the lanes past the last example
+  std::vector<const float*> sources_;          // where each example's row is, [blocks * kLanes]
+  std::vector<const float*> ahead_;            // fetch_ahead()'s rows: [ahead_count_], the first
+  int64_t ahead_count_ = 0, ahead_asked_ = 0;  // ahead_asked_ of them asked for
   std::vector<float> labels_, residuals_;
   std::vector<float> scaled_;      // residuals_ / examples a group: the gradients' row weights
   std::vector<float> group_rows_;  // mean_of_group_gradients' rows, where it writes them out
