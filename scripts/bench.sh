@@ -18,8 +18,10 @@
 # scripts/floor.c (the plain-C measuring stick, compiled here with cc -O2 -ffp-contract=off: D-RR
 # against its "steps", the pair sorters against "steps + pair walk", evaluation against its
 # "evaluation"), again for the rank held to one core (OMP_NUM_THREADS=1, as the floor runs), the
-# fixed cost of a one-rank run (its wall time less its epochs and evaluations), and with --baseline
-# the one-rank epochs, evaluations and fixed cost of another build (before / after). A round runs
+# fixed cost of a one-rank run (its wall time less its epochs and evaluations), the epoch of the
+# fixed sorter (the same steps over the rows in their stored order, as the floor reads them)
+# against the floor's "steps", and with --baseline the one-rank epochs, evaluations and fixed cost
+# of another build (before / after). A round runs
 # the floor and then each of those runs once, so that a ratio's two times are from the same minute;
 # a line shows the round whose ratio is the median and, after it, the range over the rounds (this
 # machine's speed moves from minute to minute, a ratio from one round by up to a half). Last the
@@ -283,6 +285,14 @@ if [[ " $devices " == *" cpu "* ]]; then
         round_ratio "after / before: $sorter fixed cost" "$fixed" "before" "$b_fixed"
       fi
     done
+    # The same steps over the rows in their stored order (the fixed sorter), as the floor reads
+    # them: the epoch's arithmetic without the cache misses of a random order, which the floor
+    # does not pay (README, Speed: what bounds the rest).
+    if [ -n "$floor_out" ] && in_order=$(single_run fixed 16 "$KHSGD_TRAIN" "" "$round"); then
+      read -r o_epoch _ _ <<< "$in_order"
+      round_ratio "1 rank, rows in order (fixed) epoch" "$o_epoch" "floor steps" \
+        "$(floor_time "steps (D-RR)" "$floor_out")"
+    fi
     if [ -n "$floor_out" ] && [ "$(cores_each 1)" -gt 1 ]; then
       for sorter in $one_rank_sorters; do
         # The rank held to one core (OMP_NUM_THREADS=1), as the floor runs.
