@@ -21,8 +21,8 @@
 # fixed cost of a one-rank run (its wall time less its epochs and evaluations), the epoch of the
 # fixed sorter (the same steps over the rows in their stored order, as the floor reads them)
 # against the floor's "steps", and with --baseline the one-rank epochs, evaluations and fixed cost
-# of another build (before / after). A round runs
-# the floor and then each of those runs once, so that a ratio's two times are from the same minute;
+# of another build (before / after). A round runs the floor and then each of those runs once, so
+# that a ratio's two times are from the same minute;
 # a line shows the round whose ratio is the median and, after it, the range over the rounds (this
 # machine's speed moves from minute to minute, a ratio from one round by up to a half). Last the
 # floor's runs, the build and the machine.
@@ -257,11 +257,12 @@ done
 
 # One-rank CPU epochs and evaluations against the floor, the fixed cost, and the baseline's, in
 # rounds. A round runs the floor, then every sorter on its cores, this build's run and the
-# baseline's one after the other, which of them first in turns from round to round, and last every
-# sorter held to one core. (With the one-core runs before the others, or one build always first, a
-# build measured against a copy of itself read up to 1.35x, and the same two builds read 1.2x one
-# way round and 0.85x with their places swapped: on this kind of shared virtual machine the runs
-# right after a change of load are slower or faster for reasons of the host's.)
+# baseline's one after the other, which of them first in turns from round to round, then the fixed
+# sorter (where --sorters leaves it out), and last every sorter held to one core. (With the
+# one-core runs before the others, or one build always first, a build measured against a copy of
+# itself read up to 1.35x, and the same two builds read 1.2x one way round and 0.85x with their
+# places swapped: on this kind of shared virtual machine the runs right after a change of load are
+# slower or faster for reasons of the host's.)
 if [[ " $devices " == *" cpu "* ]]; then
   one_rank_sorters=${sorters:-$("$KHSGD_TRAIN" --list-sorters --device cpu | cut -f1 | tr '\n' ' ')}
   for round in $(seq "$rounds"); do
@@ -287,8 +288,10 @@ if [[ " $devices " == *" cpu "* ]]; then
     done
     # The same steps over the rows in their stored order (the fixed sorter), as the floor reads
     # them: the epoch's arithmetic without the cache misses of a random order, which the floor
-    # does not pay (README, Speed: what bounds the rest).
-    if [ -n "$floor_out" ] && in_order=$(single_run fixed 16 "$KHSGD_TRAIN" "" "$round"); then
+    # does not pay (README, Speed: what bounds the rest). Where --sorters holds fixed, its own
+    # line above ("1 rank, fixed epoch") is this one.
+    if [ -n "$floor_out" ] && [[ " $one_rank_sorters " != *" fixed "* ]] &&
+       in_order=$(single_run fixed 16 "$KHSGD_TRAIN" "" "$round"); then
       read -r o_epoch _ _ <<< "$in_order"
       round_ratio "1 rank, rows in order (fixed) epoch" "$o_epoch" "floor steps" \
         "$(floor_time "steps (D-RR)" "$floor_out")"

@@ -277,17 +277,24 @@ TEST(Model, MicrobatchFetchingTheNextRowsAheadChangesNoResult) {
     for (int64_t k = 0; k < steps; ++k) {
       for (int64_t j = 0; j < D; ++j) theta[j] = 0.05f * std::cos(static_cast<float>(j + k));
       const int64_t* rows = order.data() + k * count;
-      ahead.gather(X.data(), y.data(), rows, count);
-      plain.gather(X.data(), y.data(), rows, count);
+      // Before each of the three computations (each the first after its fetch_ahead, which asks
+      // for its rows in shares from within it): the step's gather, then the next step's rows.
       // The last step asks for fewer rows than it has (a shorter last step elsewhere).
       const int64_t next = k + 1 < steps ? count : count / 2;
-      ahead.fetch_ahead(X.data(), y.data(), order.data() + (k + 1) % steps * count, next);
+      const auto start_step = [&] {
+        ahead.gather(X.data(), y.data(), rows, count);
+        plain.gather(X.data(), y.data(), rows, count);
+        ahead.fetch_ahead(X.data(), y.data(), order.data() + (k + 1) % steps * count, next);
+      };
       std::vector<float> G_a(count * D), G_p(count * D), g_a(workers * D), g_p(workers * D);
       std::vector<float> mean_a(D), mean_p(D);
+      start_step();
       ahead.per_example_gradients(theta.data(), G_a.data());
       plain.per_example_gradients(theta.data(), G_p.data());
+      start_step();
       ahead.mean_loss_gradients(theta.data(), workers, g_a.data());
       plain.mean_loss_gradients(theta.data(), workers, g_p.data());
+      start_step();
       ahead.mean_of_group_gradients(theta.data(), workers, mean_a.data());
       plain.mean_of_group_gradients(theta.data(), workers, mean_p.data());
       EXPECT_EQ(std::memcmp(G_a.data(), G_p.data(), G_a.size() * sizeof(float)), 0) << k;

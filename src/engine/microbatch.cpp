@@ -1,6 +1,7 @@
 #include "khsgd/engine/microbatch.hpp"
 
 #include <algorithm>
+#include <cstdint>
 
 // The transposed AVX2 dot products (block_dots_avx2) where KHSGD_X86_INTRINSICS
 // (vector_clones.hpp).
@@ -251,10 +252,15 @@ void Microbatch::fetch_ahead(const float* X, const float* y, const int64_t* rows
 }
 
 void Microbatch::fetch_ahead_until(int64_t end) {
+  // Every cache line a row touches, once: its first, then the start of each line after it within
+  // the row (a row of 20 floats, 80 bytes, always touches two).
+  constexpr int64_t kLine = 64;
+  const int64_t bytes = d_ * static_cast<int64_t>(sizeof(float));
   for (; ahead_asked_ < std::min(end, ahead_count_); ++ahead_asked_) {
-    const float* x = ahead_[ahead_asked_];
-    __builtin_prefetch(x);
-    __builtin_prefetch(x + d_ - 1);  // a row of 20 floats straddles two cache lines
+    const char* row = reinterpret_cast<const char*>(ahead_[ahead_asked_]);
+    __builtin_prefetch(row);
+    const auto skew = static_cast<int64_t>(reinterpret_cast<uintptr_t>(row) % kLine);
+    for (int64_t at = kLine - skew; at < bytes; at += kLine) __builtin_prefetch(row + at);
   }
 }
 

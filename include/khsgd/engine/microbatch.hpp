@@ -29,11 +29,12 @@ class Microbatch {
   void gather(const float* X, const float* y, const int64_t* rows, int64_t count);
   // Rows a later gather() will take (count <= capacity), asked of the memory system while this
   // gather's examples are computed: the step loop's order is known in advance, and rows in a
-  // random order otherwise stall every step. Their labels are asked for at once; the rows a share
-  // before each block's dot products and the rest before the gradients, so that the cache misses
-  // stay in flight a few at a time rather than all at once (all at once, the misses of the next
-  // step's 32 cache lines took ~40 % more time an epoch on a machine where random rows cost
-  // 30-40 ns each: README, Speed). Call after gather(), which forgets the rows of the last call.
+  // random order otherwise stall every step. Their labels are asked for at once; the rows, every
+  // cache line of each, a share before each block's dot products and the rest before the
+  // gradients, so that the misses are asked for a few at a time rather than all at once (all 32
+  // lines of the next step at once, D-RR's epoch took 1.4-2x as long on a machine where a row in a
+  // random order cost 30-40 ns: README, Speed). Call after gather(), which forgets the rows of the
+  // last call.
   void fetch_ahead(const float* X, const float* y, const int64_t* rows, int64_t count);
 
   int64_t size() const { return count_; }
