@@ -135,13 +135,17 @@ floor_line() {
     *) echo "steps + pair walk" ;;
   esac
 }
-# This round's ratios of a one-rank run of sorter $2 to the floor's output $5: the lines "$1,
-# SORTER epoch" (epoch $3 against the floor line floor_line gives) and "$1, SORTER evaluation"
-# (evaluation $4 against the floor's).
-floor_ratios() {
+# This round's ratio line $1: an epoch $3 of sorter $2 against the floor line floor_line gives, in
+# the floor's output $4.
+floor_epoch_ratio() {
   local line
   line=$(floor_line "$2")
-  round_ratio "$1, $2 epoch" "$3" "floor ${line% (D-RR)}" "$(floor_time "$line" "$5")"
+  round_ratio "$1" "$3" "floor ${line% (D-RR)}" "$(floor_time "$line" "$4")"
+}
+# This round's ratios of a one-rank run of sorter $2 to the floor's output $5: the lines "$1,
+# SORTER epoch" (epoch $3) and "$1, SORTER evaluation" (evaluation $4 against the floor's).
+floor_ratios() {
+  floor_epoch_ratio "$1, $2 epoch" "$2" "$3" "$5"
   round_ratio "$1, $2 evaluation" "$4" "floor evaluation" "$(floor_time evaluation "$5")"
 }
 # Lines measured in every round: their names in order, and "A B" a round in $scratch/round-N.
@@ -293,8 +297,7 @@ if [[ " $devices " == *" cpu "* ]]; then
     if [ -n "$floor_out" ] && [[ " $one_rank_sorters " != *" fixed "* ]] &&
        in_order=$(single_run fixed 16 "$KHSGD_TRAIN" "" "$round"); then
       read -r o_epoch _ _ <<< "$in_order"
-      round_ratio "1 rank, rows in order (fixed) epoch" "$o_epoch" "floor steps" \
-        "$(floor_time "steps (D-RR)" "$floor_out")"
+      floor_epoch_ratio "1 rank, rows in order (fixed) epoch" fixed "$o_epoch" "$floor_out"
     fi
     if [ -n "$floor_out" ] && [ "$(cores_each 1)" -gt 1 ]; then
       for sorter in $one_rank_sorters; do
