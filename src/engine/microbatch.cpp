@@ -49,21 +49,37 @@ KHSGD_VECTOR_CLONES void group_gradients_portable(const float* const* sources, c
 // rows in order within each group: every column's sum is the loop's, product by product (for
 // numbers; which NaN an add of two NaNs keeps depends on the order of its operands, which the
 // compiler chooses for the loop too). The last group of columns holds the remaining features and
-// the bias column, whose "feature" is 1 (r * 1 = r): its loads are masked to stay in the row.
+// the bias column, whose "feature" is 1 (r * 1 = r): its loads read only the row's own floats.
 //
 // With `mean`, the groups' gradients are not written but added in group order and divided by
 // groups into mean [d + 1]: sum_in_rank_order() of the rows above and the division, add by add,
 // with each group's sums in registers instead of a row of memory (64 in-process workers of two
 // examples spent ~150 instructions a worker writing their rows and ~55 more summing them).
+//
+// The last columns are read as the row's last eight floats, moved down to their lanes: a load
+// that ends where the row ends. A masked load from the first of them reaches 32 - 4 (d - c) bytes
+// past the row's end (16 for d = 20) with its masked-off lanes, and where the row ends that close
+// to a cache line's end (80-byte rows: those that end on a line boundary, one in four) it fetched
+// the next line, which in a random order is a miss of its own: perf put ~1.5 ms of a shuffled
+// epoch's 7 ms on that load (AMD EPYC guest), none in the stored order, where the next line is
+// the next row. Rows of fewer than eight features, where the eight floats would start before the
+// row, keep the masked load.
 struct LastColumns {
   __m256i features, with_bias;  // lanes < d - c; lanes <= d - c
   __m256 bias;                  // 1 in lane d - c
+  bool from_row_end = false;    // d >= 8: load row + c + back, then permute by down
+  int64_t back = 0;             // (d - c) - 8: from column c back to the row's last eight floats
+  __m256i down;                 // lane l takes float l + 8 - (d - c) of those eight (mod 8)
 };
 
 template <bool kLast>
 __attribute__((target("avx2"), always_inline)) inline __m256 columns_of(const float* row,
                                                                         const LastColumns& last) {
   if (!kLast) return _mm256_loadu_ps(row);
+  if (last.from_row_end) {
+    const __m256 tail = _mm256_permutevar8x32_ps(_mm256_loadu_ps(row + last.back), last.down);
+    return _mm256_or_ps(_mm256_and_ps(tail, _mm256_castsi256_ps(last.features)), last.bias);
+  }
   return _mm256_or_ps(_mm256_maskload_ps(row, last.features), last.bias);
 }
 
@@ -120,6 +136,9 @@ __attribute__((target("avx2"))) void group_gradients_avx2(const float* const* so
   last.with_bias = _mm256_cmpgt_epi32(_mm256_add_epi32(left, _mm256_set1_epi32(1)), lane);
   last.bias =
       _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(left, lane)), _mm256_set1_ps(1.0f));
+  last.from_row_end = d >= 8;
+  last.back = (d - c) - 8;
+  last.down = _mm256_sub_epi32(_mm256_add_epi32(lane, _mm256_set1_epi32(8)), left);
   group_columns<true>(sources, scaled, groups, each, D, c, last, grads, mean);
 }
 
