@@ -1,10 +1,16 @@
 // Data preparation (ALGORITHM.md §1) and the synthetic stand-in for HMDA.
 #include <cmath>
+#include <cstdint>
+#include <fstream>
 #include <numeric>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "helpers.hpp"
 #include "khsgd/base/errors.hpp"
 #include "khsgd/base/hash.hpp"
+#include "khsgd/base/huge_pages.hpp"
 #include "khsgd/data/data.hpp"
 #include "khsgd/data/zip_archive.hpp"
 
@@ -111,4 +117,61 @@ TEST(Zip, Crc32SlicedIsTheBytewiseCrc) {
   EXPECT_EQ(whole, crc32_bitwise(0, bytes.data(), bytes.size()));
   const uint32_t first = khsgd::crc32_update(0, bytes.data(), 12345);
   EXPECT_EQ(khsgd::crc32_update(first, bytes.data() + 12345, bytes.size() - 12345), whole);
+}
+
+// The training rows' memory (huge_pages.hpp): a large array is a 2 MiB-aligned mapping of its own
+// that asks for huge pages (the mapping's VmFlags in /proc/self/smaps hold "hg", MADV_HUGEPAGE),
+// and holds what a std::vector holds; a small one is ordinary memory.
+namespace {
+// The VmFlags line of the mapping that holds `address`, or "" where smaps has none.
+std::string vm_flags_of(const void* address) {
+  std::ifstream smaps("/proc/self/smaps");
+  const auto at = reinterpret_cast<uintptr_t>(address);
+  bool inside = false;
+  for (std::string line; std::getline(smaps, line);) {
+    unsigned long long from = 0, to = 0;
+    char dash = 0;
+    std::istringstream head(line);
+    if (head >> std::hex >> from >> dash >> to && dash == '-') {  // "from-to perms ...": a mapping
+      inside = from <= at && at < to;
+    } else if (inside && line.rfind("VmFlags:", 0) == 0) {
+      return line;
+    }
+  }
+  return "";
+}
+}  // namespace
+
+TEST(HugePages, LargeArraysAreAlignedMappingsThatAskForHugePages) {
+  const size_t floats = 3 * kHugePageBytes / sizeof(float) + 5;  // 6 MiB and 20 bytes
+  HugePageVector<float> rows(floats);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(rows.data()) % kHugePageBytes, 0u);
+  std::iota(rows.begin(), rows.end(), 0.0f);
+  const std::vector<float> plain(rows.begin(), rows.end());
+  HugePageVector<float> copy = rows;  // a second mapping, the same values
+  EXPECT_NE(copy.data(), rows.data());
+  EXPECT_TRUE(std::equal(copy.begin(), copy.end(), plain.begin(), plain.end()));
+  EXPECT_EQ(rows.back(), static_cast<float>(floats - 1));
+  EXPECT_TRUE(HugePageAllocator<float>() == HugePageAllocator<double>());  // stateless, rebound
+#if defined(__linux__)
+  if (!std::ifstream("/proc/self/smaps").good()) GTEST_SKIP() << "no /proc/self/smaps to read";
+  const std::string flags = vm_flags_of(rows.data() + floats / 2);
+  ASSERT_FALSE(flags.empty()) << "no mapping in /proc/self/smaps holds the array";
+  // A kernel without transparent huge pages refuses the advice; one with them records it.
+  if (std::ifstream("/sys/kernel/mm/transparent_hugepage/enabled").good()) {
+    EXPECT_NE((" " + flags + " ").find(" hg "), std::string::npos) << flags;
+  }
+  // Freed, the whole mapping is gone (munmap of the length it was mapped with).
+  const float* first = copy.data();
+  const float* last = copy.data() + copy.size() - 1;
+  copy = HugePageVector<float>();
+  EXPECT_EQ(vm_flags_of(first), "");
+  EXPECT_EQ(vm_flags_of(last), "");
+#endif
+  // Growing past the threshold moves the values into a mapping of their own.
+  HugePageVector<float> grown(10, 2.0f);
+  grown.resize(floats, 3.0f);
+  EXPECT_EQ(grown[9], 2.0f);
+  EXPECT_EQ(grown[10], 3.0f);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(grown.data()) % kHugePageBytes, 0u);
 }

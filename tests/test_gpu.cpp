@@ -278,7 +278,8 @@ khsgd::Dataset random_dataset(int64_t d, int64_t n_train, int64_t n_test, uint64
   data.d = d;
   data.n_train = n_train;
   data.n_test = n_test;
-  data.train_x = values(torch::randn({n_train, d}));
+  const std::vector<float> train_x = values(torch::randn({n_train, d}));
+  data.train_x.assign(train_x.begin(), train_x.end());
   data.train_y = values((torch::rand({n_train}) < 0.7).to(torch::kFloat));
   data.test_x = values(torch::randn({n_test, d}));
   data.test_y = values((torch::rand({n_test}) < 0.7).to(torch::kFloat));

@@ -71,7 +71,8 @@ class DeviceBuffer {
   void upload(const T* host, size_t count, size_t offset = 0) {
     check(cudaMemcpy(data_ + offset, host, count * sizeof(T), cudaMemcpyHostToDevice), "upload");
   }
-  void upload(const std::vector<T>& host) {
+  template <class Allocator>
+  void upload(const std::vector<T, Allocator>& host) {
     if (host.size() != count_) resize(host.size());
     upload(host.data(), host.size());
   }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <sstream>
+#include <utility>
 #include <vector>
 
 #include "khsgd/base/cores.hpp"
@@ -81,7 +82,7 @@ Dataset assemble_dataset(const std::vector<HostTensor>& features, const std::str
   data.d = d;
   data.n_train = features[0].shape[0];
   data.n_test = features[1].shape[0];
-  data.train_x = features[0].values;
+  data.train_x.assign(features[0].values.begin(), features[0].values.end());
   data.test_x = features[1].values;
   data.train_y = targets[0].values;
   data.test_y = targets[1].values;
@@ -201,9 +202,11 @@ Partition plan_partition(int64_t train_rows, int64_t features, int64_t batch, in
 uint64_t data_fingerprint(const Dataset& data) {
   uint64_t hash = kFnvOffset;
   for (int64_t size : {data.d, data.n_train, data.n_test}) hash = fnv1a64(&size, sizeof size, hash);
-  for (const std::vector<float>* values :
-       {&data.train_x, &data.train_y, &data.test_x, &data.test_y})
-    hash = fnv1a64(values->data(), values->size() * sizeof(float), hash);
+  const std::pair<const float*, size_t> arrays[] = {{data.train_x.data(), data.train_x.size()},
+                                                    {data.train_y.data(), data.train_y.size()},
+                                                    {data.test_x.data(), data.test_x.size()},
+                                                    {data.test_y.data(), data.test_y.size()}};
+  for (const auto& [values, count] : arrays) hash = fnv1a64(values, count * sizeof(float), hash);
   return hash;
 }
 

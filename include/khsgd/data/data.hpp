@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "khsgd/base/geometry.hpp"
+#include "khsgd/base/huge_pages.hpp"
 
 namespace khsgd {
 
@@ -14,7 +15,9 @@ struct Dataset {
   int64_t d = 0;  // features per example
   int64_t n_train = 0;
   int64_t n_test = 0;
-  std::vector<float> train_x;  // [n_train, d] row-major
+  // [n_train, d] row-major, on huge pages: the step loop reads its rows in a random order
+  // (huge_pages.hpp)
+  HugePageVector<float> train_x;
   std::vector<float> train_y;  // [n_train] in {0, 1}
   std::vector<float> test_x;   // [n_test, d]
   std::vector<float> test_y;   // [n_test]
