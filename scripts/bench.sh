@@ -14,7 +14,9 @@
 # Then the ratios, each with both of its times, all measured in this run: several workers against
 # one rank at the same B (a one-rank run at that B is added where it is not 16; ranks in processes
 # of their own against one rank on as many cores as each of them has, in-process workers against
-# one rank as it runs); then, in --rounds rounds (default 5), every one-rank CPU epoch against
+# one rank as it runs; where mpi ranks outnumber the cores, also an epoch of barriers alone against
+# the same rank: scripts/barrier.c, as many processes meeting once a step, yielding their cores
+# while they wait, and doing nothing else, which bounds those ranks); then, in --rounds rounds (default 5), every one-rank CPU epoch against
 # scripts/floor.c (the plain-C measuring stick, compiled here with cc -O2 -ffp-contract=off: D-RR
 # against its "steps", the pair sorters against "steps + pair walk", evaluation against its
 # "evaluation"), again for the rank held to one core (OMP_NUM_THREADS=1, as the floor runs), the
@@ -116,6 +118,12 @@ if command -v "$cc" > /dev/null 2>&1 &&
   have_floor=1
 else
   echo "(no C compiler '$cc': no floor ratios)" >&2
+fi
+# The measuring stick for ranks that share cores: barriers of processes that yield their cores
+# while they wait, and nothing else (scripts/barrier.c).
+have_barrier=""
+if [ -n "$have_floor" ] && "$cc" -O2 -o "$scratch/barrier" "$here/barrier.c" 2> "$scratch/barrier.log"; then
+  have_barrier=1
 fi
 # The time of line $1 in the floor's output $2.
 floor_time() {
@@ -240,6 +248,13 @@ for device in $devices; do
                            "$([ "$each" -lt "$(cores_each 1)" ] && echo "$each")"); then
                 ratio "$mode, $ranks workers, B $batch, $sorter" "$time" \
                       "1 rank, B $batch, $each core(s)" "${one%% *}"
+                # More ranks than cores: an epoch's barriers alone, one a step, in the same minute
+                # (what bounds these ranks: README, Speed).
+                if [ "$mode" = mpi ] && [ "$ranks" -gt "$cores" ] && [ -n "$have_barrier" ] &&
+                   barriers=$("$scratch/barrier" "$ranks" $((195285 / batch / 2 * 2))); then
+                  ratio "  barriers alone, $ranks processes (barrier.c)" "$barriers" \
+                        "1 rank, B $batch, $each core(s)" "${one%% *}"
+                fi
               fi
             else
               time=failed

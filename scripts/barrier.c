@@ -1,0 +1,63 @@
+// The measuring stick for ranks that share cores: P processes meet at a barrier R times, through
+// memory they share, a waiting process yielding its core at once (sched_yield) as khsgd's shared
+// window does where there are more ranks than cores (src/comm/mpi_comm.cpp), and nothing else: no
+// arithmetic, no data. With 4 processes on 2 cores, each barrier takes two switches between
+// processes on each core; an epoch of mpi ranks cannot take less than an epoch of these barriers
+// (one a step), which scripts/bench.sh prints beside them.
+//
+//   cc -O2 -o barrier barrier.c && ./barrier 4 12204
+// prints the seconds of the R barriers of P processes (P <= 64).
+#define _GNU_SOURCE
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { kLine = 64, kMaxProcs = 64 };
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+int main(int argc, char** argv) {
+  const int procs = argc > 1 ? atoi(argv[1]) : 0;
+  const long rounds = argc > 2 ? atol(argv[2]) : 0;
+  if (procs < 2 || procs > kMaxProcs || rounds < 1) {
+    fprintf(stderr, "usage: %s PROCESSES(2-%d) ROUNDS\n", argv[0], kMaxProcs);
+    return 2;
+  }
+  // Each process's count of barriers passed, a cache line apart.
+  char* counts = mmap(NULL, (size_t)kLine * kMaxProcs, PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (counts == MAP_FAILED) {
+    perror("mmap");
+    return 1;
+  }
+  const double start = now();
+  for (int p = 0; p < procs; ++p) {
+    const pid_t pid = fork();
+    if (pid < 0) {
+      perror("fork");
+      return 1;
+    }
+    if (pid > 0) continue;
+    for (long r = 1; r <= rounds; ++r) {
+      atomic_store_explicit((_Atomic long*)(counts + p * kLine), r, memory_order_release);
+      for (int q = 0; q < procs; ++q)
+        while (atomic_load_explicit((_Atomic long*)(counts + q * kLine), memory_order_acquire) < r)
+          sched_yield();
+    }
+    _exit(0);
+  }
+  int status = 0, failed = 0;
+  while (wait(&status) > 0) failed |= !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+  if (failed) return 1;
+  printf("%.4f\n", now() - start);
+  return 0;
+}
