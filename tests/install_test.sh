@@ -14,6 +14,7 @@ unset KHSGD_TRAIN
 cd "$work"  # nowhere near the checkout or the build
 "$prefix/bin/khsgd_train" --version | grep -q '^khsgd_train ' || { echo "FAIL: --version"; exit 1; }
 for f in share/khsgd/scripts/launch.sh share/khsgd/scripts/sweep.sh share/khsgd/scripts/bench.sh \
+         share/khsgd/scripts/floor.c share/khsgd/scripts/barrier.c \
          share/khsgd/plots/plot_figures.py share/khsgd/plots/summarize.py share/doc/khsgd/ALGORITHM.md; do
   [ -e "$prefix/$f" ] || { echo "FAIL: $f is not installed"; exit 1; }
 done
