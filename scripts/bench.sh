@@ -13,19 +13,19 @@
 #
 # Then the ratios, each with both of its times, all measured in this run: several workers against
 # one rank at the same B (a one-rank run at that B is added where it is not 16; ranks in processes
-# of their own against one rank on as many cores as each of them has, in-process workers against
-# one rank as it runs; where mpi ranks outnumber the cores, also an epoch of barriers alone against
-# the same rank: scripts/barrier.c, as many processes meeting once a step, yielding their cores
-# while they wait, and doing nothing else, which bounds those ranks); then, in --rounds rounds (default 5), every one-rank CPU epoch against
-# scripts/floor.c (the plain-C measuring stick, compiled here with cc -O2 -ffp-contract=off: D-RR
-# against its "steps", the pair sorters against "steps + pair walk", evaluation against its
-# "evaluation"), again for the rank held to one core (OMP_NUM_THREADS=1, as the floor runs), the
-# fixed cost of a one-rank run (its wall time less its epochs and evaluations), the epoch of the
-# fixed sorter (the same steps over the rows in their stored order, as the floor reads them)
-# against the floor's "steps", and with --baseline the one-rank epochs, evaluations and fixed cost
-# of another build (before / after). A round runs the floor and then each of those runs once, so
-# that a ratio's two times are from the same minute;
-# a line shows the round whose ratio is the median and, after it, the range over the rounds (this
+# of their own against one rank on as many cores as each of them has, in-process workers against one
+# rank as it runs; where mpi ranks outnumber the cores, also an epoch of barriers alone against the
+# same rank: scripts/barrier.c, as many processes meeting once a step, yielding their cores while
+# they wait, and doing nothing else, which bounds those ranks); then, in --rounds rounds (default
+# 5), every one-rank CPU epoch against scripts/floor.c (the plain-C measuring stick, compiled here
+# with cc -O2 -ffp-contract=off: D-RR against its "steps", the pair sorters against "steps + pair
+# walk", evaluation against its "evaluation"), again for the rank held to one core
+# (OMP_NUM_THREADS=1, as the floor runs), the fixed cost of a one-rank run (its wall time less its
+# epochs and evaluations), the epoch of the fixed sorter (the same steps over the rows in their
+# stored order, as the floor reads them) against the floor's "steps", and with --baseline the
+# one-rank epochs, evaluations and fixed cost of another build (before / after). A round runs the
+# floor and then each of those runs once, so that a ratio's two times are from the same minute; a
+# line shows the round whose ratio is the median and, after it, the range over the rounds (this
 # machine's speed moves from minute to minute, a ratio from one round by up to a half). Last the
 # floor's runs, the build and the machine.
 #

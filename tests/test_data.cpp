@@ -121,7 +121,7 @@ TEST(Zip, Crc32SlicedIsTheBytewiseCrc) {
 
 // The training rows' memory (huge_pages.hpp): a large array is a 2 MiB-aligned mapping of its own
 // that asks for huge pages (the mapping's VmFlags in /proc/self/smaps hold "hg", MADV_HUGEPAGE),
-// and holds what a std::vector holds; a small one is ordinary memory.
+// holds what a std::vector holds, and is unmapped whole when freed.
 namespace {
 // The VmFlags line of the mapping that holds `address`, or "" where smaps has none.
 std::string vm_flags_of(const void* address) {

@@ -34,9 +34,9 @@ struct HugePageAllocator {
   using value_type = T;
 
   HugePageAllocator() = default;
+  // Implicit, as std::allocator's: a container converts its allocator to another element type.
   template <class U>
-  HugePageAllocator(const HugePageAllocator<U>&) noexcept {
-  }  // NOLINT(google-explicit-constructor): as std::allocator's
+  HugePageAllocator(const HugePageAllocator<U>&) noexcept {}  // NOLINT(google-explicit-constructor)
 
   T* allocate(size_t n) {
     if (n > SIZE_MAX / sizeof(T)) throw std::bad_array_new_length();
