@@ -248,10 +248,11 @@ for device in $devices; do
                            "$([ "$each" -lt "$(cores_each 1)" ] && echo "$each")"); then
                 ratio "$mode, $ranks workers, B $batch, $sorter" "$time" \
                       "1 rank, B $batch, $each core(s)" "${one%% *}"
-                # More ranks than cores: an epoch's barriers alone, one a step, in the same minute
-                # (what bounds these ranks: README, Speed).
+                # More ranks than cores: an epoch's barriers alone, one a step (the run's own
+                # steps_per_epoch), in the same minute (what bounds these ranks: README, Speed).
                 if [ "$mode" = mpi ] && [ "$ranks" -gt "$cores" ] && [ -n "$have_barrier" ] &&
-                   barriers=$("$scratch/barrier" "$ranks" $((195285 / batch / 2 * 2))); then
+                   steps=$(sed -n 's/.*"steps_per_epoch": *\([0-9]*\).*/\1/p' "$folder/config.json") &&
+                   [ -n "$steps" ] && barriers=$("$scratch/barrier" "$ranks" "$steps"); then
                   ratio "  barriers alone, $ranks processes (barrier.c)" "$barriers" \
                         "1 rank, B $batch, $each core(s)" "${one%% *}"
                 fi
