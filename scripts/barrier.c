@@ -1,13 +1,17 @@
 // The measuring stick for ranks that share cores: P processes meet at a barrier R times, through
-// memory they share, a waiting process yielding its core at once (sched_yield) as khsgd's shared
-// window does where there are more ranks than cores (src/comm/mpi_comm.cpp), and nothing else: no
-// arithmetic, no data. With 4 processes on 2 cores, each barrier takes two switches between
-// processes on each core; an epoch of mpi ranks cannot take less than an epoch of these barriers
-// (one a step), which scripts/bench.sh prints beside them.
+// memory they share, and do nothing else: no arithmetic, no data. They are placed as
+// scripts/launch.sh --mpi has mpirun place more ranks than cores (--map-by core --bind-to
+// core:overload-allowed: process p on the (p mod C)-th of the C cores this one may use), and wait as
+// khsgd's shared window does then (src/comm/mpi_comm.cpp): a process yields its core while one
+// bound to the same core has not arrived (it cannot run otherwise), and spins while those still
+// missing are all on other cores. With 4 processes on 2 cores each barrier then takes one switch
+// between processes on each core; an epoch of mpi ranks cannot take less than an epoch of these
+// barriers (one a step), which scripts/bench.sh prints beside them.
 //
 //   cc -O2 -o barrier barrier.c && ./barrier 4 12204
 // prints the seconds of the R barriers of P processes (P <= 64).
 #define _GNU_SOURCE
+#include <immintrin.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -17,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { kLine = 64, kMaxProcs = 64 };
+enum { kLine = 64, kMaxProcs = 64, kSpins = 2048 };
 
 static double now(void) {
   struct timespec t;
@@ -39,6 +43,15 @@ int main(int argc, char** argv) {
     perror("mmap");
     return 1;
   }
+  // The cores this process may use, in order.
+  cpu_set_t allowed;
+  int core_of[CPU_SETSIZE], cores = 0;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) {
+    perror("sched_getaffinity");
+    return 1;
+  }
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &allowed)) core_of[cores++] = c;
   const double start = now();
   for (int p = 0; p < procs; ++p) {
     const pid_t pid = fork();
@@ -47,11 +60,26 @@ int main(int argc, char** argv) {
       return 1;
     }
     if (pid > 0) continue;
+    cpu_set_t own;
+    CPU_ZERO(&own);
+    CPU_SET(core_of[p % cores], &own);
+    if (sched_setaffinity(0, sizeof own, &own) != 0) _exit(1);
     for (long r = 1; r <= rounds; ++r) {
       atomic_store_explicit((_Atomic long*)(counts + p * kLine), r, memory_order_release);
-      for (int q = 0; q < procs; ++q)
-        while (atomic_load_explicit((_Atomic long*)(counts + q * kLine), memory_order_acquire) < r)
-          sched_yield();
+      for (int q = 0, turn = 0; q < procs; ++q) {
+        while (atomic_load_explicit((_Atomic long*)(counts + q * kLine), memory_order_acquire) < r) {
+          int sharer_behind = 0;  // a process on this core that has not arrived
+          for (int o = p % cores; o < procs; o += cores)
+            sharer_behind |= o != p && atomic_load_explicit((_Atomic long*)(counts + o * kLine),
+                                                            memory_order_relaxed) < r;
+          if (turn < kSpins && !sharer_behind) {
+            ++turn;
+            _mm_pause();
+          } else {
+            sched_yield();
+          }
+        }
+      }
     }
     _exit(0);
   }

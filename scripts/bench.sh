@@ -15,11 +15,11 @@
 # one rank at the same B (a one-rank run at that B is added where it is not 16; ranks in processes
 # of their own against one rank on as many cores as each of them has, in-process workers against one
 # rank as it runs; where mpi ranks outnumber the cores, also an epoch of barriers alone against the
-# same rank: scripts/barrier.c, as many processes meeting once a step, yielding their cores while
-# they wait, and doing nothing else, which bounds those ranks); then, in --rounds rounds (default
-# 5), every one-rank CPU epoch against scripts/floor.c (the plain-C measuring stick, compiled here
-# with cc -O2 -ffp-contract=off: D-RR against its "steps", the pair sorters against "steps + pair
-# walk", evaluation against its "evaluation"), again for the rank held to one core
+# same rank: scripts/barrier.c, as many processes meeting once a step, bound to the cores and
+# waiting as those ranks are, and doing nothing else, which bounds them); then, in --rounds rounds
+# (default 5), every one-rank CPU epoch against scripts/floor.c (the plain-C measuring stick,
+# compiled here with cc -O2 -ffp-contract=off: D-RR against its "steps", the pair sorters against
+# "steps + pair walk", evaluation against its "evaluation"), again for the rank held to one core
 # (OMP_NUM_THREADS=1, as the floor runs), the fixed cost of a one-rank run (its wall time less its
 # epochs and evaluations), the epoch of the fixed sorter (the same steps over the rows in their
 # stored order, as the floor reads them) against the floor's "steps", and with --baseline the
@@ -119,8 +119,8 @@ if command -v "$cc" > /dev/null 2>&1 &&
 else
   echo "(no C compiler '$cc': no floor ratios)" >&2
 fi
-# The measuring stick for ranks that share cores: barriers of processes that yield their cores
-# while they wait, and nothing else (scripts/barrier.c).
+# The measuring stick for ranks that share cores: barriers of processes bound to the cores and
+# waiting as the mpi ranks are, and nothing else (scripts/barrier.c).
 have_barrier=""
 if [ -n "$have_floor" ] && "$cc" -O2 -o "$scratch/barrier" "$here/barrier.c" 2> "$scratch/barrier.log"; then
   have_barrier=1

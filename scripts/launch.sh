@@ -11,7 +11,9 @@
 #
 # --mpi: Open MPI's mpirun starts the ranks instead (--backend auto then picks mpi). More ranks
 # than cores are allowed (--oversubscribe; Open MPI then yields the core while a rank waits), and
-# as root the variables Open MPI asks for are set. Nothing else changes.
+# bound one core each, in turn (--bind-to core:overload-allowed; mpirun leaves them unbound): a
+# rank waiting for the others then knows which of them share its core (README, Waiting). As root
+# the variables Open MPI asks for are set. Nothing else changes.
 set -u
 # Job control: each rank in its own process group, so that a Ctrl-C on the terminal reaches this
 # script alone and every rank gets it exactly once, from here (and ranks do not start with SIGINT
@@ -45,7 +47,9 @@ if [ "$use_mpi" -eq 1 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
   fi
-  exec mpirun --oversubscribe -np "$nproc_arg" "$train" "$@"
+  bind=()
+  if [ "$nproc_arg" -gt "$(nproc)" ]; then bind=(--bind-to core:overload-allowed); fi
+  exec mpirun --oversubscribe "${bind[@]}" -np "$nproc_arg" "$train" "$@"
 fi
 
 free_port() {

@@ -2,7 +2,12 @@
 // rank, and failures that must stop every rank with a clear message.
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
 
 #include "helpers.hpp"
 
@@ -126,6 +131,39 @@ TEST(Distributed, GlooMpiAndInProcessAgreeOnFourRanks) {
       }
     }
   }
+}
+
+// launch.sh --mpi with more ranks than cores has mpirun bind each rank to one core, the cores taken
+// in turn (mpirun leaves such ranks unbound): what lets a rank waiting in the shared window tell
+// the ranks on its own core from those running elsewhere. The ranks here are a script that prints
+// its rank and the cores it may run on.
+TEST(Distributed, MpiRanksThatOutnumberTheCoresAreBoundOneCoreEachInTurn) {
+  if (const std::string missing = mpi_missing(); !missing.empty()) GTEST_SKIP() << missing;
+  TempDir tmp;
+  const std::string rank = tmp / "rank.sh";
+  std::ofstream(rank) << "#!/bin/sh\n"
+                         "sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status "
+                         "> cores-of-rank-$OMPI_COMM_WORLD_RANK\n";
+  ASSERT_EQ(chmod(rank.c_str(), 0755), 0);
+  const int ranks = static_cast<int>(2 * std::max(sysconf(_SC_NPROCESSORS_ONLN), 1L));
+  const RunResult r =
+      run_launch(ranks, {}, tmp.path(), "KHSGD_TRAIN=" + shell_quote(rank), "--mpi");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  std::vector<std::string> core_of;  // rank -> the one core it may run on
+  std::map<std::string, int> ranks_on;
+  for (int k = 0; k < ranks; ++k) {
+    std::string cores = read_file(tmp / ("cores-of-rank-" + std::to_string(k)));
+    ASSERT_FALSE(cores.empty()) << "rank " << k << " wrote nothing: " << r.out << r.err;
+    cores.erase(cores.find_last_not_of('\n') + 1);
+    EXPECT_EQ(cores.find_first_of(",-"), std::string::npos)
+        << "rank " << k << " may run on " << cores;
+    core_of.push_back(cores);
+    ++ranks_on[cores];
+  }
+  // Spread evenly, in turn: rank k shares its core with rank k + (the number of cores used).
+  const int used = static_cast<int>(ranks_on.size());
+  for (int k = 0; k + used < ranks; ++k) EXPECT_EQ(core_of[k], core_of[k + used]) << k;
+  for (const auto& [core, count] : ranks_on) EXPECT_EQ(count, ranks / used) << core;
 }
 
 TEST(Distributed, InProcessWorkersNeedOneProcess) {

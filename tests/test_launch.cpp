@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <initializer_list>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -153,6 +154,36 @@ TEST(RunParts, AFailureIsRethrownOnceEveryPartHasRun) {
     ADD_FAILURE() << "no exception";
   } catch (const std::runtime_error& e) { EXPECT_STREQ(e.what(), "part 1"); }
   EXPECT_EQ(finished.load(), 4);
+}
+
+// The ranks that may run on a core rank r may run on: those a waiting rank of the mpi backend's
+// shared window gives its core to at once (mpi_comm.cpp), where ranks outnumber the cores.
+TEST(RanksSharingCores, AreThoseWhoseAffinitiesMeet) {
+  const auto set_of = [](std::initializer_list<int> cpus) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (const int cpu : cpus) CPU_SET(cpu, &set);
+    return set;
+  };
+  // Four ranks bound one core each in turn, as launch.sh --mpi has mpirun bind them on 2 cores.
+  const std::vector<cpu_set_t> bound = {set_of({0}), set_of({1}), set_of({0}), set_of({1})};
+  EXPECT_EQ(ranks_sharing_cores(bound, 0), std::vector<int>({2}));
+  EXPECT_EQ(ranks_sharing_cores(bound, 1), std::vector<int>({3}));
+  EXPECT_EQ(ranks_sharing_cores(bound, 2), std::vector<int>({0}));
+  EXPECT_EQ(ranks_sharing_cores(bound, 3), std::vector<int>({1}));
+  // Unbound: every rank may run anywhere, so each shares with all the others.
+  const std::vector<cpu_set_t> unbound(3, set_of({0, 1}));
+  EXPECT_EQ(ranks_sharing_cores(unbound, 1), std::vector<int>({0, 2}));
+  // Overlapping sets: rank 1's two cores meet both others'; ranks 0 and 2 do not meet.
+  const std::vector<cpu_set_t> overlapping = {set_of({0}), set_of({0, 1}), set_of({1, 2})};
+  EXPECT_EQ(ranks_sharing_cores(overlapping, 0), std::vector<int>({1}));
+  EXPECT_EQ(ranks_sharing_cores(overlapping, 1), std::vector<int>({0, 2}));
+  EXPECT_EQ(ranks_sharing_cores(overlapping, 2), std::vector<int>({1}));
+  // An affinity that could not be read (empty) is taken to share with every rank, both ways.
+  const std::vector<cpu_set_t> unknown = {set_of({0}), set_of({}), set_of({1})};
+  EXPECT_EQ(ranks_sharing_cores(unknown, 0), std::vector<int>({1}));
+  EXPECT_EQ(ranks_sharing_cores(unknown, 1), std::vector<int>({0, 2}));
+  EXPECT_EQ(ranks_sharing_cores(unknown, 2), std::vector<int>({1}));
 }
 
 TEST(WaitSpinning, LooksUntilDoneAndNotOnceMoreThroughEveryTier) {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <thread>
+#include <vector>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -18,6 +19,23 @@ namespace khsgd {
 inline int allowed_cores() {
   cpu_set_t allowed;
   return sched_getaffinity(0, sizeof allowed, &allowed) == 0 ? CPU_COUNT(&allowed) : 1;
+}
+
+// Of ranks with the given CPU affinities (rank r's at [r]), the other ranks that may run on a core
+// that `rank` may run on: where ranks outnumber the cores, those are the ones that can only run
+// while `rank` leaves its core to them. An empty set (an affinity that could not be read) counts as
+// sharing with every rank.
+inline std::vector<int> ranks_sharing_cores(const std::vector<cpu_set_t>& affinities, int rank) {
+  const cpu_set_t& own = affinities[static_cast<size_t>(rank)];
+  std::vector<int> sharing;
+  for (size_t r = 0; r < affinities.size(); ++r) {
+    if (static_cast<int>(r) == rank) continue;
+    cpu_set_t both;
+    CPU_AND(&both, &own, &affinities[r]);
+    if (CPU_COUNT(&both) > 0 || CPU_COUNT(&own) == 0 || CPU_COUNT(&affinities[r]) == 0)
+      sharing.push_back(static_cast<int>(r));
+  }
+  return sharing;
 }
 
 // One turn of a spinning wait: tells the core that this is a wait loop (x86's pause, ~20 ns on the
