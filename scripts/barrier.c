@@ -1,17 +1,17 @@
 // The measuring stick for ranks that share cores: P processes meet at a barrier R times, through
 // memory they share, and do nothing else: no arithmetic, no data. They are placed as
 // scripts/launch.sh --mpi has mpirun place more ranks than cores (--map-by core --bind-to
-// core:overload-allowed: process p on the (p mod C)-th of the C cores this one may use), and wait as
-// khsgd's shared window does then (src/comm/mpi_comm.cpp): a process yields its core while one
-// bound to the same core has not arrived (it cannot run otherwise), and spins while those still
-// missing are all on other cores. With 4 processes on 2 cores each barrier then takes one switch
+// core:overload-allowed: process p on the (p mod C)-th of the C CPUs this one may use; on a machine
+// with several hardware threads a core, mpirun binds to whole cores, this to single CPUs), and
+// wait as khsgd's shared window does then (src/comm/mpi_comm.cpp): a process yields its core while
+// one bound to the same CPU has not arrived (it cannot run otherwise), and spins while those still
+// missing are all on other CPUs. With 4 processes on 2 cores each barrier then takes one switch
 // between processes on each core; an epoch of mpi ranks cannot take less than an epoch of these
 // barriers (one a step), which scripts/bench.sh prints beside them.
 //
 //   cc -O2 -o barrier barrier.c && ./barrier 4 12204
 // prints the seconds of the R barriers of P processes (P <= 64).
 #define _GNU_SOURCE
-#include <immintrin.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -22,6 +22,15 @@
 #include <unistd.h>
 
 enum { kLine = 64, kMaxProcs = 64, kSpins = 2048 };
+
+// One turn of a spinning wait (x86's pause; elsewhere a compiler barrier only).
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#else
+  __asm__ __volatile__("" ::: "memory");
+#endif
+}
 
 static double now(void) {
   struct timespec t;
@@ -63,10 +72,13 @@ int main(int argc, char** argv) {
     cpu_set_t own;
     CPU_ZERO(&own);
     CPU_SET(core_of[p % cores], &own);
-    if (sched_setaffinity(0, sizeof own, &own) != 0) _exit(1);
+    // Where it cannot be bound it runs unbound (and its barriers take longer), rather than leave
+    // the others waiting for it.
+    (void)sched_setaffinity(0, sizeof own, &own);
     for (long r = 1; r <= rounds; ++r) {
       atomic_store_explicit((_Atomic long*)(counts + p * kLine), r, memory_order_release);
-      for (int q = 0, turn = 0; q < procs; ++q) {
+      for (int q = 0; q < procs; ++q) {
+        int turn = 0;  // per process waited for, as in wait_for()
         while (atomic_load_explicit((_Atomic long*)(counts + q * kLine), memory_order_acquire) < r) {
           int sharer_behind = 0;  // a process on this core that has not arrived
           for (int o = p % cores; o < procs; o += cores)
@@ -74,7 +86,7 @@ int main(int argc, char** argv) {
                                                             memory_order_relaxed) < r;
           if (turn < kSpins && !sharer_behind) {
             ++turn;
-            _mm_pause();
+            cpu_relax();
           } else {
             sched_yield();
           }

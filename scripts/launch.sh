@@ -11,8 +11,9 @@
 #
 # --mpi: Open MPI's mpirun starts the ranks instead (--backend auto then picks mpi). More ranks
 # than cores are allowed (--oversubscribe; Open MPI then yields the core while a rank waits), and
-# bound one core each, in turn (--bind-to core:overload-allowed; mpirun leaves them unbound): a
-# rank waiting for the others then knows which of them share its core (README, Waiting). As root
+# bound one core each, in turn (--map-by core --bind-to core:overload-allowed,if-supported; mpirun
+# leaves them unbound): a rank waiting for the others then knows which of them share its core
+# (README, Waiting). As root
 # the variables Open MPI asks for are set. Nothing else changes.
 set -u
 # Job control: each rank in its own process group, so that a Ctrl-C on the terminal reaches this
@@ -47,9 +48,14 @@ if [ "$use_mpi" -eq 1 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
   fi
+  # More ranks than the cores this script may use (nproc, less its OMP_* reading): bind them one
+  # core each, in turn; where binding is not supported, they run unbound as before. mpirun places
+  # them on the machine's cores, not only those a taskset left to this script.
   bind=()
-  if [ "$nproc_arg" -gt "$(nproc)" ]; then bind=(--bind-to core:overload-allowed); fi
-  exec mpirun --oversubscribe "${bind[@]}" -np "$nproc_arg" "$train" "$@"
+  if [ "$nproc_arg" -gt "$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)" ]; then
+    bind=(--map-by core --bind-to core:overload-allowed,if-supported)
+  fi
+  exec mpirun --oversubscribe ${bind[@]+"${bind[@]}"} -np "$nproc_arg" "$train" "$@"
 fi
 
 free_port() {

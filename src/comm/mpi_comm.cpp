@@ -100,7 +100,7 @@ class CollectiveWatchdog {
 // slot's count; the others wait for the count and read. A step's gather is then a few cache-line
 // transfers (~0.2-0.3 us for two ranks here) instead of MPI's point-to-point messages (~1 us and
 // more, measured on the 2-core development machine), and, with more ranks than cores, a waiting
-// rank yields its core straight away instead of polling MPI's progress engine.
+// rank yields its core to a rank that needs it instead of polling MPI's progress engine (wait_for).
 //
 // Each slot has two buffers, used by turns: a rank writes the next call's part into the other
 // buffer, and it can come back to this one only after every other rank has finished reading it
@@ -180,9 +180,10 @@ class SharedWindowGather {
   static constexpr size_t kHeader = 64;
 
   // Collective over `node`: where its ranks outnumber the cores they may run on together (the
-  // union of their CPU affinities: mpirun binds each to its own, taskset narrows them all), the
-  // ranks that may run on a core `rank` may run on (ranks_sharing_cores; every other rank where
-  // the affinities cannot be had); none where every rank can have a core of its own.
+  // union of their CPU affinities, as mpirun or taskset left them), the ranks that may run on a
+  // core `rank` may run on (ranks_sharing_cores; every other rank where the affinities cannot be
+  // had); none where every rank can have a core of its own. `all` is in node order, which is
+  // `comm`'s (open() splits with key = rank and keeps the window only where node_size == size).
   static std::vector<int> core_sharers(MPI_Comm node, int rank, int node_size) {
     cpu_set_t own;
     CPU_ZERO(&own);
