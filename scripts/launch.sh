@@ -13,8 +13,7 @@
 # than cores are allowed (--oversubscribe; Open MPI then yields the core while a rank waits), and
 # bound one core each, in turn (--map-by core --bind-to core:overload-allowed,if-supported; mpirun
 # leaves them unbound): a rank waiting for the others then knows which of them share its core
-# (README, Waiting). As root
-# the variables Open MPI asks for are set. Nothing else changes.
+# (README, Waiting). As root the variables Open MPI asks for are set. Nothing else changes.
 set -u
 # Job control: each rank in its own process group, so that a Ctrl-C on the terminal reaches this
 # script alone and every rank gets it exactly once, from here (and ranks do not start with SIGINT
