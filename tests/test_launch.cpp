@@ -211,6 +211,23 @@ TEST(WaitSpinning, LooksUntilDoneAndNotOnceMoreThroughEveryTier) {
   EXPECT_EQ(looks, 1);
 }
 
+TEST(WaitSpinning, YieldFirstLooksSpendNoSpinningTurn) {
+  // spins = 4; yield_first() holds at its first 3 calls; done() at the 10th look. Looks 1-3 yield
+  // without spending a turn, looks 4-7 spin (turns 1-4), looks 8 and 9 are past the spins and yield
+  // without asking: 7 calls. Had the yielding looks spent turns, there would be 4.
+  int looks = 0, asked = 0;
+  wait_spinning([&] { return ++looks == 10; }, /*spins=*/4, /*yields=*/-1,
+                [&] { return ++asked <= 3; });
+  EXPECT_EQ(looks, 10);
+  EXPECT_EQ(asked, 7);
+  // Never asked once the spins are spent, nor with none.
+  looks = asked = 0;
+  wait_spinning([&] { return ++looks == 5; }, /*spins=*/0, /*yields=*/-1,
+                [&] { return ++asked > 0; });
+  EXPECT_EQ(looks, 5);
+  EXPECT_EQ(asked, 0);
+}
+
 TEST(WaitSpinning, SeesAnotherThreadsWriteFromTheSleepingTier) {
   std::atomic<bool> written{false};
   std::thread writer([&] {

@@ -211,14 +211,8 @@ class SharedWindowGather {
   // epoch takes 0.030 s instead of 0.042 s (README, Waiting). Unbound ranks all share every core:
   // every wait yields at once, as before.
   void wait_for(const Slot& theirs, uint64_t call) const {
-    for (int turn = 0; theirs.count.load(std::memory_order_acquire) < call;) {
-      if (turn < kSpins && !core_sharer_behind(call)) {
-        ++turn;
-        cpu_relax();
-      } else {
-        sched_yield();
-      }
-    }
+    wait_spinning([&] { return theirs.count.load(std::memory_order_acquire) >= call; }, kSpins,
+                  /*yields=*/-1, [&] { return core_sharer_behind(call); });
   }
 
   // Whether a rank that shares this rank's core has not yet written its part of `call`.

@@ -48,15 +48,26 @@ inline void cpu_relax() {
 #endif
 }
 
+// The default of wait_spinning()'s `yield_first`: never.
+struct NeverYieldFirst {
+  bool operator()() const { return false; }
+};
+
 // Waits until done() holds: first up to `spins` turns of cpu_relax(), for a write that is near,
 // then giving the core away between looks (sched_yield), for one that is far or whose writer
 // shares this core; with `yields` >= 0, only that many times, and after them sleeping 50 us between
 // looks, for a wait that may last (a yielding thread still takes its core whenever no other thread
-// wants it). The count stops there: a long wait does not overflow it.
-template <class Done>
-void wait_spinning(Done&& done, int spins, int yields = -1) {
+// wants it). The count stops there: a long wait does not overflow it. A look of the spinning turns
+// at which yield_first() holds yields instead, without spending a turn: for a writer known to need
+// this core (mpi_comm.cpp: a rank that shares it and has not written yet).
+template <class Done, class YieldFirst = NeverYieldFirst>
+void wait_spinning(Done&& done, int spins, int yields = -1, YieldFirst&& yield_first = {}) {
   for (int64_t turn = 0; !done();) {  // 64 bits: spins + yields always fits
     if (turn < spins) {
+      if (yield_first()) {
+        sched_yield();
+        continue;
+      }
       ++turn;
       cpu_relax();
     } else if (yields < 0 || turn - spins < yields) {
