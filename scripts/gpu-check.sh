@@ -6,9 +6,12 @@
 #   build         configure (prints the CUDA architectures) and build into build-gpu
 #   cpu-suite     the whole ctest suite but the GPU set, on this CUDA build (in the background)
 #   golden-gpu    the reference's four H200 runs (ctest GoldenGpu)
-#   kernels       each kernel against the CPU code at D = 5, 21, 200 (ctest KernelChecks, ...)
+#   kernels       each kernel against the CPU code at D = 5, 21, 200, and the engine's kernels at
+#                 D = 64 (ctest KernelChecks, GpuSorters, GpuEngine: resume, saved gradients)
 #   backends      NCCL opened by one rank, two NCCL ranks where two GPUs exist, Gloo on the GPU,
 #                 lost ranks (ctest GpuBackends)
+#   python        the Python module's tests (ctest python_module), its sorters fed CUDA tensors
+#                 (fails where the module was not built or sees no GPU)
 #   torchrun      torchrun --no_python with 2 ranks (Gloo, CPU) against scripts/launch.sh, and with
 #                 1 rank (--device cuda --backend nccl) against a plain run; ctest -R Torchrun
 #   memcheck      compute-sanitizer on a one-epoch run of each sorter (small synthetic set)
@@ -69,6 +72,15 @@ time_left() {
   local left=$(( deadline - ($(date +%s) - started) - 20 ))
   echo $(( left < $1 ? left : $1 ))
 }
+# A stage's exit status as the table's word: 124 and 137 are timeout's, 77 a skip.
+result_of() {
+  case $1 in
+    0) echo passed ;;
+    124 | 137) echo TIMEOUT ;;
+    77) echo skipped ;;
+    *) echo FAILED ;;
+  esac
+}
 # Runs the function or command after NAME LIMIT in its own bash, at most LIMIT seconds, its output
 # in $LOGS/NAME.log. Functions must be exported (export -f).
 stage() {
@@ -84,11 +96,33 @@ stage() {
   start=$(date +%s)
   timeout --kill-after=15 "$limit" bash -c '"$@"' bash "$@" > "$log" 2>&1
   status=$?
-  local result=passed
-  [ $status -eq 124 ] || [ $status -eq 137 ] && result="TIMEOUT"
-  [ $status -ne 0 ] && [ "$result" = passed ] && result=FAILED
-  [ $status -eq 77 ] && result=skipped
+  local result
+  result=$(result_of $status)
   record "$name" "$result" $(( $(date +%s) - start )) "$log"
+}
+
+# The same, started in the background (its row comes when finish_beside waits for it).
+beside_names=() beside_pids=() beside_starts=()
+stage_beside() {
+  local name=$1 limit
+  limit=$(time_left "$2")
+  shift 2
+  wanted "$name" || return 0
+  if [ "$limit" -lt 10 ]; then
+    record "$name" skipped 0 "(no time left before the deadline)"
+    return 0
+  fi
+  timeout --kill-after=10 "$limit" bash -c '"$@"' bash "$@" > "$LOGS/$name.log" 2>&1 &
+  beside_pids+=($!); beside_names+=("$name"); beside_starts+=("$(date +%s)")
+}
+finish_beside() {
+  local i status
+  for i in "${!beside_pids[@]}"; do
+    wait "${beside_pids[$i]}"
+    status=$?
+    record "${beside_names[$i]}" "$(result_of $status)" $(( $(date +%s) - ${beside_starts[$i]} )) \
+      "$LOGS/${beside_names[$i]}.log"
+  done
 }
 
 # --- Stages.
@@ -209,30 +243,20 @@ export -f build_stage ctest_stage same_runs free_port torchrun_stage sanitizer_s
 
 stage build 420 build_stage
 if [ -x "$TRAIN" ] && "$TRAIN" --version 2> /dev/null | grep -q "CUDA engine: yes"; then
-  # The CPU suite needs no GPU: it runs beside the GPU stages, which wait on the device.
-  cpu_suite_start=$(date +%s)
-  if wanted cpu-suite; then
-    timeout --kill-after=10 "$(time_left 360)" bash -c 'ctest_stage -LE gpu -j 10' \
-      > "$LOGS/cpu-suite.log" 2>&1 &
-    cpu_suite_pid=$!
-  fi
+  # The CPU suite and the Python module's tests need little of the GPU: they run beside the GPU
+  # stages, which wait on the device.
+  stage_beside cpu-suite 360 ctest_stage -LE gpu -E "^python_module$" -j 10
+  stage_beside python 240 ctest_stage -R "^python_module$" -V
   stage golden-gpu 180 ctest_stage -R GoldenGpu -j 4
   stage kernels 240 ctest_stage -R "KernelChecks|GpuSorters|GpuEngine"
   stage backends 300 ctest_stage -R GpuBackends
   stage torchrun 180 torchrun_stage
   stage memcheck 300 sanitizer_stage memcheck
   stage racecheck 300 sanitizer_stage racecheck
-  if [ -n "${cpu_suite_pid:-}" ]; then
-    wait "$cpu_suite_pid"
-    status=$?
-    result=passed
-    [ $status -eq 124 ] || [ $status -eq 137 ] && result=TIMEOUT
-    [ $status -ne 0 ] && [ "$result" = passed ] && result=FAILED
-    record cpu-suite "$result" $(( $(date +%s) - cpu_suite_start )) "$LOGS/cpu-suite.log"
-  fi
+  finish_beside
   stage bench 240 bench_stage
 else
-  for name in cpu-suite golden-gpu kernels backends torchrun memcheck racecheck bench; do
+  for name in cpu-suite python golden-gpu kernels backends torchrun memcheck racecheck bench; do
     wanted "$name" && record "$name" skipped 0 "(no CUDA build)"
   done
 fi
@@ -246,8 +270,10 @@ fi
   for i in "${!names[@]}"; do
     printf '%-10s %-8s %8s  %s\n' "${names[$i]}" "${results[$i]}" "${seconds[$i]}" "${logfiles[$i]}"
   done
-  for log in golden-gpu kernels backends cpu-suite; do
-    [ -f "$LOGS/$log.log" ] && grep -E "tests passed|tests failed" "$LOGS/$log.log" | sed "s/^/$log: /"
+  for log in golden-gpu kernels backends python cpu-suite; do
+    # ctest's count, and pytest's (printed by ctest -V as "N: ..." and again on failure: once)
+    [ -f "$LOGS/$log.log" ] && grep -E "tests passed|tests failed|^([0-9]+: )?[0-9]+ (passed|failed)" \
+      "$LOGS/$log.log" | sed -E "s/^[0-9]+: //; s/^/$log: /" | awk '!seen[$0]++'
   done
   [ -f "$LOGS/bench.log" ] && { echo; cat "$LOGS/bench.log"; }
 } | tee "$LOGS/summary.txt"

@@ -4,7 +4,8 @@ over gloo, grab-sampler's rules, and the errors of bad input (python/README.md).
 Run: PYTHONPATH=BUILD/python python -m pytest python/tests (ctest runs it where the module is
 built). Skips as a whole where khsgd is not importable, unless KHSGD_REQUIRE_MODULE=1 (ctest sets
 it: there a module that does not import is a failure); KHSGD_REQUIRE_GRAB=1 likewise makes
-grab-sampler's comparison fail rather than skip where grab-sampler does not import.
+grab-sampler's comparison fail rather than skip where grab-sampler does not import, and
+KHSGD_REQUIRE_GPU=1 (scripts/gpu-check.sh) the CUDA tensors' test where torch sees no GPU.
 """
 
 from __future__ import annotations
@@ -155,6 +156,8 @@ def test_state_dict_round_trip(name):
 @pytest.mark.parametrize("name", ["CD-GraB", "KH-SGD", "SBW"])
 def test_cuda_gradients_give_the_cpu_orders(name):
     if not torch.cuda.is_available():
+        if os.environ.get("KHSGD_REQUIRE_GPU") == "1":
+            pytest.fail(f"torch {torch.__version__} sees no CUDA device (KHSGD_REQUIRE_GPU=1: this must run here)")
         pytest.skip("no CUDA device")
     shape = dict(examples=40, microbatch=4, D=7, epochs=3, ranks=2, rank=1)
     on_cpu = random_epochs(khsgd.Sorter(name, seed=3, **shape), 3, torch.Generator().manual_seed(9))
