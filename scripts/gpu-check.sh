@@ -203,6 +203,17 @@ torchrun_stage() {
   return $status
 }
 
+# The Python module's pytest (ctest python_module, run with -V for pytest's lines); where configure
+# left the module out, says so with configure's reason instead of ctest's "No tests were found".
+python_stage() {
+  if ctest --test-dir "$BUILD" -N -R "^python_module$" | grep -q "Total Tests: 0"; then
+    echo "the Python module or its test was not built; configure said:"
+    grep -h "khsgd: Python module\|lacks torch or pytest" "$LOGS/build.log" 2> /dev/null
+    return 1
+  fi
+  ctest_stage -R "^python_module$" -V
+}
+
 # compute-sanitizer --tool $1 on one epoch of each sorter that runs on the GPU, all at once; given
 # khsgd_train_run itself, which khsgd_train would exec for a --device cuda run.
 sanitizer_stage() {
@@ -233,7 +244,8 @@ bench_stage() {
   KHSGD_TRAIN=$TRAIN "$ROOT/scripts/bench.sh" --devices "cuda cpu" --epochs 4 --rounds 3
 }
 
-export -f build_stage ctest_stage same_runs free_port torchrun_stage sanitizer_stage bench_stage
+export -f build_stage ctest_stage python_stage same_runs free_port torchrun_stage sanitizer_stage \
+  bench_stage
 
 # --- The run.
 {
@@ -246,7 +258,7 @@ if [ -x "$TRAIN" ] && "$TRAIN" --version 2> /dev/null | grep -q "CUDA engine: ye
   # The CPU suite and the Python module's tests need little of the GPU: they run beside the GPU
   # stages, which wait on the device.
   stage_beside cpu-suite 360 ctest_stage -LE gpu -E "^python_module$" -j 10
-  stage_beside python 240 ctest_stage -R "^python_module$" -V
+  stage_beside python 240 python_stage
   stage golden-gpu 180 ctest_stage -R GoldenGpu -j 4
   stage kernels 240 ctest_stage -R "KernelChecks|GpuSorters|GpuEngine"
   stage backends 300 ctest_stage -R GpuBackends
